@@ -1,0 +1,1 @@
+//! Pinned pod namespaces (placeholder).
