@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# End-to-end test of the one-node lab, as a user would drive it: scripts/up.sh, real kubectl 1.32 with default
+# flags and an empty cache, curl from the host, scripts/down.sh, and a check that nothing is left behind.
+#
+# Prints one line per check and ends with "N passed, N failed"; exits non-zero if any check failed.
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+passed=0
+failed=0
+work=$(mktemp -d /tmp/skiff-e2e.XXXXXX)
+cache="$work/kube-cache"
+
+pass() { passed=$((passed + 1)); printf 'ok   %s\n' "$1"; }
+fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"; }
+
+# check NAME CMD... : the command must succeed.
+check() {
+    local name=$1; shift
+    local out
+    if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "command: $*" "${out:0:2000}"; fi
+}
+
+# contains NAME HAYSTACK NEEDLE
+contains() {
+    if grep -qF -- "$3" <<<"$2"; then pass "$1"; else fail "$1" "expected to find: $3" "in: ${2:0:3000}"; fi
+}
+
+k() { kubectl --cache-dir "$cache" "$@"; }
+
+finish() {
+    echo
+    echo "$passed passed, $failed failed"
+    rm -rf "$work"
+    [[ $failed -eq 0 ]]
+}
+
+dump_logs() {
+    local state=${SKIFF_STATE:-/var/lib/skiff}
+    for f in "$state"/logs/*.log; do
+        [[ -f $f ]] || continue
+        echo "---- last lines of $f"
+        tail -n 40 "$f"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== up.sh"
+if ! "$repo/scripts/up.sh" >"$work/up1.out" 2>&1; then
+    fail "up.sh brings the cluster up" "$(tail -n 30 "$work/up1.out")"
+    dump_logs
+    "$repo/scripts/down.sh" >/dev/null 2>&1
+    finish; exit 1
+fi
+last1=$(tail -n 1 "$work/up1.out")
+if [[ $last1 =~ ^export\ KUBECONFIG=/[^[:space:]]+$ ]]; then pass "up.sh ends with export KUBECONFIG=<absolute path>"
+else fail "up.sh ends with export KUBECONFIG=<absolute path>" "last line: $last1"; fi
+eval "$last1"
+
+state=${SKIFF_STATE:-/var/lib/skiff}
+pids_before=$(cat "$state"/pids/*.pid 2>/dev/null | sort | tr '\n' ' ')
+"$repo/scripts/up.sh" >"$work/up2.out" 2>&1
+last2=$(tail -n 1 "$work/up2.out")
+if [[ $last2 == "$last1" ]]; then pass "second up.sh prints the same last line"; else fail "second up.sh prints the same last line" "$last2"; fi
+pids_after=$(cat "$state"/pids/*.pid 2>/dev/null | sort | tr '\n' ' ')
+if [[ -n $pids_before && $pids_before == "$pids_after" ]]; then pass "second up.sh restarts nothing"
+else fail "second up.sh restarts nothing" "before: $pids_before" "after: $pids_after"; fi
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== the nginx example pod"
+node=$(hostname | tr '[:upper:]' '[:lower:]')
+out=$(k get nodes 2>&1)
+contains "kubectl get nodes shows this host" "$out" "$node"
+if awk -v n="$node" '$1 == n && $2 == "Ready" { found = 1 } END { exit !found }' <<<"$out"; then pass "node is Ready"
+else fail "node is Ready" "$out"; fi
+
+out=$(k create -f examples/pod.yml 2>&1)
+contains "kubectl create -f examples/pod.yml" "$out" "pod/example-pod created"
+out=$(k create -f examples/pod.yml 2>&1)
+contains "a second create is refused with AlreadyExists" "$out" "AlreadyExists"
+
+check "kubectl wait --for=condition=Ready pod/example-pod" k wait --for=condition=Ready pod/example-pod --timeout=120s
+
+out=$(k get pods -o wide 2>&1)
+row=$(grep '^example-pod ' <<<"$out")
+ip=$(k get pod example-pod -o 'jsonpath={.status.podIP}' 2>/dev/null)
+if [[ $row == *Running* && -n $ip && $row == *"$ip"* && $row == *"$node"* ]]; then
+    pass "get pods -o wide: Running with IP and NODE"
+else
+    fail "get pods -o wide: Running with IP and NODE" "$out"
+fi
+contains "get pods -o wide has the wide columns" "$out" "NOMINATED NODE"
+
+body=$(curl -sS --max-time 10 "http://$ip/" 2>&1)
+contains "curl http://<pod IP>/ answers with the nginx welcome page" "$body" "Welcome to nginx!"
+
+out=$(k describe pod example-pod 2>&1)
+for reason in Scheduled Pulling Pulled Created Started; do
+    contains "describe pod shows event $reason" "$out" "$reason"
+done
+
+status=$(k get pod example-pod -o json 2>&1)
+for field in '"type": "PodScheduled"' '"type": "PodReadyToStartContainers"' '"type": "Initialized"' \
+             '"type": "ContainersReady"' '"type": "Ready"' '"hostIP"' '"startTime"' '"podIPs"' \
+             '"containerID": "containerd://' '"imageID": "docker.io/library/nginx@sha256:' '"restartCount": 0' \
+             '"started": true' '"phase": "Running"'; do
+    contains "pod status has $field" "$status" "$field"
+done
+
+uid=$(k get pod example-pod -o 'jsonpath={.metadata.uid}' 2>/dev/null)
+logfile="/var/log/pods/default_example-pod_${uid}/nginx/0.log"
+if [[ -f $logfile ]] && grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z stdout F .*"GET / HTTP/1.1" 200' "$logfile"; then
+    pass "nginx access log is in $logfile in CRI format"
+else
+    fail "nginx access log is in the CRI log file" "$logfile: $(tail -n 5 "$logfile" 2>&1)"
+fi
+
+ipam_file="/var/lib/cni/networks/skiff/$ip"
+[[ -f $ipam_file ]] && pass "the pod IP is reserved in IPAM" || fail "the pod IP is reserved in IPAM" "$ipam_file missing"
+
+out=$(timeout 120 kubectl --cache-dir "$cache" delete pod example-pod 2>&1)
+contains "kubectl delete pod example-pod returns" "$out" 'pod "example-pod" deleted'
+out=$(k get pod example-pod 2>&1)
+contains "the pod is gone from the API" "$out" "NotFound"
+sock=/run/skiff/containerd/containerd.sock
+left=$(ctr --address "$sock" -n skiff containers ls -q 2>&1 | grep -c "^$uid" || true)
+[[ $left -eq 0 ]] && pass "no containers of the deleted pod in containerd" || fail "no containers of the deleted pod in containerd" "$left left"
+[[ ! -e $ipam_file ]] && pass "the pod IP is released" || fail "the pod IP is released" "$ipam_file still there"
+[[ ! -e /run/skiff/pods/$uid ]] && pass "the pod's pinned namespaces are gone" || fail "the pod's pinned namespaces are gone" "$(ls -R /run/skiff/pods/$uid 2>&1)"
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== init container writes into an emptyDir, the app container serves it"
+check "kubectl create -f examples/init-emptydir.yml" k create -f examples/init-emptydir.yml
+check "init pod becomes Ready" k wait --for=condition=Ready pod/init-demo --timeout=120s
+ip=$(k get pod init-demo -o 'jsonpath={.status.podIP}' 2>/dev/null)
+body=$(curl -sS --max-time 10 "http://$ip/" 2>&1)
+contains "the app serves the file the init container wrote" "$body" "written by the init container"
+out=$(k get pod init-demo -o 'jsonpath={.status.initContainerStatuses[0].state.terminated.reason}' 2>&1)
+contains "the init container terminated with reason Completed" "$out" "Completed"
+check "kubectl delete pod init-demo" timeout 120 kubectl --cache-dir "$cache" delete pod init-demo
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== bad input"
+out=$(printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n' | k create -f - 2>&1)
+contains "a pod without image is Invalid" "$out" 'spec.containers[0].image: Required value'
+out=$(printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  bogus: 1\n  containers:\n  - name: c\n    image: nginx\n' | k create -f - 2>&1)
+contains "an unknown field is refused (strict validation)" "$out" 'unknown field "spec.bogus"'
+out=$(curl -sk --max-time 5 https://127.0.0.1:6443/api/v1/pods 2>&1)
+contains "anonymous requests get 401" "$out" '"code":401'
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== down.sh"
+check "down.sh" "$repo/scripts/down.sh"
+check "nothing is left behind (down.sh --check)" "$repo/scripts/down.sh" --check
+for pid in $pids_after; do
+    if kill -0 "$pid" 2>/dev/null; then fail "lab process $pid is gone"; else pass "lab process $pid is gone"; fi
+done
+ip link show skiff0 >/dev/null 2>&1 && fail "bridge skiff0 is removed" || pass "bridge skiff0 is removed"
+nft list table ip skiff-cni >/dev/null 2>&1 && fail "nft table ip skiff-cni is removed" || pass "nft table ip skiff-cni is removed"
+grep -q ' /run/skiff' /proc/self/mountinfo && fail "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" || pass "no mounts under /run/skiff"
+check "down.sh a second time" "$repo/scripts/down.sh"
+
+finish

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs skiff's whole test suite: formatting and lints, unit and root integration tests (real containerd, netns,
+# registry, API server), then the end-to-end lab test (scripts/up.sh, real kubectl, scripts/down.sh).
+#
+#   sudo ./scripts/test.sh            everything
+#   sudo ./scripts/test.sh --no-e2e   skip the lab test
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "test.sh: the suite needs root (network namespaces, containerd, mounts): run it with sudo" >&2
+    exit 1
+fi
+
+run_e2e=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-e2e) run_e2e=0 ;;
+        *) echo "test.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit and integration tests (root)"
+# Root tests start their own containerd, registry and API server; they must not skip silently without root.
+export SKIFF_TEST_REQUIRE_ROOT=1
+cargo test --workspace --locked -- --test-threads=2
+
+if [[ $run_e2e -eq 1 ]]; then
+    step "end-to-end lab test"
+    "$repo/e2e/lab.sh"
+fi
