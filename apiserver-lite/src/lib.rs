@@ -2,5 +2,179 @@
 //!
 //! It authenticates, authorizes, decodes, defaults, validates and stores the objects skiff serves, and runs
 //! the cluster's built-in loops (scheduler, node IPAM) in-process.
+//!
+//! Known gap: authorization. Every authenticated user (client certificate or bearer token) may do anything.
 
+pub mod auth;
+pub mod controllers;
+pub mod discovery;
+pub mod handlers;
+pub mod patch;
+pub mod pki;
+pub mod protobuf;
+pub mod resources;
+pub mod selectors;
+pub mod server;
+pub mod status;
 pub mod store;
+pub mod strict;
+pub mod watch;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::{oneshot, watch as tokio_watch};
+
+use crate::store::Store;
+
+/// Everything `skiff-apiserver serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    /// 0 picks a free port (tests); the admin kubeconfig then names the port actually bound.
+    pub secure_port: u16,
+    pub advertise_address: IpAddr,
+    pub cluster_cidr: ipnet::Ipv4Net,
+    pub node_cidr_mask: u8,
+    pub token_auth_file: Option<PathBuf>,
+}
+
+/// The path of the store file inside the data directory.
+pub fn store_path(cfg: &ServeConfig) -> PathBuf {
+    cfg.data_dir.join("store.redb")
+}
+
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// Write `admin.kubeconfig` unless one for the same server URL exists.
+pub fn ensure_admin_kubeconfig(pki: &pki::Pki, cfg: &ServeConfig, port: u16) -> Result<PathBuf> {
+    let path = cfg.data_dir.join("admin.kubeconfig");
+    let server = format!("https://{}:{port}", url_host(cfg.advertise_address));
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && existing.contains(&format!("server: \"{server}\""))
+    {
+        return Ok(path);
+    }
+    pki.write_kubeconfig(
+        &path,
+        &server,
+        "skiff-admin",
+        &["system:masters".to_string()],
+    )?;
+    Ok(path)
+}
+
+/// Serve the API over `store` until `shutdown` turns true. `ready` receives the bound address once the
+/// listener is up (and the PKI and admin kubeconfig exist).
+pub async fn serve_with_store(
+    cfg: &ServeConfig,
+    store: Arc<dyn Store>,
+    shutdown: tokio_watch::Receiver<bool>,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let pki = pki::Pki::load_or_create(&cfg.data_dir)?;
+    let (cert, key) = pki.serving_cert(&pki::serving_sans(cfg.advertise_address))?;
+    let tls = server::tls_config(&pki.ca_pem, &cert, &key)?;
+    let tokens = match &cfg.token_auth_file {
+        Some(p) => auth::TokenAuth::load(p)?,
+        None => auth::TokenAuth::default(),
+    };
+    let listener = tokio::net::TcpListener::bind((cfg.bind_address, cfg.secure_port))
+        .await
+        .with_context(|| format!("binding {}:{}", cfg.bind_address, cfg.secure_port))?;
+    let addr = listener.local_addr()?;
+    ensure_admin_kubeconfig(&pki, cfg, addr.port())?;
+    let state = Arc::new(server::State {
+        api: handlers::Api::new(store.clone()),
+        openapi: discovery::OpenApi::build(),
+        tokens,
+        server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
+    });
+    // Namespace finalization and orphaned terminating pods.
+    {
+        let api = handlers::Api::new(store.clone());
+        let mut sd = shutdown.clone();
+        tokio::spawn(async move {
+            let mut pass: u64 = 0;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = sd.changed() => if *sd.borrow() { return; },
+                }
+                pass = pass.wrapping_add(1);
+                if let Err(e) = api.finalize_pass(pass.is_multiple_of(10)).await {
+                    tracing::warn!("finalizer pass: {e}");
+                }
+            }
+        });
+    }
+    tracing::info!("serving on https://{addr}");
+    if let Some(r) = ready {
+        let _ = r.send(addr);
+    }
+    server::serve(listener, tls, state, shutdown).await
+}
+
+/// Open the store, bootstrap, start the controllers and serve until SIGINT/SIGTERM.
+pub async fn run(cfg: ServeConfig) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store: Arc<dyn Store> = open_store(&cfg)?;
+    let (tx, rx) = tokio_watch::channel(false);
+    start_controllers(&cfg, store.clone(), rx.clone()).await?;
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("installing SIGTERM handler: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    serve_with_store(&cfg, store, rx, None).await
+}
+
+fn open_store(cfg: &ServeConfig) -> Result<Arc<dyn Store>> {
+    let path = store_path(cfg);
+    let s = store::redb::RedbStore::open(&path)
+        .with_context(|| format!("opening the store {}", path.display()))?;
+    Ok(Arc::new(s))
+}
+
+async fn start_controllers(
+    cfg: &ServeConfig,
+    store: Arc<dyn Store>,
+    shutdown: tokio_watch::Receiver<bool>,
+) -> Result<()> {
+    controllers::bootstrap(store.as_ref())
+        .await
+        .context("bootstrapping the system namespaces")?;
+    let config = controllers::Config {
+        cluster_cidr: cfg.cluster_cidr,
+        node_cidr_mask: cfg.node_cidr_mask,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = controllers::run(store, config, shutdown).await {
+            tracing::error!("controllers stopped: {e:#}");
+        }
+    });
+    Ok(())
+}

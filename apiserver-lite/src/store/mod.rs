@@ -86,3 +86,7 @@ pub trait Store: Send + Sync + 'static {
     /// Forget history up to and including `revision`; watches from before it fail with `Compacted`.
     async fn compact(&self, revision: Revision) -> StoreResult<()>;
 }
+
+pub mod redb;
+#[cfg(test)]
+pub mod conformance;

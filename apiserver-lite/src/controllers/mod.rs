@@ -1,0 +1,99 @@
+//! The cluster's built-in control loops, run inside the API server on top of the [`Store`]: the system
+//! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
+//! (1 h) and the scheduler.
+//!
+//! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
+//! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
+
+mod bootstrap;
+mod event_ttl;
+mod events;
+mod ipam;
+mod leader;
+mod node_lifecycle;
+mod object;
+mod reflector;
+mod scheduler;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::store::Store;
+pub use bootstrap::{SYSTEM_NAMESPACES, bootstrap};
+pub use leader::{Election, LEASE_KEY, host_identity};
+
+pub(crate) const PODS_PREFIX: &str = "/registry/pods/";
+pub(crate) const NODES_PREFIX: &str = "/registry/nodes/";
+pub(crate) const EVENTS_PREFIX: &str = "/registry/events/";
+pub(crate) const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
+
+/// Settings of the controllers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pod addresses of the whole cluster (`--cluster-cidr`).
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod CIDR (`--node-cidr-mask-size`).
+    pub node_cidr_mask: u8,
+}
+
+/// Run the controllers while this server holds the controllers' Lease (identity: this host's name, see
+/// [`host_identity`]) until `shutdown` turns true (or its sender is dropped).
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: Config,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    run_elected(store, config, Election::new(host_identity()), shutdown).await
+}
+
+/// [`run`] with an explicit identity and timings (several API servers on one host, tests).
+pub async fn run_elected(
+    store: Arc<dyn Store>,
+    config: Config,
+    election: Election,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    leader::run_elected(
+        store,
+        config,
+        election,
+        node_lifecycle::GRACE_PERIOD,
+        shutdown,
+    )
+    .await
+}
+
+/// Run node IPAM, node lifecycle, event expiry and the scheduler (no election) until `shutdown` turns true.
+pub(crate) async fn run_with_grace(
+    store: Arc<dyn Store>,
+    config: Config,
+    node_grace: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let allocator = ipam::Allocator::new(config.cluster_cidr, config.node_cidr_mask)?;
+    let ipam = tokio::spawn(ipam::run(store.clone(), allocator, shutdown.clone()));
+    let lifecycle = tokio::spawn(node_lifecycle::run(
+        store.clone(),
+        node_grace,
+        shutdown.clone(),
+    ));
+    let expiry = tokio::spawn(event_ttl::run(store.clone(), shutdown.clone()));
+    let scheduler = tokio::spawn(scheduler::run(store, shutdown));
+    let (ipam, lifecycle, expiry, scheduler) = tokio::join!(ipam, lifecycle, expiry, scheduler);
+    ipam.context("node IPAM task panicked")?
+        .context("node IPAM failed")?;
+    lifecycle
+        .context("node lifecycle task panicked")?
+        .context("node lifecycle failed")?;
+    expiry
+        .context("event expiry task panicked")?
+        .context("event expiry failed")?;
+    scheduler
+        .context("scheduler task panicked")?
+        .context("scheduler failed")?;
+    Ok(())
+}

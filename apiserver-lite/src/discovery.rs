@@ -1,0 +1,353 @@
+//! API discovery (`/api`, `/apis`, aggregated v2 and legacy), `/version` and `/openapi/v3`.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::resources::{RESOURCES, ResourceDef};
+
+pub const GIT_VERSION: &str = "v1.32.0-skiff";
+pub const AGGREGATED_CT: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CT_BETA: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+
+/// Which aggregated discovery version the Accept header asks for (first match wins).
+pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
+    for part in accept.split(',') {
+        let p = part.replace(' ', "");
+        let has = |s: &str| p.split(';').any(|x| x == s);
+        if has("as=APIGroupDiscoveryList") && has("g=apidiscovery.k8s.io") {
+            if has("v=v2") {
+                return Some(AGGREGATED_CT);
+            }
+            if has("v=v2beta1") {
+                return Some(AGGREGATED_CT_BETA);
+            }
+        }
+        if p.starts_with("application/json") || p.starts_with("*/*") {
+            return None;
+        }
+    }
+    None
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.23.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn groups() -> Vec<&'static str> {
+    let mut g: Vec<&str> = Vec::new();
+    for r in RESOURCES {
+        if !r.group.is_empty() && !g.contains(&r.group) {
+            g.push(r.group);
+        }
+    }
+    g
+}
+
+fn sub_verbs(sub: &str) -> Vec<&'static str> {
+    match sub {
+        "binding" => vec!["create"],
+        _ => vec!["get", "patch", "update"],
+    }
+}
+
+fn sub_kind(r: &ResourceDef, sub: &str) -> Value {
+    match sub {
+        "binding" => json!({"group": "", "version": "v1", "kind": "Binding"}),
+        _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
+    }
+}
+
+fn aggregated_resource(r: &ResourceDef) -> Value {
+    let mut v = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        v["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        v["categories"] = json!(r.categories);
+    }
+    if !r.subresources.is_empty() {
+        v["subresources"] = Value::Array(
+            r.subresources
+                .iter()
+                .map(|s| json!({"subresource": s, "responseKind": sub_kind(r, s), "verbs": sub_verbs(s)}))
+                .collect(),
+        );
+    }
+    v
+}
+
+fn aggregated_group(group: &str) -> Value {
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group)
+        .map(aggregated_resource)
+        .collect();
+    let mut meta = json!({"creationTimestamp": null});
+    if !group.is_empty() {
+        meta["name"] = json!(group);
+    }
+    json!({"metadata": meta, "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]})
+}
+
+/// `/api` (core) or `/apis` (named groups) in aggregated form.
+pub fn aggregated(core: bool, content_type: &str) -> Value {
+    let api_version = if content_type == AGGREGATED_CT_BETA {
+        "apidiscovery.k8s.io/v2beta1"
+    } else {
+        "apidiscovery.k8s.io/v2"
+    };
+    let items: Vec<Value> = if core {
+        vec![aggregated_group("")]
+    } else {
+        groups().into_iter().map(aggregated_group).collect()
+    };
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})
+}
+
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn api_group(g: &str) -> Value {
+    let gv = format!("{g}/v1");
+    json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": g,
+        "versions": [{"groupVersion": gv, "version": "v1"}],
+        "preferredVersion": {"groupVersion": gv, "version": "v1"},
+    })
+}
+
+pub fn api_group_list() -> Value {
+    let gs: Vec<Value> = groups()
+        .into_iter()
+        .map(|g| {
+            let mut v = api_group(g);
+            if let Some(m) = v.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            v
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
+}
+
+pub fn group(g: &str) -> Option<Value> {
+    groups().contains(&g).then(|| api_group(g))
+}
+
+/// `/api/v1` or `/apis/<group>/v1`: the legacy APIResourceList.
+pub fn resource_list(group: &str) -> Option<Value> {
+    if !group.is_empty() && !groups().contains(&group) {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        let mut v = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs(),
+        });
+        if !r.short_names.is_empty() {
+            v["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            v["categories"] = json!(r.categories);
+        }
+        resources.push(v);
+        for s in r.subresources {
+            let k = sub_kind(r, s);
+            resources.push(json!({
+                "name": format!("{}/{s}", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": k["group"],
+                "version": k["version"],
+                "kind": k["kind"],
+                "verbs": sub_verbs(s),
+            }));
+        }
+    }
+    let gv = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/v1")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+// ---- OpenAPI v3 ----
+
+/// The openapi path key (`api/v1`, `apis/<group>/v1`) of a group.
+fn openapi_key(group: &str) -> String {
+    if group.is_empty() {
+        "api/v1".into()
+    } else {
+        format!("apis/{group}/v1")
+    }
+}
+
+fn op_params(with_validation: bool) -> Value {
+    let mut ps = vec![
+        json!({"name": "dryRun", "in": "query", "description": "When present, indicates that modifications should not be persisted.", "schema": {"type": "string", "uniqueItems": true}}),
+        json!({"name": "fieldManager", "in": "query", "description": "fieldManager is a name associated with the actor or entity that is making these changes.", "schema": {"type": "string", "uniqueItems": true}}),
+    ];
+    if with_validation {
+        ps.push(json!({"name": "fieldValidation", "in": "query", "description": "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn (default), Strict.", "schema": {"type": "string", "uniqueItems": true}}));
+    }
+    Value::Array(ps)
+}
+
+/// The OpenAPI v3 document of one group-version: per kind, the operations with
+/// `x-kubernetes-group-version-kind` and the `fieldValidation` parameter kubectl looks for.
+pub fn openapi_group_doc(group: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    let base = if group.is_empty() {
+        "/api/v1".to_string()
+    } else {
+        format!("/apis/{group}/v1")
+    };
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let ok = json!({"200": {"description": "OK"}});
+        let item = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("{base}/{}/{{name}}", r.plural)
+        };
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        let op = |action: &str, verb: &str| {
+            json!({
+                "tags": [if group.is_empty() { "core_v1" } else { "coordination_v1" }],
+                "operationId": format!("{verb}{}", r.kind),
+                "parameters": op_params(verb != "read"),
+                "responses": ok,
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
+        let mut patch = op("patch", "patch");
+        patch["requestBody"] = json!({"content": {
+            "application/apply-patch+yaml": {}, "application/json-patch+json": {},
+            "application/merge-patch+json": {}, "application/strategic-merge-patch+json": {}
+        }, "required": true});
+        paths.insert(item.clone(), json!({"get": op("get", "read"), "put": op("put", "replace"), "patch": patch, "delete": op("delete", "delete")}));
+        paths.insert(
+            coll,
+            json!({"get": op("list", "list"), "post": op("post", "create")}),
+        );
+        if r.subresources.contains(&"status") {
+            let mut sp = op("patch", "patchStatus");
+            sp["operationId"] = json!(format!("patch{}Status", r.kind));
+            paths.insert(format!("{item}/status"), json!({"patch": sp}));
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": GIT_VERSION},
+        "paths": paths,
+        "components": {},
+    })
+}
+
+pub struct OpenApi {
+    pub root: Value,
+    /// (path key, hash, document bytes)
+    pub docs: Vec<(String, String, Vec<u8>)>,
+}
+
+impl OpenApi {
+    pub fn build() -> Self {
+        let mut docs = Vec::new();
+        let mut paths = serde_json::Map::new();
+        let mut all_groups = vec![""];
+        all_groups.extend(groups());
+        for g in all_groups {
+            let key = openapi_key(g);
+            let bytes = serde_json::to_vec(&openapi_group_doc(g)).unwrap_or_default();
+            let hash = hex::encode_upper(Sha256::digest(&bytes));
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+            );
+            docs.push((key, hash, bytes));
+        }
+        OpenApi {
+            root: json!({"paths": paths}),
+            docs,
+        }
+    }
+
+    pub fn doc(&self, key: &str) -> Option<&(String, String, Vec<u8>)> {
+        self.docs.iter().find(|(k, _, _)| k == key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_accept() {
+        let a = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(wants_aggregated(a), Some(AGGREGATED_CT));
+        assert_eq!(wants_aggregated("application/json, */*"), None);
+        let d = aggregated(true, AGGREGATED_CT);
+        let pods = &d["items"][0]["versions"][0]["resources"][0];
+        assert_eq!(pods["resource"], "pods");
+        assert_eq!(pods["shortNames"][0], "po");
+        assert_eq!(pods["subresources"][0]["subresource"], "status");
+        let g = aggregated(false, AGGREGATED_CT);
+        assert_eq!(g["items"][0]["metadata"]["name"], "coordination.k8s.io");
+    }
+
+    #[test]
+    fn openapi_has_field_validation_on_patch() {
+        let o = OpenApi::build();
+        assert_eq!(o.docs.len(), 2);
+        let url = o.root["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap_or("");
+        assert!(url.starts_with("/openapi/v3/api/v1?hash="));
+        let doc: Value = serde_json::from_slice(&o.docs[0].2).unwrap_or_default();
+        let p = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+        assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], "Pod");
+        assert!(
+            p["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|x| x["name"] == "fieldValidation"))
+        );
+    }
+}

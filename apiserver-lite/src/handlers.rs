@@ -1,0 +1,1203 @@
+//! REST verbs over the store: create, get, list, update, patch, delete, binding, and the helpers they share.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::patch::{self, PatchType};
+use crate::resources::{Kind, ResourceDef, by_kind, table};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult, FieldError};
+use crate::store::{KeyValue, Store, StoreError};
+use crate::strict::{self, FieldValidation};
+
+/// Query parameters, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(q: Option<&str>) -> Self {
+        let mut out = Vec::new();
+        for part in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            out.push((decode(k), decode(v)));
+        }
+        Query(out)
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true") | Some("1") | Some(""))
+    }
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+pub fn now_rfc3339() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now.to_string())
+}
+
+fn rfc3339_after(secs: i64) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    jiff::Timestamp::from_second(now.saturating_add(secs))
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now_rfc3339())
+}
+
+pub fn set_rv(v: &mut Value, rev: i64) {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    } else if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "metadata".into(),
+            json!({"resourceVersion": rev.to_string()}),
+        );
+    }
+}
+
+pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
+    set_rv(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+pub fn encode(v: &Value) -> Vec<u8> {
+    let mut c = v.clone();
+    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&c).unwrap_or_default()
+}
+
+fn meta_str<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get("metadata")
+        .and_then(|m| m.get(k))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn meta_mut(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !v.get("metadata").is_some_and(Value::is_object) {
+        v["metadata"] = json!({});
+    }
+    match &mut v["metadata"] {
+        Value::Object(m) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+/// Parse a request body in JSON (or YAML), reporting duplicate keys.
+pub fn parse_body(bytes: &[u8], content_type: &str) -> ApiResult<(Value, Vec<String>)> {
+    let base = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if base == "application/vnd.kubernetes.protobuf" {
+        let v = crate::protobuf::decode(bytes).map_err(|e| {
+            let mut err = ApiError::unsupported_media_type(content_type);
+            err.message = format!("decoding protobuf: {e}");
+            err
+        })?;
+        return Ok((v, Vec::new()));
+    }
+    if base.contains("protobuf") || base.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let first = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .copied()
+        .unwrap_or(b'{');
+    if base.contains("yaml") && first != b'{' && first != b'[' {
+        let v: Value = serde_saphyr::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        return Ok((v, Vec::new()));
+    }
+    strict::parse_json_with_dups(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))
+}
+
+/// Quantities may be written as JSON numbers (`cpu: 1` in YAML); the typed schema wants strings.
+fn coerce_quantities(v: &mut Value, in_resource_list: bool) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if (in_resource_list || k == "sizeLimit")
+                    && let Value::Number(n) = x
+                {
+                    *x = Value::String(n.to_string());
+                    continue;
+                }
+                let list = matches!(
+                    k.as_str(),
+                    "limits"
+                        | "requests"
+                        | "capacity"
+                        | "allocatable"
+                        | "overhead"
+                        | "allocatedResources"
+                );
+                coerce_quantities(x, list && !in_resource_list);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| coerce_quantities(x, false)),
+        _ => {}
+    }
+}
+
+/// Check and normalize an object for `def` with the requested field validation. Returns the normalized
+/// object and warnings.
+pub fn decode_object(
+    def: &ResourceDef,
+    mut value: Value,
+    dups: &[String],
+    fv: FieldValidation,
+) -> ApiResult<(Value, Vec<String>)> {
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a {} object",
+            def.kind
+        )));
+    }
+    let api_version = def.api_version();
+    match value.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v != api_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+        _ => value["apiVersion"] = json!(api_version),
+    }
+    match value.get("kind").and_then(Value::as_str) {
+        Some(k) if k != def.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                def.kind
+            )));
+        }
+        _ => value["kind"] = json!(def.kind),
+    }
+    coerce_quantities(&mut value, false);
+    let norm = def.normalize(&value).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            def.kind, def.version, def.kind
+        ))
+    })?;
+    let mut problems: Vec<String> = Vec::new();
+    for u in strict::unknown_fields(&value, &norm) {
+        problems.push(format!("unknown field \"{u}\""));
+    }
+    for d in dups {
+        problems.push(format!("duplicate field \"{d}\""));
+    }
+    match fv {
+        FieldValidation::Strict if !problems.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            problems.join(", ")
+        ))),
+        FieldValidation::Warn => Ok((norm, problems)),
+        _ => Ok((norm, Vec::new())),
+    }
+}
+
+pub struct Api {
+    pub store: Arc<dyn Store>,
+}
+
+/// Options shared by the write verbs.
+pub struct WriteOpts {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+impl WriteOpts {
+    pub fn from_query(q: &Query) -> ApiResult<Self> {
+        let dry_run = match q.get("dryRun") {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(o) => {
+                return Err(ApiError::bad_request(format!(
+                    "dryRun: Unsupported value: {o:?}: supported values: \"All\""
+                )));
+            }
+        };
+        let field_validation =
+            FieldValidation::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
+        Ok(WriteOpts {
+            dry_run,
+            field_validation,
+        })
+    }
+}
+
+enum Next {
+    Update(Value),
+    Delete,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub grace: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+impl DeleteOpts {
+    pub fn from_request(q: &Query, body: &[u8]) -> ApiResult<Self> {
+        let mut o = DeleteOpts::default();
+        let mut policy: Option<String> = q.get("propagationPolicy").map(str::to_string);
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+            o.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+            o.uid = v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.resource_version = v
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+                policy = Some(p.to_string());
+            }
+            if v.get("orphanDependents").is_some_and(|x| !x.is_null()) && policy.is_some() {
+                return Err(ApiError::invalid(
+                    "",
+                    "DeleteOptions",
+                    "",
+                    &[FieldError::invalid(
+                        "orphanDependents",
+                        &Value::Bool(true),
+                        "orphanDependents and deletionPropagation cannot be both set",
+                    )],
+                ));
+            }
+        }
+        if let Some(g) = q.get("gracePeriodSeconds") {
+            o.grace =
+                Some(g.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))
+                })?);
+        }
+        if let Some(p) = policy
+            && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+        {
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                &[FieldError::not_supported(
+                    "propagationPolicy",
+                    &Value::String(p),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            ));
+        }
+        Ok(o)
+    }
+}
+
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let u = uuid::Uuid::new_v4();
+    u.as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn objects_equal_ignoring_rv(a: &Value, b: &Value) -> bool {
+    let mut a = a.clone();
+    let mut b = b.clone();
+    for v in [&mut a, &mut b] {
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        strict::strip_nulls(v);
+    }
+    a == b
+}
+
+impl Api {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Api { store }
+    }
+
+    async fn namespace_check(&self, ns: &str) -> ApiResult<()> {
+        let ns_def = by_kind(Kind::Namespace);
+        match self.store.get(&ns_def.key(None, ns)).await? {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some(kv) => {
+                let v = decode_kv(&kv)?;
+                if v.pointer("/metadata/deletionTimestamp")
+                    .is_some_and(|x| !x.is_null())
+                    || v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+                {
+                    Err(ApiError::forbidden(format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// POST: create an object. Returns the created object and warnings.
+    pub async fn create(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        body: Value,
+        dups: &[String],
+        opts: &WriteOpts,
+    ) -> ApiResult<(Value, Vec<String>)> {
+        let (mut obj, warnings) = decode_object(def, body, dups, opts.field_validation)?;
+        let meta = meta_mut(&mut obj);
+        if def.namespaced {
+            let url_ns = ns.unwrap_or("default");
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() && n != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta.insert("namespace".into(), json!(url_ns));
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if name.is_empty()
+            && let Some(g) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+        {
+            let n = format!("{g}{}", random_suffix());
+            meta.insert("name".into(), json!(n));
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("generation".into(), json!(1));
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(k);
+        }
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        def.default_on_create(&mut obj);
+        let errs = def.validate_create(&obj);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(def.group, def.kind, &name, &errs));
+        }
+        if def.namespaced {
+            self.namespace_check(ns.unwrap_or("default")).await?;
+        }
+        let key = def.key(ns.or(Some("default")), &name);
+        if opts.dry_run {
+            if self.store.get(&key).await?.is_some() {
+                return Err(ApiError::already_exists(def.group, def.plural, &name));
+            }
+            return Ok((obj, warnings));
+        }
+        let rev = self
+            .store
+            .create(&key, encode(&obj))
+            .await
+            .map_err(|e| ApiError::from_store(e, def.group, def.plural, &name))?;
+        set_rv(&mut obj, rev);
+        Ok((obj, warnings))
+    }
+
+    pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        match self.store.get(&def.key(ns, name)).await? {
+            Some(kv) => decode_kv(&kv),
+            None => Err(ApiError::not_found(def.group, def.plural, name)),
+        }
+    }
+
+    /// List objects matching the selectors; returns the items and the list revision.
+    pub async fn list(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> ApiResult<(Vec<Value>, i64)> {
+        let (kvs, rev) = self.store.list(&def.prefix(ns)).await?;
+        let mut items = Vec::new();
+        for kv in &kvs {
+            let v = decode_kv(kv)?;
+            if matches(def, &v, labels, fields) {
+                items.push(v);
+            }
+        }
+        Ok((items, rev))
+    }
+
+    /// The read-modify-write loop shared by update, patch, delete and binding.
+    async fn modify<F>(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        dry_run: bool,
+        mut f: F,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Next>,
+    {
+        let key = def.key(ns, name);
+        for _ in 0..16 {
+            let Some(kv) = self.store.get(&key).await? else {
+                return Err(ApiError::not_found(def.group, def.plural, name));
+            };
+            let cur = decode_kv(&kv)?;
+            match f(&cur)? {
+                Next::Unchanged => return Ok(cur),
+                Next::Update(mut new) => {
+                    if dry_run {
+                        set_rv(&mut new, kv.mod_revision);
+                        return Ok(new);
+                    }
+                    match self.store.update(&key, encode(&new), kv.mod_revision).await {
+                        Ok(rev) => {
+                            set_rv(&mut new, rev);
+                            return Ok(new);
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(ApiError::from_store(e, def.group, def.plural, name)),
+                    }
+                }
+                Next::Delete => {
+                    if dry_run {
+                        return Ok(cur);
+                    }
+                    match self.store.delete(&key, Some(kv.mod_revision)).await {
+                        Ok((_, rev)) => {
+                            let mut gone = cur;
+                            set_rv(&mut gone, rev);
+                            return Ok(gone);
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(ApiError::from_store(e, def.group, def.plural, name)),
+                    }
+                }
+            }
+        }
+        Err(ApiError::modified(def.group, def.plural, name))
+    }
+
+    /// Merge a proposed new object (`body`, already normalized) onto `cur` for PUT/PATCH of the main resource
+    /// or the status subresource.
+    fn prepare_update(
+        def: &ResourceDef,
+        cur: &Value,
+        body: &Value,
+        sub: Option<&str>,
+    ) -> ApiResult<Next> {
+        let name = meta_str(cur, "name").to_string();
+        let body_rv = meta_str(body, "resourceVersion");
+        if !body_rv.is_empty() && body_rv != meta_str(cur, "resourceVersion") {
+            return Err(ApiError::modified(def.group, def.plural, &name));
+        }
+        let bname = meta_str(body, "name");
+        if !bname.is_empty() && bname != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({bname}) does not match the name on the URL ({name})"
+            )));
+        }
+        let bns = meta_str(body, "namespace");
+        if def.namespaced && !bns.is_empty() && bns != meta_str(cur, "namespace") {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let mut new = if sub == Some("status") {
+            let mut n = cur.clone();
+            match body.get("status") {
+                Some(s) if !s.is_null() => n["status"] = s.clone(),
+                _ => {
+                    if let Some(m) = n.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            n
+        } else {
+            let mut n = body.clone();
+            n["apiVersion"] = json!(def.api_version());
+            n["kind"] = json!(def.kind);
+            if def.has_status {
+                match cur.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = n.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            if def.kind_id == Kind::Pod {
+                crate::resources::pod::apply_defaults(&mut n, false);
+            }
+            if def.kind_id == Kind::Namespace {
+                n["spec"] = cur.get("spec").cloned().unwrap_or(json!({}));
+            }
+            let cm = cur.get("metadata").cloned().unwrap_or(json!({}));
+            let m = meta_mut(&mut n);
+            for k in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match cm.get(k) {
+                    Some(v) => {
+                        m.insert(k.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(k);
+                    }
+                }
+            }
+            // Finalizers may be removed from a terminating object, but none added.
+            if cur.get("spec") != n.get("spec") {
+                let g = cm.get("generation").and_then(Value::as_i64).unwrap_or(1);
+                meta_mut(&mut n).insert("generation".into(), json!(g.saturating_add(1)));
+            }
+            n
+        };
+        meta_mut(&mut new).insert(
+            "resourceVersion".into(),
+            json!(meta_str(cur, "resourceVersion")),
+        );
+        let errs = def.validate_update(cur, &new);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(def.group, def.kind, &name, &errs));
+        }
+        if objects_equal_ignoring_rv(cur, &new) {
+            return Ok(Next::Unchanged);
+        }
+        let terminating = new
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        let no_finalizers = new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        let grace = new
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if def.kind_id != Kind::Namespace && terminating && no_finalizers && grace == 0 {
+            return Ok(Next::Delete);
+        }
+        Ok(Next::Update(new))
+    }
+
+    /// PUT of the object or its status.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        body: Value,
+        dups: &[String],
+        opts: &WriteOpts,
+    ) -> ApiResult<(Value, bool, Vec<String>)> {
+        // Leases and events may be created by PUT (AllowCreateOnUpdate), like kube-apiserver does.
+        if sub.is_none()
+            && matches!(def.kind_id, Kind::Lease | Kind::Event)
+            && self.store.get(&def.key(ns, name)).await?.is_none()
+        {
+            let bname = body
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if bname != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({bname}) does not match the name on the URL ({name})"
+                )));
+            }
+            let mut body = body;
+            if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            let (obj, w) = self.create(def, ns, body, dups, opts).await?;
+            return Ok((obj, true, w));
+        }
+        let (obj, warnings) = decode_object(def, body, dups, opts.field_validation)?;
+        let out = self
+            .modify(def, ns, name, opts.dry_run, |cur| {
+                Self::prepare_update(def, cur, &obj, sub)
+            })
+            .await?;
+        Ok((out, false, warnings))
+    }
+
+    /// PATCH of the object or its status. Returns (object, created, warnings).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        pt: PatchType,
+        patch_body: Value,
+        dups: &[String],
+        opts: &WriteOpts,
+        force: bool,
+    ) -> ApiResult<(Value, bool, Vec<String>)> {
+        let _ = force;
+        if pt == PatchType::Apply
+            && sub.is_none()
+            && self.store.get(&def.key(ns, name)).await?.is_none()
+        {
+            let mut body = patch_body.clone();
+            if body.is_object() {
+                meta_mut(&mut body).insert("name".into(), json!(name));
+            }
+            let (obj, w) = self.create(def, ns, body, dups, opts).await?;
+            return Ok((obj, true, w));
+        }
+        let mut warnings = Vec::new();
+        let out = self
+            .modify(def, ns, name, opts.dry_run, |cur| {
+                let mut target = cur.clone();
+                let mut p = patch_body.clone();
+                if pt == PatchType::Apply {
+                    // Apply configurations carry apiVersion/kind; managed fields are not tracked.
+                    if let Some(m) = p.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("managedFields");
+                    }
+                }
+                patch::apply(pt, &mut target, &p).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+                let (norm, w) = decode_object(def, target, dups, opts.field_validation)?;
+                warnings = w;
+                Self::prepare_update(def, cur, &norm, sub)
+            })
+            .await?;
+        Ok((out, false, warnings))
+    }
+
+    /// DELETE with graceful deletion and finalizers.
+    pub async fn delete(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOpts,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        if def.kind_id == Kind::Namespace && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        self.modify(def, ns, name, dry_run, |cur| {
+            Self::delete_step(def, cur, opts)
+        })
+        .await
+    }
+
+    fn delete_step(def: &ResourceDef, cur: &Value, opts: &DeleteOpts) -> ApiResult<Next> {
+        let name = meta_str(cur, "name");
+        if let Some(uid) = &opts.uid
+            && uid != meta_str(cur, "uid")
+        {
+            return Err(ApiError::conflict(
+                def.group,
+                def.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(cur, "uid")
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.resource_version
+            && rv != meta_str(cur, "resourceVersion")
+        {
+            return Err(ApiError::conflict(
+                def.group,
+                def.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta_str(cur, "resourceVersion")
+                ),
+            ));
+        }
+        let terminating = cur
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        if def.kind_id == Kind::Namespace {
+            if terminating {
+                return Ok(Next::Unchanged);
+            }
+            let mut n = cur.clone();
+            meta_mut(&mut n).insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            meta_mut(&mut n).insert("deletionGracePeriodSeconds".into(), json!(0));
+            n["status"] = json!({"phase": "Terminating"});
+            return Ok(Next::Update(n));
+        }
+        let has_finalizers = cur
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let mut grace = opts.grace.unwrap_or(0).max(0);
+        let mut graceful = false;
+        if def.kind_id == Kind::Pod {
+            let bound = !cur
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty();
+            let phase = cur
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let terminal = phase == "Succeeded" || phase == "Failed";
+            if opts.grace.is_none() {
+                grace = cur
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
+                    .max(0);
+            }
+            graceful = bound && !terminal && grace > 0;
+        }
+        if graceful {
+            let existing = cur
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            if terminating && existing.is_some_and(|e| grace >= e) {
+                return Ok(Next::Unchanged);
+            }
+            let mut n = cur.clone();
+            let m = meta_mut(&mut n);
+            m.insert("deletionTimestamp".into(), json!(rfc3339_after(grace)));
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            return Ok(Next::Update(n));
+        }
+        if has_finalizers {
+            let mut n = cur.clone();
+            let m = meta_mut(&mut n);
+            if !terminating {
+                m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            }
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if objects_equal_ignoring_rv(cur, &n) {
+                return Ok(Next::Unchanged);
+            }
+            return Ok(Next::Update(n));
+        }
+        Ok(Next::Delete)
+    }
+
+    /// POST pods/<name>/binding.
+    pub async fn bind(&self, ns: &str, name: &str, body: &Value, dry_run: bool) -> ApiResult<()> {
+        let def = by_kind(Kind::Pod);
+        let target = body
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if target.is_empty() {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                &[FieldError::required("target.name", "")],
+            ));
+        }
+        if let Some(k) = body.pointer("/target/kind").and_then(Value::as_str)
+            && !k.is_empty()
+            && k != "Node"
+        {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                &[FieldError::not_supported(
+                    "target.kind",
+                    &json!(k),
+                    &["Node", "<empty>"],
+                )],
+            ));
+        }
+        self.modify(def, Some(ns), name, dry_run, |cur| {
+            let node = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if !node.is_empty() {
+                return Err(ApiError::conflict("", "pods/binding", name, &format!("pod {name} is already assigned to node {node:?}")));
+            }
+            if cur.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Err(ApiError::conflict("", "pods/binding", name, "pod is being deleted, cannot be assigned to a host"));
+            }
+            let mut n = cur.clone();
+            n["spec"]["nodeName"] = json!(target);
+            if let Some(ann) = body.pointer("/metadata/annotations").and_then(Value::as_object) {
+                let m = meta_mut(&mut n);
+                let a = m.entry("annotations").or_insert(json!({}));
+                for (k, v) in ann {
+                    a[k] = v.clone();
+                }
+            }
+            if !n.get("status").is_some_and(Value::is_object) {
+                n["status"] = json!({});
+            }
+            let mut conds = n.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}));
+            n["status"]["conditions"] = Value::Array(conds);
+            Ok(Next::Update(n))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Namespace finalization and (with `pod_gc`) cleanup of terminating pods on missing nodes: one pass.
+    pub async fn finalize_pass(&self, pod_gc: bool) -> ApiResult<()> {
+        let ns_def = by_kind(Kind::Namespace);
+        let (namespaces, _) = self
+            .list(
+                ns_def,
+                None,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
+            .await?;
+        for ns in namespaces {
+            if ns
+                .pointer("/metadata/deletionTimestamp")
+                .is_none_or(Value::is_null)
+            {
+                continue;
+            }
+            let name = meta_str(&ns, "name").to_string();
+            let mut remaining = 0usize;
+            for def in crate::resources::RESOURCES.iter().filter(|d| d.namespaced) {
+                let (items, _) = self
+                    .list(
+                        def,
+                        Some(&name),
+                        &LabelSelector::default(),
+                        &FieldSelector::default(),
+                    )
+                    .await?;
+                for it in items {
+                    remaining += 1;
+                    if it
+                        .pointer("/metadata/deletionTimestamp")
+                        .is_some_and(|v| !v.is_null())
+                    {
+                        continue;
+                    }
+                    let n = meta_str(&it, "name").to_string();
+                    match self
+                        .delete(def, Some(&name), &n, &DeleteOpts::default(), false)
+                        .await
+                    {
+                        Ok(_) | Err(ApiError { code: 404, .. }) => {}
+                        Err(e) => {
+                            tracing::warn!("namespace {name}: deleting {} {n}: {e}", def.plural)
+                        }
+                    }
+                }
+            }
+            if remaining == 0
+                && let Some(kv) = self.store.get(&ns_def.key(None, &name)).await?
+            {
+                match self.store.delete(&kv.key, Some(kv.mod_revision)).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if !pod_gc {
+            return Ok(());
+        }
+        // Terminating pods bound to nodes that do not exist: nothing will ever finish them.
+        let pod_def = by_kind(Kind::Pod);
+        let node_def = by_kind(Kind::Node);
+        let (pods, _) = self
+            .list(
+                pod_def,
+                None,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
+            .await?;
+        for p in pods {
+            if p.pointer("/metadata/deletionTimestamp")
+                .is_none_or(Value::is_null)
+            {
+                continue;
+            }
+            let node = p
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if node.is_empty() || self.store.get(&node_def.key(None, node)).await?.is_some() {
+                continue;
+            }
+            let opts = DeleteOpts {
+                grace: Some(0),
+                uid: Some(meta_str(&p, "uid").to_string()),
+                resource_version: None,
+            };
+            let _ = self
+                .delete(
+                    pod_def,
+                    Some(meta_str(&p, "namespace")),
+                    meta_str(&p, "name"),
+                    &opts,
+                    false,
+                )
+                .await;
+        }
+        Ok(())
+    }
+}
+
+pub fn matches(
+    def: &ResourceDef,
+    obj: &Value,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> bool {
+    labels.matches_object(obj) && fields.matches(|f| def.field_value(obj, f))
+}
+
+/// A list object (`PodList`, …) of `items`.
+pub fn list_object(def: &ResourceDef, items: Vec<Value>, rev: i64) -> Value {
+    json!({
+        "kind": def.list_kind(),
+        "apiVersion": def.api_version(),
+        "metadata": {"resourceVersion": rev.to_string()},
+        "items": items,
+    })
+}
+
+/// What representation the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repr {
+    Object,
+    Table,
+    PartialMetadata,
+}
+
+pub fn repr_from_accept(accept: &str) -> Repr {
+    for part in accept.split(',') {
+        let p = part.replace(' ', "");
+        let has = |s: &str| p.split(';').any(|x| x == s);
+        if has("as=Table") && has("g=meta.k8s.io") && (has("v=v1") || has("v=v1beta1")) {
+            return Repr::Table;
+        }
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList"))
+            && has("g=meta.k8s.io")
+        {
+            return Repr::PartialMetadata;
+        }
+        if p.starts_with("application/json")
+            || p.starts_with("*/*")
+            || p.contains("protobuf")
+            || p.contains("yaml")
+        {
+            return Repr::Object;
+        }
+    }
+    Repr::Object
+}
+
+/// Render one object in the requested representation.
+pub fn render_one(def: &ResourceDef, obj: &Value, repr: Repr, q: &Query) -> Value {
+    match repr {
+        Repr::Object => obj.clone(),
+        Repr::Table => {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            table::table(
+                def,
+                std::slice::from_ref(obj),
+                rv,
+                q.get("includeObject").unwrap_or("Metadata"),
+                true,
+            )
+        }
+        Repr::PartialMetadata => table::partial_metadata(obj),
+    }
+}
+
+pub fn render_list(def: &ResourceDef, items: Vec<Value>, rev: i64, repr: Repr, q: &Query) -> Value {
+    match repr {
+        Repr::Object => list_object(def, items, rev),
+        Repr::Table => table::table(
+            def,
+            &items,
+            Some(rev.to_string()),
+            q.get("includeObject").unwrap_or("Metadata"),
+            true,
+        ),
+        Repr::PartialMetadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": rev.to_string()},
+            "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find_resource;
+
+    #[test]
+    fn strict_decoding_rejects_unknown_fields() {
+        let def = find_resource("", "pods").expect("pods");
+        let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+            "spec": {"foo": 1, "containers": [{"name": "c", "image": "x"}]}});
+        let e = decode_object(def, body.clone(), &[], FieldValidation::Strict).expect_err("strict");
+        assert_eq!(e.code, 400);
+        assert_eq!(
+            e.message,
+            "strict decoding error: unknown field \"spec.foo\""
+        );
+        let (v, w) = decode_object(def, body.clone(), &[], FieldValidation::Warn).expect("warn");
+        assert_eq!(w, vec!["unknown field \"spec.foo\"".to_string()]);
+        assert!(v["spec"].get("foo").is_none());
+        let (_, w) = decode_object(
+            def,
+            body,
+            &["metadata.name".into()],
+            FieldValidation::Ignore,
+        )
+        .expect("ignore");
+        assert!(w.is_empty());
+        let e = decode_object(
+            def,
+            json!({"kind": "Pod", "metadata": {}}),
+            &["metadata.name".into()],
+            FieldValidation::Strict,
+        )
+        .expect_err("dup");
+        assert!(e.message.contains("duplicate field \"metadata.name\""));
+        let e = decode_object(def, json!({"kind": "Node"}), &[], FieldValidation::Strict)
+            .expect_err("kind");
+        assert_eq!(e.code, 400);
+        let e = decode_object(
+            def,
+            json!({"spec": {"containers": "x"}}),
+            &[],
+            FieldValidation::Strict,
+        )
+        .expect_err("type");
+        assert!(e.message.contains("cannot be handled as a Pod"));
+    }
+
+    #[test]
+    fn numeric_quantities_become_strings() {
+        let def = find_resource("", "pods").expect("pods");
+        let body = json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c", "image": "x",
+            "resources": {"limits": {"cpu": 1, "memory": "1Gi"}, "requests": {"cpu": 0.5}}}],
+            "volumes": [{"name": "v", "emptyDir": {"sizeLimit": 1000}}]}});
+        let (v, _) = decode_object(def, body, &[], FieldValidation::Strict).expect("decode");
+        assert_eq!(
+            v["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "1"
+        );
+        assert_eq!(
+            v["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "0.5"
+        );
+        assert_eq!(v["spec"]["volumes"][0]["emptyDir"]["sizeLimit"], "1000");
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(
+            repr_from_accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
+            Repr::Table
+        );
+        assert_eq!(repr_from_accept("application/json"), Repr::Object);
+        assert_eq!(
+            repr_from_accept("application/vnd.kubernetes.protobuf,application/json"),
+            Repr::Object
+        );
+        assert_eq!(
+            repr_from_accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            Repr::PartialMetadata
+        );
+    }
+
+    #[test]
+    fn query_parse() {
+        let q = Query::parse(Some(
+            "fieldSelector=involvedObject.name%3Dweb%2Creason%3DX&watch=true&limit=500",
+        ));
+        assert_eq!(
+            q.get("fieldSelector"),
+            Some("involvedObject.name=web,reason=X")
+        );
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("nope"), None);
+    }
+}

@@ -1,0 +1,418 @@
+//! Request handling: authentication, body limits, routing to discovery, openapi and the REST verbs,
+//! and the one place where errors become `Status` responses.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use crate::auth::{TokenAuth, UserInfo};
+use crate::discovery::{self, OpenApi};
+use crate::handlers::{
+    self, Api, DeleteOpts, Query, Repr, WriteOpts, parse_body, render_list, render_one,
+    repr_from_accept,
+};
+use crate::patch::PatchType;
+use crate::resources::{Kind, ResourceDef, find_resource};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult};
+
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct State {
+    pub api: Api,
+    pub openapi: OpenApi,
+    pub tokens: TokenAuth,
+    /// `host:port` clients should use (legacy discovery).
+    pub server_address: String,
+}
+
+fn json_response(code: u16, v: &Value, content_type: &str) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(ct) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.code, &e.status_json(), "application/json")
+}
+
+fn text(code: u16, s: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(s));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let v = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(h) = HeaderValue::from_str(&v) {
+            r.headers_mut().append("Warning", h);
+        }
+    }
+    r
+}
+
+fn header_str(req: &Request<hyper::body::Incoming>, h: header::HeaderName) -> &str {
+    req.headers()
+        .get(h)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+pub async fn handle(
+    state: Arc<State>,
+    peer: Option<(String, Vec<String>)>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = handle_inner(&state, peer, req).await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    tracing::debug!(%method, %path, code = resp.status().as_u16(), "request");
+    resp
+}
+
+fn authenticate(
+    state: &State,
+    peer: Option<(String, Vec<String>)>,
+    req: &Request<hyper::body::Incoming>,
+) -> Option<UserInfo> {
+    let auth = header_str(req, header::AUTHORIZATION);
+    if let Some(tok) = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+    {
+        return state.tokens.lookup(tok.trim());
+    }
+    peer.map(|(name, groups)| UserInfo {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
+async fn handle_inner(
+    state: &State,
+    peer: Option<(String, Vec<String>)>,
+    req: Request<hyper::body::Incoming>,
+) -> ApiResult<Response<Body>> {
+    let path = req.uri().path().to_string();
+    let trimmed = path.trim_end_matches('/');
+    match trimmed {
+        "/healthz" | "/livez" | "/readyz" => return Ok(text(200, "ok")),
+        p if p.starts_with("/healthz/")
+            || p.starts_with("/livez/")
+            || p.starts_with("/readyz/") =>
+        {
+            return Ok(text(200, "ok"));
+        }
+        "/version" => {
+            return Ok(json_response(
+                200,
+                &discovery::version(),
+                "application/json",
+            ));
+        }
+        _ => {}
+    }
+    let Some(_user) = authenticate(state, peer, &req) else {
+        return Err(ApiError::unauthorized());
+    };
+    let method = req.method().clone();
+    let accept = header_str(&req, header::ACCEPT).to_string();
+    let content_type = header_str(&req, header::CONTENT_TYPE).to_string();
+    let query = Query::parse(req.uri().query());
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY
+    {
+        return Err(ApiError::too_large());
+    }
+    let body: Bytes = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(ApiError::too_large());
+            }
+            return Err(ApiError::bad_request(format!("reading request body: {e}")));
+        }
+    };
+    let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
+    let get_only = |m: &Method| {
+        if m == Method::GET {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(m.as_str()))
+        }
+    };
+    match segs.as_slice() {
+        ["api"] => {
+            get_only(&method)?;
+            Ok(match discovery::wants_aggregated(&accept) {
+                Some(ct) => json_response(200, &discovery::aggregated(true, ct), ct),
+                None => json_response(
+                    200,
+                    &discovery::api_versions(&state.server_address),
+                    "application/json",
+                ),
+            })
+        }
+        ["apis"] => {
+            get_only(&method)?;
+            Ok(match discovery::wants_aggregated(&accept) {
+                Some(ct) => json_response(200, &discovery::aggregated(false, ct), ct),
+                None => json_response(200, &discovery::api_group_list(), "application/json"),
+            })
+        }
+        ["api", "v1"] => {
+            get_only(&method)?;
+            let l = discovery::resource_list("").ok_or_else(ApiError::path_not_found)?;
+            Ok(json_response(200, &l, "application/json"))
+        }
+        ["apis", g] => {
+            get_only(&method)?;
+            let l = discovery::group(g).ok_or_else(ApiError::path_not_found)?;
+            Ok(json_response(200, &l, "application/json"))
+        }
+        ["apis", g, "v1"] => {
+            get_only(&method)?;
+            let l = discovery::resource_list(g).ok_or_else(ApiError::path_not_found)?;
+            Ok(json_response(200, &l, "application/json"))
+        }
+        ["openapi", "v3"] => {
+            get_only(&method)?;
+            Ok(json_response(200, &state.openapi.root, "application/json"))
+        }
+        ["openapi", "v3", rest @ ..] => {
+            get_only(&method)?;
+            let key = rest.join("/");
+            let (_, hash, bytes) = state
+                .openapi
+                .doc(&key)
+                .ok_or_else(ApiError::path_not_found)?;
+            let mut r = Response::new(Body::from(bytes.clone()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                r.headers_mut().insert(header::ETAG, etag);
+            }
+            let cache = if query.get("hash") == Some(hash.as_str()) {
+                "public, immutable, max-age=31536000"
+            } else {
+                "no-cache, private"
+            };
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            Ok(r)
+        }
+        ["api", "v1", rest @ ..] => {
+            resource(
+                state,
+                "",
+                rest,
+                &method,
+                &accept,
+                &content_type,
+                &query,
+                body,
+            )
+            .await
+        }
+        ["apis", g, "v1", rest @ ..] => {
+            let g = g.to_string();
+            resource(
+                state,
+                &g,
+                rest,
+                &method,
+                &accept,
+                &content_type,
+                &query,
+                body,
+            )
+            .await
+        }
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn selectors(def: &ResourceDef, q: &Query) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let l = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+    let f = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def.field_selectors())?;
+    Ok((l, f))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource(
+    state: &State,
+    group: &str,
+    segs: &[&str],
+    method: &Method,
+    accept: &str,
+    content_type: &str,
+    q: &Query,
+    body: Bytes,
+) -> ApiResult<Response<Body>> {
+    let api = &state.api;
+    let (ns, rest): (Option<&str>, &[&str]) = if segs.len() >= 3
+        && segs[0] == "namespaces"
+        && find_resource(group, segs[2]).is_some_and(|d| d.namespaced)
+    {
+        (Some(segs[1]), &segs[2..])
+    } else {
+        (None, segs)
+    };
+    let Some(first) = rest.first() else {
+        return Err(ApiError::path_not_found());
+    };
+    let def = find_resource(group, first).ok_or_else(ApiError::path_not_found)?;
+    if rest.len() > 3 || (ns.is_none() && def.namespaced && rest.len() > 1) {
+        return Err(ApiError::path_not_found());
+    }
+    let name = rest.get(1).copied();
+    let sub = rest.get(2).copied();
+    if let Some(s) = sub
+        && !def.subresources.contains(&s)
+    {
+        return Err(ApiError::path_not_found());
+    }
+    let repr = repr_from_accept(accept);
+    let ok = |code: u16, v: &Value| {
+        let ct = if repr == Repr::Table && v.get("kind").and_then(Value::as_str) == Some("Table") {
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+        } else {
+            "application/json"
+        };
+        json_response(code, v, ct)
+    };
+    match (name, sub) {
+        (None, _) => match *method {
+            Method::GET => {
+                let (l, f) = selectors(def, q)?;
+                if q.flag("watch") && q.get("watch").is_some() {
+                    return crate::watch::watch(api, def, ns, q, repr, l, f).await;
+                }
+                let (items, rev) = api.list(def, ns, &l, &f).await?;
+                Ok(ok(200, &render_list(def, items, rev, repr, q)))
+            }
+            Method::POST => {
+                if def.namespaced && ns.is_none() {
+                    return Err(ApiError::method_not_allowed("POST"));
+                }
+                let opts = WriteOpts::from_query(q)?;
+                let (v, dups) = parse_body(&body, content_type)?;
+                let (obj, w) = api.create(def, ns, v, &dups, &opts).await?;
+                Ok(with_warnings(ok(201, &obj), &w))
+            }
+            Method::DELETE => {
+                let (l, f) = selectors(def, q)?;
+                let opts = WriteOpts::from_query(q)?;
+                let dopts = DeleteOpts::from_request(q, &body)?;
+                let (items, rev) = api.list(def, ns, &l, &f).await?;
+                let mut out = Vec::new();
+                for it in items {
+                    let n = it
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let ins = it
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    match api
+                        .delete(def, ins.as_deref(), &n, &dopts, opts.dry_run)
+                        .await
+                    {
+                        Ok(v) => out.push(v),
+                        Err(e) if e.code == 404 || e.code == 403 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(ok(200, &handlers::list_object(def, out, rev)))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str())),
+        },
+        (Some(name), None) | (Some(name), Some("status")) => match *method {
+            Method::GET => {
+                let v = api.get(def, ns, name).await?;
+                Ok(ok(200, &render_one(def, &v, repr, q)))
+            }
+            Method::PUT => {
+                let opts = WriteOpts::from_query(q)?;
+                let (v, dups) = parse_body(&body, content_type)?;
+                let (obj, created, w) = api.update(def, ns, name, sub, v, &dups, &opts).await?;
+                Ok(with_warnings(ok(if created { 201 } else { 200 }, &obj), &w))
+            }
+            Method::PATCH => {
+                let pt = PatchType::from_content_type(content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+                let opts = WriteOpts::from_query(q)?;
+                let (v, dups) = parse_body(
+                    &body,
+                    if pt == PatchType::Apply {
+                        "application/yaml"
+                    } else {
+                        "application/json"
+                    },
+                )?;
+                let force = q.flag("force") && q.get("force").is_some();
+                let (obj, created, w) = api
+                    .patch(def, ns, name, sub, pt, v, &dups, &opts, force)
+                    .await?;
+                Ok(with_warnings(ok(if created { 201 } else { 200 }, &obj), &w))
+            }
+            Method::DELETE if sub.is_none() => {
+                let opts = WriteOpts::from_query(q)?;
+                let dopts = DeleteOpts::from_request(q, &body)?;
+                let v = api.delete(def, ns, name, &dopts, opts.dry_run).await?;
+                Ok(ok(200, &v))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str())),
+        },
+        (Some(name), Some("binding")) if def.kind_id == Kind::Pod => match *method {
+            Method::POST => {
+                let opts = WriteOpts::from_query(q)?;
+                let (v, _) = parse_body(&body, content_type)?;
+                api.bind(ns.unwrap_or("default"), name, &v, opts.dry_run)
+                    .await?;
+                Ok(json_response(
+                    201,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                    "application/json",
+                ))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str())),
+        },
+        _ => Err(ApiError::path_not_found()),
+    }
+}

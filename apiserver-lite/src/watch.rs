@@ -1,0 +1,375 @@
+//! `?watch=true`: a chunked stream of `{"type":…,"object":…}` lines.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::Response;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::handlers::{Api, Query, Repr, decode_kv, matches};
+use crate::resources::{ResourceDef, table};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{StoreError, WatchEvent};
+
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+
+fn line(ty: &str, object: Value) -> Bytes {
+    let mut b = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+struct Renderer {
+    def: &'static ResourceDef,
+    repr: Repr,
+    include: String,
+}
+
+impl Renderer {
+    fn obj(&self, o: &Value) -> Value {
+        match self.repr {
+            Repr::Object => o.clone(),
+            Repr::PartialMetadata => table::partial_metadata(o),
+            Repr::Table => {
+                let rv = o
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                table::table(self.def, std::slice::from_ref(o), rv, &self.include, true)
+            }
+        }
+    }
+    fn bookmark(&self, rev: i64, initial_end: bool) -> Value {
+        let mut meta = json!({"resourceVersion": rev.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta})
+    }
+}
+
+fn error_line(e: &ApiError) -> Bytes {
+    line("ERROR", e.status_json())
+}
+
+fn content_type(repr: Repr) -> &'static str {
+    match repr {
+        Repr::Table => "application/json;as=Table;v=v1;g=meta.k8s.io",
+        _ => "application/json",
+    }
+}
+
+fn stream_response(repr: Repr, rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    let mut r = Response::new(Body::from_stream(s));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type(repr)),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn watch(
+    api: &Api,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    q: &Query,
+    repr: Repr,
+    labels: LabelSelector,
+    fields: FieldSelector,
+) -> ApiResult<Response<Body>> {
+    let rv = q.get("resourceVersion").unwrap_or("");
+    let send_initial = q.get("sendInitialEvents") == Some("true");
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(1800)
+        .min(3600);
+    let (initial, start) = if rv.is_empty() || rv == "0" || send_initial {
+        api.list(def, ns, &labels, &fields).await?
+    } else {
+        let r: i64 = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+        (Vec::new(), r)
+    };
+    let renderer = Renderer {
+        def,
+        repr,
+        include: q.get("includeObject").unwrap_or("Metadata").to_string(),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let mut stream = match api.store.watch(&def.prefix(ns), start).await {
+        Ok(s) => s,
+        Err(e @ StoreError::Compacted { .. }) => {
+            let err = ApiError::from_store(e, def.group, def.plural, "");
+            let _ = tx.try_send(error_line(&err));
+            drop(tx);
+            return Ok(stream_response(repr, rx));
+        }
+        Err(e) => return Err(ApiError::from_store(e, def.group, def.plural, "")),
+    };
+    let explicit_rv = !(rv.is_empty() || rv == "0");
+    tokio::spawn(async move {
+        for o in &initial {
+            if tx.send(line("ADDED", renderer.obj(o))).await.is_err() {
+                return;
+            }
+        }
+        if bookmarks
+            && (send_initial || explicit_rv)
+            && tx
+                .send(line("BOOKMARK", renderer.bookmark(start, send_initial)))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let mut last = start;
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        tokio::pin!(deadline);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = &mut deadline => return,
+                _ = tick.tick() => {
+                    if bookmarks && tx.send(line("BOOKMARK", renderer.bookmark(last, false))).await.is_err() {
+                        return;
+                    }
+                }
+                ev = stream.next() => {
+                    let ev = match ev {
+                        None => return,
+                        Some(Ok(ev)) => ev,
+                        Some(Err(e)) => {
+                            let err = ApiError::from_store(e, renderer.def.group, renderer.def.plural, "");
+                            let _ = tx.send(error_line(&err)).await;
+                            return;
+                        }
+                    };
+                    last = ev.revision();
+                    let out = match convert(renderer.def, &ev, &labels, &fields) {
+                        Ok(Some((ty, obj))) => line(ty, renderer.obj(&obj)),
+                        Ok(None) => continue,
+                        Err(e) => error_line(&e),
+                    };
+                    if tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(stream_response(repr, rx))
+}
+
+/// The watch event type (if any) that a store event gives under the selectors.
+pub fn convert(
+    def: &ResourceDef,
+    ev: &WatchEvent,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> ApiResult<Option<(&'static str, Value)>> {
+    match ev {
+        WatchEvent::Put { kv, prev } => {
+            let new = decode_kv(kv)?;
+            let now = matches(def, &new, labels, fields);
+            let before = match prev {
+                None => None,
+                Some(p) => Some(matches(def, &decode_kv(p)?, labels, fields)),
+            };
+            Ok(match (before, now) {
+                (None, true) | (Some(false), true) => Some(("ADDED", new)),
+                (Some(true), true) => Some(("MODIFIED", new)),
+                (Some(true), false) => Some(("DELETED", new)),
+                _ => None,
+            })
+        }
+        WatchEvent::Delete { kv } => {
+            let old = decode_kv(kv)?;
+            Ok(matches(def, &old, labels, fields).then_some(("DELETED", old)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find_resource;
+    use crate::store::KeyValue;
+
+    fn kv(name: &str, node: &str, rev: i64) -> KeyValue {
+        KeyValue {
+            key: format!("/registry/pods/default/{name}"),
+            value: serde_json::to_vec(&json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node}}))
+                .unwrap_or_default(),
+            create_revision: 1,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn selector_transitions() {
+        let def = find_resource("", "pods").expect("pods");
+        let f = FieldSelector::parse("spec.nodeName=n1", def.field_selectors()).expect("sel");
+        let l = LabelSelector::default();
+        let put = |new, prev| WatchEvent::Put { kv: new, prev };
+        let r = convert(def, &put(kv("a", "n1", 2), None), &l, &f).expect("ok");
+        assert_eq!(r.map(|x| x.0), Some("ADDED"));
+        let r = convert(def, &put(kv("a", "n1", 3), Some(kv("a", "", 2))), &l, &f).expect("ok");
+        assert_eq!(r.map(|x| x.0), Some("ADDED"));
+        let r = convert(def, &put(kv("a", "n2", 4), Some(kv("a", "n1", 3))), &l, &f).expect("ok");
+        let (ty, obj) = r.expect("some");
+        assert_eq!(ty, "DELETED");
+        assert_eq!(obj["metadata"]["resourceVersion"], "4");
+        let r = convert(def, &put(kv("a", "n1", 5), Some(kv("a", "n1", 4))), &l, &f).expect("ok");
+        assert_eq!(r.map(|x| x.0), Some("MODIFIED"));
+        let r = convert(def, &put(kv("b", "n2", 6), None), &l, &f).expect("ok");
+        assert!(r.is_none());
+        let r = convert(
+            def,
+            &WatchEvent::Delete {
+                kv: kv("a", "n1", 7),
+            },
+            &l,
+            &f,
+        )
+        .expect("ok");
+        assert_eq!(r.map(|x| x.0), Some("DELETED"));
+    }
+
+    async fn next_line(body: &mut axum::body::BodyDataStream, buf: &mut Vec<u8>) -> Option<Value> {
+        loop {
+            if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                return serde_json::from_slice(&line).ok();
+            }
+            match tokio::time::timeout(Duration::from_secs(5), body.next()).await {
+                Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
+                _ => return None,
+            }
+        }
+    }
+
+    fn q(s: &str) -> Query {
+        Query::parse(Some(s))
+    }
+
+    #[tokio::test]
+    async fn resource_version_semantics_and_expiry() {
+        use crate::handlers::{Api, WriteOpts};
+        use crate::store::Store;
+        use crate::strict::FieldValidation;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(
+            crate::store::redb::RedbStore::open(&dir.path().join("s.redb")).expect("store"),
+        );
+        let api = Api::new(store.clone());
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        let nsdef = find_resource("", "namespaces").expect("ns");
+        let opts = WriteOpts {
+            dry_run: false,
+            field_validation: FieldValidation::Strict,
+        };
+        api.create(nsdef, None, ns, &[], &opts).await.expect("ns");
+        let def = find_resource("", "pods").expect("pods");
+        let pod = |n: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let (a, _) = api
+            .create(def, Some("default"), pod("a"), &[], &opts)
+            .await
+            .expect("a");
+        let rv_a: i64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("rv");
+        api.create(def, Some("default"), pod("b"), &[], &opts)
+            .await
+            .expect("b");
+
+        // rv=0: synthetic ADDED for both, then live changes.
+        let r = watch(
+            &api,
+            def,
+            Some("default"),
+            &q("watch=true&resourceVersion=0"),
+            Repr::Object,
+            LabelSelector::default(),
+            FieldSelector::default(),
+        )
+        .await
+        .expect("watch");
+        let mut body = r.into_body().into_data_stream();
+        let mut buf = Vec::new();
+        let e1 = next_line(&mut body, &mut buf).await.expect("e1");
+        let e2 = next_line(&mut body, &mut buf).await.expect("e2");
+        assert_eq!(
+            (e1["type"].as_str(), e2["type"].as_str()),
+            (Some("ADDED"), Some("ADDED"))
+        );
+        api.create(def, Some("default"), pod("c"), &[], &opts)
+            .await
+            .expect("c");
+        let e3 = next_line(&mut body, &mut buf).await.expect("e3");
+        assert_eq!(e3["type"], "ADDED");
+        assert_eq!(e3["object"]["metadata"]["name"], "c");
+
+        // An explicit RV starts exactly there: only b (and c) follow a, no synthetic events; the
+        // bookmark comes first when asked for.
+        let r = watch(
+            &api,
+            def,
+            Some("default"),
+            &q(&format!(
+                "watch=1&resourceVersion={rv_a}&allowWatchBookmarks=true"
+            )),
+            Repr::Table,
+            LabelSelector::default(),
+            FieldSelector::default(),
+        )
+        .await
+        .expect("watch");
+        let mut body = r.into_body().into_data_stream();
+        let mut buf = Vec::new();
+        let bm = next_line(&mut body, &mut buf).await.expect("bookmark");
+        assert_eq!(bm["type"], "BOOKMARK");
+        let e = next_line(&mut body, &mut buf).await.expect("b");
+        assert_eq!(e["type"], "ADDED");
+        assert_eq!(e["object"]["kind"], "Table");
+        assert_eq!(e["object"]["rows"][0]["cells"][0], "b");
+
+        // A compacted RV gives an ERROR event with a 410 Expired status.
+        let cur = store.current_revision().await.expect("rev");
+        store.compact(cur).await.expect("compact");
+        let r = watch(
+            &api,
+            def,
+            Some("default"),
+            &q(&format!("watch=true&resourceVersion={rv_a}")),
+            Repr::Object,
+            LabelSelector::default(),
+            FieldSelector::default(),
+        )
+        .await
+        .expect("watch");
+        let mut body = r.into_body().into_data_stream();
+        let mut buf = Vec::new();
+        let e = next_line(&mut body, &mut buf).await.expect("error");
+        assert_eq!(e["type"], "ERROR");
+        assert_eq!(e["object"]["code"], 410);
+        assert_eq!(e["object"]["reason"], "Expired");
+    }
+}
