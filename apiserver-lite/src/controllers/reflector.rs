@@ -57,7 +57,10 @@ impl Reflector {
             let Some(stream) = self.stream.as_mut() else {
                 match self.store.watch(&self.prefix, self.revision).await {
                     Ok(stream) => self.stream = Some(stream),
-                    Err(StoreError::Compacted { .. }) => self.listed = false,
+                    // History is gone, or the store is behind this view (restored): start over.
+                    Err(StoreError::Compacted { .. } | StoreError::FutureRevision { .. }) => {
+                        self.listed = false
+                    }
                     Err(err) => {
                         tracing::warn!(prefix = %self.prefix, error = %err, "watch failed; retrying");
                         tokio::time::sleep(RETRY).await;
