@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest};
+use containerd_client::services::v1::{
+    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
+};
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
@@ -35,14 +37,21 @@ pub struct Containerd {
 
 impl Containerd {
     pub async fn connect(socket: &Path, namespace: &str) -> Result<Self, ConnectError> {
-        let channel = containerd_client::connect(socket).await.map_err(|source| ConnectError::Connect {
-            path: socket.display().to_string(),
-            source,
-        })?;
+        let channel =
+            containerd_client::connect(socket)
+                .await
+                .map_err(|source| ConnectError::Connect {
+                    path: socket.display().to_string(),
+                    source,
+                })?;
         let ns = namespace
             .parse()
             .map_err(|_| ConnectError::Namespace(namespace.to_string()))?;
-        Ok(Self { channel, namespace: ns, namespace_name: namespace.to_string() })
+        Ok(Self {
+            channel,
+            namespace: ns,
+            namespace_name: namespace.to_string(),
+        })
     }
 
     pub fn channel(&self) -> Channel {
@@ -56,38 +65,48 @@ impl Containerd {
     /// A request in this handle's containerd namespace.
     pub fn req<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
-        req.metadata_mut().insert("containerd-namespace", self.namespace.clone());
+        req.metadata_mut()
+            .insert("containerd-namespace", self.namespace.clone());
         req
     }
 
     /// A request in this handle's namespace that puts what it creates under `lease`.
     pub fn leased<T>(&self, msg: T, lease: &Lease) -> Request<T> {
         let mut req = self.req(msg);
-        req.metadata_mut().insert("containerd-lease", lease.header.clone());
+        req.metadata_mut()
+            .insert("containerd-lease", lease.header.clone());
         req
     }
 
     /// Create a lease that expires by itself after `expire`, so a crash leaks nothing for long.
     pub async fn lease(&self, expire: Duration) -> Result<Lease, Status> {
-        let deadline = jiff::Timestamp::now() + jiff::SignedDuration::try_from(expire).unwrap_or_default();
+        let deadline =
+            jiff::Timestamp::now() + jiff::SignedDuration::try_from(expire).unwrap_or_default();
         let labels = HashMap::from([("containerd.io/gc.expire".to_string(), deadline.to_string())]);
         let id = format!("skiff-{}", uuid::Uuid::new_v4());
         let resp = LeasesClient::new(self.channel())
             .create(self.req(CreateLeaseRequest { id, labels }))
             .await?
             .into_inner();
-        let lease = resp.lease.ok_or_else(|| Status::internal("containerd returned no lease"))?;
-        let header = lease
-            .id
-            .parse()
-            .map_err(|_| Status::internal(format!("lease id {:?} is not a header value", lease.id)))?;
-        Ok(Lease { id: lease.id, header })
+        let lease = resp
+            .lease
+            .ok_or_else(|| Status::internal("containerd returned no lease"))?;
+        let header = lease.id.parse().map_err(|_| {
+            Status::internal(format!("lease id {:?} is not a header value", lease.id))
+        })?;
+        Ok(Lease {
+            id: lease.id,
+            header,
+        })
     }
 
     /// Delete a lease; what it protected becomes collectable unless something else references it.
     pub async fn release(&self, lease: Lease) -> Result<(), Status> {
         let res = LeasesClient::new(self.channel())
-            .delete(self.req(DeleteLeaseRequest { id: lease.id, sync: false }))
+            .delete(self.req(DeleteLeaseRequest {
+                id: lease.id,
+                sync: false,
+            }))
             .await;
         match res {
             Ok(_) => Ok(()),

@@ -5,6 +5,131 @@
 //! comes from a CNI chain, and status flows back to the API server.
 
 pub mod cni;
+pub mod config;
 pub mod containerd;
 pub mod images;
+pub mod node;
+pub mod pods;
+pub mod runtime;
 pub mod sandbox;
+pub mod volumes;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use config::Config;
+
+async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("failed to read kubeconfig {}", path.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    kube::Client::try_from(cfg).context("failed to build the API client")
+}
+
+async fn start(config: Config) -> anyhow::Result<()> {
+    let client = kube_client(&config.kubeconfig).await?;
+    let cd =
+        containerd::Containerd::connect(&config.containerd_socket, &config.containerd_namespace)
+            .await
+            .context("failed to connect to containerd")?;
+    let runtime = runtime::Runtime::new(cd.clone(), config.run_dir.clone());
+    let version = runtime
+        .version()
+        .await
+        .context("containerd does not answer")?;
+    let reg_path = config.registry_config.clone();
+    let registries = if tokio::fs::try_exists(&reg_path).await.unwrap_or(false) {
+        tokio::task::spawn_blocking(move || images::RegistryConfig::load(&reg_path))
+            .await?
+            .with_context(|| {
+                format!(
+                    "failed to load registry config {}",
+                    config.registry_config.display()
+                )
+            })?
+    } else {
+        tracing::warn!(path = %reg_path.display(), "no registry config; pulling from registries directly");
+        images::RegistryConfig::default()
+    };
+    let images = images::ImageService::new(cd.clone(), registries);
+    let cni = Arc::new(cni::CniRuntime::new(
+        config.cni_conf_dir.clone(),
+        config.cni_bin_dir.clone(),
+        config.cni_cache_dir.clone(),
+    ));
+    for dir in [&config.root_dir, &config.run_dir, &config.pod_log_dir] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+
+    let facts = node::info::gather(config.node_ip, &config.root_dir, &version).await?;
+    let node_ip = facts.node_ip;
+    let agent = Arc::new(node::NodeAgent {
+        client: client.clone(),
+        name: config.node_name.clone(),
+        facts,
+        runtime: runtime.clone(),
+        cni: cni.clone(),
+    });
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        let health = agent.health().await;
+        match agent.register(&health).await {
+            Ok(()) => break,
+            Err(e) => tracing::warn!(error = %e, "node registration failed; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
+    tokio::spawn(node::lease::run(client.clone(), config.node_name.clone()));
+    let pod_cidr = agent.wait_pod_cidr().await?;
+    tracing::info!(%pod_cidr, "node has a pod CIDR");
+    let (c, cluster) = (cni.clone(), config.cluster_cidr.clone());
+    let pc = pod_cidr.clone();
+    tokio::task::spawn_blocking(move || c.ensure_default_conflist(&pc, &cluster))
+        .await?
+        .context("failed to write the CNI configuration")?;
+    tokio::spawn(agent.clone().status_loop());
+
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    runtime::events::spawn(runtime.clone(), ev_tx);
+    let ctx = Arc::new(pods::Context {
+        recorder: pods::recorder::Recorder::spawn(client.clone(), config.node_name.clone()),
+        client,
+        runtime,
+        images,
+        cni,
+        node_name: config.node_name.clone(),
+        node_ip,
+        root_dir: config.root_dir.clone(),
+        run_dir: config.run_dir.clone(),
+        pod_log_dir: config.pod_log_dir.clone(),
+        sandbox_gate: tokio::sync::Semaphore::new(pods::STARTUP_CONCURRENCY),
+        start_gate: tokio::sync::Semaphore::new(pods::STARTUP_CONCURRENCY),
+    });
+    pods::run(ctx, ev_rx).await;
+    anyhow::bail!("the pod watch ended")
+}
+
+/// Run the agent until SIGTERM/SIGINT. Pods keep running when the agent stops; the next start adopts them.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        r = start(config) => r,
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: stopping, pods keep running");
+            Ok(())
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: stopping, pods keep running");
+            Ok(())
+        }
+    }
+}

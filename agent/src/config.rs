@@ -1,0 +1,62 @@
+//! The agent's settings (docs/contracts.md, "skiff-agent command line"): flags, each with an env variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "skiff-agent",
+    version,
+    about = "skiff's node agent: runs this node's pods with containerd"
+)]
+pub struct Config {
+    /// kubeconfig of this node (user system:node:<node>).
+    #[arg(long, env = "SKIFF_KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Name of the Node object.
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    pub node_name: String,
+    #[arg(
+        long,
+        env = "SKIFF_CONTAINERD_SOCKET",
+        default_value = "/run/skiff/containerd/containerd.sock"
+    )]
+    pub containerd_socket: PathBuf,
+    #[arg(long, env = "SKIFF_CONTAINERD_NAMESPACE", default_value = "skiff")]
+    pub containerd_namespace: String,
+    /// Persistent agent state (pod volumes, generated files).
+    #[arg(long, env = "SKIFF_ROOT_DIR", default_value = "/var/lib/skiff/agent")]
+    pub root_dir: PathBuf,
+    /// Volatile state (pinned namespaces, stdio FIFOs).
+    #[arg(long, env = "SKIFF_RUN_DIR", default_value = "/run/skiff")]
+    pub run_dir: PathBuf,
+    #[arg(long, env = "SKIFF_POD_LOG_DIR", default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    #[arg(
+        long,
+        env = "SKIFF_CNI_CONF_DIR",
+        default_value = "/var/lib/skiff/cni/net.d"
+    )]
+    pub cni_conf_dir: PathBuf,
+    /// CNI plugin directories, `:`-separated.
+    #[arg(
+        long,
+        env = "SKIFF_CNI_BIN_DIR",
+        value_delimiter = ':',
+        default_value = "/usr/lib/cni"
+    )]
+    pub cni_bin_dir: Vec<PathBuf>,
+    /// Where cached CNI ADD results live (libcni layout: `<dir>/<network>-<containerID>-<ifname>`).
+    /// Give every node its own directory when several nodes share a host: CNI GC owns what is here.
+    #[arg(long, env = "SKIFF_CNI_CACHE_DIR", default_value = "/var/lib/cni/results")]
+    pub cni_cache_dir: PathBuf,
+    /// Registry mirrors and credentials (k3s registries.yaml format).
+    #[arg(long, env = "SKIFF_REGISTRY_CONFIG")]
+    pub registry_config: PathBuf,
+    /// Address reported as the node's InternalIP (default: first non-loopback IPv4).
+    #[arg(long, env = "SKIFF_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// The cluster's pod network (for the default CNI conflist's masquerade rule).
+    #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+}

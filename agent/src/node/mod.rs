@@ -1,0 +1,345 @@
+//! This node in the API: registration, readiness (runtime and network), status heartbeat, Lease.
+
+pub mod info;
+pub mod lease;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+
+use crate::cni::CniRuntime;
+use crate::runtime::Runtime;
+use info::NodeFacts;
+
+pub const STATUS_UPDATE: Duration = Duration::from_secs(10);
+pub const STATUS_REPORT: Duration = Duration::from_secs(300);
+
+pub struct NodeAgent {
+    pub client: kube::Client,
+    pub name: String,
+    pub facts: NodeFacts,
+    pub runtime: Runtime,
+    pub cni: Arc<CniRuntime>,
+}
+
+/// Readiness inputs: `None` = fine, `Some(message)` = what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub runtime: Option<String>,
+    pub network: Option<String>,
+}
+
+fn cond(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+    prev: &[NodeCondition],
+) -> NodeCondition {
+    let status = if ok { "True" } else { "False" };
+    let since = prev
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    NodeCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(Time(now)),
+        last_transition_time: Some(since),
+    }
+}
+
+/// Node conditions: Ready only when containerd answers and a CNI config is usable.
+pub fn conditions(h: &Health, now: jiff::Timestamp, prev: &[NodeCondition]) -> Vec<NodeCondition> {
+    let ready = match (&h.runtime, &h.network) {
+        (None, None) => cond(
+            "Ready",
+            true,
+            "KubeletReady",
+            "skiff agent is posting ready status",
+            now,
+            prev,
+        ),
+        (Some(r), _) => cond(
+            "Ready",
+            false,
+            "KubeletNotReady",
+            &format!("container runtime is down: {r}"),
+            now,
+            prev,
+        ),
+        (None, Some(n)) => cond(
+            "Ready",
+            false,
+            "KubeletNotReady",
+            &format!(
+                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:{n}"
+            ),
+            now,
+            prev,
+        ),
+    };
+    let network = match &h.network {
+        None => cond(
+            "NetworkUnavailable",
+            false,
+            "CNIConfigured",
+            "CNI configuration is in place",
+            now,
+            prev,
+        ),
+        Some(n) => cond("NetworkUnavailable", true, "NoCNIConfig", n, now, prev),
+    };
+    vec![
+        cond(
+            "MemoryPressure",
+            false,
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+            now,
+            prev,
+        ),
+        cond(
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+            now,
+            prev,
+        ),
+        cond(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+            now,
+            prev,
+        ),
+        network,
+        ready,
+    ]
+}
+
+impl NodeAgent {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("kubernetes.io/hostname".to_string(), self.name.clone()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+            ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+            ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
+            ("beta.kubernetes.io/arch".to_string(), "amd64".to_string()),
+        ])
+    }
+
+    pub async fn health(&self) -> Health {
+        let runtime = self.runtime.version().await.err().map(|e| e.to_string());
+        let cni = self.cni.clone();
+        let network = match tokio::task::spawn_blocking(move || cni.ready()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("Network plugin returns error: {e}")),
+            Err(e) => Some(e.to_string()),
+        };
+        Health { runtime, network }
+    }
+
+    fn status(&self, conds: Vec<NodeCondition>) -> NodeStatus {
+        NodeStatus {
+            capacity: Some(self.facts.capacity.clone()),
+            allocatable: Some(self.facts.capacity.clone()),
+            addresses: Some(self.facts.addresses(&self.name)),
+            node_info: Some(self.facts.info.clone()),
+            conditions: Some(conds),
+            daemon_endpoints: Some(NodeDaemonEndpoints {
+                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Create the Node, or update labels and status of an existing one.
+    pub async fn register(&self, health: &Health) -> anyhow::Result<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let status = self.status(conditions(health, jiff::Timestamp::now(), &[]));
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(self.labels()),
+                ..Default::default()
+            },
+            status: Some(status.clone()),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &node).await {
+            Ok(_) => tracing::info!(node = %self.name, "registered node"),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let patch = serde_json::json!({ "metadata": { "labels": self.labels() } });
+                api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                tracing::info!(node = %self.name, "node already registered; updated it");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.patch_status(&status).await
+    }
+
+    async fn patch_status(&self, status: &NodeStatus) -> anyhow::Result<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Wait until the API server's node IPAM has set `spec.podCIDR`.
+    pub async fn wait_pod_cidr(&self) -> anyhow::Result<String> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut logged = false;
+        loop {
+            match api.get(&self.name).await {
+                Ok(n) => {
+                    if let Some(cidr) = n.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+                        return Ok(cidr);
+                    }
+                    if !logged {
+                        tracing::info!("waiting for spec.podCIDR");
+                        logged = true;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read own node"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Post status when it changes (checked every 10 s) and at least every 5 minutes.
+    pub async fn status_loop(self: Arc<Self>) {
+        let mut prev: Vec<NodeCondition> = Vec::new();
+        let mut last_health: Option<Health> = None;
+        let mut last_post = Instant::now();
+        let mut tick = tokio::time::interval(STATUS_UPDATE);
+        loop {
+            tick.tick().await;
+            let health = self.health().await;
+            let changed = last_health.as_ref() != Some(&health);
+            if !changed && last_post.elapsed() < STATUS_REPORT {
+                continue;
+            }
+            let conds = conditions(&health, jiff::Timestamp::now(), &prev);
+            match self.patch_status(&self.status(conds.clone())).await {
+                Ok(()) => {
+                    if changed {
+                        tracing::info!(runtime = ?health.runtime, network = ?health.network, "node status changed");
+                    }
+                    prev = conds;
+                    last_health = Some(health);
+                    last_post = Instant::now();
+                }
+                Err(e) => {
+                    let missing = e
+                        .downcast_ref::<kube::Error>()
+                        .is_some_and(|k| matches!(k, kube::Error::Api(s) if s.code == 404));
+                    if missing {
+                        // Someone deleted the Node: register again, as the kubelet does.
+                        tracing::warn!("node object is gone; registering again");
+                        if let Err(e) = self.register(&health).await {
+                            tracing::warn!(error = %e, "node re-registration failed");
+                        }
+                        last_health = None;
+                    } else {
+                        tracing::warn!(error = %e, "cannot update node status");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness() {
+        let now = jiff::Timestamp::now();
+        let ok = conditions(
+            &Health {
+                runtime: None,
+                network: None,
+            },
+            now,
+            &[],
+        );
+        let ready = ok
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("skiff agent is posting ready status")
+        );
+        let nu = ok
+            .iter()
+            .find(|c| c.type_ == "NetworkUnavailable")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(nu.status, "False");
+
+        let later = now + jiff::SignedDuration::from_secs(10);
+        let bad = conditions(
+            &Health {
+                runtime: None,
+                network: Some("cni config uninitialized".into()),
+            },
+            later,
+            &ok,
+        );
+        let ready = bad
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("NetworkPluginNotReady"))
+        );
+        assert_eq!(ready.last_transition_time.map(|t| t.0), Some(later));
+        let mem = bad
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            mem.last_transition_time.map(|t| t.0),
+            Some(now),
+            "unchanged conditions keep their transition time"
+        );
+        let down = conditions(
+            &Health {
+                runtime: Some("connection refused".into()),
+                network: None,
+            },
+            now,
+            &[],
+        );
+        assert!(
+            down.iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False")
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! Pods bound to this node: one watcher over `spec.nodeName=<node>`, one worker task per pod UID.
+//! Workers compute what should change and apply it (kubelet's SyncPod shape), so every step is
+//! idempotent and an agent restart resumes where the last one stopped.
+
+pub mod backoff;
+pub mod discover;
+pub mod env;
+pub mod exits;
+pub mod files;
+pub mod recorder;
+pub mod report;
+pub mod start;
+pub mod state;
+pub mod status;
+pub mod teardown;
+pub mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::cni::CniRuntime;
+use crate::images::ImageService;
+use crate::runtime::Runtime;
+use crate::runtime::events::RuntimeEvent;
+use recorder::Recorder;
+use worker::{Msg, Worker};
+
+/// Everything the workers share: one kube client, one containerd channel.
+pub struct Context {
+    pub client: kube::Client,
+    pub runtime: Runtime,
+    pub images: ImageService,
+    pub cni: Arc<CniRuntime>,
+    pub recorder: Recorder,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub root_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub pod_log_dir: PathBuf,
+    /// Bounds concurrent sandbox setups (namespace pinning + CNI ADD) and container starts (shim spawns).
+    /// Both are CPU-heavy; running a burst of pods through a short FIFO queue finishes most of them much
+    /// sooner than starting all of them at once on a small machine.
+    pub sandbox_gate: tokio::sync::Semaphore,
+    pub start_gate: tokio::sync::Semaphore,
+}
+
+/// Permits of [`Context::sandbox_gate`] and [`Context::start_gate`].
+pub const STARTUP_CONCURRENCY: usize = 4;
+
+pub const RELIST_PERIOD: Duration = Duration::from_secs(10);
+/// How many torn-down pod UIDs are remembered (to ignore late watch events for them).
+const FINISHED_MEMORY: usize = 10_000;
+
+struct Manager {
+    ctx: Arc<Context>,
+    workers: HashMap<String, mpsc::UnboundedSender<Msg>>,
+    finished: HashSet<String>,
+    done_tx: mpsc::UnboundedSender<String>,
+}
+
+impl Manager {
+    fn spawn(&mut self, uid: String, pod: Option<Arc<Pod>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let name = pod
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or(""),
+                    p.metadata.name.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        let span = tracing::info_span!("pod", pod.uid = %uid, pod.name = %name);
+        let w = Worker::new(self.ctx.clone(), uid.clone(), pod, rx);
+        let done = self.done_tx.clone();
+        tokio::spawn(w.run(done).instrument(span));
+        self.workers.insert(uid, tx);
+    }
+
+    fn dispatch(&mut self, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let pod = Arc::new(pod);
+        if let Some(tx) = self.workers.get(&uid) {
+            let _ = tx.send(Msg::Pod(pod));
+            return;
+        }
+        if self.finished.contains(&uid) && pod.metadata.deletion_timestamp.is_none() {
+            return;
+        }
+        self.spawn(uid, Some(pod));
+    }
+
+    fn gone(&mut self, uid: &str) {
+        if let Some(tx) = self.workers.get(uid) {
+            let _ = tx.send(Msg::Gone);
+        }
+    }
+
+    /// The worker owning a container id.
+    fn owner(&self, container_id: &str) -> Option<&mpsc::UnboundedSender<Msg>> {
+        self.workers
+            .iter()
+            .find(|(uid, _)| owns(uid, container_id))
+            .map(|(_, tx)| tx)
+    }
+
+    fn runtime_event(&mut self, ev: RuntimeEvent) {
+        match ev {
+            RuntimeEvent::Exit {
+                container_id,
+                exit_status,
+                exited_at,
+            } => {
+                if let Some(tx) = self.owner(&container_id) {
+                    let _ = tx.send(Msg::Exit {
+                        id: container_id,
+                        code: exit_status,
+                        at: exited_at,
+                    });
+                }
+            }
+            RuntimeEvent::Oom { container_id } => {
+                if let Some(tx) = self.owner(&container_id) {
+                    let _ = tx.send(Msg::Oom { id: container_id });
+                }
+            }
+            RuntimeEvent::Resync => self.resync_all(),
+        }
+    }
+
+    fn resync_all(&self) {
+        for tx in self.workers.values() {
+            let _ = tx.send(Msg::Resync);
+        }
+    }
+
+    /// Containers of pods that have no worker (the pod left the API while the agent was away, or a
+    /// teardown was interrupted): start a worker that tears them down.
+    async fn collect_orphans(&mut self) {
+        let records = match self.ctx.runtime.list_containers(None).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers");
+                return;
+            }
+        };
+        let uids: HashSet<String> = records.into_iter().map(|r| r.meta.pod_uid).collect();
+        for uid in uids {
+            if !self.workers.contains_key(&uid) {
+                tracing::info!(pod.uid = %uid, "tearing down containers of a pod that is not in the API");
+                self.spawn(uid, None);
+            }
+        }
+    }
+}
+
+/// Whether a container id (`<pod-uid>-<name>-<attempt>`) belongs to the pod with this UID.
+pub fn owns(pod_uid: &str, container_id: &str) -> bool {
+    container_id.len() > pod_uid.len() + 1
+        && container_id.starts_with(pod_uid)
+        && container_id.as_bytes()[pod_uid.len()] == b'-'
+}
+
+/// Watch this node's pods and drive their workers until the watch stream ends.
+pub async fn run(ctx: Arc<Context>, mut runtime_events: mpsc::UnboundedReceiver<RuntimeEvent>) {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut m = Manager {
+        ctx,
+        workers: HashMap::new(),
+        finished: HashSet::new(),
+        done_tx,
+    };
+    let mut listing: Option<HashSet<String>> = None;
+    let mut synced = false;
+    let mut relist = tokio::time::interval(RELIST_PERIOD);
+    relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Ok(Event::Apply(pod))) => m.dispatch(pod),
+                Some(Ok(Event::InitApply(pod))) => {
+                    if let (Some(l), Some(uid)) = (listing.as_mut(), pod.metadata.uid.as_ref()) {
+                        l.insert(uid.clone());
+                    }
+                    m.dispatch(pod);
+                }
+                Some(Ok(Event::Delete(pod))) => {
+                    if let Some(uid) = pod.metadata.uid.as_deref() {
+                        m.gone(uid);
+                    }
+                }
+                Some(Ok(Event::Init)) => listing = Some(HashSet::new()),
+                Some(Ok(Event::InitDone)) => {
+                    let seen = listing.take().unwrap_or_default();
+                    let stale: Vec<String> = m.workers.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                    for uid in stale {
+                        m.gone(&uid);
+                    }
+                    if !synced {
+                        synced = true;
+                        m.collect_orphans().await;
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                None => break,
+            },
+            Some(ev) = runtime_events.recv() => m.runtime_event(ev),
+            Some(uid) = done_rx.recv() => {
+                m.workers.remove(&uid);
+                if m.finished.len() >= FINISHED_MEMORY {
+                    m.finished.clear();
+                }
+                m.finished.insert(uid);
+            }
+            _ = relist.tick() => {
+                m.resync_all();
+                if synced {
+                    m.collect_orphans().await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owns;
+
+    #[test]
+    fn container_ownership() {
+        let uid = "5fd3bbe2-d654-4304-b4d1-3612cacea3b9";
+        assert!(owns(uid, "5fd3bbe2-d654-4304-b4d1-3612cacea3b9-nginx-0"));
+        assert!(!owns(uid, "5fd3bbe2-d654-4304-b4d1-3612cacea3b9"));
+        assert!(!owns(uid, "5fd3bbe2-d654-4304-b4d1-3612cacea3b90-nginx-0"));
+    }
+}

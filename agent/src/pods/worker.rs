@@ -1,0 +1,574 @@
+//! One pod's worker: a task with a mailbox of nudges (pod changed, container exited, resync) that
+//! brings the pod's actual state to its desired state and reports status.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use tokio::sync::mpsc;
+
+use super::Context;
+use super::backoff::Backoff;
+use super::files::EtcFiles;
+use super::start::{self, Outcome, StartPlan};
+use super::state::{ContainerState, Waiting};
+use super::status;
+use crate::cni::Attachment;
+use crate::runtime::labels::ContainerKind;
+use crate::sandbox::PodSandbox;
+
+#[derive(Debug)]
+pub enum Msg {
+    Pod(Arc<Pod>),
+    Gone,
+    Exit {
+        id: String,
+        code: u32,
+        at: Option<jiff::Timestamp>,
+    },
+    Oom {
+        id: String,
+    },
+    Resync,
+}
+
+pub(crate) enum Flow {
+    Done,
+    Wake(Option<Instant>),
+}
+
+pub struct Prepared {
+    pub volumes: HashMap<String, PathBuf>,
+    pub etc: EtcFiles,
+}
+
+pub struct Worker {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) uid: String,
+    pub(crate) rx: mpsc::UnboundedReceiver<Msg>,
+    pub(crate) pod: Option<Arc<Pod>>,
+    pub(crate) gone: bool,
+    pub(crate) discovered: bool,
+    /// Namespace and name from container labels, for pods no longer in the API.
+    pub(crate) labels_ns_name: Option<(String, String)>,
+    pub(crate) sandbox: Option<PodSandbox>,
+    pub(crate) pod_ip: Option<IpAddr>,
+    pub(crate) network_released: bool,
+    pub(crate) sandbox_backoff: Backoff,
+    pub(crate) sandbox_retry: Option<Instant>,
+    pub(crate) prepared: Option<Prepared>,
+    pub(crate) containers: HashMap<String, ContainerState>,
+    pub(crate) start_time: Option<jiff::Timestamp>,
+    pub(crate) last_status: Option<serde_json::Value>,
+    pub(crate) last_conditions: Vec<PodCondition>,
+    pub(crate) pending_exits: Vec<(String, u32, Option<jiff::Timestamp>)>,
+    pub(crate) resync: bool,
+}
+
+impl Worker {
+    pub fn new(
+        ctx: Arc<Context>,
+        uid: String,
+        pod: Option<Arc<Pod>>,
+        rx: mpsc::UnboundedReceiver<Msg>,
+    ) -> Self {
+        let gone = pod.is_none();
+        Self {
+            ctx,
+            uid,
+            rx,
+            pod,
+            gone,
+            discovered: false,
+            labels_ns_name: None,
+            sandbox: None,
+            pod_ip: None,
+            network_released: false,
+            sandbox_backoff: Backoff::default(),
+            sandbox_retry: None,
+            prepared: None,
+            containers: HashMap::new(),
+            start_time: None,
+            last_status: None,
+            last_conditions: Vec::new(),
+            pending_exits: Vec::new(),
+            resync: false,
+        }
+    }
+
+    pub(crate) fn apply(&mut self, msg: Msg) {
+        match msg {
+            Msg::Pod(p) => self.pod = Some(p),
+            Msg::Gone => self.gone = true,
+            Msg::Exit { id, code, at } => self.pending_exits.push((id, code, at)),
+            Msg::Oom { id } => {
+                if let Some(c) = self
+                    .containers
+                    .values_mut()
+                    .find(|c| c.running.as_ref().is_some_and(|r| r.id == id))
+                {
+                    c.oom = true;
+                }
+            }
+            Msg::Resync => self.resync = true,
+        }
+    }
+
+    pub async fn run(mut self, done: mpsc::UnboundedSender<String>) {
+        let mut wake: Option<Instant> = Some(Instant::now());
+        loop {
+            let msg = match wake {
+                Some(at) => tokio::select! {
+                    m = self.rx.recv() => match m { Some(m) => Some(m), None => break },
+                    _ = tokio::time::sleep_until(at.into()) => None,
+                },
+                None => match self.rx.recv().await {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+            };
+            if let Some(m) = msg {
+                self.apply(m);
+            }
+            while let Ok(m) = self.rx.try_recv() {
+                self.apply(m);
+            }
+            match self.sync().await {
+                Flow::Done => break,
+                Flow::Wake(at) => wake = at,
+            }
+        }
+        let _ = done.send(self.uid.clone());
+    }
+
+    pub(crate) fn ns_name(&self) -> (String, String) {
+        if let Some(p) = &self.pod {
+            return (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+        }
+        self.labels_ns_name.clone().unwrap_or_default()
+    }
+
+    pub(crate) fn sandbox_dir(&self) -> PathBuf {
+        self.ctx.run_dir.join("pods").join(&self.uid)
+    }
+
+    pub(crate) fn pod_dir(&self) -> PathBuf {
+        crate::volumes::pod_dir(&self.ctx.root_dir, &self.uid)
+    }
+
+    pub(crate) fn attachment(&self) -> Attachment {
+        let (ns, name) = self.ns_name();
+        let netns = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.net.clone())
+            .unwrap_or_else(|| self.sandbox_dir().join("ns").join("net"));
+        Attachment {
+            container_id: self.uid.clone(),
+            netns,
+            ifname: "eth0".into(),
+            args: vec![
+                ("K8S_POD_NAMESPACE".into(), ns),
+                ("K8S_POD_NAME".into(), name),
+                ("K8S_POD_UID".into(), self.uid.clone()),
+            ],
+        }
+    }
+
+    async fn sync(&mut self) -> Flow {
+        if !self.discovered {
+            self.discover().await;
+            self.discovered = true;
+        }
+        for (id, code, at) in std::mem::take(&mut self.pending_exits) {
+            self.on_exit(&id, code, at, true).await;
+        }
+        if std::mem::take(&mut self.resync) {
+            self.check_tasks().await;
+        }
+        let pod = match (&self.pod, self.gone) {
+            (Some(p), false) => p.clone(),
+            (p, _) => {
+                let p = p.clone();
+                self.teardown(p).await;
+                return Flow::Done;
+            }
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.teardown(Some(pod)).await;
+            return Flow::Done;
+        }
+        let Some(spec) = pod.spec.as_ref() else {
+            return Flow::Wake(None);
+        };
+        let api_phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        if status::is_terminal(api_phase) && !self.any_running() {
+            // A finished pod keeps the status it has; only give its network back.
+            self.release_network().await;
+            return Flow::Wake(None);
+        }
+        if self.start_time.is_none() {
+            self.start_time = Some(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.start_time.clone())
+                    .map(|t| t.0)
+                    .unwrap_or_else(jiff::Timestamp::now),
+            );
+        }
+        let now = Instant::now();
+        let phase = status::phase(spec, &self.containers);
+        if status::is_terminal(phase)
+            && !self.any_running()
+            && self.containers.values().any(|c| c.started_once)
+        {
+            self.push_status(&pod).await;
+            if self.last_status.is_some() {
+                self.release_network().await;
+            }
+            return self.status_retry();
+        }
+
+        if self.sandbox.is_none() || self.pod_ip.is_none() {
+            if let Some(at) = self.sandbox_retry
+                && at > now
+            {
+                self.push_status(&pod).await;
+                return Flow::Wake(Some(at));
+            }
+            let t = Instant::now();
+            let ctx = self.ctx.clone();
+            let permit = ctx.sandbox_gate.acquire().await;
+            let res = self.setup_sandbox(&pod).await;
+            drop(permit);
+            tracing::debug!(
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                "pod sandbox setup"
+            );
+            if let Err(msg) = res {
+                let delay = self
+                    .sandbox_backoff
+                    .next_delay(Duration::ZERO)
+                    .max(Duration::from_secs(1));
+                tracing::warn!(error = %msg, retry_in = ?delay, "pod sandbox setup failed");
+                self.ctx.recorder.warning(
+                    &pod,
+                    None,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {msg}"),
+                );
+                self.sandbox_retry = Some(now + delay);
+                self.push_status(&pod).await;
+                return Flow::Wake(Some(now + delay));
+            }
+            self.sandbox_backoff.reset();
+            self.sandbox_retry = None;
+        }
+        if self.prepared.is_none() {
+            match self.prepare(&pod).await {
+                Ok(p) => self.prepared = Some(p),
+                Err(msg) => {
+                    self.ctx
+                        .recorder
+                        .warning(&pod, None, "FailedMount", msg.clone());
+                    for c in spec
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .chain(spec.containers.iter())
+                    {
+                        let st = self.containers.entry(c.name.clone()).or_insert_with(|| {
+                            ContainerState::new(
+                                &c.name,
+                                ContainerKind::App,
+                                c.image.as_deref().unwrap_or_default(),
+                            )
+                        });
+                        if st.running.is_none() {
+                            st.waiting = Some(Waiting {
+                                reason: "CreateContainerConfigError".into(),
+                                message: Some(msg.clone()),
+                            });
+                        }
+                    }
+                    self.push_status(&pod).await;
+                    return Flow::Wake(Some(now + Duration::from_secs(10)));
+                }
+            }
+        }
+
+        let policy = status::restart_policy(spec).to_string();
+        let mut next_wake: Option<Instant> = None;
+        let wake_at = |at: Instant, w: &mut Option<Instant>| *w = Some(w.map_or(at, |x| x.min(at)));
+        let mut init_done = true;
+        for ic in spec.init_containers.iter().flatten() {
+            let st = self.containers.entry(ic.name.clone()).or_insert_with(|| {
+                ContainerState::new(
+                    &ic.name,
+                    ContainerKind::Init,
+                    ic.image.as_deref().unwrap_or_default(),
+                )
+            });
+            if st.succeeded() {
+                continue;
+            }
+            init_done = false;
+            if st.running.is_some() || (st.failed() && policy == "Never") {
+                break;
+            }
+            if let Some(at) = st.next_start
+                && at > now
+            {
+                wake_at(at, &mut next_wake);
+                break;
+            }
+            let plan = self.plan(&pod, ic, ContainerKind::Init);
+            let outcome = start::run(self.ctx.clone(), plan).await;
+            self.apply_outcome(outcome, &pod);
+            break;
+        }
+        if init_done {
+            let mut plans = Vec::new();
+            for c in &spec.containers {
+                let st = self.containers.entry(c.name.clone()).or_insert_with(|| {
+                    ContainerState::new(
+                        &c.name,
+                        ContainerKind::App,
+                        c.image.as_deref().unwrap_or_default(),
+                    )
+                });
+                if st.running.is_some() {
+                    continue;
+                }
+                if let Some(t) = &st.terminated {
+                    let restart = match policy.as_str() {
+                        "Always" => true,
+                        "OnFailure" => t.exit_code != 0,
+                        _ => false,
+                    };
+                    if !restart {
+                        continue;
+                    }
+                }
+                if let Some(at) = st.next_start
+                    && at > now
+                {
+                    wake_at(at, &mut next_wake);
+                    continue;
+                }
+                plans.push(self.plan(&pod, c, ContainerKind::App));
+            }
+            let ctx = self.ctx.clone();
+            let outcomes =
+                futures::future::join_all(plans.into_iter().map(|p| start::run(ctx.clone(), p)))
+                    .await;
+            for o in outcomes {
+                self.apply_outcome(o, &pod);
+            }
+        }
+        // Starting may have scheduled retries.
+        for st in self.containers.values() {
+            if st.running.is_none()
+                && let Some(at) = st.next_start
+            {
+                wake_at(at, &mut next_wake);
+            }
+        }
+        self.push_status(&pod).await;
+        if let Flow::Wake(Some(at)) = self.status_retry() {
+            wake_at(at, &mut next_wake);
+        }
+        Flow::Wake(next_wake)
+    }
+
+    /// If the last status could not be sent, try again soon.
+    fn status_retry(&self) -> Flow {
+        if self.last_status.is_none() {
+            Flow::Wake(Some(Instant::now() + Duration::from_secs(1)))
+        } else {
+            Flow::Wake(None)
+        }
+    }
+
+    pub(crate) fn any_running(&self) -> bool {
+        self.containers.values().any(|c| c.running.is_some())
+    }
+
+    fn plan(
+        &self,
+        pod: &Arc<Pod>,
+        c: &k8s_openapi::api::core::v1::Container,
+        kind: ContainerKind,
+    ) -> StartPlan {
+        let st = self.containers.get(&c.name);
+        let prepared = self.prepared.as_ref();
+        StartPlan {
+            pod: pod.clone(),
+            container: c.clone(),
+            kind,
+            attempt: st.map(ContainerState::next_attempt).unwrap_or(0),
+            previous_id: st.and_then(|s| s.terminated.as_ref().map(|t| t.container_id.clone())),
+            pod_ip: self.pod_ip,
+            sandbox: self
+                .sandbox
+                .as_ref()
+                .map(|s| (s.net.clone(), s.ipc.clone(), s.uts.clone())),
+            volumes: prepared.map(|p| p.volumes.clone()).unwrap_or_default(),
+            etc: EtcFiles::in_dir(&self.pod_dir()),
+            pod_dir: self.pod_dir(),
+        }
+    }
+
+    fn apply_outcome(&mut self, o: Outcome, pod: &Pod) {
+        let now = Instant::now();
+        let Some(st) = self.containers.get_mut(o.name()) else {
+            return;
+        };
+        match o {
+            Outcome::Started {
+                attempt,
+                started,
+                image,
+                image_id,
+                stop_signal,
+                ..
+            } => {
+                // Remember the start time in containerd, so an agent restart reports the same startedAt.
+                let (rt, id) = (self.ctx.runtime.clone(), started.id.clone());
+                let labels = HashMap::from([(
+                    crate::runtime::labels::STARTED_AT.to_string(),
+                    started.started_at.to_string(),
+                )]);
+                tokio::spawn(async move {
+                    if let Err(e) = rt.set_labels(&id, labels).await {
+                        tracing::debug!(container = %id, error = %e, "cannot record start time");
+                    }
+                });
+                st.started(attempt, started.id, started.started_at);
+                st.image = image;
+                st.image_id = image_id;
+                st.stop_signal = stop_signal;
+                st.pull_backoff.reset();
+            }
+            Outcome::PullFailed { message, .. } => {
+                let delay = st
+                    .pull_backoff
+                    .next_delay(Duration::ZERO)
+                    .max(Duration::from_secs(1));
+                let reason = if delay > Duration::from_secs(1) {
+                    "ImagePullBackOff"
+                } else {
+                    "ErrImagePull"
+                };
+                if reason == "ImagePullBackOff" {
+                    self.ctx.recorder.normal(
+                        pod,
+                        Some(super::recorder::container_field(
+                            st.kind == ContainerKind::Init,
+                            &st.name,
+                        )),
+                        "BackOff",
+                        format!("Back-off pulling image \"{}\"", st.image),
+                    );
+                }
+                st.waiting = Some(Waiting {
+                    reason: reason.into(),
+                    message: Some(message),
+                });
+                st.next_start = Some(now + delay);
+            }
+            Outcome::ConfigError { message, .. } => {
+                st.waiting = Some(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(message),
+                });
+                st.next_start = Some(now + Duration::from_secs(10));
+            }
+            Outcome::RunFailed { message, .. } => {
+                let delay = st
+                    .backoff
+                    .next_delay(Duration::ZERO)
+                    .max(Duration::from_secs(1));
+                st.waiting = Some(Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: Some(message),
+                });
+                st.next_start = Some(now + delay);
+            }
+        }
+    }
+
+    async fn setup_sandbox(&mut self, pod: &Pod) -> Result<(), String> {
+        if self.sandbox.is_none() {
+            let dir = self.sandbox_dir();
+            let hostname = hostname(pod);
+            let sb = tokio::task::spawn_blocking(move || crate::sandbox::pin(&dir, &hostname))
+                .await
+                .map_err(|e| format!("pin task: {e}"))?
+                .map_err(|e| format!("pin pod namespaces: {e}"))?;
+            self.sandbox = Some(sb);
+            self.pod_ip = None;
+        }
+        if self.pod_ip.is_none() && host_network(pod) {
+            // The pod shares the node's network: no CNI, the pod IP is the node IP.
+            self.pod_ip = Some(self.ctx.node_ip);
+            self.network_released = false;
+        }
+        if self.pod_ip.is_none() {
+            let att = self.attachment();
+            let net = self
+                .ctx
+                .cni
+                .add(&att)
+                .await
+                .map_err(|e| format!("CNI ADD: {e}"))?;
+            self.pod_ip = Some(*net.ips.first().ok_or("CNI ADD returned no IP address")?);
+            self.network_released = false;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, pod: &Pod) -> Result<Prepared, String> {
+        let dir = self.pod_dir();
+        let volumes = crate::volumes::prepare(&dir, pod)
+            .await
+            .map_err(|e| e.to_string())?;
+        let etc = EtcFiles::in_dir(&dir);
+        super::files::write(&etc, pod, &hostname(pod), self.pod_ip)
+            .await
+            .map_err(|e| format!("write pod files: {e}"))?;
+        Ok(Prepared { volumes, etc })
+    }
+}
+
+pub fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// The pod's hostname: `spec.hostname` or the pod name, at most 63 characters.
+pub fn hostname(pod: &Pod) -> String {
+    let h = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    h.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
+}

@@ -1,0 +1,448 @@
+//! Container lifecycle against containerd: snapshot → container → task → start, and the way back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime as RuntimeInfo;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::version_client::VersionClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, ListTasksRequest,
+    StartRequest, UpdateContainerRequest,
+};
+use containerd_client::types::Mount;
+use containerd_client::types::v1::Status as ProcStatus;
+use oci_spec::runtime::Spec;
+use tonic::Code;
+
+use super::labels::{self, ContainerMeta};
+use super::logs::{self, Stream};
+use super::{Runtime, RuntimeError, spec, timestamp};
+
+pub const SNAPSHOTTER: &str = "overlayfs";
+pub const RUNC: &str = "io.containerd.runc.v2";
+
+pub struct CreateRequest {
+    pub meta: ContainerMeta,
+    pub image_ref: String,
+    pub chain_id: String,
+    pub spec: Spec,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    pub pid: u32,
+    pub started_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Created,
+    Running,
+    Stopped,
+    Paused,
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskState {
+    pub id: String,
+    pub status: TaskStatus,
+    pub pid: u32,
+    pub exit_status: u32,
+    pub exited_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub meta: ContainerMeta,
+    pub labels: HashMap<String, String>,
+    pub created_at: Option<jiff::Timestamp>,
+}
+
+fn ok_if_missing(res: Result<(), tonic::Status>) -> Result<(), tonic::Status> {
+    match res {
+        Err(s) if s.code() == Code::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+impl Runtime {
+    /// `containerd://…` version string for the Node's nodeInfo.
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let v = VersionClient::new(self.cd.channel())
+            .version(tonic::Request::new(()))
+            .await
+            .map_err(RuntimeError::grpc("version", "-"))?
+            .into_inner();
+        Ok(v.version)
+    }
+
+    /// Prepare the rootfs snapshot, create the container and its task with FIFO stdio, start it.
+    /// On any failure everything created so far is removed again.
+    pub async fn create_and_start(&self, req: CreateRequest) -> Result<Started, RuntimeError> {
+        let id = req.meta.container_id();
+        let lease = self
+            .cd
+            .lease(Duration::from_secs(600))
+            .await
+            .map_err(RuntimeError::grpc("lease create", &id))?;
+        let res = self.create_inner(&req, &id, &lease).await;
+        if let Err(e) = self.cd.release(lease).await {
+            tracing::warn!(container = %id, error = %e, "cannot release lease (it expires by itself)");
+        }
+        if res.is_err() {
+            self.remove(&id).await;
+        }
+        res
+    }
+
+    async fn create_inner(
+        &self,
+        req: &CreateRequest,
+        id: &str,
+        lease: &crate::containerd::Lease,
+    ) -> Result<Started, RuntimeError> {
+        let mut snaps = SnapshotsClient::new(self.cd.channel());
+        let prepare = PrepareSnapshotRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: id.to_string(),
+            parent: req.chain_id.clone(),
+            labels: HashMap::new(),
+        };
+        let mounts: Vec<Mount> = match snaps.prepare(self.cd.leased(prepare, lease)).await {
+            Ok(r) => r.into_inner().mounts,
+            Err(s) if s.code() == Code::AlreadyExists => {
+                snaps
+                    .mounts(self.cd.req(MountsRequest {
+                        snapshotter: SNAPSHOTTER.to_string(),
+                        key: id.to_string(),
+                    }))
+                    .await
+                    .map_err(RuntimeError::grpc("snapshot mounts", id))?
+                    .into_inner()
+                    .mounts
+            }
+            Err(s) => {
+                return Err(RuntimeError::Grpc {
+                    op: "snapshot prepare",
+                    id: id.to_string(),
+                    source: s,
+                });
+            }
+        };
+
+        let container = Container {
+            id: id.to_string(),
+            labels: req.meta.labels(),
+            image: req.image_ref.clone(),
+            runtime: Some(RuntimeInfo {
+                name: RUNC.to_string(),
+                options: None,
+            }),
+            spec: Some(spec::to_any(&req.spec).map_err(RuntimeError::Spec)?),
+            snapshotter: SNAPSHOTTER.to_string(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        let mut containers = ContainersClient::new(self.cd.channel());
+        let create = CreateContainerRequest {
+            container: Some(container.clone()),
+        };
+        match containers.create(self.cd.leased(create, lease)).await {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::AlreadyExists => {
+                // A record left by a crash between create and start: replace it.
+                ok_if_missing(
+                    containers
+                        .delete(self.cd.req(DeleteContainerRequest { id: id.to_string() }))
+                        .await
+                        .map(|_| ()),
+                )
+                .map_err(RuntimeError::grpc("container delete", id))?;
+                containers
+                    .create(self.cd.leased(
+                        CreateContainerRequest {
+                            container: Some(container),
+                        },
+                        lease,
+                    ))
+                    .await
+                    .map_err(RuntimeError::grpc("container create", id))?;
+            }
+            Err(s) => {
+                return Err(RuntimeError::Grpc {
+                    op: "container create",
+                    id: id.to_string(),
+                    source: s,
+                });
+            }
+        }
+
+        let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &req.meta.pod_uid, id);
+        let (o, e, l) = (stdout.clone(), stderr.clone(), req.log_path.clone());
+        tokio::task::spawn_blocking(move || logs::create_fifos(&o, &e, &l))
+            .await
+            .map_err(|e| RuntimeError::Io {
+                context: "fifo task".into(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| RuntimeError::Io {
+                context: format!("create stdio FIFOs of {id}"),
+                source,
+            })?;
+        let keep = logs::keepalive(&[&stdout, &stderr]).map_err(|source| RuntimeError::Io {
+            context: format!("open stdio FIFOs of {id}"),
+            source,
+        })?;
+
+        let mut tasks = TasksClient::new(self.cd.channel());
+        let create = CreateTaskRequest {
+            container_id: id.to_string(),
+            rootfs: mounts,
+            stdin: String::new(),
+            stdout: stdout.display().to_string(),
+            stderr: stderr.display().to_string(),
+            terminal: false,
+            ..Default::default()
+        };
+        let created = tasks
+            .create(self.cd.req(create))
+            .await
+            .map_err(RuntimeError::grpc("task create", id))?;
+        let pid = created.into_inner().pid;
+        for (fifo, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+            logs::spawn_copier(fifo, stream, req.log_path.clone()).map_err(|source| {
+                RuntimeError::Io {
+                    context: format!("read stdio of {id}"),
+                    source,
+                }
+            })?;
+        }
+        drop(keep);
+        tasks
+            .start(self.cd.req(StartRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await
+            .map_err(RuntimeError::grpc("task start", id))?;
+        Ok(Started {
+            id: id.to_string(),
+            pid,
+            started_at: jiff::Timestamp::now(),
+        })
+    }
+
+    /// Re-attach the log copiers of a task that kept running while the agent was away.
+    pub fn reattach_logs(&self, meta: &ContainerMeta, log_path: PathBuf) {
+        let id = meta.container_id();
+        let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &meta.pod_uid, &id);
+        for (fifo, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+            if let Err(e) = logs::spawn_copier(fifo.clone(), stream, log_path.clone()) {
+                tracing::warn!(container = %id, fifo = %fifo.display(), error = %e, "cannot re-open container output");
+            }
+        }
+    }
+
+    /// Send a signal to the task's init process; a missing or finished task is not an error.
+    pub async fn kill(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        let req = KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal,
+            all: false,
+        };
+        match TasksClient::new(self.cd.channel())
+            .kill(self.cd.req(req))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => Ok(()),
+            Err(s) => Err(RuntimeError::Grpc {
+                op: "task kill",
+                id: id.to_string(),
+                source: s,
+            }),
+        }
+    }
+
+    /// Delete a stopped task (reaps it, the shim exits); returns its exit status, `None` if there was no task.
+    pub async fn delete_task(
+        &self,
+        id: &str,
+    ) -> Result<Option<(u32, Option<jiff::Timestamp>)>, RuntimeError> {
+        let req = DeleteTaskRequest {
+            container_id: id.to_string(),
+        };
+        match TasksClient::new(self.cd.channel())
+            .delete(self.cd.req(req))
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok(Some((r.exit_status, timestamp(r.exited_at.as_ref()))))
+            }
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(RuntimeError::Grpc {
+                op: "task delete",
+                id: id.to_string(),
+                source: s,
+            }),
+        }
+    }
+
+    pub async fn task_state(&self, id: &str) -> Result<Option<TaskState>, RuntimeError> {
+        let req = GetRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        };
+        match TasksClient::new(self.cd.channel())
+            .get(self.cd.req(req))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().process.map(|p| task_state(id, &p))),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(RuntimeError::Grpc {
+                op: "task get",
+                id: id.to_string(),
+                source: s,
+            }),
+        }
+    }
+
+    pub async fn list_tasks(&self) -> Result<Vec<TaskState>, RuntimeError> {
+        let resp = TasksClient::new(self.cd.channel())
+            .list(self.cd.req(ListTasksRequest {
+                filter: String::new(),
+            }))
+            .await
+            .map_err(RuntimeError::grpc("task list", "-"))?;
+        Ok(resp
+            .into_inner()
+            .tasks
+            .iter()
+            .map(|p| task_state(&p.container_id, p))
+            .collect())
+    }
+
+    /// Containers of one pod (or of every pod) that carry skiff's labels.
+    pub async fn list_containers(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<ContainerRecord>, RuntimeError> {
+        let req = ListContainersRequest {
+            filters: vec![labels::filter(pod_uid)],
+        };
+        let resp = ContainersClient::new(self.cd.channel())
+            .list(self.cd.req(req))
+            .await
+            .map_err(RuntimeError::grpc("container list", pod_uid.unwrap_or("-")))?;
+        Ok(resp
+            .into_inner()
+            .containers
+            .into_iter()
+            .filter_map(|c| {
+                let meta = ContainerMeta::from_labels(&c.labels)?;
+                Some(ContainerRecord {
+                    id: c.id,
+                    meta,
+                    created_at: timestamp(c.created_at.as_ref()),
+                    labels: c.labels,
+                })
+            })
+            .collect())
+    }
+
+    /// Merge labels into a container record (used to remember how a container ended).
+    pub async fn set_labels(
+        &self,
+        id: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
+        let req = UpdateContainerRequest {
+            container: Some(Container {
+                id: id.to_string(),
+                labels,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        };
+        ContainersClient::new(self.cd.channel())
+            .update(self.cd.req(req))
+            .await
+            .map_err(RuntimeError::grpc("container update", id))?;
+        Ok(())
+    }
+
+    /// Remove a container completely: task (killed if still running), record, snapshot.
+    /// Errors are logged and the removal goes on; returns the errors seen.
+    pub async fn remove(&self, id: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Ok(Some(t)) = self.task_state(id).await
+            && t.status != TaskStatus::Stopped
+        {
+            let _ = self.kill(id, 9).await;
+            for _ in 0..50 {
+                match self.task_state(id).await {
+                    Ok(Some(t)) if t.status != TaskStatus::Stopped => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if let Err(e) = self.delete_task(id).await {
+            errors.push(e.to_string());
+        }
+        let res = ContainersClient::new(self.cd.channel())
+            .delete(self.cd.req(DeleteContainerRequest { id: id.to_string() }))
+            .await
+            .map(|_| ());
+        if let Err(s) = ok_if_missing(res) {
+            errors.push(format!("container delete {id}: {s}"));
+        }
+        let res = SnapshotsClient::new(self.cd.channel())
+            .remove(self.cd.req(RemoveSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                key: id.to_string(),
+            }))
+            .await
+            .map(|_| ());
+        if let Err(s) = ok_if_missing(res) {
+            errors.push(format!("snapshot remove {id}: {s}"));
+        }
+        for e in &errors {
+            tracing::warn!(container = %id, error = %e, "container removal");
+        }
+        errors
+    }
+}
+
+fn task_state(id: &str, p: &containerd_client::types::v1::Process) -> TaskState {
+    let status = match ProcStatus::try_from(p.status) {
+        Ok(ProcStatus::Created) => TaskStatus::Created,
+        Ok(ProcStatus::Running) => TaskStatus::Running,
+        Ok(ProcStatus::Stopped) => TaskStatus::Stopped,
+        Ok(ProcStatus::Paused) | Ok(ProcStatus::Pausing) => TaskStatus::Paused,
+        _ => TaskStatus::Unknown,
+    };
+    TaskState {
+        id: id.to_string(),
+        status,
+        pid: p.pid,
+        exit_status: p.exit_status,
+        exited_at: timestamp(p.exited_at.as_ref()),
+    }
+}

@@ -1,0 +1,406 @@
+//! The container runtime against a real containerd 1.6 (private to each test): a busybox container in
+//! pinned pod namespaces, its exit code and CRI log file, and a graceful stop. Needs root.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use skiff_agent::images::{ImageService, PullPolicy, PulledImage, RegistryConfig};
+use skiff_agent::runtime::cgroups::{self, Resources};
+use skiff_agent::runtime::events::{self, RuntimeEvent};
+use skiff_agent::runtime::labels::{ContainerKind, ContainerMeta};
+use skiff_agent::runtime::spec::{self, Security, SpecInput};
+use skiff_agent::runtime::{CreateRequest, Runtime, TaskStatus, logs};
+use support::{TempDir, TestContainerd, TestRegistry};
+use tokio::sync::mpsc;
+
+const NS: &str = "skiff-runtime-test";
+
+/// The busybox-static .deb: from the lab cache, or downloaded with apt into `dir`.
+fn busybox_deb(dir: &Path) -> PathBuf {
+    if let Ok(entries) = std::fs::read_dir("/var/cache/skiff/debs") {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("busybox-static_")
+            {
+                return e.path();
+            }
+        }
+    }
+    let out = std::process::Command::new("apt-get")
+        .args(["download", "busybox-static"])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("apt-get download: {e}"));
+    assert!(
+        out.status.success(),
+        "apt-get download busybox-static: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("no .deb downloaded"))
+}
+
+/// A busybox image built from Debian's busybox-static with umoci, pushed to the test registry.
+fn push_busybox(reg: &TestRegistry) {
+    let dir = TempDir::new("busybox");
+    let deb = busybox_deb(&dir.path);
+    let rootfs = dir.join("rootfs");
+    support::run(
+        "dpkg",
+        &["-x", &deb.to_string_lossy(), &rootfs.to_string_lossy()],
+    );
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/:/bin/sh\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nstaff:x:50:app\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    for applet in [
+        "sh", "echo", "sleep", "hostname", "readlink", "cat", "true", "id",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let layout = dir.join("oci");
+    let image = format!("{}:test", layout.display());
+    support::run("umoci", &["init", "--layout", &layout.to_string_lossy()]);
+    support::run("umoci", &["new", "--image", &image]);
+    support::run(
+        "umoci",
+        &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
+    );
+    support::run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &image,
+            "--config.env",
+            "PATH=/bin",
+            "--config.cmd",
+            "sh",
+        ],
+    );
+    let src = format!("oci:{}:test", layout.display());
+    let dst = format!("docker://{}/library/busybox:test", reg.host());
+    support::run(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &dst,
+        ],
+    );
+}
+
+struct Fixture {
+    _ctrd: TestContainerd,
+    _reg: TestRegistry,
+    dir: TempDir,
+    runtime: Runtime,
+    image: PulledImage,
+    events: mpsc::UnboundedReceiver<RuntimeEvent>,
+}
+
+async fn fixture() -> Fixture {
+    let ctrd = TestContainerd::start();
+    let reg = TestRegistry::start();
+    push_busybox(&reg);
+    let dir = TempDir::new("runtime");
+    let regcfg = dir.join("registries.yaml");
+    std::fs::write(
+        &regcfg,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
+            reg.host()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cd = ctrd.connect(NS).await;
+    let images = ImageService::new(
+        cd.clone(),
+        RegistryConfig::load(&regcfg).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let image = images
+        .ensure("busybox:test", PullPolicy::IfNotPresent, &[])
+        .await
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    let runtime = Runtime::new(cd, dir.join("run"));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    events::spawn(runtime.clone(), tx);
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        Ok(Some(RuntimeEvent::Resync)) => {}
+        other => panic!("event stream did not connect: {other:?}"),
+    }
+    // The subscription is in flight; give containerd a moment to register it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Fixture {
+        _ctrd: ctrd,
+        _reg: reg,
+        dir,
+        runtime,
+        image,
+        events: rx,
+    }
+}
+
+struct Pod {
+    uid: String,
+    sandbox: skiff_agent::sandbox::PodSandbox,
+    sandbox_dir: PathBuf,
+}
+
+fn pod(f: &Fixture, name: &str) -> Pod {
+    let uid = uuid::Uuid::new_v4().to_string();
+    let sandbox_dir = f.dir.join("run").join("pods").join(&uid);
+    let sandbox =
+        skiff_agent::sandbox::pin(&sandbox_dir, name).unwrap_or_else(|e| panic!("pin: {e}"));
+    Pod {
+        uid,
+        sandbox,
+        sandbox_dir,
+    }
+}
+
+fn request(f: &Fixture, p: &Pod, name: &str, args: &[&str]) -> CreateRequest {
+    let meta = ContainerMeta {
+        pod_uid: p.uid.clone(),
+        pod_namespace: "default".into(),
+        pod_name: "pod-a".into(),
+        container_name: name.into(),
+        attempt: 0,
+        kind: ContainerKind::App,
+    };
+    let input = SpecInput {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec!["PATH=/bin".into()],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        additional_gids: vec![],
+        hostname: "pod-a".into(),
+        net_ns: p.sandbox.net.clone(),
+        ipc_ns: p.sandbox.ipc.clone(),
+        uts_ns: p.sandbox.uts.clone(),
+        host_network: false,
+        host_pid: false,
+        host_ipc: false,
+        mounts: vec![],
+        cgroups_path: cgroups::cgroups_path(&p.uid, &meta.container_id()),
+        cgroup_v2: f.runtime.cgroup_v2,
+        resources: Resources {
+            cpu_shares: 256,
+            cpu_quota: Some(50_000),
+            cpu_period: 100_000,
+            memory_limit: Some(64 << 20),
+        },
+        security: Security::default(),
+    };
+    let log_path = logs::log_path(&f.dir.join("logs"), "default", "pod-a", &p.uid, name, 0);
+    CreateRequest {
+        meta,
+        image_ref: f.image.reference.clone(),
+        chain_id: f.image.chain_id.clone(),
+        spec: spec::build(&input).unwrap_or_else(|e| panic!("spec: {e}")),
+        log_path,
+    }
+}
+
+async fn wait_exit(f: &mut Fixture, id: &str) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, f.events.recv()).await {
+            Ok(Some(RuntimeEvent::Exit {
+                container_id,
+                exit_status,
+                ..
+            })) if container_id == id => return exit_status,
+            Ok(Some(_)) => {}
+            other => panic!("no exit event for {id}: {other:?}"),
+        }
+    }
+}
+
+async fn wait_log(path: &Path, lines: usize) -> String {
+    for _ in 0..100 {
+        let s = tokio::fs::read_to_string(path).await.unwrap_or_default();
+        if s.lines().count() >= lines {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::fs::read_to_string(path).await.unwrap_or_default()
+}
+
+fn cleanup(p: &Pod) {
+    let _ = skiff_agent::sandbox::unpin(&p.sandbox_dir);
+    cgroups::remove_pod_cgroups(&p.uid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_logs_and_pod_namespaces() {
+    let mut f = fixture().await;
+    let p = pod(&f, "pod-a");
+    let req = request(
+        &f,
+        &p,
+        "main",
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; hostname; readlink /proc/self/ns/net; exit 3",
+        ],
+    );
+    let log_path = req.log_path.clone();
+    let started = f
+        .runtime
+        .create_and_start(req)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let code = wait_exit(&mut f, &started.id).await;
+    assert_eq!(code, 3);
+    let deleted = f
+        .runtime
+        .delete_task(&started.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deleted.map(|d| d.0), Some(3));
+
+    let log = wait_log(&log_path, 4).await;
+    let records: Vec<(String, String)> = log
+        .lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let ts = parts.next().unwrap_or_default();
+            assert!(
+                ts.parse::<jiff::Timestamp>().is_ok(),
+                "bad timestamp in {l:?}"
+            );
+            let stream = parts.next().unwrap_or_default().to_string();
+            assert_eq!(parts.next(), Some("F"), "tag in {l:?}");
+            (stream, parts.next().unwrap_or_default().to_string())
+        })
+        .collect();
+    let net_ino = std::fs::metadata(&p.sandbox.net)
+        .map(|m| m.ino())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        records.contains(&("stdout".into(), "hello".into())),
+        "{log}"
+    );
+    assert!(records.contains(&("stderr".into(), "oops".into())), "{log}");
+    assert!(
+        records.contains(&("stdout".into(), "pod-a".into())),
+        "hostname: {log}"
+    );
+    assert!(
+        records.contains(&("stdout".into(), format!("net:[{net_ino}]"))),
+        "netns: {log}"
+    );
+
+    assert!(f.runtime.remove(&started.id).await.is_empty());
+    let left = f
+        .runtime
+        .list_containers(Some(&p.uid))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(left.is_empty(), "container record left behind");
+    cleanup(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_running_container_stops_on_sigterm() {
+    let mut f = fixture().await;
+    let p = pod(&f, "pod-b");
+    let req = request(
+        &f,
+        &p,
+        "sleeper",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 143' TERM; echo up; while true; do sleep 0.1; done",
+        ],
+    );
+    let log_path = req.log_path.clone();
+    let started = f
+        .runtime
+        .create_and_start(req)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    wait_log(&log_path, 1).await;
+    let state = f
+        .runtime
+        .task_state(&started.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.map(|s| s.status), Some(TaskStatus::Running));
+    let listed = f
+        .runtime
+        .list_containers(Some(&p.uid))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].meta.container_name, "sleeper");
+
+    f.runtime
+        .kill(&started.id, 15)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    let code = wait_exit(&mut f, &started.id).await;
+    assert_eq!(code, 143);
+    let log = wait_log(&log_path, 2).await;
+    assert!(log.lines().any(|l| l.ends_with(" stdout F bye")), "{log}");
+    assert!(f.runtime.remove(&started.id).await.is_empty());
+    cleanup(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_user_names_resolve_from_the_image() {
+    let mut f = fixture().await;
+    let (passwd, group) = f
+        .runtime
+        .image_user_db(&f.image.chain_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(passwd.contains("app:x:1234:4321"), "{passwd}");
+    let resolved = skiff_agent::runtime::userdb::resolve("app:staff", &passwd, &group);
+    assert_eq!(resolved.as_deref(), Ok("1234:50"));
+    assert!(skiff_agent::runtime::userdb::resolve("nobody-here", &passwd, &group).is_err());
+
+    let p = pod(&f, "pod-c");
+    let mut req = request(&f, &p, "whoami", &["sh", "-c", "id -u; id -g"]);
+    if let Some(proc_) = req.spec.process_mut() {
+        proc_.set_user(
+            oci_spec::runtime::UserBuilder::default()
+                .uid(1234u32)
+                .gid(50u32)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let log_path = req.log_path.clone();
+    let started = f
+        .runtime
+        .create_and_start(req)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    assert_eq!(wait_exit(&mut f, &started.id).await, 0);
+    let log = wait_log(&log_path, 2).await;
+    assert!(log.lines().any(|l| l.ends_with(" stdout F 1234")), "{log}");
+    assert!(log.lines().any(|l| l.ends_with(" stdout F 50")), "{log}");
+    assert!(f.runtime.remove(&started.id).await.is_empty());
+    cleanup(&p);
+}
