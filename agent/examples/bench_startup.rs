@@ -50,10 +50,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = args.get(1).map(|s| s.parse()).transpose().context("N must be a number")?.unwrap_or(30);
+    let n: usize = args
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()
+        .context("N must be a number")?
+        .unwrap_or(30);
     let image = args.get(2).cloned().unwrap_or_else(|| "nginx".to_string());
 
-    let client = kube::Client::try_default().await.context("connecting with $KUBECONFIG")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting with $KUBECONFIG")?;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let run = format!("{}", std::process::id());
     let selector = format!("skiff-bench={run}");
@@ -74,9 +81,15 @@ async fn main() -> anyhow::Result<()> {
                             let _ = tx.send(());
                         }
                     }
-                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) if is_ready(&pod) => {
+                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)
+                        if is_ready(&pod) =>
+                    {
                         if let Some(name) = pod.metadata.name {
-                            ready_at.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_insert(seen);
+                            ready_at
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(name)
+                                .or_insert(seen);
                         }
                     }
                     _ => {}
@@ -94,7 +107,9 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let pod = pod?;
             let t = Instant::now();
-            pods.create(&PostParams::default(), &pod).await.with_context(|| format!("creating {name}"))?;
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .with_context(|| format!("creating {name}"))?;
             anyhow::Ok((name, t))
         }
     });
@@ -120,7 +135,11 @@ async fn main() -> anyhow::Result<()> {
     let ready_at = ready_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut lat: Vec<f64> = created_at
         .iter()
-        .filter_map(|(name, t)| ready_at.get(name).map(|r| r.duration_since(*t).as_secs_f64() * 1000.0))
+        .filter_map(|(name, t)| {
+            ready_at
+                .get(name)
+                .map(|r| r.duration_since(*t).as_secs_f64() * 1000.0)
+        })
         .collect();
     lat.sort_by(f64::total_cmp);
     for l in &lat {
@@ -141,7 +160,11 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("delete failed: {e}");
         }
     }
-    let left = pods.list(&ListParams::default().labels(&selector)).await?.items.len();
+    let left = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .len();
     eprintln!("deleting {left} bench pods (the agent stops them in the background)");
     if lat.len() < n {
         bail!("{} pods never became Ready", n - lat.len());

@@ -48,7 +48,11 @@ pub struct Config {
     pub cni_bin_dir: Vec<PathBuf>,
     /// Where cached CNI ADD results live (libcni layout: `<dir>/<network>-<containerID>-<ifname>`).
     /// Give every node its own directory when several nodes share a host: CNI GC owns what is here.
-    #[arg(long, env = "SKIFF_CNI_CACHE_DIR", default_value = "/var/lib/cni/results")]
+    #[arg(
+        long,
+        env = "SKIFF_CNI_CACHE_DIR",
+        default_value = "/var/lib/cni/results"
+    )]
     pub cni_cache_dir: PathBuf,
     /// Registry mirrors and credentials (k3s registries.yaml format).
     #[arg(long, env = "SKIFF_REGISTRY_CONFIG")]

@@ -23,7 +23,10 @@ pub struct KeyValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// Created (`prev` is `None`) or modified (`prev` is the value before this write).
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// Deleted: `kv` is the last value, with `mod_revision` set to the revision of the deletion.
     Delete { kv: KeyValue },
 }
@@ -43,11 +46,21 @@ pub enum StoreError {
     #[error("key {0} not found")]
     NotFound(String),
     #[error("key {key} was modified: expected revision {expected}, found {actual}")]
-    Conflict { key: String, expected: Revision, actual: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("revision {requested} has been compacted (oldest available {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("revision {requested} is newer than the current revision {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("storage backend: {0}")]
     Backend(String),
 }
@@ -77,7 +90,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete `key`, if `expected` is given only while its `mod_revision` is still that.
     /// Returns the deleted value and the revision of the deletion.
-    async fn delete(&self, key: &str, expected: Option<Revision>) -> StoreResult<(KeyValue, Revision)>;
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+    ) -> StoreResult<(KeyValue, Revision)>;
 
     /// Every change to a key under `prefix` with a revision greater than `after`, in revision order,
     /// then live changes as they are committed.
@@ -87,6 +104,6 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> StoreResult<()>;
 }
 
-pub mod redb;
 #[cfg(test)]
 pub mod conformance;
+pub mod redb;
