@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 async fn client(s: &Server) -> kube::Client {
@@ -43,7 +43,7 @@ async fn kube_rs_agent_flows() {
 
     // A watcher on pods bound to n1, as the agent runs it.
     let wc = watcher::Config::default().fields("spec.nodeName=n1");
-    let mut events = watcher(pods.clone(), wc).boxed();
+    let mut events = watcher(pods.clone(), wc).default_backoff().boxed();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
