@@ -36,9 +36,9 @@ percentiles() { # reads numbers (ms) on stdin, prints "p50 p90 p99"
 sleep 2
 
 echo "== skiff: $n pods at once, create -> Ready (watch)"
-out=$("$bench" "$n" "$image")
+out=$("$bench" "$n" "$image" "$agent_pid")
 read -r s50 s90 s99 < <(grep '^latency_ms' <<<"$out" | awk '{print $2}' | percentiles)
-rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$agent_pid/status")
+rss_kib=$(awk '/^agent_rss_kib/ {print $2}' <<<"$out")
 echo "skiff   p50 ${s50} ms   p90 ${s90} ms   p99 ${s99} ms   ($(grep '^ready' <<<"$out"))"
 echo "agent RSS with $n pods: $((rss_kib / 1024)) MiB"
 

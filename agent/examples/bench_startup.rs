@@ -1,7 +1,7 @@
 //! Pod start-up benchmark: create N pods at once through the API server and measure, through a watch,
 //! the time from each pod's create request to its Ready condition. Driven by `scripts/bench-startup.sh`.
 //!
-//!     bench_startup <N> <image>
+//!     bench_startup <N> <image> [agent pid]
 //!
 //! Prints one `latency_ms <ms>` line per pod, then `p50/p90/p99` lines; exits non-zero if a pod is not Ready
 //! within the timeout.
@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         .context("N must be a number")?
         .unwrap_or(30);
     let image = args.get(2).cloned().unwrap_or_else(|| "nginx".to_string());
+    let agent_pid = args.get(3).cloned();
 
     let client = kube::Client::try_default()
         .await
@@ -131,6 +132,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watch.abort();
+    if let Some(pid) = agent_pid {
+        // Read while the N pods still run: that is the figure the target is about.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmRSS:")) {
+            println!("agent_rss_kib {}", kib.trim().trim_end_matches("kB").trim());
+        }
+    }
 
     let ready_at = ready_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut lat: Vec<f64> = created_at
