@@ -63,4 +63,7 @@ pub struct Config {
     /// The cluster's pod network (for the default CNI conflist's masquerade rule).
     #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
+    /// Port of the agent's HTTPS API (logs, exec; the kubelet's 10250). 0 disables it.
+    #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
 }

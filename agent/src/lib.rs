@@ -12,6 +12,7 @@ pub mod node;
 pub mod pods;
 pub mod runtime;
 pub mod sandbox;
+pub mod server;
 pub mod volumes;
 
 use std::sync::Arc;
@@ -69,12 +70,32 @@ async fn start(config: Config) -> anyhow::Result<()> {
 
     let facts = node::info::gather(config.node_ip, &config.root_dir, &version).await?;
     let node_ip = facts.node_ip;
+    let kubelet_port = if config.kubelet_port == 0 {
+        0
+    } else {
+        let api = Arc::new(server::ApiContext {
+            runtime: runtime.clone(),
+            pod_log_dir: config.pod_log_dir.clone(),
+            run_dir: config.run_dir.clone(),
+        });
+        server::start(
+            config.kubelet_port,
+            &config.kubeconfig,
+            &config.node_name,
+            node_ip,
+            api,
+        )
+        .await
+        .context("failed to start the kubelet API")?
+        .port()
+    };
     let agent = Arc::new(node::NodeAgent {
         client: client.clone(),
         name: config.node_name.clone(),
         facts,
         runtime: runtime.clone(),
         cni: cni.clone(),
+        kubelet_port,
     });
     let mut delay = std::time::Duration::from_millis(500);
     loop {
@@ -95,6 +116,10 @@ async fn start(config: Config) -> anyhow::Result<()> {
         .await?
         .context("failed to write the CNI configuration")?;
     tokio::spawn(agent.clone().status_loop());
+    tokio::spawn(
+        cni.clone()
+            .gc_loop(config.run_dir.join("pods"), cni::GC_PERIOD),
+    );
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     runtime::events::spawn(runtime.clone(), ev_tx);

@@ -132,8 +132,9 @@ impl World {
         v.sort();
         v
     }
+    /// host-local's layout: `<dataDir>/<network>/<ip>`.
     fn reservations(&self) -> usize {
-        std::fs::read_dir(self.ipam_dir())
+        std::fs::read_dir(self.ipam_dir().join(format!("sktest{}", self.n)))
             .map(|rd| {
                 rd.flatten()
                     .filter(|e| {
@@ -168,6 +169,7 @@ fn attachment(id: &str, netns: &Path) -> Attachment {
             ("K8S_POD_NAME".into(), id.into()),
             ("K8S_POD_UID".into(), id.into()),
         ],
+        port_mappings: Vec::new(),
     }
 }
 
@@ -332,7 +334,11 @@ async fn gc_deletes_stale_attachments() {
     rt.add(&att_b).await.unwrap();
     // A reservation that no cache entry knows about (e.g. an agent crash mid-ADD): only the
     // plugin-level GC can find it.
-    std::fs::write(w.ipam_dir().join("10.251.43.200"), "orphan\r\neth0").unwrap();
+    std::fs::write(
+        w.ipam_dir().join("sktest43/10.251.43.200"),
+        "orphan\r\neth0",
+    )
+    .unwrap();
     assert_eq!(w.reservations(), 3);
 
     rt.gc(std::slice::from_ref(&att_a)).await.unwrap();

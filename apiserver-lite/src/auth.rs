@@ -1,7 +1,7 @@
 //! Authentication: client certificates (CN = user, O = groups) and static bearer tokens
 //! (`--token-auth-file`, kube-apiserver CSV format `token,user,uid,"group1,group2"`).
 //!
-//! Authorization is not implemented yet: every authenticated user may do anything.
+//! What an authenticated user may do is decided in `crate::authz`.
 
 use std::collections::HashMap;
 use std::path::Path;

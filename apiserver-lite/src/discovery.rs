@@ -58,6 +58,8 @@ fn groups() -> Vec<&'static str> {
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" => vec!["create"],
+        "log" => vec!["get"],
+        "exec" => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -65,6 +67,7 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
 fn sub_kind(r: &ResourceDef, sub: &str) -> Value {
     match sub {
         "binding" => json!({"group": "", "version": "v1", "kind": "Binding"}),
+        "exec" => json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
         _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
     }
 }
@@ -250,7 +253,7 @@ pub fn openapi_group_doc(group: &str) -> Value {
         };
         let op = |action: &str, verb: &str| {
             json!({
-                "tags": [if group.is_empty() { "core_v1" } else { "coordination_v1" }],
+                "tags": [openapi_tag(group)],
                 "operationId": format!("{verb}{}", r.kind),
                 "parameters": op_params(verb != "read"),
                 "responses": ok,
@@ -280,6 +283,61 @@ pub fn openapi_group_doc(group: &str) -> Value {
         "paths": paths,
         "components": {},
     })
+}
+
+/// `core_v1`, `coordination_v1`, `events_v1`, `rbacAuthorization_v1`: kube-apiserver's tag names.
+fn openapi_tag(group: &str) -> String {
+    if group.is_empty() {
+        return "core_v1".into();
+    }
+    let first = group.split('.').next().unwrap_or(group);
+    let mut out = String::new();
+    let mut upper = false;
+    for c in first.chars() {
+        if c == '-' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    format!("{out}_v1")
+}
+
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: a document without definitions. kubectl fetches it (as protobuf) to validate the items of a
+/// `kind: List` on the client side and skips kinds it finds no schema for; the served kinds are validated by
+/// the server (`fieldValidation=Strict`, advertised in `/openapi/v3`). Returns (content type, body).
+pub fn openapi_v2(accept: &str) -> (&'static str, Vec<u8>) {
+    if accept.contains("protobuf") {
+        // gnostic openapi_v2.Document { swagger: "2.0" (1), info: Info { title (1), version (2) } (2) }.
+        fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
+            out.push(tag);
+            let mut n = bytes.len();
+            while n >= 0x80 {
+                out.push((n as u8 & 0x7f) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+            out.extend_from_slice(bytes);
+        }
+        let mut info = Vec::new();
+        field(0x0a, b"Kubernetes", &mut info);
+        field(0x12, GIT_VERSION.as_bytes(), &mut info);
+        let mut doc = Vec::new();
+        field(0x0a, b"2.0", &mut doc);
+        field(0x12, &info, &mut doc);
+        return (OPENAPI_V2_PROTOBUF, doc);
+    }
+    let v = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": GIT_VERSION},
+        "paths": {}, "definitions": {}});
+    (
+        "application/json",
+        serde_json::to_vec(&v).unwrap_or_default(),
+    )
 }
 
 pub struct OpenApi {
@@ -336,7 +394,34 @@ mod tests {
     #[test]
     fn openapi_has_field_validation_on_patch() {
         let o = OpenApi::build();
-        assert_eq!(o.docs.len(), 2);
+        let keys: Vec<&str> = o.docs.iter().map(|d| d.0.as_str()).collect();
+        for k in [
+            "api/v1",
+            "apis/coordination.k8s.io/v1",
+            "apis/events.k8s.io/v1",
+        ] {
+            assert!(keys.contains(&k), "{keys:?}");
+        }
+        let core: Value = serde_json::from_slice(&o.docs[0].2).unwrap_or_default();
+        for kind in [
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "Endpoints",
+            "ServiceAccount",
+        ] {
+            let plural = format!("{}s", kind.to_lowercase());
+            let plural = if kind == "Endpoints" {
+                "endpoints".to_string()
+            } else {
+                plural
+            };
+            let p = &core["paths"][format!("/api/v1/namespaces/{{namespace}}/{plural}/{{name}}")]["patch"];
+            assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], kind);
+        }
+        let (ct, pb) = openapi_v2("application/com.github.proto-openapi.spec.v2@v1.0+protobuf");
+        assert_eq!(ct, OPENAPI_V2_PROTOBUF);
+        assert_eq!(&pb[..5], b"\x0a\x032.0");
         let url = o.root["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap_or("");

@@ -74,6 +74,25 @@ pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// A stored object in the form of `def` (events.k8s.io events are stored as core/v1 events).
+pub fn decode_for(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
+    let v = decode_kv(kv)?;
+    Ok(if def.kind_id == Kind::EventV1 {
+        crate::resources::event_v1::from_core(&v)
+    } else {
+        v
+    })
+}
+
+/// The stored bytes of an object of `def`.
+pub fn encode_for(def: &ResourceDef, v: &Value) -> Vec<u8> {
+    if def.kind_id == Kind::EventV1 {
+        encode(&crate::resources::event_v1::to_core(v))
+    } else {
+        encode(v)
+    }
+}
+
 pub fn encode(v: &Value) -> Vec<u8> {
     let mut c = v.clone();
     if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -221,12 +240,20 @@ pub fn decode_object(
 
 pub struct Api {
     pub store: Arc<dyn Store>,
+    /// Where Service cluster IPs are allocated from.
+    pub service_cidr: ipnet::Ipv4Net,
+    /// Namespaces (by uid) known to have their `default` ServiceAccount.
+    sa_ensured: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Options shared by the write verbs.
 pub struct WriteOpts {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// `fieldManager`: who owns the fields this write sets (managedFields).
+    pub field_manager: Option<String>,
+    /// Set for a create made by server-side apply: the manager's operation is `Apply`.
+    pub apply: bool,
 }
 
 impl WriteOpts {
@@ -242,10 +269,32 @@ impl WriteOpts {
         };
         let field_validation =
             FieldValidation::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
+        let field_manager = q.get("fieldManager").map(str::to_string);
+        if let Some(m) = &field_manager
+            && (m.len() > 128 || m.chars().any(|c| c.is_control()))
+        {
+            return Err(ApiError::invalid(
+                "",
+                "Options",
+                "",
+                &[FieldError::invalid(
+                    "fieldManager",
+                    &json!(m),
+                    "must be at most 128 printable characters",
+                )],
+            ));
+        }
         Ok(WriteOpts {
             dry_run,
             field_validation,
+            field_manager,
+            apply: false,
         })
+    }
+
+    /// The manager recorded for non-apply writes (kube-apiserver derives it from the user agent).
+    pub fn manager(&self) -> &str {
+        self.field_manager.as_deref().unwrap_or("unknown")
     }
 }
 
@@ -344,7 +393,16 @@ fn objects_equal_ignoring_rv(a: &Value, b: &Value) -> bool {
 
 impl Api {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Api { store }
+        Api {
+            store,
+            service_cidr: crate::service_ips::default_cidr(),
+            sa_ensured: Default::default(),
+        }
+    }
+
+    pub fn with_service_cidr(mut self, cidr: ipnet::Ipv4Net) -> Self {
+        self.service_cidr = cidr;
+        self
     }
 
     async fn namespace_check(&self, ns: &str) -> ApiResult<()> {
@@ -377,7 +435,12 @@ impl Api {
         opts: &WriteOpts,
     ) -> ApiResult<(Value, Vec<String>)> {
         let (mut obj, warnings) = decode_object(def, body, dups, opts.field_validation)?;
+        let mut sent = obj.clone();
+        if let Some(m) = sent.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
         let meta = meta_mut(&mut obj);
+        meta.remove("managedFields");
         if def.namespaced {
             let url_ns = ns.unwrap_or("default");
             match meta.get("namespace").and_then(Value::as_str) {
@@ -424,6 +487,12 @@ impl Api {
             .unwrap_or("")
             .to_string();
         def.default_on_create(&mut obj);
+        crate::apply::record_create(
+            &mut obj,
+            &sent,
+            opts.manager(),
+            if opts.apply { "Apply" } else { "Update" },
+        );
         let errs = def.validate_create(&obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(def.group, def.kind, &name, &errs));
@@ -438,18 +507,76 @@ impl Api {
             }
             return Ok((obj, warnings));
         }
-        let rev = self
-            .store
-            .create(&key, encode(&obj))
-            .await
-            .map_err(|e| ApiError::from_store(e, def.group, def.plural, &name))?;
+        let allocated = self.allocate_cluster_ip(def, &mut obj, &key).await?;
+        let rev = match self.store.create(&key, encode_for(def, &obj)).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                if let Some(ip) = allocated {
+                    crate::service_ips::release(self.store.as_ref(), &ip).await?;
+                }
+                return Err(ApiError::from_store(e, def.group, def.plural, &name));
+            }
+        };
         set_rv(&mut obj, rev);
+        if def.kind_id == Kind::Namespace {
+            self.ensure_default_service_account(&name).await;
+        }
         Ok((obj, warnings))
+    }
+
+    /// A new ClusterIP Service gets an address from the service CIDR (the requested one when given).
+    async fn allocate_cluster_ip(
+        &self,
+        def: &ResourceDef,
+        obj: &mut Value,
+        owner: &str,
+    ) -> ApiResult<Option<String>> {
+        use crate::resources::service;
+        if def.kind_id != Kind::Service || !service::needs_cluster_ip(obj) {
+            return Ok(None);
+        }
+        let requested = service::requested_cluster_ip(obj);
+        if requested.as_deref() == Some("None") {
+            obj["spec"]["clusterIPs"] = json!(["None"]);
+            return Ok(None);
+        }
+        let ip = crate::service_ips::allocate(
+            self.store.as_ref(),
+            self.service_cidr,
+            owner,
+            requested.as_deref(),
+        )
+        .await?;
+        obj["spec"]["clusterIP"] = json!(ip);
+        obj["spec"]["clusterIPs"] = json!([ip]);
+        Ok(Some(ip))
+    }
+
+    /// Every namespace has a `default` ServiceAccount (what kube-controller-manager's serviceaccounts
+    /// controller does). Failures are logged: the next finalizer pass retries.
+    pub async fn ensure_default_service_account(&self, ns: &str) {
+        let def = by_kind(Kind::ServiceAccount);
+        let key = def.key(Some(ns), "default");
+        match self.store.get(&key).await {
+            Ok(Some(_)) => return,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("namespace {ns}: reading the default serviceaccount: {e}");
+                return;
+            }
+        }
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+            "name": "default", "namespace": ns, "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now_rfc3339()}});
+        match self.store.create(&key, encode(&sa)).await {
+            Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => tracing::warn!("namespace {ns}: creating the default serviceaccount: {e}"),
+        }
     }
 
     pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         match self.store.get(&def.key(ns, name)).await? {
-            Some(kv) => decode_kv(&kv),
+            Some(kv) => decode_for(def, &kv),
             None => Err(ApiError::not_found(def.group, def.plural, name)),
         }
     }
@@ -465,7 +592,7 @@ impl Api {
         let (kvs, rev) = self.store.list(&def.prefix(ns)).await?;
         let mut items = Vec::new();
         for kv in &kvs {
-            let v = decode_kv(kv)?;
+            let v = decode_for(def, kv)?;
             if matches(def, &v, labels, fields) {
                 items.push(v);
             }
@@ -490,7 +617,7 @@ impl Api {
             let Some(kv) = self.store.get(&key).await? else {
                 return Err(ApiError::not_found(def.group, def.plural, name));
             };
-            let cur = decode_kv(&kv)?;
+            let cur = decode_for(def, &kv)?;
             match f(&cur)? {
                 Next::Unchanged => return Ok(cur),
                 Next::Update(mut new) => {
@@ -498,7 +625,11 @@ impl Api {
                         set_rv(&mut new, kv.mod_revision);
                         return Ok(new);
                     }
-                    match self.store.update(&key, encode(&new), kv.mod_revision).await {
+                    match self
+                        .store
+                        .update(&key, encode_for(def, &new), kv.mod_revision)
+                        .await
+                    {
                         Ok(rev) => {
                             set_rv(&mut new, rev);
                             return Ok(new);
@@ -582,6 +713,7 @@ impl Api {
             if def.kind_id == Kind::Namespace {
                 n["spec"] = cur.get("spec").cloned().unwrap_or(json!({}));
             }
+            def.default_on_update(cur, &mut n);
             let cm = cur.get("metadata").cloned().unwrap_or(json!({}));
             let m = meta_mut(&mut n);
             for k in [
@@ -651,7 +783,7 @@ impl Api {
     ) -> ApiResult<(Value, bool, Vec<String>)> {
         // Leases and events may be created by PUT (AllowCreateOnUpdate), like kube-apiserver does.
         if sub.is_none()
-            && matches!(def.kind_id, Kind::Lease | Kind::Event)
+            && matches!(def.kind_id, Kind::Lease | Kind::Event | Kind::EventV1)
             && self.store.get(&def.key(ns, name)).await?.is_none()
         {
             let bname = body
@@ -674,6 +806,7 @@ impl Api {
         let out = self
             .modify(def, ns, name, opts.dry_run, |cur| {
                 Self::prepare_update(def, cur, &obj, sub)
+                    .map(|n| track_update(n, cur, sub, opts.manager()))
             })
             .await?;
         Ok((out, false, warnings))
@@ -693,16 +826,30 @@ impl Api {
         opts: &WriteOpts,
         force: bool,
     ) -> ApiResult<(Value, bool, Vec<String>)> {
-        let _ = force;
-        if pt == PatchType::Apply
-            && sub.is_none()
-            && self.store.get(&def.key(ns, name)).await?.is_none()
-        {
+        let ssa = pt == PatchType::Apply && sub.is_none();
+        if ssa && opts.field_manager.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                &[FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
+            ));
+        }
+        if ssa && self.store.get(&def.key(ns, name)).await?.is_none() {
             let mut body = patch_body.clone();
             if body.is_object() {
                 meta_mut(&mut body).insert("name".into(), json!(name));
             }
-            let (obj, w) = self.create(def, ns, body, dups, opts).await?;
+            let create_opts = WriteOpts {
+                dry_run: opts.dry_run,
+                field_validation: opts.field_validation,
+                field_manager: opts.field_manager.clone(),
+                apply: true,
+            };
+            let (obj, w) = self.create(def, ns, body, dups, &create_opts).await?;
             return Ok((obj, true, w));
         }
         let mut warnings = Vec::new();
@@ -711,9 +858,29 @@ impl Api {
                 let mut target = cur.clone();
                 let mut p = patch_body.clone();
                 if pt == PatchType::Apply {
-                    // Apply configurations carry apiVersion/kind; managed fields are not tracked.
                     if let Some(m) = p.get_mut("metadata").and_then(Value::as_object_mut) {
                         m.remove("managedFields");
+                    }
+                    if ssa {
+                        if !p.is_object() {
+                            return Err(ApiError::bad_request(
+                                "an apply configuration must be an object",
+                            ));
+                        }
+                        let applied = crate::apply::apply(cur, &p, opts.manager(), force)?;
+                        let (norm, w) = decode_object(def, applied, dups, opts.field_validation)?;
+                        warnings = w;
+                        return match Self::prepare_update(def, cur, &norm, sub)? {
+                            // Same object, new co-owner: record the ownership.
+                            Next::Unchanged if !crate::apply::same_ownership(cur, &norm) => {
+                                let mut n = cur.clone();
+                                if let Some(mf) = norm.pointer("/metadata/managedFields") {
+                                    meta_mut(&mut n).insert("managedFields".into(), mf.clone());
+                                }
+                                Ok(Next::Update(n))
+                            }
+                            other => Ok(other),
+                        };
                     }
                 }
                 patch::apply(pt, &mut target, &p).map_err(|e| {
@@ -728,6 +895,7 @@ impl Api {
                 let (norm, w) = decode_object(def, target, dups, opts.field_validation)?;
                 warnings = w;
                 Self::prepare_update(def, cur, &norm, sub)
+                    .map(|n| track_update(n, cur, sub, opts.manager()))
             })
             .await?;
         Ok((out, false, warnings))
@@ -747,10 +915,19 @@ impl Api {
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
             )));
         }
-        self.modify(def, ns, name, dry_run, |cur| {
-            Self::delete_step(def, cur, opts)
-        })
-        .await
+        let out = self
+            .modify(def, ns, name, dry_run, |cur| {
+                Self::delete_step(def, cur, opts)
+            })
+            .await?;
+        if def.kind_id == Kind::Service
+            && !dry_run
+            && self.store.get(&def.key(ns, name)).await?.is_none()
+            && let Some(ip) = out.pointer("/spec/clusterIP").and_then(Value::as_str)
+        {
+            crate::service_ips::release(self.store.as_ref(), ip).await?;
+        }
+        Ok(out)
     }
 
     fn delete_step(def: &ResourceDef, cur: &Value, opts: &DeleteOpts) -> ApiResult<Next> {
@@ -925,6 +1102,19 @@ impl Api {
                 .pointer("/metadata/deletionTimestamp")
                 .is_none_or(Value::is_null)
             {
+                let uid = meta_str(&ns, "uid").to_string();
+                let known = self
+                    .sa_ensured
+                    .lock()
+                    .map(|s| s.contains(&uid))
+                    .unwrap_or(false);
+                if !known {
+                    self.ensure_default_service_account(meta_str(&ns, "name"))
+                        .await;
+                    if let Ok(mut s) = self.sa_ensured.lock() {
+                        s.insert(uid);
+                    }
+                }
                 continue;
             }
             let name = meta_str(&ns, "name").to_string();
@@ -1010,6 +1200,17 @@ impl Api {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// managedFields of a main-resource update: the manager owns what it changed.
+fn track_update(next: Next, cur: &Value, sub: Option<&str>, manager: &str) -> Next {
+    match next {
+        Next::Update(mut n) if sub.is_none() => {
+            crate::apply::record_update(Some(cur), &mut n, manager);
+            Next::Update(n)
+        }
+        other => other,
     }
 }
 

@@ -3,18 +3,28 @@
 //! It authenticates, authorizes, decodes, defaults, validates and stores the objects skiff serves, and runs
 //! the cluster's built-in loops (scheduler, node IPAM) in-process.
 //!
-//! Known gap: authorization. Every authenticated user (client certificate or bearer token) may do anything.
+//! Kinds: namespaces, pods, nodes, core/v1 and events.k8s.io/v1 events (one storage, converted on read and
+//! write), leases, configmaps, secrets, services (cluster IPs from `--service-cluster-ip-range`, see
+//! `service_ips`), endpoints, serviceaccounts (a `default` one per namespace) and the RBAC kinds. Lists page
+//! with `limit`/`continue` over one snapshot (`list`); server-side apply tracks `managedFields` (`apply`).
+//!
+//! Authorization (`authz`): `system:masters`, the Node authorizer with NodeRestriction, then RBAC.
 
+pub mod apply;
 pub mod auth;
+pub mod authz;
 pub mod controllers;
 pub mod discovery;
 pub mod handlers;
+pub mod list;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod proxy;
 pub mod resources;
 pub mod selectors;
 pub mod server;
+pub mod service_ips;
 pub mod status;
 pub mod store;
 pub mod strict;
@@ -40,6 +50,8 @@ pub struct ServeConfig {
     pub advertise_address: IpAddr,
     pub cluster_cidr: ipnet::Ipv4Net,
     pub node_cidr_mask: u8,
+    /// Service cluster IPs come from here (`--service-cluster-ip-range`, default 10.96.0.0/12).
+    pub service_cidr: ipnet::Ipv4Net,
     pub token_auth_file: Option<PathBuf>,
 }
 
@@ -95,15 +107,26 @@ pub async fn serve_with_store(
         .with_context(|| format!("binding {}:{}", cfg.bind_address, cfg.secure_port))?;
     let addr = listener.local_addr()?;
     ensure_admin_kubeconfig(&pki, cfg, addr.port())?;
+    authz::bootstrap::ensure_defaults(store.as_ref())
+        .await
+        .context("creating the default RBAC roles and bindings")?;
+    let (kc_cert, kc_key) = pki.kubelet_client_cert()?;
+    let kubelet = proxy::KubeletClient::new(&kc_cert, &kc_key)?;
     let state = Arc::new(server::State {
-        api: handlers::Api::new(store.clone()),
+        kubelet,
+        authz: authz::Authorizer::new(store.clone()),
+        api: handlers::Api::new(store.clone()).with_service_cidr(cfg.service_cidr),
         openapi: discovery::OpenApi::build(),
         tokens,
         server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
     });
-    // Namespace finalization and orphaned terminating pods.
+    // Namespace finalization and orphaned terminating pods. The first pass runs before serving so that
+    // the namespaces bootstrapped in the store have their `default` ServiceAccount from the first request on.
     {
         let api = handlers::Api::new(store.clone());
+        if let Err(e) = api.finalize_pass(false).await {
+            tracing::warn!("first finalizer pass: {e}");
+        }
         let mut sd = shutdown.clone();
         tokio::spawn(async move {
             let mut pass: u64 = 0;

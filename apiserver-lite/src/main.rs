@@ -48,6 +48,13 @@ struct ServeArgs {
     cluster_cidr: ipnet::Ipv4Net,
     #[arg(long, env = "SKIFF_NODE_CIDR_MASK_SIZE", default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// The range Service cluster IPs are allocated from.
+    #[arg(
+        long,
+        env = "SKIFF_SERVICE_CLUSTER_IP_RANGE",
+        default_value = "10.96.0.0/12"
+    )]
+    service_cluster_ip_range: ipnet::Ipv4Net,
     /// Static tokens, kube-apiserver CSV format: token,user,uid,"group1,group2".
     #[arg(long, env = "SKIFF_TOKEN_AUTH_FILE")]
     token_auth_file: Option<PathBuf>,
@@ -110,6 +117,7 @@ fn serve(s: ServeArgs) -> Result<()> {
         advertise_address: s.advertise_address,
         cluster_cidr: s.cluster_cidr,
         node_cidr_mask: s.node_cidr_mask_size,
+        service_cidr: s.service_cluster_ip_range,
         token_auth_file: s.token_auth_file,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

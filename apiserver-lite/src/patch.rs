@@ -59,7 +59,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
 }
 
 /// The merge key of a list field (by field name), for strategic merge patch.
-fn merge_key(field: &str) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -152,8 +152,18 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Service and Endpoints ports are keyed by `port` where container ports are keyed by `containerPort`.
+pub(crate) fn item_key<'a>(item: &Value, key: &'a str) -> &'a str {
+    if key == "containerPort" && item.get(key).is_none() && item.get("port").is_some() {
+        "port"
+    } else {
+        key
+    }
+}
+
 fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) {
     for it in items {
+        let key = item_key(it, key);
         let Some(kv) = it.get(key).cloned() else {
             cur.push(it.clone());
             continue;

@@ -10,6 +10,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
+/// The CN the agents' API accepts from the API server (docs/contracts.md).
+pub const KUBELET_CLIENT_USER: &str = "skiff-apiserver-kubelet-client";
+
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_pem: String,
@@ -117,6 +120,25 @@ impl Pki {
             .signed_by(&kp, &self.issuer()?)
             .context("signing serving cert")?;
         let (c, k) = (cert.pem(), kp.serialize_pem());
+        write_private(&key, k.as_bytes())?;
+        write_private(&crt, c.as_bytes())?;
+        Ok((c, k))
+    }
+
+    /// The API server's client certificate for the agents' API (CN `skiff-apiserver-kubelet-client`,
+    /// O `system:masters`), PEM, created on first start as `pki/apiserver-kubelet-client.{crt,key}`.
+    pub fn kubelet_client_cert(&self) -> Result<(String, String)> {
+        let crt = self.dir.join("apiserver-kubelet-client.crt");
+        let key = self.dir.join("apiserver-kubelet-client.key");
+        if crt.exists() && key.exists() {
+            return Ok((
+                std::fs::read_to_string(&crt)
+                    .with_context(|| format!("reading {}", crt.display()))?,
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("reading {}", key.display()))?,
+            ));
+        }
+        let (c, k) = self.client_cert(KUBELET_CLIENT_USER, &["system:masters".to_string()])?;
         write_private(&key, k.as_bytes())?;
         write_private(&crt, c.as_bytes())?;
         Ok((c, k))

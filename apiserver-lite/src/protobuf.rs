@@ -19,6 +19,10 @@ enum Ty {
     MapQty,
     Quantity,
     Time,
+    /// map<string, bytes> (Secret and ConfigMap binary data), base64 in JSON.
+    MapBytes,
+    /// intstr.IntOrString { type (1), intVal (2), strVal (3) }.
+    IntOrStr,
     /// A message whose fields are inlined into the parent (Go embedded structs, e.g. Volume.volumeSource).
     Inline(&'static str),
 }
@@ -94,6 +98,91 @@ fn schema(msg: &str) -> &'static [F] {
         }
         "NamespaceStatus" => {
             const S: &[F] = &[f(1, "phase", Str)];
+            S
+        }
+        // rbac.authorization.k8s.io/v1 and authorization.k8s.io/v1 (kubectl create role/rolebinding,
+        // kubectl auth can-i); served by `crate::authz`.
+        "Role" | "ClusterRole" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                r(2, "rules", Msg("PolicyRule")),
+            ];
+            S
+        }
+        "PolicyRule" => {
+            const S: &[F] = &[
+                r(1, "verbs", Str),
+                r(2, "apiGroups", Str),
+                r(3, "resources", Str),
+                r(4, "resourceNames", Str),
+                r(5, "nonResourceURLs", Str),
+            ];
+            S
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                r(2, "subjects", Msg("Subject")),
+                f(3, "roleRef", Msg("RoleRef")),
+            ];
+            S
+        }
+        "Subject" => {
+            const S: &[F] = &[
+                f(1, "kind", Str),
+                f(2, "apiGroup", Str),
+                f(3, "name", Str),
+                f(4, "namespace", Str),
+            ];
+            S
+        }
+        "RoleRef" => {
+            const S: &[F] = &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)];
+            S
+        }
+        "SelfSubjectAccessReview" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("SelfSubjectAccessReviewSpec")),
+            ];
+            S
+        }
+        "SelfSubjectAccessReviewSpec" => {
+            const S: &[F] = &[
+                f(1, "resourceAttributes", Msg("ResourceAttributes")),
+                f(2, "nonResourceAttributes", Msg("NonResourceAttributes")),
+            ];
+            S
+        }
+        "ResourceAttributes" => {
+            const S: &[F] = &[
+                f(1, "namespace", Str),
+                f(2, "verb", Str),
+                f(3, "group", Str),
+                f(4, "version", Str),
+                f(5, "resource", Str),
+                f(6, "subresource", Str),
+                f(7, "name", Str),
+            ];
+            S
+        }
+        "SelfSubjectReview" => {
+            const S: &[F] = &[f(1, "metadata", Msg("ObjectMeta"))];
+            S
+        }
+        "SelfSubjectRulesReview" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("SelfSubjectRulesReviewSpec")),
+            ];
+            S
+        }
+        "SelfSubjectRulesReviewSpec" => {
+            const S: &[F] = &[f(1, "namespace", Str)];
+            S
+        }
+        "NonResourceAttributes" => {
+            const S: &[F] = &[f(1, "path", Str), f(2, "verb", Str)];
             S
         }
         "Pod" => {
@@ -288,6 +377,114 @@ fn schema(msg: &str) -> &'static [F] {
             const S: &[F] = &[f(1, "name", Str)];
             S
         }
+        "ObjectReference" => {
+            const S: &[F] = &[
+                f(1, "kind", Str),
+                f(2, "namespace", Str),
+                f(3, "name", Str),
+                f(4, "uid", Str),
+                f(5, "apiVersion", Str),
+                f(6, "resourceVersion", Str),
+                f(7, "fieldPath", Str),
+            ];
+            S
+        }
+        "ConfigMap" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "data", MapStr),
+                f(3, "binaryData", MapBytes),
+                f(4, "immutable", Bool),
+            ];
+            S
+        }
+        "Secret" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "data", MapBytes),
+                f(3, "type", Str),
+                f(4, "stringData", MapStr),
+                f(5, "immutable", Bool),
+            ];
+            S
+        }
+        "ServiceAccount" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                r(2, "secrets", Msg("ObjectReference")),
+                r(3, "imagePullSecrets", Msg("LocalObjectReference")),
+                f(4, "automountServiceAccountToken", Bool),
+            ];
+            S
+        }
+        "Service" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("ServiceSpec")),
+            ];
+            S
+        }
+        "ServiceSpec" => {
+            const S: &[F] = &[
+                r(1, "ports", Msg("ServicePort")),
+                f(2, "selector", MapStr),
+                f(3, "clusterIP", Str),
+                r(18, "clusterIPs", Str),
+                f(4, "type", Str),
+                r(5, "externalIPs", Str),
+                f(7, "sessionAffinity", Str),
+                f(10, "externalName", Str),
+                f(13, "publishNotReadyAddresses", Bool),
+                r(19, "ipFamilies", Str),
+                f(17, "ipFamilyPolicy", Str),
+                f(22, "internalTrafficPolicy", Str),
+            ];
+            S
+        }
+        "ServicePort" => {
+            const S: &[F] = &[
+                f(1, "name", Str),
+                f(2, "protocol", Str),
+                f(6, "appProtocol", Str),
+                f(3, "port", Int),
+                f(4, "targetPort", IntOrStr),
+                f(5, "nodePort", Int),
+            ];
+            S
+        }
+        "Endpoints" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                r(2, "subsets", Msg("EndpointSubset")),
+            ];
+            S
+        }
+        "EndpointSubset" => {
+            const S: &[F] = &[
+                r(1, "addresses", Msg("EndpointAddress")),
+                r(2, "notReadyAddresses", Msg("EndpointAddress")),
+                r(3, "ports", Msg("EndpointPort")),
+            ];
+            S
+        }
+        "EndpointAddress" => {
+            const S: &[F] = &[
+                f(1, "ip", Str),
+                f(2, "targetRef", Msg("ObjectReference")),
+                f(3, "hostname", Str),
+                f(4, "nodeName", Str),
+            ];
+            S
+        }
+        "EndpointPort" => {
+            const S: &[F] = &[
+                f(1, "name", Str),
+                f(2, "port", Int),
+                f(3, "protocol", Str),
+                f(4, "appProtocol", Str),
+            ];
+            S
+        }
         _ => &[],
     }
 }
@@ -445,6 +642,39 @@ fn message(name: &str, b: &[u8], depth: usize) -> Result<Map<String, Value>, Str
                     out.insert(k, x);
                 }
             }
+            (MapBytes, P::B(b)) => {
+                use base64::Engine;
+                let mut k = String::new();
+                let mut val: &[u8] = &[];
+                for (num, v) in fields(b)? {
+                    match (num, v) {
+                        (1, P::B(x)) => k = as_string(x)?,
+                        (2, P::B(x)) => val = x,
+                        _ => {}
+                    }
+                }
+                let e = out.entry(fd.name).or_insert_with(|| json!({}));
+                if let Some(m) = e.as_object_mut() {
+                    m.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(val)),
+                    );
+                }
+            }
+            (IntOrStr, P::B(b)) => {
+                let mut ty = 0;
+                let mut int = 0i64;
+                let mut st = String::new();
+                for (num, v) in fields(b)? {
+                    match (num, v) {
+                        (1, P::V(x)) => ty = x,
+                        (2, P::V(x)) => int = x as i32 as i64,
+                        (3, P::B(x)) => st = as_string(x)?,
+                        _ => {}
+                    }
+                }
+                push(&mut out, fd, if ty == 1 { json!(st) } else { json!(int) });
+            }
             (MapStr | MapQty, P::B(b)) => {
                 let (k, x) = map_entry(b, matches!(fd.ty, MapQty))?;
                 let e = out.entry(fd.name).or_insert_with(|| json!({}));
@@ -504,7 +734,25 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         }
     }
     let (api_version, kind) = type_meta;
-    if schema(&kind).is_empty() || !matches!(kind.as_str(), "Pod" | "Namespace") {
+    if schema(&kind).is_empty()
+        || !matches!(
+            kind.as_str(),
+            "Pod"
+                | "Namespace"
+                | "ConfigMap"
+                | "Secret"
+                | "ServiceAccount"
+                | "Service"
+                | "Endpoints"
+                | "Role"
+                | "ClusterRole"
+                | "RoleBinding"
+                | "ClusterRoleBinding"
+                | "SelfSubjectAccessReview"
+                | "SelfSubjectRulesReview"
+                | "SelfSubjectReview"
+        )
+    {
         return Err(format!(
             "protobuf bodies of kind {kind:?} are not supported; send JSON"
         ));

@@ -9,7 +9,7 @@ use http::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::handlers::{Api, Query, Repr, decode_kv, matches};
+use crate::handlers::{Api, Query, Repr, decode_for, matches};
 use crate::resources::{ResourceDef, table};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
@@ -89,16 +89,29 @@ pub async fn watch(
     fields: FieldSelector,
 ) -> ApiResult<Response<Body>> {
     let rv = q.get("resourceVersion").unwrap_or("");
-    let send_initial = q.get("sendInitialEvents") == Some("true");
     let bookmarks = q.flag("allowWatchBookmarks");
+    let send_initial_param = validate_watch_list(q, bookmarks)?;
+    let send_initial = send_initial_param == Some(true);
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
         .filter(|t| *t > 0)
         .unwrap_or(1800)
         .min(3600);
-    let (initial, start) = if rv.is_empty() || rv == "0" || send_initial {
-        api.list(def, ns, &labels, &fields).await?
+    let (initial, start) = if send_initial_param == Some(false) && (rv.is_empty() || rv == "0") {
+        // "Start at Most Recent" without the synthetic events.
+        (Vec::new(), api.store.current_revision().await?)
+    } else if rv.is_empty() || rv == "0" || send_initial {
+        let (items, cur) = api.list(def, ns, &labels, &fields).await?;
+        if send_initial && !rv.is_empty() && rv != "0" {
+            let want: i64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            if want > cur {
+                return Err(ApiError::new(504, "Timeout", "Too large resource version"));
+            }
+        }
+        (items, cur)
     } else {
         let r: i64 = rv
             .parse()
@@ -177,6 +190,56 @@ pub async fn watch(
     Ok(stream_response(repr, rx))
 }
 
+/// The streaming-list (`sendInitialEvents`) rules of kube-apiserver's ListOptions validation.
+fn validate_watch_list(q: &Query, bookmarks: bool) -> ApiResult<Option<bool>> {
+    let invalid = |field: &str, v: &str, why: &str| {
+        ApiError::invalid(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            &[crate::status::FieldError::invalid(field, &json!(v), why)],
+        )
+    };
+    let rv_match = q.get("resourceVersionMatch").unwrap_or("");
+    let send = match q.get("sendInitialEvents") {
+        None | Some("") => None,
+        Some("true") | Some("1") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        Some(o) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid sendInitialEvents {o:?}"
+            )));
+        }
+    };
+    match send {
+        Some(_) => {
+            if rv_match != "NotOlderThan" {
+                return Err(invalid(
+                    "resourceVersionMatch",
+                    rv_match,
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+            if !bookmarks {
+                return Err(invalid(
+                    "allowWatchBookmarks",
+                    "false",
+                    "sendInitialEvents requires setting allowWatchBookmarks to true",
+                ));
+            }
+        }
+        None if !rv_match.is_empty() => {
+            return Err(invalid(
+                "resourceVersionMatch",
+                rv_match,
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        None => {}
+    }
+    Ok(send)
+}
+
 /// The watch event type (if any) that a store event gives under the selectors.
 pub fn convert(
     def: &ResourceDef,
@@ -186,11 +249,11 @@ pub fn convert(
 ) -> ApiResult<Option<(&'static str, Value)>> {
     match ev {
         WatchEvent::Put { kv, prev } => {
-            let new = decode_kv(kv)?;
+            let new = decode_for(def, kv)?;
             let now = matches(def, &new, labels, fields);
             let before = match prev {
                 None => None,
-                Some(p) => Some(matches(def, &decode_kv(p)?, labels, fields)),
+                Some(p) => Some(matches(def, &decode_for(def, p)?, labels, fields)),
             };
             Ok(match (before, now) {
                 (None, true) | (Some(false), true) => Some(("ADDED", new)),
@@ -200,7 +263,7 @@ pub fn convert(
             })
         }
         WatchEvent::Delete { kv } => {
-            let old = decode_kv(kv)?;
+            let old = decode_for(def, kv)?;
             Ok(matches(def, &old, labels, fields).then_some(("DELETED", old)))
         }
     }
@@ -284,6 +347,8 @@ mod tests {
         let opts = WriteOpts {
             dry_run: false,
             field_validation: FieldValidation::Strict,
+            field_manager: None,
+            apply: false,
         };
         api.create(nsdef, None, ns, &[], &opts).await.expect("ns");
         let def = find_resource("", "pods").expect("pods");

@@ -11,6 +11,16 @@ use skiff_cni::spec::{Env, Error, ErrorCode};
 const MAX_STDIN: u64 = 4 << 20;
 
 fn main() -> ExitCode {
+    // The detached helper of DEL (plugin::del): delete one renamed link, silently.
+    if let (Some(ns), Some(ifname)) = (
+        std::env::var_os(plugin::del::REAP_NETNS),
+        std::env::var(plugin::del::REAP_IFNAME).ok(),
+    ) {
+        return match plugin::del::reap(std::path::Path::new(&ns), &ifname) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let env = Env::from_process();
     let mut stdin = Vec::new();
     let read = std::io::stdin().take(MAX_STDIN).read_to_end(&mut stdin);

@@ -56,7 +56,7 @@ fn lifecycle(version: &str, n: u8) {
         "1"
     );
     assert_eq!(
-        std::fs::read_to_string(net.data_dir.join(ip.to_string())).unwrap(),
+        std::fs::read_to_string(net.ipam_dir().join(ip.to_string())).unwrap(),
         format!("{id}\r\neth0")
     );
 

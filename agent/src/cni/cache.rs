@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Attachment, CniError};
 
@@ -30,6 +30,13 @@ pub struct Entry {
     pub netns: String,
     #[serde(rename = "cniArgs", default, skip_serializing_if = "Vec::is_empty")]
     pub cni_args: Vec<[String; 2]>,
+    /// libcni's `capabilityArgs`: what ADD offered as runtimeConfig (DEL and GC reuse it).
+    #[serde(
+        rename = "capabilityArgs",
+        default,
+        skip_serializing_if = "Map::is_empty"
+    )]
+    pub capability_args: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub result: Value,
 }
@@ -47,6 +54,7 @@ impl Entry {
                 .into_iter()
                 .map(|(k, v)| [k, v])
                 .collect(),
+            capability_args: att.capability_args(),
             result,
         }
     }
@@ -61,6 +69,7 @@ impl Entry {
             network_name: String::new(),
             netns: String::new(),
             cni_args: Vec::new(),
+            capability_args: Map::new(),
             result: Value::Null,
         }
     }
@@ -80,6 +89,11 @@ impl Entry {
                 .iter()
                 .map(|[k, v]| (k.clone(), v.clone()))
                 .collect(),
+            port_mappings: self
+                .capability_args
+                .get("portMappings")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -198,6 +212,7 @@ mod tests {
             netns: "/run/netns/x".into(),
             ifname: ifname.into(),
             args: vec![("K8S_POD_NAME".into(), "p".into())],
+            port_mappings: Vec::new(),
         }
     }
 

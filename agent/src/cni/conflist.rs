@@ -61,7 +61,7 @@ pub fn default_conflist(pod_cidr: &str, cluster_cidr: &str) -> Result<String, Cn
         });
     }
     Ok(format!(
-        r#"{{"cniVersion":"1.1.0","name":"skiff","plugins":[{{"type":"skiff-cni","bridge":"skiff0","isGateway":true,"ipMasq":true,"clusterCIDR":"{}","ipam":{{"subnet":"{}"}}}}]}}"#,
+        r#"{{"cniVersion":"1.1.0","name":"skiff","plugins":[{{"type":"skiff-cni","bridge":"skiff0","isGateway":true,"ipMasq":true,"clusterCIDR":"{}","capabilities":{{"portMappings":true}},"ipam":{{"subnet":"{}"}}}}]}}"#,
         cluster.trunc(),
         pod.trunc()
     ) + "\n")
@@ -93,7 +93,7 @@ mod tests {
         let s = default_conflist("10.244.0.0/24", "10.244.0.0/16").unwrap();
         assert_eq!(
             s.trim(),
-            r#"{"cniVersion":"1.1.0","name":"skiff","plugins":[{"type":"skiff-cni","bridge":"skiff0","isGateway":true,"ipMasq":true,"clusterCIDR":"10.244.0.0/16","ipam":{"subnet":"10.244.0.0/24"}}]}"#
+            r#"{"cniVersion":"1.1.0","name":"skiff","plugins":[{"type":"skiff-cni","bridge":"skiff0","isGateway":true,"ipMasq":true,"clusterCIDR":"10.244.0.0/16","capabilities":{"portMappings":true},"ipam":{"subnet":"10.244.0.0/24"}}]}"#
         );
         assert!(NetworkConfigList::parse(s.as_bytes()).is_ok());
         assert!(default_conflist("nope", "10.244.0.0/16").is_err());

@@ -135,12 +135,7 @@ pub fn effective_args(args: &[(String, String)]) -> Vec<(String, String)> {
 
 /// Ask a plugin which spec versions it supports.
 pub async fn version(plugin: &Path, timeout: Duration) -> Result<VersionInfo, CniError> {
-    let att = Attachment {
-        container_id: String::new(),
-        netns: PathBuf::new(),
-        ifname: String::new(),
-        args: Vec::new(),
-    };
+    let att = Attachment::default();
     let stdin = serde_json::json!({"cniVersion": skiff_cni::spec::version::CURRENT});
     let out = run(&Invocation {
         plugin,

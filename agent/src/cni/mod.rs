@@ -19,34 +19,91 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use skiff_cni::spec::{self, CniResult, Command, Version};
 
 pub use conflist::DEFAULT_CONFLIST;
 pub use error::CniError;
+pub use gc::{GC_PERIOD, live_attachments};
 use network::Network;
 
 /// How long one plugin invocation may take before it is killed.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One network attachment of a pod: CNI's (container id, netns, ifname) plus CNI_ARGS.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One network attachment of a pod: CNI's (container id, netns, ifname) plus CNI_ARGS and the
+/// capability arguments the runtime offers (`portMappings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Attachment {
     pub container_id: String,
     pub netns: PathBuf,
     pub ifname: String,
     pub args: Vec<(String, String)>,
+    /// Host ports, passed as `runtimeConfig.portMappings` to plugins that declare the capability.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A `portMappings` capability entry (CNI CONVENTIONS.md), from a container port with `hostPort`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortMapping {
+    #[serde(rename = "hostPort")]
+    pub host_port: u16,
+    #[serde(rename = "containerPort")]
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp` (lower case, as CRI runtimes pass it).
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
+/// The host ports of a pod: every container port with a `hostPort`, as the kubelet hands them to CNI.
+pub fn port_mappings(pod: &Pod) -> Vec<PortMapping> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let mut out: Vec<PortMapping> = Vec::new();
+    for c in &spec.containers {
+        for p in c.ports.iter().flatten() {
+            let (Some(host), Ok(container)) = (p.host_port, u16::try_from(p.container_port)) else {
+                continue;
+            };
+            let Ok(host) = u16::try_from(host) else {
+                continue;
+            };
+            if host == 0 || container == 0 {
+                continue;
+            }
+            let m = PortMapping {
+                host_port: host,
+                container_port: container,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            };
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
 }
 
 impl Attachment {
     /// For the network-wide commands (GC, STATUS, VERSION), which take no attachment.
     pub(crate) fn none() -> Attachment {
-        Attachment {
-            container_id: String::new(),
-            netns: PathBuf::new(),
-            ifname: String::new(),
-            args: Vec::new(),
+        Attachment::default()
+    }
+
+    /// The capability arguments this attachment offers (`runtimeConfig` is their intersection
+    /// with what each plugin declares).
+    pub(crate) fn capability_args(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        if !self.port_mappings.is_empty()
+            && let Ok(v) = serde_json::to_value(&self.port_mappings)
+        {
+            m.insert("portMappings".into(), v);
         }
+        m
     }
 }
 
@@ -133,7 +190,7 @@ impl CniRuntime {
             return Ok(());
         }
         for (i, plugin) in net.list.plugin_types().into_iter().enumerate() {
-            let stdin = self.stdin(&net, i, None)?;
+            let stdin = self.stdin(&net, i, None, &Map::new())?;
             self.exec(plugin, Command::Status, &Attachment::none(), &stdin)
                 .await?;
         }
@@ -145,9 +202,10 @@ impl CniRuntime {
         let _gc = self.locks.shared().await;
         let _c = self.locks.container(&att.container_id).await;
         let net = self.load().await?;
+        let caps = att.capability_args();
         let mut prev: Option<Value> = None;
         for (i, plugin) in net.list.plugin_types().into_iter().enumerate() {
-            let stdin = self.stdin(&net, i, prev.as_ref())?;
+            let stdin = self.stdin(&net, i, prev.as_ref(), &caps)?;
             let out = self.exec(plugin, Command::Add, att, &stdin).await?;
             let result = CniResult::parse(&out).map_err(|source| CniError::BadResult {
                 plugin: plugin.to_string(),
@@ -205,7 +263,7 @@ impl CniRuntime {
                 source,
             })?;
         for (i, plugin) in net.list.plugin_types().into_iter().enumerate() {
-            let stdin = self.stdin(&net, i, Some(&prev))?;
+            let stdin = self.stdin(&net, i, Some(&prev), &entry.capability_args)?;
             self.exec(plugin, Command::Check, att, &stdin).await?;
         }
         Ok(())
@@ -229,20 +287,25 @@ impl CniRuntime {
                 Err(CniError::NoConfig(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            return self.run_del(&net, att, None).await;
+            return self.run_del(&net, att, None, &att.capability_args()).await;
         }
         for (path, entry) in entries {
+            // The capability args ADD ran with, so DEL removes what they set up (host ports).
+            let mut caps = entry.capability_args.clone();
+            if caps.is_empty() {
+                caps = att.capability_args();
+            }
             match self.network_of(&entry).await {
                 Some(net) => {
                     let prev = CniResult::from_value(entry.result.clone())
                         .ok()
                         .and_then(|r| r.to_json(net.version).ok());
-                    self.run_del(&net, att, prev.as_ref()).await?;
+                    self.run_del(&net, att, prev.as_ref(), &caps).await?;
                 }
                 None => {
                     // An unreadable cached config: fall back to the current one, like libcni.
                     let net = self.load().await?;
-                    self.run_del(&net, att, None).await?;
+                    self.run_del(&net, att, None, &caps).await?;
                 }
             }
             cache::remove(&path).await?;
@@ -255,10 +318,11 @@ impl CniRuntime {
         net: &Network,
         att: &Attachment,
         prev: Option<&Value>,
+        caps: &Map<String, Value>,
     ) -> Result<(), CniError> {
         let types = net.list.plugin_types();
         for (i, plugin) in types.iter().enumerate().rev() {
-            let stdin = self.stdin(net, i, prev)?;
+            let stdin = self.stdin(net, i, prev, caps)?;
             self.exec(plugin, Command::Del, att, &stdin).await?;
         }
         Ok(())
@@ -298,5 +362,44 @@ impl CniRuntime {
             timeout: self.timeout,
         })
         .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_from_the_pod_spec() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [
+                {"name": "a", "ports": [
+                    {"containerPort": 80, "hostPort": 8080},
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "127.0.0.1"},
+                    {"containerPort": 9000}
+                ]},
+                {"name": "b", "ports": [{"containerPort": 80, "hostPort": 8080}]}
+            ]}
+        }))
+        .unwrap();
+        let m = port_mappings(&pod);
+        assert_eq!(
+            m.len(),
+            2,
+            "no hostPort, no mapping; duplicates once: {m:?}"
+        );
+        assert_eq!(m[0].protocol, "tcp");
+        assert_eq!(m[1].protocol, "udp");
+        let att = Attachment {
+            port_mappings: m,
+            ..Attachment::default()
+        };
+        let caps = att.capability_args();
+        assert_eq!(caps["portMappings"][1]["hostIP"], "127.0.0.1");
+        assert_eq!(caps["portMappings"][0]["hostPort"], 8080);
+        assert!(caps["portMappings"][0].get("hostIP").is_none());
+        assert!(Attachment::default().capability_args().is_empty());
     }
 }

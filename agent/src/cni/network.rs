@@ -92,9 +92,10 @@ impl CniRuntime {
         net: &Network,
         index: usize,
         prev: Option<&Value>,
+        caps: &Map<String, Value>,
     ) -> Result<Map<String, Value>, CniError> {
         net.list
-            .plugin_config(index, net.version, prev, &Map::new())
+            .plugin_config(index, net.version, prev, caps)
             .ok_or_else(|| CniError::Config {
                 path: self.conf_dir.clone(),
                 source: spec::Error::config(format!("plugin index {index} out of range")),
@@ -106,7 +107,8 @@ impl CniRuntime {
         net: &Network,
         index: usize,
         prev: Option<&Value>,
+        caps: &Map<String, Value>,
     ) -> Result<Value, CniError> {
-        self.stdin_map(net, index, prev).map(Value::Object)
+        self.stdin_map(net, index, prev, caps).map(Value::Object)
     }
 }

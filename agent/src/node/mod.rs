@@ -26,6 +26,8 @@ pub struct NodeAgent {
     pub facts: NodeFacts,
     pub runtime: Runtime,
     pub cni: Arc<CniRuntime>,
+    /// Reported as `status.daemonEndpoints.kubeletEndpoint.Port` (0 when the API is off).
+    pub kubelet_port: u16,
 }
 
 /// Readiness inputs: `None` = fine, `Some(message)` = what is wrong.
@@ -143,11 +145,10 @@ impl NodeAgent {
 
     pub async fn health(&self) -> Health {
         let runtime = self.runtime.version().await.err().map(|e| e.to_string());
-        let cni = self.cni.clone();
-        let network = match tokio::task::spawn_blocking(move || cni.ready()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("Network plugin returns error: {e}")),
-            Err(e) => Some(e.to_string()),
+        // NetworkReady: a usable conflist, its plugins found, and their STATUS (CNI 1.1).
+        let network = match self.cni.status().await {
+            Ok(()) => None,
+            Err(e) => Some(format!("Network plugin returns error: {e}")),
         };
         Health { runtime, network }
     }
@@ -160,7 +161,9 @@ impl NodeAgent {
             node_info: Some(self.facts.info.clone()),
             conditions: Some(conds),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: i32::from(self.kubelet_port),
+                }),
             }),
             ..Default::default()
         }

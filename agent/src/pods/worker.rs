@@ -178,6 +178,11 @@ impl Worker {
                 ("K8S_POD_NAME".into(), name),
                 ("K8S_POD_UID".into(), self.uid.clone()),
             ],
+            port_mappings: self
+                .pod
+                .as_deref()
+                .map(crate::cni::port_mappings)
+                .unwrap_or_default(),
         }
     }
 

@@ -1,7 +1,10 @@
 //! The served resources: their names, scopes, typed schemas (strict decoding), field selectors, defaults,
 //! validation and table columns.
 
+pub mod config;
+pub mod event_v1;
 pub mod pod;
+pub mod service;
 pub mod table;
 pub mod validation;
 
@@ -16,6 +19,18 @@ pub enum Kind {
     Namespace,
     Event,
     Lease,
+    ConfigMap,
+    Secret,
+    Service,
+    Endpoints,
+    ServiceAccount,
+    /// events.k8s.io/v1 Event, stored as core/v1 events (see `event_v1`).
+    EventV1,
+    // rbac.authorization.k8s.io/v1 (schemas, columns and validation live in `crate::authz::kinds`).
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
 }
 
 #[derive(Debug)]
@@ -57,7 +72,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding"],
+        subresources: &["status", "binding", "log", "exec"],
         has_status: true,
     },
     ResourceDef {
@@ -112,6 +127,136 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &[],
         has_status: false,
     },
+    ResourceDef {
+        kind_id: Kind::ConfigMap,
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::Secret,
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::Service,
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::Endpoints,
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::ServiceAccount,
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::EventV1,
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::Role,
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        singular: "role",
+        kind: "Role",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::ClusterRole,
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        kind: "ClusterRole",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::RoleBinding,
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        kind: "RoleBinding",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::ClusterRoleBinding,
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
 ];
 
 impl ResourceDef {
@@ -125,16 +270,21 @@ impl ResourceDef {
     pub fn verbs(&self) -> &'static [&'static str] {
         VERBS
     }
+    /// The store key segment of this resource: the plural. events.k8s.io events share the core/v1
+    /// events' keys and are converted on read and write (`event_v1`).
+    pub fn storage_name(&self) -> &'static str {
+        self.plural
+    }
     pub fn key(&self, ns: Option<&str>, name: &str) -> String {
         match ns {
-            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/{name}", self.plural),
-            _ => format!("/registry/{}/{name}", self.plural),
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/{name}", self.storage_name()),
+            _ => format!("/registry/{}/{name}", self.storage_name()),
         }
     }
     pub fn prefix(&self, ns: Option<&str>) -> String {
         match ns {
-            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.plural),
-            _ => format!("/registry/{}/", self.plural),
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.storage_name()),
+            _ => format!("/registry/{}/", self.storage_name()),
         }
     }
     pub fn list_kind(&self) -> String {
@@ -171,9 +321,37 @@ impl ResourceDef {
                 "source",
                 "type",
             ],
+            Kind::Secret => &["metadata.name", "metadata.namespace", "type"],
+            Kind::Service => &[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.clusterIP",
+                "spec.type",
+            ],
+            Kind::ConfigMap | Kind::Endpoints | Kind::ServiceAccount => {
+                &["metadata.name", "metadata.namespace"]
+            }
+            Kind::EventV1 => &[
+                "metadata.name",
+                "metadata.namespace",
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reason",
+                "reportingController",
+                "type",
+            ],
             Kind::Node => &["metadata.name", "spec.unschedulable"],
             Kind::Namespace => &["metadata.name", "status.phase"],
-            Kind::Lease => &["metadata.name", "metadata.namespace"],
+            Kind::Lease
+            | Kind::Role
+            | Kind::ClusterRole
+            | Kind::RoleBinding
+            | Kind::ClusterRoleBinding => &["metadata.name", "metadata.namespace"],
         }
     }
 
@@ -218,6 +396,15 @@ impl ResourceDef {
             Kind::Namespace => rt::<Namespace>(v),
             Kind::Event => rt::<Event>(v),
             Kind::Lease => rt::<Lease>(v),
+            Kind::ConfigMap => rt::<k8s_openapi::api::core::v1::ConfigMap>(v),
+            Kind::Secret => rt::<k8s_openapi::api::core::v1::Secret>(v),
+            Kind::Service => rt::<k8s_openapi::api::core::v1::Service>(v),
+            Kind::Endpoints => rt::<k8s_openapi::api::core::v1::Endpoints>(v),
+            Kind::ServiceAccount => rt::<k8s_openapi::api::core::v1::ServiceAccount>(v),
+            Kind::EventV1 => rt::<k8s_openapi::api::events::v1::Event>(v),
+            Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
+                crate::authz::kinds::normalize(self.kind_id, v)
+            }
         }
     }
 
@@ -237,6 +424,20 @@ impl ResourceDef {
                     obj["count"] = Value::from(1);
                 }
             }
+            Kind::Secret => config::secret_defaults(obj),
+            Kind::Service => service::defaults(obj),
+            _ => {}
+        }
+    }
+
+    /// Defaults applied on update of the main resource (`old` is the stored object).
+    pub fn default_on_update(&self, old: &Value, new: &mut Value) {
+        match self.kind_id {
+            Kind::Secret => config::secret_defaults(new),
+            Kind::Service => {
+                service::keep_allocated(old, new);
+                service::defaults(new);
+            }
             _ => {}
         }
     }
@@ -248,6 +449,14 @@ impl ResourceDef {
         if self.kind_id == Kind::Pod {
             errs.extend(pod::validate(obj));
         }
+        match self.kind_id {
+            Kind::ConfigMap => errs.extend(config::validate_configmap(obj)),
+            Kind::Secret => errs.extend(config::validate_secret(obj)),
+            Kind::Service => errs.extend(service::validate(obj)),
+            Kind::Endpoints => errs.extend(service::validate_endpoints(obj)),
+            _ => {}
+        }
+        crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
         errs
     }
 
@@ -257,6 +466,17 @@ impl ResourceDef {
         if self.kind_id == Kind::Pod {
             errs.extend(pod::validate_update(old, new));
         }
+        match self.kind_id {
+            Kind::ConfigMap => errs.extend(config::validate_immutable(
+                old,
+                new,
+                &["data", "binaryData"],
+            )),
+            Kind::Secret => errs.extend(config::validate_secret_update(old, new)),
+            Kind::Service => errs.extend(service::validate_update(old, new)),
+            _ => {}
+        }
+        errs.extend(crate::authz::kinds::validate_update(self.kind_id, old, new));
         if self.kind_id == Kind::Node {
             let o = old
                 .pointer("/spec/podCIDR")

@@ -281,11 +281,111 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
                 1,
             ),
         ],
+        Kind::ConfigMap => vec![
+            name,
+            col(
+                "Data",
+                "string",
+                "",
+                "The number of keys in data and binaryData.",
+                0,
+            ),
+            age,
+        ],
+        Kind::Secret => vec![
+            name,
+            col(
+                "Type",
+                "string",
+                "",
+                "Used to facilitate programmatic handling of secret data.",
+                0,
+            ),
+            col("Data", "string", "", "The number of keys in data.", 0),
+            age,
+        ],
+        Kind::Service => vec![
+            name,
+            col("Type", "string", "", "How the service is exposed.", 0),
+            col(
+                "Cluster-IP",
+                "string",
+                "",
+                "The IP address of the service.",
+                0,
+            ),
+            col(
+                "External-IP",
+                "string",
+                "",
+                "External IPs of the service.",
+                0,
+            ),
+            col(
+                "Port(s)",
+                "string",
+                "",
+                "The ports that are exposed by this service.",
+                0,
+            ),
+            age,
+            col(
+                "Selector",
+                "string",
+                "",
+                "Route service traffic to pods with label keys and values matching this selector.",
+                1,
+            ),
+        ],
+        Kind::Endpoints => vec![
+            name,
+            col("Endpoints", "string", "", "Endpoints of the service.", 0),
+            age,
+        ],
+        Kind::ServiceAccount => vec![
+            name,
+            col(
+                "Secrets",
+                "string",
+                "",
+                "The number of secrets of the service account.",
+                0,
+            ),
+            age,
+        ],
+        Kind::EventV1 => vec![
+            col(
+                "Last Seen",
+                "string",
+                "",
+                "Time when this Event was last observed.",
+                0,
+            ),
+            col(
+                "Type",
+                "string",
+                "",
+                "Type of this event (Normal, Warning).",
+                0,
+            ),
+            col("Reason", "string", "", "Why the action was taken.", 0),
+            col("Object", "string", "", "The object this Event is about.", 0),
+            col(
+                "Message",
+                "string",
+                "",
+                "A human-readable description of the status of this operation.",
+                0,
+            ),
+        ],
         Kind::Lease => vec![
             name,
             col("Holder", "string", "", "The holder of this lease.", 0),
             age,
         ],
+        Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
+            crate::authz::kinds::columns(def.kind_id, name, age)
+        }
     }
 }
 
@@ -434,11 +534,65 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
                 json!(name),
             ]
         }
+        Kind::ConfigMap => vec![
+            json!(name),
+            json!(super::config::configmap_data_count(obj)),
+            json!(age),
+        ],
+        Kind::Secret => vec![
+            json!(name),
+            json!(s(obj, "/type")),
+            json!(super::config::secret_data_count(obj)),
+            json!(age),
+        ],
+        Kind::Service => vec![
+            json!(name),
+            json!(s(obj, "/spec/type")),
+            json!(or_none(s(obj, "/spec/clusterIP"))),
+            json!(super::service::external_ip_column(obj)),
+            json!(super::service::ports_column(obj)),
+            json!(age),
+            json!(super::service::selector_column(obj)),
+        ],
+        Kind::Endpoints => vec![
+            json!(name),
+            json!(super::service::endpoints_column(obj)),
+            json!(age),
+        ],
+        Kind::ServiceAccount => vec![
+            json!(name),
+            json!(super::config::serviceaccount_secret_count(obj)),
+            json!(age),
+        ],
+        Kind::EventV1 => {
+            let last = [
+                s(obj, "/series/lastObservedTime"),
+                s(obj, "/deprecatedLastTimestamp"),
+                s(obj, "/eventTime"),
+                s(obj, "/deprecatedFirstTimestamp"),
+            ]
+            .into_iter()
+            .find(|x| !x.is_empty());
+            vec![
+                json!(since(last)),
+                json!(s(obj, "/type")),
+                json!(s(obj, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    s(obj, "/regarding/kind").to_lowercase(),
+                    s(obj, "/regarding/name")
+                )),
+                json!(s(obj, "/note").trim()),
+            ]
+        }
         Kind::Lease => vec![
             json!(name),
             json!(or_none(s(obj, "/spec/holderIdentity"))),
             json!(age),
         ],
+        Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
+            crate::authz::kinds::cells(def.kind_id, obj, name, age)
+        }
     }
 }
 

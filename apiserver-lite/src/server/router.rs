@@ -24,6 +24,9 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub struct State {
     pub api: Api,
+    pub authz: crate::authz::Authorizer,
+    /// Client of the agents' API (pods/log, pods/exec).
+    pub kubelet: crate::proxy::KubeletClient,
     pub openapi: OpenApi,
     pub tokens: TokenAuth,
     /// `host:port` clients should use (legacy discovery).
@@ -134,9 +137,13 @@ async fn handle_inner(
         }
         _ => {}
     }
-    let Some(_user) = authenticate(state, peer, &req) else {
+    let Some(user) = authenticate(state, peer, &req) else {
         return Err(ApiError::unauthorized());
     };
+    let user = crate::authz::impersonation::impersonate(&state.authz, user, req.headers()).await?;
+    if let Some(target) = crate::proxy::Target::parse(req.method(), &path) {
+        return crate::proxy::handle(state, &user, target, req).await;
+    }
     let method = req.method().clone();
     let accept = header_str(&req, header::ACCEPT).to_string();
     let content_type = header_str(&req, header::CONTENT_TYPE).to_string();
@@ -206,6 +213,14 @@ async fn handle_inner(
             let l = discovery::resource_list(g).ok_or_else(ApiError::path_not_found)?;
             Ok(json_response(200, &l, "application/json"))
         }
+        ["openapi", "v2"] => {
+            get_only(&method)?;
+            let (ct, bytes) = discovery::openapi_v2(&accept);
+            let mut r = Response::new(Body::from(bytes));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            Ok(r)
+        }
         ["openapi", "v3"] => {
             get_only(&method)?;
             Ok(json_response(200, &state.openapi.root, "application/json"))
@@ -234,9 +249,24 @@ async fn handle_inner(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
             Ok(r)
         }
+        [
+            "apis",
+            g @ ("authorization.k8s.io" | "authentication.k8s.io"),
+            "v1",
+            review,
+        ] => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            let v =
+                crate::authz::review::review(&state.authz, &user, g, review, &body, &content_type)
+                    .await?;
+            Ok(json_response(201, &v, "application/json"))
+        }
         ["api", "v1", rest @ ..] => {
             resource(
                 state,
+                &user,
                 "",
                 rest,
                 &method,
@@ -251,6 +281,7 @@ async fn handle_inner(
             let g = g.to_string();
             resource(
                 state,
+                &user,
                 &g,
                 rest,
                 &method,
@@ -274,6 +305,7 @@ fn selectors(def: &ResourceDef, q: &Query) -> ApiResult<(LabelSelector, FieldSel
 #[allow(clippy::too_many_arguments)]
 async fn resource(
     state: &State,
+    user: &UserInfo,
     group: &str,
     segs: &[&str],
     method: &Method,
@@ -305,6 +337,19 @@ async fn resource(
     {
         return Err(ApiError::path_not_found());
     }
+    let authz_req = crate::authz::Request {
+        method,
+        group,
+        resource: def.plural,
+        subresource: sub,
+        namespace: ns,
+        name,
+        watch: q.flag("watch") && q.get("watch").is_some(),
+    };
+    state
+        .authz
+        .check(user, &authz_req, &body, content_type)
+        .await?;
     let repr = repr_from_accept(accept);
     let ok = |code: u16, v: &Value| {
         let ct = if repr == Repr::Table && v.get("kind").and_then(Value::as_str) == Some("Table") {
@@ -321,8 +366,12 @@ async fn resource(
                 if q.flag("watch") && q.get("watch").is_some() {
                     return crate::watch::watch(api, def, ns, q, repr, l, f).await;
                 }
-                let (items, rev) = api.list(def, ns, &l, &f).await?;
-                Ok(ok(200, &render_list(def, items, rev, repr, q)))
+                let page =
+                    crate::list::list(api, def, ns, &l, &f, &crate::list::ListOpts::from_query(q)?)
+                        .await?;
+                let mut v = render_list(def, page.items.clone(), page.rev, repr, q);
+                page.decorate(&mut v);
+                Ok(ok(200, &v))
             }
             Method::POST => {
                 if def.namespaced && ns.is_none() {
@@ -334,6 +383,10 @@ async fn resource(
                 Ok(with_warnings(ok(201, &obj), &w))
             }
             Method::DELETE => {
+                // Like kube-apiserver: no deletecollection across all namespaces.
+                if def.namespaced && ns.is_none() {
+                    return Err(ApiError::method_not_allowed("DELETE"));
+                }
                 let (l, f) = selectors(def, q)?;
                 let opts = WriteOpts::from_query(q)?;
                 let dopts = DeleteOpts::from_request(q, &body)?;

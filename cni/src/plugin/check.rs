@@ -8,14 +8,14 @@ use ipnet::IpNet;
 
 use super::conf::NetConf;
 use super::netlink::Netlink;
-use super::{attachment, firewall, ipam, link, netns};
-use crate::spec::{CniResult, Env, Error, ErrorCode};
+use super::{attachment, delegate, firewall, ipam, link, netns};
+use crate::spec::{CniResult, Command, Env, Error, ErrorCode};
 
 fn failed(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::CHECK_FAILED, msg)
 }
 
-pub fn check(env: &Env, conf: &NetConf) -> Result<(), Error> {
+pub fn check(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), Error> {
     let (id, ifname) = attachment(env)?;
     let netns_path = env
         .netns
@@ -109,19 +109,26 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), Error> {
         )));
     }
 
-    let store = ipam::Store::open(&conf.data_dir()?)?;
-    let held = store.find(id, ifname)?;
-    for ip in &ips {
-        if let IpNet::V4(v4) = ip
-            && held != Some(v4.addr())
-        {
-            return Err(failed(format!(
-                "IPAM holds {held:?} for {id}/{ifname}, expected {}",
-                v4.addr()
-            )));
+    if let Some(plugin) = &conf.delegate {
+        delegate::run(plugin, Command::Check, env, stdin)?;
+    } else {
+        let store = ipam::Store::open(&conf.data_dir()?)?;
+        let held = store.find(id, ifname)?;
+        for ip in &ips {
+            if let IpNet::V4(v4) = ip
+                && held != Some(v4.addr())
+            {
+                return Err(failed(format!(
+                    "IPAM holds {held:?} for {id}/{ifname}, expected {}",
+                    v4.addr()
+                )));
+            }
         }
     }
-    if conf.ip_masq && !firewall::masquerade_present(&conf.nft_table, &conf.name) {
+    if conf.ip_masq
+        && !conf.use_iptables()
+        && !firewall::masquerade_present(&conf.nft_table, &conf.name)
+    {
         return Err(failed(format!(
             "masquerade chain of {} is missing in table {}",
             conf.name, conf.nft_table

@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 
 use crate::spec::{Error, ErrorCode};
 
-fn find_tool(name: &str) -> PathBuf {
+pub(crate) fn find_tool(name: &str) -> PathBuf {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
         .map(|d| Path::new(d).join(name))
@@ -21,8 +21,13 @@ fn find_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-fn fw_err(msg: impl Into<String>) -> Error {
+pub(crate) fn fw_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::FIREWALL, msg)
+}
+
+/// Whether the `nft` tool is installed (else the iptables fallback is used).
+pub fn nft_available() -> bool {
+    find_tool("nft").is_absolute()
 }
 
 /// The chain that holds one network's masquerade rule.
@@ -32,39 +37,77 @@ pub fn masq_chain(network: &str) -> String {
 
 /// The destinations that must *not* be masqueraded: the pod subnet, the cluster CIDR and multicast,
 /// with nets contained in another one dropped (nft rejects overlapping set elements).
-fn exempt(subnet: Ipv4Net, cluster: Option<Ipv4Net>) -> Vec<Ipv4Net> {
-    let mut nets: Vec<Ipv4Net> = vec![subnet.trunc()];
+pub(crate) fn exempt(subnets: &[Ipv4Net], cluster: Option<Ipv4Net>) -> Vec<Ipv4Net> {
+    let mut nets: Vec<Ipv4Net> = subnets.iter().map(Ipv4Net::trunc).collect();
     nets.extend(cluster.map(|c| c.trunc()));
     nets.push(Ipv4Net::new(std::net::Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default());
     let all = nets.clone();
     nets.retain(|n| !all.iter().any(|o| o != n && o.contains(n)));
+    nets.sort();
     nets.dedup();
     nets
 }
 
-/// The nft batch that (re)creates the network's masquerade chain.
-pub fn masquerade_batch(
-    table: &str,
-    network: &str,
-    subnet: Ipv4Net,
-    cluster: Option<Ipv4Net>,
-) -> String {
-    let chain = masq_chain(network);
-    let set = exempt(subnet, cluster)
+/// An nft anonymous set (or a single element) of networks.
+fn nft_set(nets: &[Ipv4Net]) -> String {
+    match nets {
+        [one] => one.to_string(),
+        _ => format!(
+            "{{ {} }}",
+            nets.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The network's masquerade rule (without the `add rule ip <table> <chain>` prefix).
+fn masquerade_rule(network: &str, subnets: &[Ipv4Net], cluster: Option<Ipv4Net>) -> String {
+    let set = exempt(subnets, cluster)
         .iter()
         .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    let mut sources: Vec<Ipv4Net> = subnets.iter().map(Ipv4Net::trunc).collect();
+    sources.sort();
+    sources.dedup();
     format!(
-        "add table ip {table}\n\
-         add chain ip {table} {chain} {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
-         flush chain ip {table} {chain}\n\
-         add rule ip {table} {chain} ip saddr {} ip daddr != {{ {set} }} masquerade comment \"skiff-cni {network}\"\n",
-        subnet.trunc()
+        "ip saddr {} ip daddr != {{ {set} }} masquerade comment \"skiff-cni {network}\"",
+        nft_set(&sources)
     )
 }
 
-fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
+/// The chain comment that marks a network's firewall setup as done for exactly this config (the
+/// rule and, when given, the bridge whose FORWARD accept was ensured).
+pub fn setup_marker(rule: &str, forward_bridge: Option<&str>) -> String {
+    let h = super::link::fnv(&format!("{rule}|{}", forward_bridge.unwrap_or("")));
+    format!("skiff-cni {h:016x}")
+}
+
+/// The nft batch that (re)creates the network's masquerade chain with `marker` as its comment
+/// (a chain's comment cannot be changed in place: delete and add it in the same transaction).
+pub fn masquerade_batch(
+    table: &str,
+    network: &str,
+    subnets: &[Ipv4Net],
+    cluster: Option<Ipv4Net>,
+    marker: &str,
+) -> String {
+    let chain = masq_chain(network);
+    let rule = masquerade_rule(network, subnets, cluster);
+    let hook = "type nat hook postrouting priority srcnat; policy accept;";
+    format!(
+        "add table ip {table}\n\
+         add chain ip {table} {chain} {{ {hook} }}\n\
+         flush chain ip {table} {chain}\n\
+         delete chain ip {table} {chain}\n\
+         add chain ip {table} {chain} {{ {hook} comment \"{marker}\"; }}\n\
+         add rule ip {table} {chain} {rule}\n"
+    )
+}
+
+pub(crate) fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
     let mut child = Command::new(find_tool("nft"))
         .args(args)
         .stdin(if stdin.is_some() {
@@ -90,15 +133,35 @@ fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Install (or refresh) the masquerade rule of a network.
-pub fn ensure_masquerade(
+/// Whether the network's masquerade chain (and, with `forward_bridge`, the FORWARD accept for
+/// its bridge) is installed for exactly this config: one netlink query for the chain's marker.
+pub fn network_ready(
     table: &str,
     network: &str,
-    subnet: Ipv4Net,
+    subnets: &[Ipv4Net],
     cluster: Option<Ipv4Net>,
+    forward_bridge: Option<&str>,
+) -> bool {
+    let marker = setup_marker(&masquerade_rule(network, subnets, cluster), forward_bridge);
+    super::nftnl::chain_has_marker(table, &masq_chain(network), &marker)
+}
+
+/// Install the masquerade rule of a network and, with `forward_bridge`, the FORWARD accept for
+/// its bridge: iptables first, then the nft batch that writes the marker last (see
+/// [`network_ready`]), so a failure leaves no marker behind.
+pub fn ensure_network(
+    table: &str,
+    network: &str,
+    subnets: &[Ipv4Net],
+    cluster: Option<Ipv4Net>,
+    forward_bridge: Option<&str>,
 ) -> Result<(), Error> {
+    let marker = setup_marker(&masquerade_rule(network, subnets, cluster), forward_bridge);
+    if let Some(bridge) = forward_bridge {
+        ensure_forward_accept(bridge)?;
+    }
     nft(
-        Some(&masquerade_batch(table, network, subnet, cluster)),
+        Some(&masquerade_batch(table, network, subnets, cluster, &marker)),
         &["-f", "-"],
     )
     .map(|_| ())
@@ -123,7 +186,7 @@ pub fn remove_masquerade(table: &str, network: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn iptables(args: &[&str]) -> Result<(bool, String), Error> {
+pub(crate) fn iptables(args: &[&str]) -> Result<(bool, String), Error> {
     let out = Command::new(find_tool("iptables"))
         .args(["-w", "5"])
         .args(args)
@@ -182,13 +245,14 @@ mod tests {
         let b = masquerade_batch(
             "skiff-cni",
             "skiff",
-            "10.244.0.0/24".parse().unwrap(),
+            &["10.244.0.0/24".parse().unwrap()],
             Some("10.244.0.0/16".parse().unwrap()),
+            "m",
         );
         assert!(b.contains(
             "ip saddr 10.244.0.0/24 ip daddr != { 10.244.0.0/16, 224.0.0.0/4 } masquerade"
         ));
-        let b = masquerade_batch("t", "n", "10.251.3.0/24".parse().unwrap(), None);
+        let b = masquerade_batch("t", "n", &["10.251.3.0/24".parse().unwrap()], None, "m");
         assert!(b.contains("!= { 10.251.3.0/24, 224.0.0.0/4 }"));
         assert!(b.contains("add chain ip t masq-n { type nat hook postrouting priority srcnat;"));
     }

@@ -16,6 +16,10 @@ use super::conf::Range;
 use crate::spec::{Error, ErrorCode, ValidAttachment};
 
 const LOCK_FILE: &str = "lock";
+
+fn unavailable(msg: impl Into<String>) -> Error {
+    Error::new(ErrorCode::IP_UNAVAILABLE, msg)
+}
 const LAST_RESERVED: &str = "last_reserved_ip.0";
 
 /// An open reservation directory; the flock is held until the store is dropped.
@@ -98,47 +102,102 @@ impl Store {
             .map(|r| r.ip))
     }
 
-    /// Reserve an address for (container id, ifname): the one it already holds (a repeated ADD gets
-    /// the same address), else the next free one after the last reservation, wrapping around.
+    /// Reserve an address for (container id, ifname) from a range set: the one it already holds (a
+    /// repeated ADD gets the same address), the requested one (`ips` capability / `IP=`), else the
+    /// next free one after the last reservation, across the ranges in order, wrapping around.
+    /// Returns the address and the range it came from.
     pub fn allocate(
         &self,
-        range: &Range,
+        ranges: &[Range],
+        requested: Option<Ipv4Addr>,
         container_id: &str,
         ifname: &str,
-    ) -> Result<Ipv4Addr, Error> {
+    ) -> Result<(Ipv4Addr, Range), Error> {
         let existing = self.reservations()?;
-        if let Some(r) = existing
+        let range_of = |ip: Ipv4Addr| ranges.iter().find(|r| r.contains(ip)).copied();
+        let held = existing
             .iter()
-            .find(|r| r.belongs_to(container_id, ifname) && range.subnet.contains(&r.ip))
-        {
-            return Ok(r.ip);
+            .filter(|r| r.belongs_to(container_id, ifname))
+            .find_map(|r| range_of(r.ip).map(|range| (r.ip, range)));
+        if let Some(ip) = requested {
+            let range = range_of(ip).ok_or_else(|| {
+                Error::config(format!("requested IP {ip} is outside the IPAM ranges"))
+            })?;
+            if ip == range.gateway {
+                return Err(Error::config(format!(
+                    "requested IP {ip} is the gateway of its range"
+                )));
+            }
+            if let Some((have, _)) = held {
+                if have == ip {
+                    return Ok((ip, range));
+                }
+                return Err(unavailable(format!(
+                    "{container_id}/{ifname} already holds {have}, cannot also take {ip}"
+                )));
+            }
+            return match self.reserve(ip, container_id, ifname)? {
+                true => Ok((ip, range)),
+                false => Err(unavailable(format!(
+                    "requested IP {ip} is already reserved"
+                ))),
+            };
+        }
+        if let Some(h) = held {
+            return Ok(h);
         }
         let taken: HashSet<Ipv4Addr> = existing.iter().map(|r| r.ip).collect();
-        let (start, end) = (u32::from(range.start), u32::from(range.end));
-        let size = end - start + 1;
-        let first = match self.last_reserved() {
-            Some(last) if (start..end).contains(&u32::from(last)) => u32::from(last) + 1,
-            _ => start,
+        // Positions 0..total over the concatenated ranges; start after the last reservation.
+        let total: u64 = ranges
+            .iter()
+            .map(|r| u64::from(u32::from(r.end) - u32::from(r.start)) + 1)
+            .sum();
+        let position = |ip: Ipv4Addr| -> Option<u64> {
+            let mut base = 0u64;
+            for r in ranges {
+                if r.contains(ip) {
+                    return Some(base + u64::from(u32::from(ip) - u32::from(r.start)));
+                }
+                base += u64::from(u32::from(r.end) - u32::from(r.start)) + 1;
+            }
+            None
         };
-        for step in 0..size {
-            let ip = Ipv4Addr::from(start + (first - start + step) % size);
+        let at = |mut pos: u64| -> Option<(Ipv4Addr, Range)> {
+            for r in ranges {
+                let len = u64::from(u32::from(r.end) - u32::from(r.start)) + 1;
+                if pos < len {
+                    let ip = Ipv4Addr::from(u32::from(r.start) + pos as u32);
+                    return Some((ip, *r));
+                }
+                pos -= len;
+            }
+            None
+        };
+        let first = self
+            .last_reserved()
+            .and_then(position)
+            .map_or(0, |p| (p + 1) % total.max(1));
+        for step in 0..total {
+            let Some((ip, range)) = at((first + step) % total) else {
+                continue;
+            };
             if ip == range.gateway || taken.contains(&ip) {
                 continue;
             }
-            match self.reserve(ip, container_id, ifname) {
-                Ok(true) => {
-                    self.set_last_reserved(ip)?;
-                    return Ok(ip);
-                }
-                Ok(false) => continue,
-                Err(e) => return Err(e),
+            if self.reserve(ip, container_id, ifname)? {
+                self.set_last_reserved(ip)?;
+                return Ok((ip, range));
             }
         }
+        let spans: Vec<String> = ranges
+            .iter()
+            .map(|r| format!("{}-{}", r.start, r.end))
+            .collect();
         Err(Error::new(
             ErrorCode::IPAM_EXHAUSTED,
             format!(
-                "no IP addresses available in range {}-{}",
-                range.start, range.end
+                "no IP addresses available in range set {}",
+                spans.join(", ")
             ),
         ))
     }
@@ -188,14 +247,18 @@ impl Store {
         Ok(doomed)
     }
 
-    /// Release every reservation inside `subnet` that no valid attachment holds (GC). Addresses
-    /// outside the subnet belong to another configuration sharing the directory (e.g. several
+    /// Release every reservation inside the subnets that no valid attachment holds (GC).
+    /// Addresses outside them belong to another configuration sharing the directory (e.g. several
     /// nodes of a one-host lab) and are left alone.
-    pub fn gc(&self, subnet: &Ipv4Net, valid: &[ValidAttachment]) -> Result<Vec<Ipv4Addr>, Error> {
+    pub fn gc(
+        &self,
+        subnets: &[Ipv4Net],
+        valid: &[ValidAttachment],
+    ) -> Result<Vec<Ipv4Addr>, Error> {
         let doomed: Vec<Ipv4Addr> = self
             .reservations()?
             .into_iter()
-            .filter(|r| subnet.contains(&r.ip))
+            .filter(|r| subnets.iter().any(|s| s.contains(&r.ip)))
             .filter(|r| {
                 !valid
                     .iter()
@@ -233,17 +296,19 @@ mod tests {
     use super::*;
     use crate::plugin::conf::IpamConf;
 
-    fn range(subnet: &str, start: Option<&str>, end: Option<&str>) -> Range {
+    fn range(subnet: &str, start: Option<&str>, end: Option<&str>) -> Vec<Range> {
         IpamConf {
-            ipam_type: None,
-            subnet: subnet.parse().unwrap(),
+            subnet: Some(subnet.parse().unwrap()),
             range_start: start.map(|s| s.parse().unwrap()),
             range_end: end.map(|s| s.parse().unwrap()),
-            gateway: None,
-            data_dir: None,
+            ..IpamConf::default()
         }
-        .range()
+        .range_set()
         .unwrap()
+    }
+
+    fn alloc(s: &Store, r: &[Range], id: &str) -> Result<Ipv4Addr, Error> {
+        s.allocate(r, None, id, "eth0").map(|(ip, _)| ip)
     }
 
     fn tmpdir(tag: &str) -> PathBuf {
@@ -257,14 +322,14 @@ mod tests {
         let dir = tmpdir("rr");
         let r = range("10.7.0.0/29", None, None);
         let s = Store::open(&dir).unwrap();
-        let a = s.allocate(&r, "c1", "eth0").unwrap();
+        let a = alloc(&s, &r, "c1").unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 7, 0, 2), "gateway .1 is skipped");
         assert_eq!(
-            s.allocate(&r, "c1", "eth0").unwrap(),
+            alloc(&s, &r, "c1").unwrap(),
             a,
             "repeat ADD keeps the address"
         );
-        let b = s.allocate(&r, "c2", "eth0").unwrap();
+        let b = alloc(&s, &r, "c2").unwrap();
         assert_eq!(b, Ipv4Addr::new(10, 7, 0, 3));
         assert_eq!(
             fs::read_to_string(dir.join("10.7.0.3")).unwrap(),
@@ -272,20 +337,63 @@ mod tests {
         );
         s.release("c1", "eth0").unwrap();
         // round-robin continues after the last reservation instead of reusing .2 at once
-        assert_eq!(
-            s.allocate(&r, "c3", "eth0").unwrap(),
-            Ipv4Addr::new(10, 7, 0, 4)
-        );
+        assert_eq!(alloc(&s, &r, "c3").unwrap(), Ipv4Addr::new(10, 7, 0, 4));
         for i in 4..=5 {
-            s.allocate(&r, &format!("x{i}"), "eth0").unwrap();
+            alloc(&s, &r, &format!("x{i}")).unwrap();
         }
         // .2 is the only free one left: wrap-around finds it
-        assert_eq!(
-            s.allocate(&r, "c4", "eth0").unwrap(),
-            Ipv4Addr::new(10, 7, 0, 2)
-        );
-        let e = s.allocate(&r, "c5", "eth0").unwrap_err();
+        assert_eq!(alloc(&s, &r, "c4").unwrap(), Ipv4Addr::new(10, 7, 0, 2));
+        let e = alloc(&s, &r, "c5").unwrap_err();
         assert_eq!(e.code, ErrorCode::IPAM_EXHAUSTED);
+        drop(s);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn range_sets_and_requested_ips() {
+        let dir = tmpdir("set");
+        let set = IpamConf {
+            ranges: vec![vec![
+                serde_json::from_str(
+                    r#"{"subnet":"10.7.2.0/24","rangeStart":"10.7.2.10","rangeEnd":"10.7.2.11"}"#,
+                )
+                .unwrap(),
+                serde_json::from_str(r#"{"subnet":"10.7.3.0/30"}"#).unwrap(),
+            ]],
+            ..IpamConf::default()
+        }
+        .range_set()
+        .unwrap();
+        let s = Store::open(&dir).unwrap();
+        let want = |v: [u8; 4]| Ipv4Addr::from(v);
+        assert_eq!(alloc(&s, &set, "a").unwrap(), want([10, 7, 2, 10]));
+        assert_eq!(alloc(&s, &set, "b").unwrap(), want([10, 7, 2, 11]));
+        let (ip, r) = s.allocate(&set, None, "c", "eth0").unwrap();
+        assert_eq!(
+            ip,
+            want([10, 7, 3, 2]),
+            "second range, its gateway .1 skipped"
+        );
+        assert_eq!(r.gateway, want([10, 7, 3, 1]));
+        assert_eq!(
+            alloc(&s, &set, "d").unwrap_err().code,
+            ErrorCode::IPAM_EXHAUSTED
+        );
+        s.release("a", "eth0").unwrap();
+        // requested: taken, outside, gateway, free
+        let req = |ip: [u8; 4], id: &str| s.allocate(&set, Some(want(ip)), id, "eth0");
+        assert_eq!(
+            req([10, 7, 2, 11], "d").unwrap_err().code,
+            ErrorCode::IP_UNAVAILABLE
+        );
+        assert_eq!(req([10, 7, 9, 1], "d").unwrap_err().code, ErrorCode(7));
+        assert_eq!(req([10, 7, 3, 1], "d").unwrap_err().code, ErrorCode(7));
+        assert_eq!(req([10, 7, 2, 10], "d").unwrap().0, want([10, 7, 2, 10]));
+        assert_eq!(
+            req([10, 7, 2, 10], "d").unwrap().0,
+            want([10, 7, 2, 10]),
+            "repeat"
+        );
         drop(s);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -295,15 +403,15 @@ mod tests {
         let dir = tmpdir("gc");
         let r = range("10.7.1.0/24", Some("10.7.1.10"), Some("10.7.1.20"));
         let s = Store::open(&dir).unwrap();
-        s.allocate(&r, "keep", "eth0").unwrap();
-        s.allocate(&r, "stale", "eth0").unwrap();
+        alloc(&s, &r, "keep").unwrap();
+        alloc(&s, &r, "stale").unwrap();
         fs::write(dir.join("10.7.1.19"), "legacy\n").unwrap();
         let valid = vec![ValidAttachment {
             container_id: "keep".into(),
             ifname: "eth0".into(),
         }];
         fs::write(dir.join("10.8.0.9"), "other-subnet\r\neth0").unwrap();
-        let mut freed = s.gc(&r.subnet, &valid).unwrap();
+        let mut freed = s.gc(&[r[0].subnet], &valid).unwrap();
         assert!(dir.join("10.8.0.9").exists(), "other subnets are not GC'd");
         freed.sort();
         assert_eq!(

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
+use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
@@ -17,7 +18,7 @@ pub(crate) fn nl_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> Er
 }
 
 /// FNV-1a: a stable, dependency-free hash for interface and MAC names.
-fn fnv(s: &str) -> u64 {
+pub(crate) fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -38,13 +39,19 @@ fn bridge_mac(bridge: &str) -> Vec<u8> {
     vec![0x0a, 0x58, h[0], h[1], h[2], h[3]]
 }
 
-/// Make sure the bridge exists, is up and (in gateway mode) carries `gateway/prefix`.
-pub fn ensure_bridge(
-    nl: &mut Netlink,
-    name: &str,
-    mtu: Option<u32>,
-    gateway: Option<(Ipv4Addr, u8)>,
-) -> Result<Link, Error> {
+/// The bridge as the config wants it.
+pub struct BridgeSpec<'a> {
+    pub name: &'a str,
+    pub mtu: Option<u32>,
+    /// Gateway mode: this address with this prefix on the bridge.
+    pub gateway: Option<(Ipv4Addr, u8)>,
+    pub promisc: bool,
+}
+
+/// Make sure the bridge exists, is up, promiscuous if asked and (in gateway mode) carries
+/// `gateway/prefix`.
+pub fn ensure_bridge(nl: &mut Netlink, spec: &BridgeSpec<'_>) -> Result<Link, Error> {
+    let (name, mtu, gateway) = (spec.name, spec.mtu, spec.gateway);
     let link = match nl
         .link_by_name(name)
         .map_err(nl_err(format!("failed to look up {name}")))?
@@ -75,6 +82,14 @@ pub fn ensure_bridge(
     if !link.up {
         nl.set_up(link.index)
             .map_err(nl_err(format!("failed to set {name} up")))?;
+    }
+    if spec.promisc && !link.promisc {
+        nl.set_link(
+            LinkUnspec::new_with_index(link.index)
+                .promiscuous(true)
+                .build(),
+        )
+        .map_err(nl_err(format!("failed to set {name} promiscuous")))?;
     }
     if let Some((gw, prefix)) = gateway {
         nl.add_address_v4(link.index, gw, prefix)
@@ -137,12 +152,12 @@ pub fn set_hairpin(nl: &mut Netlink, port_index: u32) -> Result<(), Error> {
         .map_err(nl_err("failed to enable hairpin mode on the host veth"))
 }
 
-/// Inside the container namespace: `lo` up, DAD off, address, link up, default route.
+/// Inside the container namespace: `lo` up, DAD off, address, link up, routes (dst via gw).
 pub fn configure_container(
     nl: &mut Netlink,
     ifname: &str,
     addr: (Ipv4Addr, u8),
-    gateway: Option<Ipv4Addr>,
+    routes: &[(Ipv4Net, Ipv4Addr)],
 ) -> Result<Link, Error> {
     if let Some(lo) = nl
         .link_by_name("lo")
@@ -170,11 +185,11 @@ pub fn configure_container(
         )))?;
     nl.set_up(link.index)
         .map_err(nl_err(format!("failed to set {ifname} up")))?;
-    if let Some(gw) = gateway {
-        match nl.add_route_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), link.index) {
+    for (dst, gw) in routes {
+        match nl.add_route_v4(dst.network(), dst.prefix_len(), Some(*gw), link.index) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(nl_err(format!("failed to add default route via {gw}"))(e)),
+            Err(e) => return Err(nl_err(format!("failed to add route {dst} via {gw}"))(e)),
         }
     }
     Ok(link)

@@ -4,13 +4,18 @@
 mod add;
 mod check;
 pub mod conf;
-mod del;
+pub mod del;
+pub mod delegate;
 pub mod firewall;
 mod gc;
+pub mod hostports;
 pub mod ipam;
+pub mod ipam_conf;
+mod iptables;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+mod nftnl;
 mod status;
 pub mod sysctl;
 
@@ -70,19 +75,21 @@ fn dispatch(env: &Env, stdin: &[u8], asked: Option<&str>) -> Result<Option<Value
         Ok(())
     };
     match env.command {
-        Command::Add => add::add(env, &conf).and_then(|r| r.to_json(v)).map(Some),
-        Command::Del => del::del(env, &conf).map(|()| None),
+        Command::Add => add::add(env, &conf, stdin)
+            .and_then(|r| r.to_json(v))
+            .map(Some),
+        Command::Del => del::del(env, &conf, stdin).map(|()| None),
         Command::Check => {
             need(Version::CHECK)?;
-            check::check(env, &conf).map(|()| None)
+            check::check(env, &conf, stdin).map(|()| None)
         }
         Command::Status => {
             need(Version::V1_1)?;
-            status::status(&conf).map(|()| None)
+            status::status(env, &conf, stdin).map(|()| None)
         }
         Command::Gc => {
             need(Version::V1_1)?;
-            gc::gc(&conf).map(|()| None)
+            gc::gc(env, &conf, stdin).map(|()| None)
         }
         Command::Version => Ok(None),
     }

@@ -31,6 +31,7 @@ pub struct Link {
     pub mac: Option<String>,
     pub kind: Option<String>,
     pub up: bool,
+    pub promisc: bool,
     pub controller: Option<u32>,
     pub mtu: Option<u32>,
 }
@@ -268,6 +269,7 @@ fn link_facts(l: &LinkMessage) -> Link {
         mac: None,
         kind: None,
         up: l.header.flags.contains(LinkFlags::Up),
+        promisc: l.header.flags.contains(LinkFlags::Promisc),
         controller: None,
         mtu: None,
     };

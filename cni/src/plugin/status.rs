@@ -3,15 +3,14 @@
 
 use super::conf::NetConf;
 use super::netlink::Netlink;
-use super::{ipam, link};
-use crate::spec::{Error, ErrorCode};
+use super::{delegate, ipam, link};
+use crate::spec::{Command, Env, Error, ErrorCode};
 
 fn unavailable(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::NOT_AVAILABLE, msg)
 }
 
-pub fn status(conf: &NetConf) -> Result<(), Error> {
-    let range = conf.ipam().map_err(|e| unavailable(e.msg))?.range()?;
+pub fn status(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), Error> {
     let mut nl = Netlink::open().map_err(link::nl_err("failed to open netlink"))?;
     if let Some(l) = nl
         .link_by_name(&conf.bridge)
@@ -23,22 +22,32 @@ pub fn status(conf: &NetConf) -> Result<(), Error> {
             conf.bridge
         )));
     }
+    if let Some(plugin) = &conf.delegate {
+        // Spec: STATUS is forwarded to the delegated IPAM plugin.
+        return delegate::run(plugin, Command::Status, env, stdin).map(|_| ());
+    }
+    let set = conf.ipam().map_err(|e| unavailable(e.msg))?.range_set()?;
     let dir = conf.data_dir()?;
     ipam::check_writable(&dir).map_err(|e| {
         unavailable(format!("IPAM dir {} is not writable", dir.display()))
             .with_details(e.to_string())
     })?;
-    let held = ipam::Store::open(&dir)?
-        .reservations()?
+    let store = ipam::Store::open(&dir).map_err(|e| unavailable(e.msg).with_details(e.details))?;
+    let held = store
+        .reservations()
+        .map_err(|e| unavailable(e.msg).with_details(e.details))?
         .iter()
-        .filter(|r| (range.start..=range.end).contains(&r.ip) && r.ip != range.gateway)
+        .filter(|r| set.iter().any(|s| s.contains(r.ip) && r.ip != s.gateway))
         .count();
-    let size = (u32::from(range.end) - u32::from(range.start) + 1) as usize
-        - usize::from((range.start..=range.end).contains(&range.gateway));
-    if held >= size {
+    let size: u64 = set.iter().map(|r| u64::from(r.size())).sum();
+    if held as u64 >= size {
+        let spans: Vec<String> = set
+            .iter()
+            .map(|r| format!("{}-{}", r.start, r.end))
+            .collect();
         return Err(unavailable(format!(
-            "IPAM range {}-{} is exhausted",
-            range.start, range.end
+            "IPAM range set {} is exhausted",
+            spans.join(", ")
         )));
     }
     Ok(())

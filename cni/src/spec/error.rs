@@ -38,6 +38,8 @@ impl ErrorCode {
     pub const FIREWALL: ErrorCode = ErrorCode(103);
     /// CHECK found state that does not match prevResult.
     pub const CHECK_FAILED: ErrorCode = ErrorCode(104);
+    /// A requested address (`ips` capability, `IP=`) is held by another attachment.
+    pub const IP_UNAVAILABLE: ErrorCode = ErrorCode(105);
     /// The runtime could not run a plugin (not found, timed out, killed).
     pub const PLUGIN_EXEC: ErrorCode = ErrorCode(110);
 }

@@ -107,8 +107,13 @@ impl TestNet {
         })
     }
 
+    /// host-local's layout: `<dataDir>/<network name>/<ip>`.
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.data_dir.join(&self.name)
+    }
+
     pub fn reservations(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.data_dir)
+        let mut v: Vec<String> = std::fs::read_dir(self.ipam_dir())
             .map(|rd| {
                 rd.flatten()
                     .filter_map(|e| e.file_name().to_str().map(str::to_string))

@@ -1,0 +1,576 @@
+//! Server-side apply and `metadata.managedFields` (FieldsV1), a pragmatic subset of structured-merge-diff:
+//!
+//! - A field set is a set of paths in FieldsV1 syntax (`f:spec`, `k:{"name":"c"}`, `.`). Maps are walked
+//!   field by field; lists with a merge key (containers by name, ports by containerPort/port, …) are walked
+//!   item by item; every other list and every scalar is one atomic leaf.
+//! - `apply`: the applier's new set is the set of its configuration. A leaf also owned by another manager
+//!   whose value would change is a conflict (409 listing every field) unless `force`, which takes the field
+//!   over. Fields the applier owned before, no longer applies and nobody else owns are removed. The
+//!   configuration is then merged in (strategic merge).
+//! - Updates (POST/PUT/non-apply PATCH) give their manager (operation `Update`) every leaf they changed and
+//!   take those leaves away from the other managers, without conflicts.
+//!
+//! Not tracked: status (subresource writes), metadata other than labels and annotations, and set-valued
+//! lists (`finalizers`), which are atomic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::patch::{item_key, merge_key, strategic_merge};
+use crate::status::ApiError;
+
+/// One path in FieldsV1 syntax.
+pub type Path = Vec<String>;
+pub type FieldSet = BTreeSet<Path>;
+
+fn list_key<'a>(field: &str, item: &'a Value) -> Option<(&'static str, &'a Value)> {
+    let k = item_key(item, merge_key(field)?);
+    item.get(k).map(|v| (k, v))
+}
+
+fn key_elem(k: &str, v: &Value) -> String {
+    let mut m = Map::new();
+    m.insert(k.to_string(), v.clone());
+    format!("k:{}", Value::Object(m))
+}
+
+fn walk(v: &Value, field: &str, path: &mut Path, out: &mut FieldSet) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, c) in m {
+                path.push(format!("f:{k}"));
+                walk(c, k, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) if merge_key(field).is_some() && !items.is_empty() => {
+            for it in items {
+                match list_key(field, it) {
+                    Some((k, kv)) => {
+                        path.push(key_elem(k, kv));
+                        path.push(".".into());
+                        out.insert(path.clone());
+                        path.pop();
+                        walk(it, "", path, out);
+                        path.pop();
+                    }
+                    None => {
+                        out.insert(path.clone());
+                    }
+                }
+            }
+        }
+        _ => {
+            out.insert(path.clone());
+        }
+    }
+}
+
+/// The fields an object (or an apply configuration) sets: spec-like content plus labels and annotations.
+pub fn fields_of(obj: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    let Some(m) = obj.as_object() else {
+        return out;
+    };
+    let mut path: Path;
+    for (k, v) in m {
+        match k.as_str() {
+            "apiVersion" | "kind" | "status" => {}
+            "metadata" => {
+                for sub in ["labels", "annotations"] {
+                    if let Some(Value::Object(x)) = v.get(sub) {
+                        for (lk, lv) in x {
+                            path = vec!["f:metadata".into(), format!("f:{sub}"), format!("f:{lk}")];
+                            walk(lv, lk, &mut path, &mut out);
+                        }
+                    }
+                }
+            }
+            _ => {
+                path = vec![format!("f:{k}")];
+                walk(v, k, &mut path, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The value at `path` (a trailing `.` names the list item itself).
+pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for el in path {
+        if el == "." {
+            return Some(cur);
+        }
+        if let Some(f) = el.strip_prefix("f:") {
+            cur = cur.get(f)?;
+        } else if let Some(k) = el.strip_prefix("k:") {
+            let key: Map<String, Value> = serde_json::from_str(k).ok()?;
+            let (kn, kv) = key.iter().next()?;
+            cur = cur
+                .as_array()?
+                .iter()
+                .find(|it| it.get(kn.as_str()) == Some(kv))?;
+        } else {
+            return None;
+        }
+    }
+    Some(cur)
+}
+
+fn remove_at(obj: &mut Value, path: &[String]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let (last, parent) = if last == "." {
+        match parent.split_last() {
+            Some((l, p)) => (l, p),
+            None => return,
+        }
+    } else {
+        (last, parent)
+    };
+    let mut cur = obj;
+    for el in parent {
+        let next = if let Some(f) = el.strip_prefix("f:") {
+            cur.get_mut(f)
+        } else if let Some(k) = el.strip_prefix("k:") {
+            let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
+                return;
+            };
+            let Some((kn, kv)) = key.iter().next() else {
+                return;
+            };
+            cur.as_array_mut()
+                .and_then(|a| a.iter_mut().find(|it| it.get(kn.as_str()) == Some(kv)))
+        } else {
+            None
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let Some(f) = last.strip_prefix("f:") {
+        if let Some(m) = cur.as_object_mut() {
+            m.remove(f);
+        }
+    } else if let Some(k) = last.strip_prefix("k:")
+        && let Ok(key) = serde_json::from_str::<Map<String, Value>>(k)
+        && let Some((kn, kv)) = key.iter().next()
+        && let Some(a) = cur.as_array_mut()
+    {
+        a.retain(|it| it.get(kn.as_str()) != Some(kv));
+    }
+}
+
+/// Encode a field set as a FieldsV1 tree.
+pub fn to_fields_v1(set: &FieldSet) -> Value {
+    let mut root = Value::Object(Map::new());
+    for p in set {
+        let mut cur = &mut root;
+        for el in p {
+            if !cur.is_object() {
+                *cur = Value::Object(Map::new());
+            }
+            cur = match cur {
+                Value::Object(m) => m.entry(el.clone()).or_insert_with(|| json!({})),
+                _ => return root,
+            };
+        }
+    }
+    root
+}
+
+/// Decode a FieldsV1 tree into paths (every leaf `{}` is a path).
+pub fn from_fields_v1(v: &Value) -> FieldSet {
+    fn rec(v: &Value, path: &mut Path, out: &mut FieldSet) {
+        match v.as_object() {
+            Some(m) if !m.is_empty() => {
+                for (k, c) in m {
+                    path.push(k.clone());
+                    rec(c, path, out);
+                    path.pop();
+                }
+            }
+            _ => {
+                if !path.is_empty() {
+                    out.insert(path.clone());
+                }
+            }
+        }
+    }
+    let mut out = FieldSet::new();
+    rec(v, &mut Path::new(), &mut out);
+    out
+}
+
+/// `.spec.containers[name="c"].image`, as kube-apiserver prints conflicting fields.
+pub fn human_path(p: &[String]) -> String {
+    let mut s = String::new();
+    for el in p {
+        if let Some(f) = el.strip_prefix("f:") {
+            s.push('.');
+            s.push_str(f);
+        } else if let Some(k) = el.strip_prefix("k:")
+            && let Ok(m) = serde_json::from_str::<Map<String, Value>>(k)
+        {
+            let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!("[{}]", parts.join(",")));
+        }
+    }
+    s
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: String,
+    subresource: Option<String>,
+    fields: FieldSet,
+}
+
+fn entries(obj: &Value) -> Vec<Entry> {
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|e| {
+            Some(Entry {
+                manager: e.get("manager")?.as_str()?.to_string(),
+                operation: e
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Update")
+                    .to_string(),
+                api_version: e
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                time: e
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn store_entries(obj: &mut Value, list: &[Entry]) {
+    let out: Vec<Value> = list
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({"manager": e.manager, "operation": e.operation,
+                "apiVersion": e.api_version, "time": e.time, "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(&e.fields)});
+            if let Some(s) = &e.subresource {
+                v["subresource"] = json!(s);
+            }
+            v
+        })
+        .collect();
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    if out.is_empty() {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+    } else {
+        obj["metadata"]["managedFields"] = Value::Array(out);
+    }
+}
+
+fn upsert(list: &mut Vec<Entry>, manager: &str, operation: &str, api_version: &str) -> usize {
+    if let Some(i) = list
+        .iter()
+        .position(|e| e.manager == manager && e.operation == operation && e.subresource.is_none())
+    {
+        list[i].time = crate::handlers::now_rfc3339();
+        list[i].api_version = api_version.to_string();
+        return i;
+    }
+    list.push(Entry {
+        manager: manager.to_string(),
+        operation: operation.to_string(),
+        api_version: api_version.to_string(),
+        time: crate::handlers::now_rfc3339(),
+        subresource: None,
+        fields: FieldSet::new(),
+    });
+    list.len() - 1
+}
+
+/// Leaves whose value differs between `old` and `new` (present in `new`).
+fn changed(old: &Value, new: &Value) -> FieldSet {
+    fields_of(new)
+        .into_iter()
+        .filter(|p| p.last().is_some_and(|l| l != ".") && value_at(old, p) != value_at(new, p))
+        .collect()
+}
+
+/// Record a non-apply write by `manager`: it owns what it changed (on create: everything it set).
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str) {
+    let api_version = new
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string();
+    let mut list = entries(new);
+    let mine = match old {
+        None => fields_of(new),
+        Some(o) => changed(o, new),
+    };
+    if mine.is_empty() {
+        return;
+    }
+    for e in list.iter_mut() {
+        e.fields.retain(|p| !mine.contains(p));
+    }
+    let i = upsert(&mut list, manager, "Update", &api_version);
+    list[i].fields.extend(mine);
+    store_entries(new, &list);
+}
+
+/// The managedFields of a newly created object: `manager` (operation `Apply` or `Update`) owns what the
+/// client sent (`config`), not the server's defaults.
+pub fn record_create(obj: &mut Value, config: &Value, manager: &str, operation: &str) {
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string();
+    let mut list = Vec::new();
+    let i = upsert(&mut list, manager, operation, &api_version);
+    list[i].fields = fields_of(config);
+    store_entries(obj, &list);
+}
+
+/// A 409 Conflict listing every conflicting field and its owner.
+fn conflict_error(conflicts: &[(String, Path)], api_version: &str) -> ApiError {
+    let mut causes = Vec::new();
+    let mut lines = Vec::new();
+    for (m, p) in conflicts {
+        let field = human_path(p);
+        causes.push(json!({"reason": "FieldManagerConflict",
+            "message": format!("conflict with \"{m}\" using {api_version}"), "field": field}));
+        lines.push(format!("- {m}: {field}"));
+    }
+    let n = conflicts.len();
+    let message = if n == 1 {
+        format!(
+            "Apply failed with 1 conflict: conflict with \"{}\" using {api_version}: {}",
+            conflicts[0].0,
+            human_path(&conflicts[0].1)
+        )
+    } else {
+        format!(
+            "Apply failed with {n} conflicts: conflicts with {}",
+            lines.join("\n")
+        )
+    };
+    let mut e = ApiError::new(409, "Conflict", message);
+    e.details = Some(json!({"causes": causes}));
+    e
+}
+
+/// Server-side apply of `config` by `manager` onto `cur`. Returns the new object (with managedFields).
+pub fn apply(cur: &Value, config: &Value, manager: &str, force: bool) -> Result<Value, ApiError> {
+    let api_version = config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string();
+    let new_set = fields_of(config);
+    let mut list = entries(cur);
+    let mut conflicts: Vec<(String, Path)> = Vec::new();
+    for e in list.iter_mut() {
+        if e.manager == manager && e.operation == "Apply" {
+            continue;
+        }
+        let mut taken = Vec::new();
+        for p in e.fields.intersection(&new_set) {
+            if p.last().is_some_and(|l| l == ".") {
+                continue;
+            }
+            if value_at(cur, p) != value_at(config, p) {
+                taken.push(p.clone());
+            }
+        }
+        if force {
+            for p in &taken {
+                e.fields.remove(p);
+            }
+        } else {
+            conflicts.extend(taken.into_iter().map(|p| (e.manager.clone(), p)));
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(conflict_error(&conflicts, &api_version));
+    }
+    let old_set = list
+        .iter()
+        .find(|e| e.manager == manager && e.operation == "Apply")
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let mut others = FieldSet::new();
+    for e in list
+        .iter()
+        .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+    {
+        others.extend(e.fields.iter().cloned());
+    }
+    let mut result = cur.clone();
+    // Deepest paths first so that items go after their fields.
+    let mut dropped: Vec<&Path> = old_set
+        .iter()
+        .filter(|p| !new_set.contains(*p) && !owned_below(&others, p))
+        .collect();
+    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in dropped {
+        remove_at(&mut result, p);
+    }
+    let mut cfg = config.clone();
+    if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        m.remove("resourceVersion");
+    }
+    strategic_merge(&mut result, &cfg);
+    let i = upsert(&mut list, manager, "Apply", &api_version);
+    list[i].fields = new_set;
+    store_entries(&mut result, &list);
+    Ok(result)
+}
+
+/// Whether another manager owns `p` or (for a list item) anything inside it.
+fn owned_below(others: &FieldSet, p: &Path) -> bool {
+    if others.contains(p) {
+        return true;
+    }
+    if p.last().is_some_and(|l| l == ".") {
+        let item = &p[..p.len() - 1];
+        return others.iter().any(|o| o.starts_with(item));
+    }
+    false
+}
+
+/// Whether two objects have the same managers owning the same fields (timestamps aside): an apply that
+/// changes neither the object nor the ownership is a no-op and writes nothing.
+pub fn same_ownership(a: &Value, b: &Value) -> bool {
+    let key = |o: &Value| {
+        let mut v: Vec<(String, String, Option<String>, FieldSet)> = entries(o)
+            .into_iter()
+            .filter(|e| !e.fields.is_empty())
+            .map(|e| (e.manager, e.operation, e.subresource, e.fields))
+            .collect();
+        v.sort();
+        v
+    };
+    key(a) == key(b)
+}
+
+/// Count of managers per operation (tests and debugging).
+pub fn managers(obj: &Value) -> BTreeMap<String, String> {
+    entries(obj)
+        .into_iter()
+        .map(|e| (e.manager, e.operation))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(image: &str, labels: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": image}]}})
+    }
+
+    #[test]
+    fn fields_v1_round_trip() {
+        let f = fields_of(&pod("nginx", json!({"app": "web"})));
+        let v = to_fields_v1(&f);
+        assert_eq!(v["f:metadata"]["f:labels"]["f:app"], json!({}));
+        assert_eq!(
+            v["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["."],
+            json!({})
+        );
+        assert_eq!(
+            v["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:image"],
+            json!({})
+        );
+        assert_eq!(from_fields_v1(&v), f);
+    }
+
+    #[test]
+    fn conflicts_force_and_removal() {
+        let mut created = pod("nginx", json!({"app": "web"}));
+        let cfg = created.clone();
+        record_create(&mut created, &cfg, "kubectl-create", "Update");
+        // Same values: shared ownership, no conflict.
+        let same = apply(&created, &pod("nginx", json!({"app": "web"})), "mgr", false)
+            .expect("no conflict");
+        assert_eq!(
+            managers(&same).get("mgr").map(String::as_str),
+            Some("Apply")
+        );
+        // A different image conflicts with kubectl-create.
+        let e =
+            apply(&same, &pod("httpd", json!({"app": "web"})), "mgr", false).expect_err("conflict");
+        assert_eq!(e.code, 409);
+        assert!(
+            e.message.contains(
+                r#"conflict with "kubectl-create" using v1: .spec.containers[name="c"].image"#
+            ),
+            "{}",
+            e.message
+        );
+        let forced =
+            apply(&same, &pod("httpd", json!({"app": "web"})), "mgr", true).expect("forced");
+        assert_eq!(forced["spec"]["containers"][0]["image"], "httpd");
+        // mgr adds a label, then stops applying it: the label goes away.
+        let with = apply(
+            &forced,
+            &pod("httpd", json!({"app": "web", "tier": "x"})),
+            "mgr",
+            false,
+        )
+        .expect("add");
+        assert_eq!(with["metadata"]["labels"]["tier"], "x");
+        let without =
+            apply(&with, &pod("httpd", json!({"app": "web"})), "mgr", false).expect("remove");
+        assert!(without["metadata"]["labels"].get("tier").is_none());
+        // app is still co-owned by kubectl-create: it stays even when mgr drops it.
+        let dropped = apply(&without, &pod("httpd", json!({})), "mgr", false).expect("drop");
+        assert_eq!(dropped["metadata"]["labels"]["app"], "web");
+    }
+
+    #[test]
+    fn updates_take_ownership() {
+        let mut a = pod("nginx", json!({"app": "web"}));
+        let cfg = a.clone();
+        record_create(&mut a, &cfg, "mgr", "Apply");
+        let mut b = a.clone();
+        b["spec"]["containers"][0]["image"] = json!("httpd");
+        record_update(Some(&a), &mut b, "kubectl-edit");
+        let m = managers(&b);
+        assert_eq!(m.get("kubectl-edit").map(String::as_str), Some("Update"));
+        let e = apply(&b, &pod("nginx", json!({"app": "web"})), "mgr", false)
+            .expect_err("conflict with the editor");
+        assert!(e.message.contains("kubectl-edit"));
+    }
+}
