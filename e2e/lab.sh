@@ -6,7 +6,7 @@
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 
 passed=0
 failed=0
@@ -14,6 +14,11 @@ work=$(mktemp -d /tmp/skiff-e2e.XXXXXX)
 cache="$work/kube-cache"
 
 pass() { passed=$((passed + 1)); printf 'ok   %s\n' "$1"; }
+# verdict NAME DETAIL CMD...: pass if the command succeeds, fail with DETAIL otherwise.
+verdict() {
+    local name=$1 detail=$2; shift 2
+    if "$@"; then pass "$name"; else fail "$name" "$detail"; fi
+}
 fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"; }
 
 # check NAME CMD... : the command must succeed.
@@ -118,7 +123,7 @@ else
 fi
 
 ipam_file="/var/lib/cni/networks/skiff/$ip"
-[[ -f $ipam_file ]] && pass "the pod IP is reserved in IPAM" || fail "the pod IP is reserved in IPAM" "$ipam_file missing"
+verdict "the pod IP is reserved in IPAM" "$ipam_file missing" test -f "$ipam_file"
 
 out=$(timeout 120 kubectl --cache-dir "$cache" delete pod example-pod 2>&1)
 contains "kubectl delete pod example-pod returns" "$out" 'pod "example-pod" deleted'
@@ -126,9 +131,9 @@ out=$(k get pod example-pod 2>&1)
 contains "the pod is gone from the API" "$out" "NotFound"
 sock=/run/skiff/containerd/containerd.sock
 left=$(ctr --address "$sock" -n skiff containers ls -q 2>&1 | grep -c "^$uid" || true)
-[[ $left -eq 0 ]] && pass "no containers of the deleted pod in containerd" || fail "no containers of the deleted pod in containerd" "$left left"
-[[ ! -e $ipam_file ]] && pass "the pod IP is released" || fail "the pod IP is released" "$ipam_file still there"
-[[ ! -e /run/skiff/pods/$uid ]] && pass "the pod's pinned namespaces are gone" || fail "the pod's pinned namespaces are gone" "$(ls -R /run/skiff/pods/$uid 2>&1)"
+verdict "no containers of the deleted pod in containerd" "$left left" test "$left" -eq 0
+verdict "the pod IP is released" "$ipam_file still there" test ! -e "$ipam_file"
+verdict "the pod's pinned namespaces are gone" "$(ls -R "/run/skiff/pods/$uid" 2>&1)" test ! -e "/run/skiff/pods/$uid"
 
 # ---------------------------------------------------------------------------------------------------------------
 echo "== init container writes into an emptyDir, the app container serves it"
@@ -157,9 +162,9 @@ check "nothing is left behind (down.sh --check)" "$repo/scripts/down.sh" --check
 for pid in $pids_after; do
     if kill -0 "$pid" 2>/dev/null; then fail "lab process $pid is gone"; else pass "lab process $pid is gone"; fi
 done
-ip link show skiff0 >/dev/null 2>&1 && fail "bridge skiff0 is removed" || pass "bridge skiff0 is removed"
-nft list table ip skiff-cni >/dev/null 2>&1 && fail "nft table ip skiff-cni is removed" || pass "nft table ip skiff-cni is removed"
-grep -q ' /run/skiff' /proc/self/mountinfo && fail "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" || pass "no mounts under /run/skiff"
+verdict "bridge skiff0 is removed" "skiff0 still exists" sh -c '! ip link show skiff0 >/dev/null 2>&1'
+verdict "nft table ip skiff-cni is removed" "the table still exists" sh -c '! nft list table ip skiff-cni >/dev/null 2>&1'
+verdict "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" sh -c "! grep -q ' /run/skiff' /proc/self/mountinfo"
 check "down.sh a second time" "$repo/scripts/down.sh"
 
 finish

@@ -32,6 +32,7 @@ if [[ ${SKIFF_BENCH_INNER:-} != 1 ]]; then
         SKIFF_CNI_BIN=$target/release/skiff-cni
     fi
     work=$(mktemp -d /tmp/skiff-bench-cni.XXXXXX)
+    # shellcheck disable=SC2317 # invoked by the EXIT trap
     cleanup() {
         ip netns del "$pod_ns" 2>/dev/null || true
         ip netns del "$host_ns" 2>/dev/null || true
@@ -48,9 +49,9 @@ if [[ ${SKIFF_BENCH_INNER:-} != 1 ]]; then
     exit $?
 fi
 
-# Inside the throwaway host namespace from here on.
+# Inside the throwaway host namespace from here on (WORK comes from the outer invocation's environment).
 pod=/run/netns/$pod_ns
-bin_dir=$WORK/bin
+bin_dir=${WORK:?}/bin
 mkdir -p "$bin_dir"
 ln -sf "$SKIFF_CNI_BIN" "$bin_dir/skiff-cni"
 
@@ -69,7 +70,7 @@ cycle() {
     CNI_COMMAND=ADD "$bin" <<<"$conf" >"$WORK/out" || { echo "ADD failed: $(cat "$WORK/out")" >&2; exit 1; }
     CNI_COMMAND=DEL "$bin" <<<"$conf" >"$WORK/out" || { echo "DEL failed: $(cat "$WORK/out")" >&2; exit 1; }
     t1=$EPOCHREALTIME
-    echo $(( (${t1/./} - ${t0/./}) ))
+    echo $(( ${t1/./} - ${t0/./} ))
 }
 
 # stats FILE: "median p99" in ms.
@@ -93,7 +94,7 @@ for i in $(seq 1 "$rounds"); do
     cycle "$bin_dir/skiff-cni" "$skiff_conf" "bench-$i" >>"$WORK/skiff.us"
     cycle "$ref_dir/bridge" "$ref_conf" "bench-$i" >>"$WORK/ref.us"
     t0=$EPOCHREALTIME; /bin/true; /bin/true; t1=$EPOCHREALTIME
-    echo $(( (${t1/./} - ${t0/./}) )) >>"$WORK/floor.us"
+    echo $(( ${t1/./} - ${t0/./} )) >>"$WORK/floor.us"
 done
 
 read -r s_med s_p99 < <(stats "$WORK/skiff.us")

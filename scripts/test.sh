@@ -30,6 +30,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "shell scripts and the Vagrantfile (shellcheck, vagrant validate)"
+"$repo/systemd/test.sh"
+
 step "unit and integration tests (root)"
 # Root tests start their own containerd, registry and API server; they must not skip silently without root.
 export SKIFF_TEST_REQUIRE_ROOT=1

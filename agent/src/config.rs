@@ -63,6 +63,11 @@ pub struct Config {
     /// The cluster's pod network (for the default CNI conflist's masquerade rule).
     #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
+    /// How many pod sandbox setups (namespaces + CNI ADD) and how many container starts (shim spawns) run at
+    /// once. Both are CPU-bound; a short queue finishes a burst of pods sooner than starting all at once.
+    #[arg(long, env = "SKIFF_STARTUP_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub startup_concurrency: u16,
     /// Port of the agent's HTTPS API (logs, exec; the kubelet's 10250). 0 disables it.
     #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,

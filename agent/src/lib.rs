@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod images;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
@@ -101,7 +102,10 @@ async fn start(config: Config) -> anyhow::Result<()> {
     loop {
         let health = agent.health().await;
         match agent.register(&health).await {
-            Ok(()) => break,
+            Ok(()) => {
+                sd_notify_ready();
+                break;
+            }
             Err(e) => tracing::warn!(error = %e, "node registration failed; retrying"),
         }
         tokio::time::sleep(delay).await;
@@ -134,8 +138,8 @@ async fn start(config: Config) -> anyhow::Result<()> {
         root_dir: config.root_dir.clone(),
         run_dir: config.run_dir.clone(),
         pod_log_dir: config.pod_log_dir.clone(),
-        sandbox_gate: tokio::sync::Semaphore::new(pods::STARTUP_CONCURRENCY),
-        start_gate: tokio::sync::Semaphore::new(pods::STARTUP_CONCURRENCY),
+        sandbox_gate: tokio::sync::Semaphore::new(usize::from(config.startup_concurrency)),
+        start_gate: tokio::sync::Semaphore::new(usize::from(config.startup_concurrency)),
     });
     pods::run(ctx, ev_rx).await;
     anyhow::bail!("the pod watch ended")
@@ -156,5 +160,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!("SIGINT: stopping, pods keep running");
             Ok(())
         }
+    }
+}
+
+/// Tell systemd (`Type=notify`) that the service is ready: `READY=1` as one datagram to `$NOTIFY_SOCKET`
+/// (a path, or `@name` for the abstract namespace). Without `$NOTIFY_SOCKET` it does nothing.
+fn sd_notify_ready() {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|sock| match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => sock.send_to_addr(b"READY=1", &SocketAddr::from_abstract_name(name)?),
+        None => sock.send_to(b"READY=1", &path),
+    });
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify READY=1 to {}: {e}", path.to_string_lossy());
     }
 }

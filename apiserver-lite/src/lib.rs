@@ -143,6 +143,7 @@ pub async fn serve_with_store(
         });
     }
     tracing::info!("serving on https://{addr}");
+    sd_notify_ready();
     if let Some(r) = ready {
         let _ = r.send(addr);
     }
@@ -200,4 +201,23 @@ async fn start_controllers(
         }
     });
     Ok(())
+}
+
+/// Tell systemd (`Type=notify`) that the service is ready: `READY=1` as one datagram to `$NOTIFY_SOCKET`
+/// (a path, or `@name` for the abstract namespace). Without `$NOTIFY_SOCKET` it does nothing.
+fn sd_notify_ready() {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|sock| match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => sock.send_to_addr(b"READY=1", &SocketAddr::from_abstract_name(name)?),
+        None => sock.send_to(b"READY=1", &path),
+    });
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify READY=1 to {}: {e}", path.to_string_lossy());
+    }
 }

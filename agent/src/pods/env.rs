@@ -7,11 +7,81 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use oci_spec::image::Config as ImageConfig;
 
-/// Facts the downward API can expose that are not in the Pod object itself.
+use crate::volumes::objects::Objects;
+
+/// Facts the downward API can expose that are not in the Pod object itself, and the configMaps and
+/// secrets the container's env refers to.
 pub struct Downward<'a> {
     pub pod: &'a Pod,
     pub pod_ip: Option<IpAddr>,
     pub host_ip: IpAddr,
+    pub objects: &'a Objects,
+}
+
+/// The node's allocatable CPU (millicores) and memory (bytes): what a limit that is not set means.
+fn node_allocatable(resource: &str) -> i128 {
+    if resource.ends_with("cpu") {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return n as i128 * 1000;
+    }
+    if resource.ends_with("memory") {
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib = info
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<i128>().ok())
+            .unwrap_or(0);
+        return kib * 1024;
+    }
+    0
+}
+
+/// `resourceFieldRef`: `limits.cpu`, `requests.memory`, … divided by `divisor` (default 1) and rounded up,
+/// as the kubelet does; an unset limit is the node's allocatable amount.
+pub fn resource_value(
+    c: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+) -> Result<String, String> {
+    let parse = |q: &str| crate::runtime::quantity::parse_milli(q);
+    let divisor = parse(divisor.filter(|d| !d.is_empty()).unwrap_or("1"))
+        .map_err(|e| format!("resourceFieldRef {resource}: divisor: {e}"))?;
+    if divisor <= 0 {
+        return Err(format!(
+            "resourceFieldRef {resource}: divisor must be positive"
+        ));
+    }
+    let res = c.resources.as_ref();
+    let (map, name) = match resource.split_once('.') {
+        Some(("limits", n)) => (res.and_then(|r| r.limits.as_ref()), n),
+        Some(("requests", n)) => (res.and_then(|r| r.requests.as_ref()), n),
+        None if resource == "cpu" || resource == "memory" || resource == "ephemeral-storage" => {
+            (res.and_then(|r| r.limits.as_ref()), resource)
+        }
+        _ => {
+            return Err(format!(
+                "unsupported resourceFieldRef resource {resource:?}"
+            ));
+        }
+    };
+    if !matches!(name, "cpu" | "memory" | "ephemeral-storage") {
+        return Err(format!(
+            "unsupported resourceFieldRef resource {resource:?}"
+        ));
+    }
+    let value = match map.and_then(|m| m.get(name)) {
+        Some(q) => parse(&q.0).map_err(|e| format!("resourceFieldRef {resource}: {e}"))?,
+        None if resource.starts_with("requests.") => 0,
+        None => node_allocatable(name),
+    };
+    // Ceiling division (values are never negative for valid pods).
+    let v = if value <= 0 {
+        value / divisor
+    } else {
+        (value + divisor - 1) / divisor
+    };
+    Ok(v.to_string())
 }
 
 /// Kubernetes' merge rule: `command` replaces the entrypoint (and drops the image cmd), `args` replaces cmd.
@@ -91,7 +161,7 @@ fn set(env: &mut Vec<(String, String)>, k: String, v: String) {
     }
 }
 
-fn field_ref(path: &str, d: &Downward<'_>) -> Result<String, String> {
+pub fn field_ref(path: &str, d: &Downward<'_>) -> Result<String, String> {
     let meta = &d.pod.metadata;
     let spec = d.pod.spec.as_ref();
     let pod_ip = d.pod_ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -121,8 +191,69 @@ fn field_ref(path: &str, d: &Downward<'_>) -> Result<String, String> {
     })
 }
 
+/// A key of a configMap or secret; an optional reference to a missing object or key sets nothing.
+fn key_ref(
+    data: Result<BTreeMap<String, Vec<u8>>, String>,
+    key: &str,
+    optional: Option<bool>,
+    missing_key: impl FnOnce() -> String,
+) -> Result<Option<String>, String> {
+    let optional = optional == Some(true);
+    let data = match data {
+        Ok(d) => d,
+        Err(_) if optional => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match data.get(key) {
+        Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
+        None if optional => Ok(None),
+        None => Err(missing_key()),
+    }
+}
+
+/// A name the kubelet accepts from envFrom (C identifiers plus `.` and `-`, no `=`).
+fn valid_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+/// `envFrom`: every key of each configMap/secret, with its prefix; invalid names are skipped.
+fn env_from(
+    container: &Container,
+    d: &Downward<'_>,
+    env: &mut Vec<(String, String)>,
+) -> Result<(), String> {
+    for src in container.env_from.iter().flatten() {
+        let prefix = src.prefix.clone().unwrap_or_default();
+        let (data, optional) = if let Some(r) = &src.config_map_ref {
+            (d.objects.config_map_env(&r.name), r.optional == Some(true))
+        } else if let Some(r) = &src.secret_ref {
+            (d.objects.secret(&r.name), r.optional == Some(true))
+        } else {
+            continue;
+        };
+        let data = match data {
+            Ok(d) => d,
+            Err(_) if optional => continue,
+            Err(e) => return Err(e),
+        };
+        for (k, v) in data {
+            let name = format!("{prefix}{k}");
+            if !valid_env_name(&name) {
+                tracing::debug!(name = %name, "envFrom: skipping invalid environment variable name");
+                continue;
+            }
+            set(env, name, String::from_utf8_lossy(&v).into_owned());
+        }
+    }
+    Ok(())
+}
+
 fn resolve_one(
     var: &EnvVar,
+    container: &Container,
     d: &Downward<'_>,
     env: &[(String, String)],
 ) -> Result<Option<String>, String> {
@@ -137,23 +268,27 @@ fn resolve_one(
     if let Some(f) = &from.field_ref {
         return field_ref(&f.field_path, d).map(Some);
     }
+    if let Some(r) = &from.resource_field_ref {
+        return resource_value(
+            container,
+            &r.resource,
+            r.divisor.as_ref().map(|q| q.0.as_str()),
+        )
+        .map(Some);
+    }
+    let ns = &d.objects.namespace;
     if let Some(r) = &from.config_map_key_ref {
-        if r.optional == Some(true) {
-            return Ok(None);
-        }
-        return Err(format!(
-            "env {}: configMapKeyRef is not supported yet",
-            var.name
-        ));
+        return key_ref(
+            d.objects.config_map_env(&r.name),
+            &r.key,
+            r.optional,
+            || format!("couldn't find key {} in ConfigMap {ns}/{}", r.key, r.name),
+        );
     }
     if let Some(r) = &from.secret_key_ref {
-        if r.optional == Some(true) {
-            return Ok(None);
-        }
-        return Err(format!(
-            "env {}: secretKeyRef is not supported yet",
-            var.name
-        ));
+        return key_ref(d.objects.secret(&r.name), &r.key, r.optional, || {
+            format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)
+        });
     }
     Err(format!(
         "env {}: this valueFrom source is not supported yet",
@@ -181,11 +316,9 @@ pub fn environment(
             ),
         );
     }
-    if container.env_from.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err("envFrom is not supported yet".to_string());
-    }
+    env_from(container, d, &mut env)?;
     for var in container.env.iter().flatten() {
-        if let Some(v) = resolve_one(var, d, &env)? {
+        if let Some(v) = resolve_one(var, container, d, &env)? {
             set(&mut env, var.name.clone(), v);
         }
     }
@@ -267,157 +400,5 @@ pub fn parse_user(s: &str) -> Result<(u32, u32), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{EnvVarSource, ObjectFieldSelector, PodSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use oci_spec::image::ConfigBuilder;
-
-    fn image(entry: &[&str], cmd: &[&str]) -> ImageConfig {
-        ConfigBuilder::default()
-            .entrypoint(entry.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .cmd(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .env(vec!["PATH=/img/bin".to_string(), "A=image".to_string()])
-            .build()
-            .expect("config")
-    }
-
-    fn c(command: &[&str], args: &[&str]) -> Container {
-        let v = |x: &[&str]| {
-            if x.is_empty() {
-                None
-            } else {
-                Some(x.iter().map(|s| s.to_string()).collect())
-            }
-        };
-        Container {
-            name: "c".into(),
-            command: v(command),
-            args: v(args),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn command_args_merge() {
-        let img = image(&["/docker-entrypoint.sh"], &["nginx", "-g", "daemon off;"]);
-        assert_eq!(
-            argv(&c(&[], &[]), Some(&img), &[]),
-            ["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]
-        );
-        assert_eq!(argv(&c(&["sh"], &[]), Some(&img), &[]), ["sh"]);
-        assert_eq!(
-            argv(&c(&[], &["x"]), Some(&img), &[]),
-            ["/docker-entrypoint.sh", "x"]
-        );
-        assert_eq!(
-            argv(&c(&["sh"], &["-c", "echo"]), Some(&img), &[]),
-            ["sh", "-c", "echo"]
-        );
-        let env = vec![("NAME".to_string(), "world".to_string())];
-        assert_eq!(
-            argv(
-                &c(&["echo", "$(NAME)", "$$(NAME)", "$(NOPE)"], &[]),
-                None,
-                &env
-            ),
-            ["echo", "world", "$(NAME)", "$(NOPE)"]
-        );
-    }
-
-    fn pod() -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                name: Some("web".into()),
-                namespace: Some("prod".into()),
-                uid: Some("u-1".into()),
-                labels: Some(BTreeMap::from([("app".to_string(), "x".to_string())])),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                node_name: Some("n1".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn from_field(name: &str, path: &str) -> EnvVar {
-        EnvVar {
-            name: name.into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: path.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn env_resolution() {
-        let p = pod();
-        let d = Downward {
-            pod: &p,
-            pod_ip: Some("10.244.0.5".parse().expect("ip")),
-            host_ip: "10.0.0.1".parse().expect("ip"),
-        };
-        let mut ct = c(&[], &[]);
-        ct.env = Some(vec![
-            EnvVar {
-                name: "A".into(),
-                value: Some("container".into()),
-                ..Default::default()
-            },
-            EnvVar {
-                name: "B".into(),
-                value: Some("$(A)-b".into()),
-                ..Default::default()
-            },
-            from_field("POD", "metadata.name"),
-            from_field("NS", "metadata.namespace"),
-            from_field("UID", "metadata.uid"),
-            from_field("NODE", "spec.nodeName"),
-            from_field("IP", "status.podIP"),
-            from_field("HOST", "status.hostIP"),
-            from_field("APP", "metadata.labels['app']"),
-        ]);
-        let img = image(&[], &["sh"]);
-        let env = environment(&ct, Some(&img), &d).expect("env");
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(env[0], ("PATH".to_string(), "/img/bin".to_string()));
-        assert_eq!(get("A"), Some("container"));
-        assert_eq!(get("B"), Some("container-b"));
-        assert_eq!(get("POD"), Some("web"));
-        assert_eq!(get("NS"), Some("prod"));
-        assert_eq!(get("UID"), Some("u-1"));
-        assert_eq!(get("NODE"), Some("n1"));
-        assert_eq!(get("IP"), Some("10.244.0.5"));
-        assert_eq!(get("HOST"), Some("10.0.0.1"));
-        assert_eq!(get("APP"), Some("x"));
-        ct.env = Some(vec![from_field("X", "spec.bogus")]);
-        assert!(environment(&ct, None, &d).is_err());
-        let env = environment(&c(&[], &[]), None, &d).expect("env");
-        assert_eq!(env[0].0, "PATH");
-    }
-
-    #[test]
-    fn users() {
-        assert_eq!(parse_user(""), Ok((0, 0)));
-        assert_eq!(parse_user("101"), Ok((101, 101)));
-        assert_eq!(parse_user("101:7"), Ok((101, 7)));
-        assert_eq!(parse_user("root:root"), Ok((0, 0)));
-        assert!(parse_user("nginx").is_err());
-        let p = pod();
-        let mut ct = c(&[], &[]);
-        ct.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
-            run_as_user: Some(1000),
-            run_as_group: Some(3000),
-            ..Default::default()
-        });
-        assert_eq!(user(&p, &ct, ""), Ok((1000, 3000, vec![])));
-        assert_eq!(user(&p, &c(&[], &[]), "101:101"), Ok((101, 101, vec![])));
-    }
-}
+#[path = "env_tests.rs"]
+mod tests;

@@ -55,9 +55,6 @@ pub struct Context {
     pub start_gate: tokio::sync::Semaphore,
 }
 
-/// Permits of [`Context::sandbox_gate`] and [`Context::start_gate`].
-pub const STARTUP_CONCURRENCY: usize = 4;
-
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);
 /// How many torn-down pod UIDs are remembered (to ignore late watch events for them).
 const FINISHED_MEMORY: usize = 10_000;
@@ -83,7 +80,8 @@ impl Manager {
             })
             .unwrap_or_else(|| "-".into());
         let span = tracing::info_span!("pod", pod.uid = %uid, pod.name = %name);
-        let w = Worker::new(self.ctx.clone(), uid.clone(), pod, rx);
+        let mut w = Worker::new(self.ctx.clone(), uid.clone(), pod, rx);
+        w.probe_tx = Some(tx.downgrade());
         let done = self.done_tx.clone();
         tokio::spawn(w.run(done).instrument(span));
         self.workers.insert(uid, tx);

@@ -241,6 +241,7 @@ fn build_spec(
     image_user: &str,
     meta: &ContainerMeta,
     term_log: &Path,
+    objects: &crate::volumes::objects::Objects,
 ) -> Result<SpecInput, String> {
     let c = &plan.container;
     let pod = &plan.pod;
@@ -250,6 +251,7 @@ fn build_spec(
         pod,
         pod_ip: plan.pod_ip,
         host_ip: ctx.node_ip,
+        objects,
     };
     let env = env::environment(c, image_cfg, &d)?;
     let args = env::argv(c, image_cfg, &env);
@@ -356,7 +358,18 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
         Ok(u) => u,
         Err(m) => return config_error(m),
     };
-    let input = match build_spec(&ctx, &plan, &img, &image_user, &meta, &term_log) {
+    let refs = crate::volumes::objects::Refs::container(&plan.container);
+    let objects = match crate::volumes::objects::Objects::fetch(
+        &ctx.client,
+        &meta.pod_namespace,
+        &refs,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(m) => return config_error(m),
+    };
+    let input = match build_spec(&ctx, &plan, &img, &image_user, &meta, &term_log, &objects) {
         Ok(i) => i,
         Err(m) => return config_error(m),
     };

@@ -48,6 +48,10 @@ pub struct ContainerState {
     pub backoff: Backoff,
     pub pull_backoff: Backoff,
     pub next_start: Option<Instant>,
+    /// Readiness probe result of the running instance (`None`: no readiness probe).
+    pub probe_ready: Option<bool>,
+    /// Startup probe result of the running instance (`None`: no startup probe).
+    pub probe_started: Option<bool>,
 }
 
 /// Terminated reason for an exit code (conformance mapping; OOM is reported by containerd separately).
@@ -79,6 +83,8 @@ impl ContainerState {
             backoff: Backoff::default(),
             pull_backoff: Backoff::default(),
             next_start: None,
+            probe_ready: None,
+            probe_started: None,
         }
     }
 
@@ -110,6 +116,8 @@ impl ContainerState {
         self.waiting = None;
         self.oom = false;
         self.next_start = None;
+        self.probe_ready = None;
+        self.probe_started = None;
     }
 
     /// Record the end of the running instance.

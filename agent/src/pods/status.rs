@@ -142,8 +142,10 @@ pub fn container_status(c: &ContainerState, default_waiting: &str) -> ContainerS
         container_id: id.map(|id| format!("containerd://{id}")),
         state: Some(state),
         last_state: Some(last.unwrap_or_default()),
-        ready: c.running.is_some(),
-        started: Some(c.running.is_some()),
+        ready: c.running.is_some()
+            && c.probe_started.unwrap_or(true)
+            && c.probe_ready.unwrap_or(true),
+        started: Some(c.running.is_some() && c.probe_started.unwrap_or(true)),
         restart_count: i32::try_from(c.restart_count).unwrap_or(i32::MAX),
         ..Default::default()
     }

@@ -33,6 +33,8 @@ pub enum Msg {
         id: String,
     },
     Resync,
+    /// A probe result changed.
+    Probe(crate::probes::Report),
 }
 
 pub(crate) enum Flow {
@@ -43,7 +45,12 @@ pub(crate) enum Flow {
 pub struct Prepared {
     pub volumes: HashMap<String, PathBuf>,
     pub etc: EtcFiles,
+    /// When configMap/secret volumes were last re-synced.
+    pub refreshed: Instant,
 }
+
+/// How often configMap/secret/projected volume content is re-synced from the API.
+const VOLUME_RESYNC: Duration = Duration::from_secs(60);
 
 pub struct Worker {
     pub(crate) ctx: Arc<Context>,
@@ -66,6 +73,10 @@ pub struct Worker {
     pub(crate) last_conditions: Vec<PodCondition>,
     pub(crate) pending_exits: Vec<(String, u32, Option<jiff::Timestamp>)>,
     pub(crate) resync: bool,
+    pub(crate) probes: crate::probes::PodProbes,
+    /// For probe tasks to report to this worker (weak: the mailbox closes when the manager lets go).
+    pub(crate) probe_tx: Option<mpsc::WeakUnboundedSender<Msg>>,
+    pub(crate) probe_kills: Vec<(String, crate::probes::ProbeKind)>,
 }
 
 impl Worker {
@@ -96,6 +107,9 @@ impl Worker {
             last_conditions: Vec::new(),
             pending_exits: Vec::new(),
             resync: false,
+            probes: crate::probes::PodProbes::default(),
+            probe_tx: None,
+            probe_kills: Vec::new(),
         }
     }
 
@@ -114,6 +128,7 @@ impl Worker {
                 }
             }
             Msg::Resync => self.resync = true,
+            Msg::Probe(r) => self.apply_probe(r),
         }
     }
 
@@ -194,18 +209,21 @@ impl Worker {
         for (id, code, at) in std::mem::take(&mut self.pending_exits) {
             self.on_exit(&id, code, at, true).await;
         }
-        if std::mem::take(&mut self.resync) {
+        let resynced = std::mem::take(&mut self.resync);
+        if resynced {
             self.check_tasks().await;
         }
         let pod = match (&self.pod, self.gone) {
             (Some(p), false) => p.clone(),
             (p, _) => {
                 let p = p.clone();
+                self.probes.stop_all();
                 self.teardown(p).await;
                 return Flow::Done;
             }
         };
         if pod.metadata.deletion_timestamp.is_some() {
+            self.probes.stop_all();
             self.teardown(Some(pod)).await;
             return Flow::Done;
         }
@@ -310,6 +328,15 @@ impl Worker {
                     return Flow::Wake(Some(now + Duration::from_secs(10)));
                 }
             }
+        } else if resynced
+            && let Some(p) = self.prepared.as_mut()
+            && p.refreshed.elapsed() >= VOLUME_RESYNC
+        {
+            p.refreshed = Instant::now();
+            let dir = self.pod_dir();
+            if let Err(e) = crate::volumes::refresh(&self.ctx.client, &dir, &pod).await {
+                tracing::debug!(error = %e, "volume re-sync failed; old content kept");
+            }
         }
 
         let policy = status::restart_policy(spec).to_string();
@@ -381,6 +408,7 @@ impl Worker {
                 self.apply_outcome(o, &pod);
             }
         }
+        self.sync_probes(&pod).await;
         // Starting may have scheduled retries.
         for st in self.containers.values() {
             if st.running.is_none()
@@ -545,14 +573,21 @@ impl Worker {
 
     async fn prepare(&self, pod: &Pod) -> Result<Prepared, String> {
         let dir = self.pod_dir();
-        let volumes = crate::volumes::prepare(&dir, pod)
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let refs = crate::volumes::objects::Refs::volumes(pod);
+        let objects = crate::volumes::objects::Objects::fetch(&self.ctx.client, ns, &refs).await?;
+        let volumes = crate::volumes::prepare(&dir, pod, &objects)
             .await
             .map_err(|e| e.to_string())?;
         let etc = EtcFiles::in_dir(&dir);
         super::files::write(&etc, pod, &hostname(pod), self.pod_ip)
             .await
             .map_err(|e| format!("write pod files: {e}"))?;
-        Ok(Prepared { volumes, etc })
+        Ok(Prepared {
+            volumes,
+            etc,
+            refreshed: Instant::now(),
+        })
     }
 }
 

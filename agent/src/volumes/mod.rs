@@ -1,5 +1,10 @@
-//! Pod volumes on the host: emptyDir directories under the pod directory and hostPath checks.
+//! Pod volumes on the host: emptyDir directories under the pod directory, hostPath checks, and the
+//! kubelet-style atomically written configMap, secret (on a tmpfs), downwardAPI and projected volumes.
 //! Other volume types are reported as a clear configuration error for now.
+
+pub mod atomic;
+pub mod objects;
+pub mod projection;
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -14,6 +19,9 @@ pub enum VolumeError {
     Unsupported { name: String, kind: &'static str },
     #[error("volume {name:?}: {message}")]
     Invalid { name: String, message: String },
+    /// The kubelet's wording for a configMap/secret/downwardAPI/projected volume that cannot be built.
+    #[error("MountVolume.SetUp failed for volume {name:?} : {message}")]
+    SetUp { name: String, message: String },
     #[error("volume {name:?}: {path}: {source}")]
     Io {
         name: String,
@@ -39,6 +47,70 @@ pub fn empty_dir_path(pod_dir: &Path, name: &str) -> PathBuf {
         .join("volumes")
         .join("kubernetes.io~empty-dir")
         .join(name)
+}
+
+/// Directory kinds of volumes whose content the agent writes; they are mounted read-only.
+const WRITTEN_KINDS: [&str; 4] = [
+    "kubernetes.io~configmap",
+    "kubernetes.io~secret",
+    "kubernetes.io~downward-api",
+    "kubernetes.io~projected",
+];
+
+fn volume_path(pod_dir: &Path, kind: &str, name: &str) -> PathBuf {
+    pod_dir.join("volumes").join(kind).join(name)
+}
+
+fn is_written_volume(p: &Path) -> bool {
+    p.parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| WRITTEN_KINDS.contains(&n))
+}
+
+/// Write a configMap/secret/downwardAPI/projected volume (secrets on a tmpfs); unchanged content is
+/// left alone, so calling this again is the periodic re-sync.
+async fn write_volume(
+    name: &str,
+    path: &Path,
+    payload: Result<atomic::Payload, String>,
+    memory: bool,
+    fs_group: Option<i64>,
+) -> Result<(), VolumeError> {
+    let mut payload = payload.map_err(|message| VolumeError::SetUp {
+        name: name.into(),
+        message,
+    })?;
+    let group = match fs_group {
+        Some(g) => Some(u32::try_from(g).map_err(|_| VolumeError::Invalid {
+            name: name.into(),
+            message: format!("fsGroup {g} out of range"),
+        })?),
+        None => None,
+    };
+    if group.is_some() {
+        // The kubelet's SetVolumeOwnership for read-only content: group-readable.
+        for f in payload.values_mut() {
+            f.mode |= 0o440;
+        }
+    }
+    let io = |source| VolumeError::Io {
+        name: name.into(),
+        path: path.display().to_string(),
+        source,
+    };
+    let target = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        std::fs::create_dir_all(&target)?;
+        if memory {
+            mount_tmpfs(&target, None)?;
+        }
+        atomic::write(&target, &payload, group)
+    })
+    .await
+    .map_err(|e| io(std::io::Error::other(e)))?
+    .map_err(io)?;
+    Ok(())
 }
 
 fn kind(v: &Volume) -> &'static str {
@@ -131,9 +203,19 @@ async fn host_path(name: &str, path: &str, typ: &str) -> Result<PathBuf, VolumeE
     Ok(p)
 }
 
-/// Create what the pod's volumes need on the host; returns volume name → host path.
-pub async fn prepare(pod_dir: &Path, pod: &Pod) -> Result<HashMap<String, PathBuf>, VolumeError> {
+/// Create what the pod's volumes need on the host; returns volume name → host path. `objects` holds the
+/// configMaps and secrets the volumes refer to ([`objects::Refs::volumes`]).
+pub async fn prepare(
+    pod_dir: &Path,
+    pod: &Pod,
+    objects: &objects::Objects,
+) -> Result<HashMap<String, PathBuf>, VolumeError> {
     let mut out = HashMap::new();
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group);
     for v in pod
         .spec
         .as_ref()
@@ -168,6 +250,38 @@ pub async fn prepare(pod_dir: &Path, pod: &Pod) -> Result<HashMap<String, PathBu
             p
         } else if let Some(hp) = &v.host_path {
             host_path(&v.name, &hp.path, hp.type_.as_deref().unwrap_or_default()).await?
+        } else if let Some(cm) = &v.config_map {
+            let p = volume_path(pod_dir, WRITTEN_KINDS[0], &v.name);
+            write_volume(
+                &v.name,
+                &p,
+                projection::config_map(cm, objects),
+                false,
+                fs_group,
+            )
+            .await?;
+            p
+        } else if let Some(sec) = &v.secret {
+            let p = volume_path(pod_dir, WRITTEN_KINDS[1], &v.name);
+            write_volume(
+                &v.name,
+                &p,
+                projection::secret(sec, objects),
+                true,
+                fs_group,
+            )
+            .await?;
+            p
+        } else if let Some(dw) = &v.downward_api {
+            let p = volume_path(pod_dir, WRITTEN_KINDS[2], &v.name);
+            let payload = projection::downward_api(pod, dw.items.as_ref(), dw.default_mode);
+            write_volume(&v.name, &p, payload, false, fs_group).await?;
+            p
+        } else if let Some(pr) = &v.projected {
+            let p = volume_path(pod_dir, WRITTEN_KINDS[3], &v.name);
+            let payload = projection::projected(pod, &v.name, pr, objects);
+            write_volume(&v.name, &p, payload, true, fs_group).await?;
+            p
         } else {
             return Err(VolumeError::Unsupported {
                 name: v.name.clone(),
@@ -177,6 +291,21 @@ pub async fn prepare(pod_dir: &Path, pod: &Pod) -> Result<HashMap<String, PathBu
         out.insert(v.name.clone(), path);
     }
     Ok(out)
+}
+
+/// Re-write the configMap/secret/projected volumes from the objects as they are now (the kubelet's
+/// periodic re-sync); files change only when the content did. A missing object keeps the old files.
+pub async fn refresh(client: &kube::Client, pod_dir: &Path, pod: &Pod) -> Result<(), String> {
+    let refs = objects::Refs::volumes(pod);
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let objects = objects::Objects::fetch(client, ns, &refs).await?;
+    prepare(pod_dir, pod, &objects)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Mount a tmpfs for an emptyDir with `medium: Memory` (idempotent: an existing tmpfs stays).
@@ -259,7 +388,7 @@ pub fn mounts(
         out.push(BindMount {
             source,
             destination: m.mount_path.clone(),
-            readonly: m.read_only.unwrap_or(false),
+            readonly: m.read_only.unwrap_or(false) || is_written_volume(src),
         });
     }
     Ok(out)
@@ -276,103 +405,4 @@ pub async fn ensure_sources(mounts: &[BindMount]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{
-        EmptyDirVolumeSource, PodSpec, SecretVolumeSource, VolumeMount,
-    };
-
-    fn pod(vols: Vec<Volume>) -> Pod {
-        Pod {
-            spec: Some(PodSpec {
-                volumes: Some(vols),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn empty_dir_and_unsupported() {
-        let dir = std::env::temp_dir().join(format!("skiff-vol-{}", uuid::Uuid::new_v4()));
-        let p = pod(vec![Volume {
-            name: "scratch".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        }]);
-        let vols = prepare(&dir, &p).await.expect("prepare");
-        let path = vols.get("scratch").cloned().unwrap_or_default();
-        assert_eq!(path, dir.join("volumes/kubernetes.io~empty-dir/scratch"));
-        assert!(path.is_dir());
-        let p = pod(vec![Volume {
-            name: "s".into(),
-            secret: Some(SecretVolumeSource::default()),
-            ..Default::default()
-        }]);
-        let e = prepare(&dir, &p).await.err().map(|e| e.to_string());
-        assert_eq!(
-            e.as_deref(),
-            Some("volume \"s\": secret volumes are not supported yet")
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Needs root (mounts a tmpfs); fails loudly without it.
-    #[tokio::test]
-    async fn memory_empty_dir_is_tmpfs() {
-        let dir = std::env::temp_dir().join(format!("skiff-vol-{}", uuid::Uuid::new_v4()));
-        let p = pod(vec![Volume {
-            name: "mem".into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".into()),
-                size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
-                    "8Mi".into(),
-                )),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]);
-        let vols = prepare(&dir, &p).await.expect("prepare");
-        let path = vols.get("mem").cloned().unwrap_or_default();
-        assert!(is_mount_point(&path), "tmpfs mounted at {}", path.display());
-        prepare(&dir, &p).await.expect("prepare is idempotent");
-        assert_eq!(mount_points_below(&dir).len(), 1);
-        assert!(unmount_below(&dir).is_empty());
-        assert!(!is_mount_point(&path));
-        std::fs::remove_dir_all(&dir).expect("pod dir removable");
-    }
-
-    #[test]
-    fn mounts_and_sub_paths() {
-        let vols = HashMap::from([("data".to_string(), PathBuf::from("/v/data"))]);
-        let mut c = Container {
-            name: "c".into(),
-            volume_mounts: Some(vec![VolumeMount {
-                name: "data".into(),
-                mount_path: "/data".into(),
-                read_only: Some(true),
-                sub_path: Some("x/y".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
-        let m = mounts(&c, &vols).expect("mounts");
-        assert_eq!(
-            m,
-            vec![BindMount {
-                source: "/v/data/x/y".into(),
-                destination: "/data".into(),
-                readonly: true
-            }]
-        );
-        if let Some(vm) = c.volume_mounts.as_mut() {
-            vm[0].sub_path = Some("../etc".into());
-        }
-        assert!(mounts(&c, &vols).is_err());
-        if let Some(vm) = c.volume_mounts.as_mut() {
-            vm[0].sub_path = None;
-            vm[0].name = "nope".into();
-        }
-        assert!(mounts(&c, &vols).is_err());
-    }
-}
+mod tests;
