@@ -122,6 +122,9 @@ else
     fail "nginx access log is in the CRI log file" "$logfile: $(tail -n 5 "$logfile" 2>&1)"
 fi
 
+links=(/var/log/containers/example-pod_default_nginx-*.log)
+verdict "the /var/log/containers symlink points at the CRI log" "${links[*]}" test "$(readlink "${links[0]}")" = "$logfile"
+
 ipam_file="/var/lib/cni/networks/skiff/$ip"
 verdict "the pod IP is reserved in IPAM" "$ipam_file missing" test -f "$ipam_file"
 

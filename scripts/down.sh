@@ -156,6 +156,7 @@ list_leftovers() {
 		[[ -e $entry ]] && echo "file: $entry"
 	done
 	while read -r entry; do [[ -n $entry ]] && echo "file: $entry"; done < <(runc_leftovers)
+	while read -r entry; do [[ -n $entry ]] && echo "file: $entry"; done < <(container_log_links)
 	while read -r entry; do [[ -n $entry ]] && echo "cgroup: $entry"; done < <(skiff_cgroups)
 	if pod_logs_are_ours && [[ -d $POD_LOG_DIR ]]; then
 		for entry in "$POD_LOG_DIR"/*; do [[ -e $entry ]] && echo "pod log: $entry"; done
@@ -276,10 +277,22 @@ remove_cgroups() {
 	done < <(skiff_cgroups)
 }
 
+# container_log_links: the agent's /var/log/containers symlinks that point into the pod log dir.
+container_log_links() {
+	local link
+	[[ -d $CONTAINER_LOG_DIR ]] || return 0
+	for link in "$CONTAINER_LOG_DIR"/*.log; do
+		[[ -L $link ]] || continue
+		[[ $(readlink "$link") == "$POD_LOG_DIR"/* ]] && echo "$link"
+	done
+}
+
 # remove_pod_logs UID...: the pod log dirs of the given pods, or all of /var/log/pods
 # when no kubelet shares it.
 remove_pod_logs() {
-	local uid
+	local uid link
+	while read -r link; do [[ -n $link ]] && rm -f "$link"; done < <(container_log_links)
+	rmdir "$CONTAINER_LOG_DIR" 2>/dev/null || true
 	[[ -d $POD_LOG_DIR ]] || return 0
 	if pod_logs_are_ours; then
 		rm -rf "${POD_LOG_DIR:?}"/*

@@ -35,6 +35,7 @@ CNI_NFT_TABLE=skiff-cni
 CNI_IPAM_DIR=/var/lib/cni/networks/$CNI_NETWORK
 CNI_RESULTS_DIR=/var/lib/cni/results
 POD_LOG_DIR=${SKIFF_POD_LOG_DIR:-/var/log/pods}
+CONTAINER_LOG_DIR=${SKIFF_CONTAINER_LOG_DIR:-/var/log/containers}
 CLUSTER_CIDR=${SKIFF_CLUSTER_CIDR:-10.244.0.0/16}
 PIDS_DIR=$STATE/pids
 LOGS_DIR=$STATE/logs

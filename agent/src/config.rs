@@ -32,6 +32,21 @@ pub struct Config {
     pub run_dir: PathBuf,
     #[arg(long, env = "SKIFF_POD_LOG_DIR", default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
+    /// Where the `<pod>_<ns>_<container>-<containerID>.log` symlinks to current container logs go.
+    #[arg(
+        long,
+        env = "SKIFF_CONTAINER_LOG_DIR",
+        default_value = "/var/log/containers"
+    )]
+    pub container_log_dir: PathBuf,
+    /// Rotate a container's log file when it would grow past this size (a quantity: 10Mi, 512Ki).
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi",
+          value_parser = crate::runtime::logs::parse_size)]
+    pub container_log_max_size: u64,
+    /// How many log files (current one included) to keep per container.
+    #[arg(long, env = "SKIFF_CONTAINER_LOG_MAX_FILES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
     #[arg(
         long,
         env = "SKIFF_CNI_CONF_DIR",

@@ -11,6 +11,7 @@ pub mod images;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod routes;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
@@ -63,6 +64,11 @@ async fn start(config: Config) -> anyhow::Result<()> {
         config.cni_bin_dir.clone(),
         config.cni_cache_dir.clone(),
     ));
+    runtime::logs::set_policy(runtime::logs::LogPolicy {
+        max_size: config.container_log_max_size,
+        max_files: config.container_log_max_files,
+        link_dir: Some(config.container_log_dir.clone()),
+    });
     for dir in [&config.root_dir, &config.run_dir, &config.pod_log_dir] {
         tokio::fs::create_dir_all(dir)
             .await
@@ -112,6 +118,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         delay = (delay * 2).min(std::time::Duration::from_secs(10));
     }
     tokio::spawn(node::lease::run(client.clone(), config.node_name.clone()));
+    tokio::spawn(routes::run(client.clone(), config.node_name.clone()));
     let pod_cidr = agent.wait_pod_cidr().await?;
     tracing::info!(%pod_cidr, "node has a pod CIDR");
     let (c, cluster) = (cni.clone(), config.cluster_cidr.clone());

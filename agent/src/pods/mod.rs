@@ -7,6 +7,7 @@ pub mod discover;
 pub mod env;
 pub mod exits;
 pub mod files;
+pub mod hooks;
 pub mod recorder;
 pub mod report;
 pub mod start;

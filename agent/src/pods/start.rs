@@ -425,8 +425,13 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
                 "Created",
                 format!("Created container: {name}"),
             );
-            ctx.recorder
-                .normal(&pod, field, "Started", format!("Started container {name}"));
+            ctx.recorder.normal(
+                &pod,
+                field.clone(),
+                "Started",
+                format!("Started container {name}"),
+            );
+            super::hooks::post_start(&ctx, &plan, &started.id, field).await;
             tracing::info!(container = %started.id, pid = started.pid, "container started");
             Outcome::Started {
                 name,

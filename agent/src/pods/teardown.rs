@@ -47,6 +47,10 @@ impl Worker {
         if running.is_empty() {
             return;
         }
+        let grace = match pod {
+            Some(p) => self.pre_stop_hooks(p, &running, grace).await,
+            None => grace,
+        };
         for (name, id, signal, kind) in &running {
             if let Some(p) = pod {
                 self.ctx.recorder.normal(
@@ -96,6 +100,36 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// Run the running containers' preStop hooks at once within `grace`; returns the grace left for the signal.
+    async fn pre_stop_hooks(
+        &self,
+        pod: &Pod,
+        running: &[(String, String, u32, ContainerKind)],
+        grace: Duration,
+    ) -> Duration {
+        let specs = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        let runs = running.iter().filter_map(|(name, id, _, kind)| {
+            let c = specs
+                .iter()
+                .find(|c| *kind == ContainerKind::App && &c.name == name)?;
+            super::hooks::Hook::PreStop.handler(c)?;
+            let start = Instant::now();
+            Some(async move {
+                super::hooks::pre_stop_reported(&self.ctx, pod, c, id, self.pod_ip, grace).await;
+                start.elapsed()
+            })
+        });
+        let took = futures::future::join_all(runs).await.into_iter().max();
+        match took {
+            Some(t) => super::hooks::remaining_grace(grace, t),
+            None => grace,
         }
     }
 

@@ -115,7 +115,19 @@ impl Worker {
         );
         let rt = self.ctx.runtime.clone();
         let id = id.to_string();
+        let (ctx, pod, pod_ip) = (self.ctx.clone(), pod.clone(), self.pod_ip);
+        let spec = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == name))
+            .cloned();
         tokio::spawn(async move {
+            let grace = match &spec {
+                Some(c) => {
+                    crate::pods::hooks::pre_stop_reported(&ctx, &pod, c, &id, pod_ip, grace).await
+                }
+                None => grace,
+            };
             if let Err(e) = rt.kill(&id, signal).await {
                 tracing::warn!(container = %id, error = %e, "cannot signal container");
             }

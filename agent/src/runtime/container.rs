@@ -221,8 +221,9 @@ impl Runtime {
             .await
             .map_err(RuntimeError::grpc("task create", id))?;
         let pid = created.into_inner().pid;
+        let shared = logs::shared_log(req.log_path.clone());
         for (fifo, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
-            logs::spawn_copier(fifo, stream, req.log_path.clone()).map_err(|source| {
+            logs::spawn_copier(fifo, stream, shared.clone()).map_err(|source| {
                 RuntimeError::Io {
                     context: format!("read stdio of {id}"),
                     source,
@@ -230,6 +231,15 @@ impl Runtime {
             })?;
         }
         drop(keep);
+        let m = &req.meta;
+        logs::link(
+            &m.pod_name,
+            &m.pod_namespace,
+            &m.container_name,
+            id,
+            &req.log_path,
+        )
+        .await;
         tasks
             .start(self.cd.req(StartRequest {
                 container_id: id.to_string(),
@@ -248,8 +258,9 @@ impl Runtime {
     pub fn reattach_logs(&self, meta: &ContainerMeta, log_path: PathBuf) {
         let id = meta.container_id();
         let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &meta.pod_uid, &id);
+        let shared = logs::shared_log(log_path);
         for (fifo, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
-            if let Err(e) = logs::spawn_copier(fifo.clone(), stream, log_path.clone()) {
+            if let Err(e) = logs::spawn_copier(fifo.clone(), stream, shared.clone()) {
                 tracing::warn!(container = %id, fifo = %fifo.display(), error = %e, "cannot re-open container output");
             }
         }
@@ -390,6 +401,7 @@ impl Runtime {
     /// Errors are logged and the removal goes on; returns the errors seen.
     pub async fn remove(&self, id: &str) -> Vec<String> {
         let mut errors = Vec::new();
+        logs::unlink(id).await;
         if let Ok(Some(t)) = self.task_state(id).await
             && t.status != TaskStatus::Stopped
         {

@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
-use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
+
+pub use super::log_files::{
+    LogPolicy, RotatingFile, SharedLog, link, link_path, parse_size, policy, rotated_files,
+    set_policy, shared_log, unlink,
+};
 
 /// Lines longer than this are split into `P` (partial) records, like containerd's CRI plugin.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -157,22 +161,10 @@ pub fn keepalive(paths: &[&Path]) -> std::io::Result<FifoKeepalive> {
 pub fn spawn_copier(
     fifo: PathBuf,
     stream: Stream,
-    log: PathBuf,
+    log: SharedLog,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut rx = pipe::OpenOptions::new().open_receiver(&fifo)?;
     Ok(tokio::spawn(async move {
-        let mut file = match tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .await
-        {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(log = %log.display(), error = %e, "cannot open container log file");
-                return;
-            }
-        };
         let mut splitter = LineSplitter::new(stream);
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -180,10 +172,11 @@ pub fn spawn_copier(
                 Ok(0) => break,
                 Ok(n) => {
                     let out = splitter.feed(&now_rfc3339_nano(), &buf[..n]);
-                    if !out.is_empty()
-                        && let Err(e) = file.write_all(&out).await
-                    {
-                        tracing::warn!(log = %log.display(), error = %e, "cannot write container log");
+                    if !out.is_empty() {
+                        let mut w = log.lock().await;
+                        if let Err(e) = w.write(&out).await {
+                            tracing::warn!(log = %w.path().display(), error = %e, "cannot write container log");
+                        }
                     }
                 }
                 Err(e) => {
@@ -193,10 +186,12 @@ pub fn spawn_copier(
             }
         }
         let out = splitter.finish(&now_rfc3339_nano());
+        let mut w = log.lock().await;
         if !out.is_empty() {
-            let _ = file.write_all(&out).await;
+            let _ = w.write(&out).await;
         }
-        let _ = file.flush().await;
+        let _ = w.flush().await;
+        drop(w);
         let _ = tokio::fs::remove_file(&fifo).await;
     }))
 }

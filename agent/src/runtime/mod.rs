@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod container;
 pub mod events;
 pub mod labels;
+pub mod log_files;
 pub mod logs;
 pub mod quantity;
 pub mod spec;

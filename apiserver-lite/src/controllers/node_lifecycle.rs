@@ -2,6 +2,11 @@
 //! posting status for the grace period (50 s, as kube-controller-manager 1.32) gets its conditions set to
 //! `Unknown`, so the scheduler stops placing pods there. The agent's next status post sets them back.
 //!
+//! The node's Ready status is mirrored in `node.kubernetes.io/unreachable` (Ready=Unknown) and
+//! `node.kubernetes.io/not-ready` (Ready=False) taints, `NoSchedule` and `NoExecute`, removed again when it
+//! recovers; pods on a node with such a `NoExecute` taint are marked Ready=False and deleted once their
+//! toleration runs out (taint-based eviction, see [`eviction`]).
+//!
 //! Silence is measured on this process's monotonic clock from the moment a change was observed, never
 //! from timestamps written by the agent (clocks of nodes may differ).
 
@@ -10,6 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod eviction;
+mod taints;
+
+pub use taints::with_lifecycle_taints;
 
 use super::object;
 use super::reflector::{Change, Reflector};
@@ -179,26 +189,42 @@ fn observe_node(kv: &KeyValue, known: Option<Tracked>) -> Option<(String, Tracke
 }
 
 async fn check(store: &dyn Store, grace: Duration, nodes: &mut HashMap<String, Tracked>) {
+    let now = object::now_rfc3339();
     for (name, tracked) in nodes.iter_mut() {
-        if tracked.last_seen.elapsed() < grace {
-            continue;
-        }
-        let Some(updated) = mark_unknown(&tracked.value, &object::now_rfc3339()) else {
-            continue;
+        let marked = if tracked.last_seen.elapsed() >= grace {
+            mark_unknown(&tracked.value, &now)
+        } else {
+            None
+        };
+        let base = marked.as_ref().unwrap_or(&tracked.value);
+        let updated = match with_lifecycle_taints(base, &now) {
+            Some(tainted) => tainted,
+            None => match marked {
+                Some(marked) => marked,
+                None => continue,
+            },
         };
         let Ok(bytes) = serde_json::to_vec(&updated) else {
             continue;
         };
         match store.update(&tracked.key, bytes, tracked.revision).await {
             Ok(revision) => {
-                tracing::warn!(node = %name, "node stopped posting status; conditions set to Unknown");
+                tracing::warn!(node = %name, "node conditions or lifecycle taints updated");
                 tracked.revision = revision;
                 tracked.value = updated;
             }
             // The node changed meanwhile: the watch brings the new state and the next check decides again.
             Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
-            Err(err) => tracing::warn!(node = %name, error = %err, "failed to mark node Unknown"),
+            Err(err) => tracing::warn!(node = %name, error = %err, "failed to update node"),
         }
+    }
+    let tainted: Vec<(String, Vec<taints::NoExecute>)> = nodes
+        .iter()
+        .map(|(name, t)| (name.clone(), taints::no_execute(&t.value)))
+        .filter(|(_, taints)| !taints.is_empty())
+        .collect();
+    if !tainted.is_empty() {
+        eviction::sweep(store, &tainted).await;
     }
 }
 

@@ -88,3 +88,110 @@ async fn silent_nodes_become_unknown_and_recover() {
     renewing.abort();
     h.stop().await;
 }
+
+fn taint_keys(node: &Value) -> Vec<(String, String)> {
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or_default().to_string(),
+                t["effect"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn bound_pod(name: &str, node: &str, toleration_seconds: Option<i64>) -> Value {
+    let mut p = pod("default", name, None);
+    p["spec"]["nodeName"] = node.into();
+    p["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    if let Some(seconds) = toleration_seconds {
+        p["spec"]["tolerations"] = json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+        ]);
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_nodes_are_tainted_and_their_pods_evicted() {
+    let grace = Duration::from_millis(300);
+    let h = Harness::start_with_node_grace(grace);
+    h.put("/registry/nodes/gone", node("gone", true, "2")).await;
+    h.put(
+        "/registry/pods/default/bare",
+        bound_pod("bare", "gone", None),
+    )
+    .await;
+    h.put(
+        "/registry/pods/default/short",
+        bound_pod("short", "gone", Some(2)),
+    )
+    .await;
+    h.put(
+        "/registry/pods/default/long",
+        bound_pod("long", "gone", Some(300)),
+    )
+    .await;
+    let unreachable = |effect: &str| {
+        (
+            "node.kubernetes.io/unreachable".to_string(),
+            effect.to_string(),
+        )
+    };
+    let tainted = h
+        .wait_for("/registry/nodes/gone", "unreachable taints", |n| {
+            taint_keys(n).len() == 2
+        })
+        .await;
+    assert_eq!(
+        taint_keys(&tainted),
+        [unreachable("NoSchedule"), unreachable("NoExecute")]
+    );
+    assert_eq!(
+        condition(&tainted, "Ready").map(|c| c["status"].clone()),
+        Some(json!("Unknown"))
+    );
+    // No toleration: evicted at once. The long toleration keeps the pod, marked not ready.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.get("/registry/pods/default/bare").await.is_some() {
+        assert!(Instant::now() < deadline, "untolerating pod not evicted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let long = h
+        .wait_for("/registry/pods/default/long", "not ready", |p| {
+            condition(p, "Ready").map(|c| c["status"].clone()) == Some(json!("False"))
+        })
+        .await;
+    assert_eq!(node_name(&long), Some("gone"));
+    // The 2 s toleration runs out (timeAdded has whole seconds: up to 1 s early).
+    let added = Instant::now();
+    let deadline = added + Duration::from_secs(6);
+    while h.get("/registry/pods/default/short").await.is_some() {
+        assert!(Instant::now() < deadline, "tolerating pod not evicted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(added.elapsed() >= Duration::from_millis(500));
+    assert!(h.get("/registry/pods/default/long").await.is_some());
+
+    // Ready=False: not-ready replaces unreachable; recovery removes the taints.
+    h.set_ready("gone", false).await;
+    h.wait_for("/registry/nodes/gone", "not-ready taints", |n| {
+        taint_keys(n)
+            .iter()
+            .all(|(k, _)| k == "node.kubernetes.io/not-ready")
+            && taint_keys(n).len() == 2
+    })
+    .await;
+    h.set_ready("gone", true).await;
+    renew_lease(&*h.store, "gone").await;
+    h.wait_for("/registry/nodes/gone", "untainted", |n| {
+        taint_keys(n).is_empty()
+    })
+    .await;
+    assert!(h.get("/registry/pods/default/long").await.is_some());
+    h.stop().await;
+}
