@@ -6,263 +6,43 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TempDir, TestContainerd, TestRegistry, free_port};
-
-/// The busybox-static .deb: from the lab cache (read only), or downloaded with apt into `dir`.
-fn busybox_deb(dir: &Path) -> PathBuf {
-    if let Ok(entries) = std::fs::read_dir("/var/cache/skiff/debs") {
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with("busybox-static_")
-            {
-                return e.path();
-            }
-        }
-    }
-    support::run(
-        "sh",
-        &[
-            "-c",
-            &format!("cd {} && apt-get download busybox-static", dir.display()),
-        ],
-    );
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .unwrap_or_else(|| panic!("no .deb downloaded"))
-}
-
-/// busybox (sh, cat, sleep; anything else through `busybox <applet>`) as `<registry>/library/busybox:test`.
-fn push_busybox(reg: &TestRegistry) {
-    let dir = TempDir::new("lc-busybox");
-    let deb = busybox_deb(&dir.path);
-    let rootfs = dir.join("rootfs");
-    support::run(
-        "dpkg",
-        &["-x", &deb.to_string_lossy(), &rootfs.to_string_lossy()],
-    );
-    for applet in ["sh", "echo", "sleep", "cat", "true", "false"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let layout = dir.join("oci");
-    let image = format!("{}:test", layout.display());
-    support::run("umoci", &["init", "--layout", &layout.to_string_lossy()]);
-    support::run("umoci", &["new", "--image", &image]);
-    support::run(
-        "umoci",
-        &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
-    );
-    support::run(
-        "umoci",
-        &["config", "--image", &image, "--config.env", "PATH=/bin"],
-    );
-    let src = format!("oci:{}:test", layout.display());
-    let dst = format!("docker://{}/library/busybox:test", reg.host());
-    support::run(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            &src,
-            &dst,
-        ],
-    );
-}
-
-struct Agent {
-    child: Child,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Clone)]
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-    log: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("kubectl: {e}"))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}\nagent log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 60),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn jsonpath(&self, pod: &str, path: &str) -> String {
-        let out = self.run(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Kubectl) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !f(self) {
-            assert!(
-                Instant::now() < deadline,
-                "{what} within {timeout:?}\nagent log:\n{}",
-                tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 60)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Deletes the test's pods before the agent stops (also on a failed assertion).
-struct PodCleanup(Kubectl, Vec<&'static str>);
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let mut args = vec!["delete", "pod"];
-        args.extend(self.1.iter().copied());
-        args.extend(["--grace-period=1", "--timeout=60s", "--ignore-not-found"]);
-        let _ = self.0.run(&args);
-    }
-}
+use support::cluster::{self, Cluster, PodCleanup, Setup, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_hooks_and_graceful_stop() {
-    support::require_root();
-    let ctrd = TestContainerd::start();
-    let reg = TestRegistry::start();
-    push_busybox(&reg);
-    let dir = TempDir::new("lifecycle");
-
-    let api_port = free_port();
-    let data_dir = dir.join("apiserver");
-    let cfg = skiff_apiserver::ServeConfig {
-        data_dir: data_dir.clone(),
-        bind_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
-        secure_port: api_port,
-        advertise_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
-        cluster_cidr: "10.253.0.0/16".parse().unwrap_or_else(|e| panic!("{e}")),
-        node_cidr_mask: 24,
-        service_cidr: "10.254.0.0/16".parse().unwrap_or_else(|e| panic!("{e}")),
-        token_auth_file: None,
-    };
-    let server = tokio::spawn(skiff_apiserver::run(cfg));
-    let admin = data_dir.join("admin.kubeconfig");
-    wait_until("the API server listens", Duration::from_secs(30), || {
-        admin.exists() && std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "lifecycle",
+        tag: "lc",
+        busybox_dir: "lc-busybox",
+        applets: &["sh", "echo", "sleep", "cat", "true", "false"],
+        cluster_cidr: "10.253.0.0/16",
+        service_cidr: "10.254.0.0/16",
+        agent_args: |dir| {
+            let mut a: Vec<std::ffi::OsString> = [
+                "--container-log-max-size",
+                "64Ki",
+                "--container-log-max-files",
+                "3",
+                "--container-log-dir",
+            ]
+            .map(Into::into)
+            .to_vec();
+            a.push(dir.join("containers").into());
+            a
+        },
     });
-    let node = format!("lc-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let node_kc = dir.join("node.kubeconfig");
-    skiff_apiserver::pki::Pki::load_or_create(&data_dir)
-        .and_then(|p| {
-            p.write_kubeconfig(
-                &node_kc,
-                &format!("https://127.0.0.1:{api_port}"),
-                &format!("system:node:{node}"),
-                &["system:nodes".to_string()],
-            )
-        })
-        .unwrap_or_else(|e| panic!("node kubeconfig: {e}"));
-    let regcfg = dir.join("registries.yaml");
-    std::fs::write(
-        &regcfg,
-        format!(
-            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
-            reg.host()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-
-    let kubelet_port = free_port();
-    let log = dir.join("agent.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
-        .arg("--kubeconfig")
-        .arg(&node_kc)
-        .args(["--node-name", &node, "--node-ip", "127.0.0.1"])
-        .arg("--containerd-socket")
-        .arg(&ctrd.socket)
-        .args(["--containerd-namespace", "skiff-lc-test"])
-        .arg("--root-dir")
-        .arg(dir.join("agent"))
-        .arg("--run-dir")
-        .arg(dir.join("run"))
-        .arg("--pod-log-dir")
-        .arg(dir.join("pods"))
-        .arg("--cni-conf-dir")
-        .arg(dir.join("net.d"))
-        .arg("--cni-cache-dir")
-        .arg(dir.join("cni-cache"))
-        .args(["--cni-bin-dir", "/usr/lib/cni"])
-        .arg("--registry-config")
-        .arg(&regcfg)
-        .args(["--cluster-cidr", "10.253.0.0/16"])
-        .args(["--kubelet-port", &kubelet_port.to_string()])
-        .args([
-            "--container-log-max-size",
-            "64Ki",
-            "--container-log-max-files",
-            "3",
-        ])
-        .arg("--container-log-dir")
-        .arg(dir.join("containers"))
-        .env("RUST_LOG", "skiff_agent=debug,info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn skiff-agent: {e}"));
-    let agent = Agent { child };
-    let k = Kubectl {
-        kubeconfig: admin.clone(),
-        cache: dir.join("kube-cache"),
-        log,
-    };
     let cleanup = PodCleanup(k.clone(), vec!["chatty", "hooks", "ignore", "badhook"]);
     let shared = dir.join("shared");
     std::fs::create_dir_all(&shared).unwrap_or_else(|e| panic!("{e}"));
@@ -395,21 +175,25 @@ async fn rotation_hooks_and_graceful_stop() {
         "the app sees the postStart file",
         Duration::from_secs(20),
         |k| {
-            String::from_utf8_lossy(&k.run(&["logs", "hooks"]).stdout).contains("app saw poststart")
+            String::from_utf8_lossy(&k.run(&["logs", "hooks"], None).stdout)
+                .contains("app saw poststart")
         },
     );
 
     // A failing postStart hook: warning event, container killed.
     k.wait_for("FailedPostStartHook event", Duration::from_secs(60), |k| {
         let ev = String::from_utf8_lossy(
-            &k.run(&[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=badhook",
-                "-o",
-                "json",
-            ])
+            &k.run(
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=badhook",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
             .stdout,
         )
         .into_owned();

@@ -6,252 +6,36 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TempDir, TestContainerd, TestRegistry, free_port};
-
-/// The busybox-static .deb: from the lab cache, or downloaded with apt into `dir`.
-fn busybox_deb(dir: &Path) -> PathBuf {
-    if let Ok(entries) = std::fs::read_dir("/var/cache/skiff/debs") {
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with("busybox-static_")
-            {
-                return e.path();
-            }
-        }
-    }
-    support::run(
-        "sh",
-        &[
-            "-c",
-            &format!("cd {} && apt-get download busybox-static", dir.display()),
-        ],
-    );
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .unwrap_or_else(|| panic!("no .deb downloaded"))
-}
-
-/// busybox (sh, cat, echo, sleep) as `<registry>/library/busybox:test`.
-fn push_busybox(reg: &TestRegistry) {
-    let dir = TempDir::new("lx-busybox");
-    let deb = busybox_deb(&dir.path);
-    let rootfs = dir.join("rootfs");
-    support::run(
-        "dpkg",
-        &["-x", &deb.to_string_lossy(), &rootfs.to_string_lossy()],
-    );
-    for applet in ["sh", "echo", "sleep", "cat", "true", "tty", "stty"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let layout = dir.join("oci");
-    let image = format!("{}:test", layout.display());
-    support::run("umoci", &["init", "--layout", &layout.to_string_lossy()]);
-    support::run("umoci", &["new", "--image", &image]);
-    support::run(
-        "umoci",
-        &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
-    );
-    support::run(
-        "umoci",
-        &["config", "--image", &image, "--config.env", "PATH=/bin"],
-    );
-    let src = format!("oci:{}:test", layout.display());
-    let dst = format!("docker://{}/library/busybox:test", reg.host());
-    support::run(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            &src,
-            &dst,
-        ],
-    );
-}
-
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = self.cmd(args);
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn kubectl: {e}"));
-        if let Some(input) = stdin {
-            use std::io::Write;
-            let mut w = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
-            w.write_all(input.as_bytes())
-                .unwrap_or_else(|e| panic!("write stdin: {e}"));
-        }
-        child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("kubectl: {e}"))
-    }
-
-    fn ok(&self, args: &[&str], agent: &Agent) -> String {
-        let out = self.run(args, None);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}\nagent log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 40),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use support::cluster::{self, Cluster, PodCleanup, Setup, tail, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_and_exec_through_the_agent_api() {
-    support::require_root();
-    let ctrd = TestContainerd::start();
-    let reg = TestRegistry::start();
-    push_busybox(&reg);
-    let dir = TempDir::new("logs-exec");
-
-    // The API server, in this process.
-    let api_port = free_port();
-    let data_dir = dir.join("apiserver");
-    let cfg = skiff_apiserver::ServeConfig {
-        data_dir: data_dir.clone(),
-        bind_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
-        secure_port: api_port,
-        advertise_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
-        cluster_cidr: "10.251.0.0/16".parse().unwrap_or_else(|e| panic!("{e}")),
-        node_cidr_mask: 24,
-        service_cidr: "10.252.0.0/16".parse().unwrap_or_else(|e| panic!("{e}")),
-        token_auth_file: None,
-    };
-    let server = tokio::spawn(skiff_apiserver::run(cfg));
-    let admin = data_dir.join("admin.kubeconfig");
-    wait_until("the API server listens", Duration::from_secs(30), || {
-        admin.exists() && std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        admin,
+        data_dir,
+        node,
+        kubelet_port,
+        agent,
+        k,
+    } = cluster::start(Setup {
+        name: "logs-exec",
+        tag: "lx",
+        busybox_dir: "lx-busybox",
+        applets: &["sh", "echo", "sleep", "cat", "true", "tty", "stty"],
+        cluster_cidr: "10.251.0.0/16",
+        service_cidr: "10.252.0.0/16",
+        agent_args: cluster::no_agent_args,
     });
-    let node = format!("lx-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let node_kc = dir.join("node.kubeconfig");
-    skiff_apiserver::pki::Pki::load_or_create(&data_dir)
-        .and_then(|p| {
-            p.write_kubeconfig(
-                &node_kc,
-                &format!("https://127.0.0.1:{api_port}"),
-                &format!("system:node:{node}"),
-                &["system:nodes".to_string()],
-            )
-        })
-        .unwrap_or_else(|e| panic!("node kubeconfig: {e}"));
-    let regcfg = dir.join("registries.yaml");
-    std::fs::write(
-        &regcfg,
-        format!(
-            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
-            reg.host()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-
-    // The agent binary, with its API on a free port.
-    let kubelet_port = free_port();
-    let log = dir.join("agent.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
-        .arg("--kubeconfig")
-        .arg(&node_kc)
-        .args(["--node-name", &node, "--node-ip", "127.0.0.1"])
-        .arg("--containerd-socket")
-        .arg(&ctrd.socket)
-        .args(["--containerd-namespace", "skiff-lx-test"])
-        .arg("--root-dir")
-        .arg(dir.join("agent"))
-        .arg("--run-dir")
-        .arg(dir.join("run"))
-        .arg("--pod-log-dir")
-        .arg(dir.join("pods"))
-        .arg("--cni-conf-dir")
-        .arg(dir.join("net.d"))
-        .arg("--cni-cache-dir")
-        .arg(dir.join("cni-cache"))
-        .args(["--cni-bin-dir", "/usr/lib/cni"])
-        .arg("--registry-config")
-        .arg(&regcfg)
-        .args(["--cluster-cidr", "10.251.0.0/16"])
-        .args(["--kubelet-port", &kubelet_port.to_string()])
-        .env("RUST_LOG", "skiff_agent=debug,info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn skiff-agent: {e}"));
-    let agent = Agent { child, log };
-    let k = Kubectl {
-        kubeconfig: admin.clone(),
-        cache: dir.join("kube-cache"),
-    };
     // Dropped before the agent (also on a failed assertion): the agent tears the pod down.
-    let _cleanup = PodCleanup {
-        kubeconfig: admin.clone(),
-        cache: dir.join("kube-cache"),
-        pod: "talker",
-    };
+    let _cleanup = PodCleanup(k.clone(), vec!["talker"]);
 
     let pod = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: talker}}\nspec:\n  nodeName: {node}\n  hostNetwork: true\n  \
@@ -260,7 +44,7 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
     );
     let manifest = dir.join("pod.yaml");
     std::fs::write(&manifest, pod).unwrap_or_else(|e| panic!("{e}"));
-    k.ok(&["create", "-f", &manifest.to_string_lossy()], &agent);
+    k.ok(&["create", "-f", &manifest.to_string_lossy()]);
     // A container that exits at once and is restarted (after the 10 s back-off) for `logs --previous`.
     let crasher = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: crasher}}\nspec:\n  nodeName: {node}\n  hostNetwork: true\n  \
@@ -269,25 +53,15 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
     );
     let crasher_manifest = dir.join("crasher.yaml");
     std::fs::write(&crasher_manifest, crasher).unwrap_or_else(|e| panic!("{e}"));
-    k.ok(
-        &["create", "-f", &crasher_manifest.to_string_lossy()],
-        &agent,
-    );
-    let _cleanup_crasher = PodCleanup {
-        kubeconfig: admin.clone(),
-        cache: dir.join("kube-cache"),
-        pod: "crasher",
-    };
-    k.ok(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "pod/talker",
-            "--timeout=120s",
-        ],
-        &agent,
-    );
-    let node_json = k.ok(&["get", "node", &node, "-o", "json"], &agent);
+    k.ok(&["create", "-f", &crasher_manifest.to_string_lossy()]);
+    let _cleanup_crasher = PodCleanup(k.clone(), vec!["crasher"]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/talker",
+        "--timeout=120s",
+    ]);
+    let node_json = k.ok(&["get", "node", &node, "-o", "json"]);
     assert!(
         node_json.contains(&format!("\"Port\": {kubelet_port}")),
         "the node reports its kubelet port: {node_json}"
@@ -354,23 +128,20 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
 
     // kubectl logs: plain, with --tail, with --timestamps, --previous refused.
     wait_until("three ticks are logged", Duration::from_secs(20), || {
-        k.ok(&["logs", "talker"], &agent).contains("tick-2")
+        k.ok(&["logs", "talker"]).contains("tick-2")
     });
-    let logs = k.ok(&["logs", "talker"], &agent);
+    let logs = k.ok(&["logs", "talker"]);
     let head: Vec<&str> = logs.lines().take(3).collect();
     assert!(
         head.contains(&"hello") && head.contains(&"oops"),
         "stdout and stderr lines: {logs:?}"
     );
-    let last = k.ok(&["logs", "talker", "--tail=1"], &agent);
+    let last = k.ok(&["logs", "talker", "--tail=1"]);
     assert!(
         last.starts_with("tick-") && last.lines().count() == 1,
         "tail: {last:?}"
     );
-    let stamped = k.ok(
-        &["logs", "talker", "--timestamps", "--limit-bytes=200"],
-        &agent,
-    );
+    let stamped = k.ok(&["logs", "talker", "--timestamps", "--limit-bytes=200"]);
     assert!(
         stamped.len() <= 200
             && stamped.lines().any(|l| l.ends_with(" hello"))
@@ -380,7 +151,7 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
                 .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok())),
         "timestamps: {stamped:?}"
     );
-    let limited = k.ok(&["logs", "talker", "--limit-bytes=3"], &agent);
+    let limited = k.ok(&["logs", "talker", "--limit-bytes=3"]);
     assert_eq!(limited.len(), 3, "limit-bytes: {limited:?}");
     let prev = k.run(&["logs", "talker", "--previous"], None);
     assert!(!prev.status.success());
@@ -574,52 +345,23 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
         .first()
         .is_some_and(|c| *c != b'0')
     });
-    let prev = k.ok(&["logs", "crasher", "--previous"], &agent);
+    let prev = k.ok(&["logs", "crasher", "--previous"]);
     assert_eq!(prev, "attempt-output\n");
 
     // Clean up: the agent tears the pod down, then everything stops.
-    k.ok(
-        &[
-            "delete",
-            "pod",
-            "talker",
-            "--grace-period=1",
-            "--timeout=60s",
-        ],
-        &agent,
-    );
+    k.ok(&[
+        "delete",
+        "pod",
+        "talker",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
     drop(_cleanup_crasher);
     drop(_cleanup);
     drop(agent);
     server.abort();
     drop(ctrd);
     drop(reg);
-}
-
-struct PodCleanup {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-    pod: &'static str,
-}
-
-impl Drop for PodCleanup {
-    fn drop(&mut self) {
-        let k = Kubectl {
-            kubeconfig: self.kubeconfig.clone(),
-            cache: self.cache.clone(),
-        };
-        let _ = k.run(
-            &[
-                "delete",
-                "pod",
-                self.pod,
-                "--grace-period=1",
-                "--timeout=60s",
-                "--ignore-not-found",
-            ],
-            None,
-        );
-    }
 }
 
 /// Exec `read x; stty size; echo got-$x` with a tty over `v4.channel.k8s.io`, straight to the agent with

@@ -20,6 +20,8 @@ mod checks;
 mod image;
 mod token;
 
+pub mod cluster;
+
 pub use canned::{CannedHttp, Reply};
 pub use checks::{content_labels, image_record, snapshot_committed, tiny};
 pub use image::TestImage;

@@ -1,0 +1,343 @@
+//! A one-node cluster for the agent's end-to-end tests: a private containerd, a local registry holding
+//! busybox, skiff-apiserver in this process (own data dir and port) and the real `skiff-agent` binary (own
+//! port), driven with real kubectl. Pods use the host network and are bound by `spec.nodeName`, so no
+//! bridge, CNI or lab state is touched. Needs root.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{TempDir, TestContainerd, TestRegistry, free_port};
+
+/// The busybox-static .deb: from the lab cache (read only), or downloaded with apt into `dir`.
+pub fn busybox_deb(dir: &Path) -> PathBuf {
+    if let Ok(entries) = std::fs::read_dir("/var/cache/skiff/debs") {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("busybox-static_")
+            {
+                return e.path();
+            }
+        }
+    }
+    super::run(
+        "sh",
+        &[
+            "-c",
+            &format!("cd {} && apt-get download busybox-static", dir.display()),
+        ],
+    );
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("no .deb downloaded"))
+}
+
+/// busybox with `applets` linked into /bin (anything else through `busybox <applet>`) as
+/// `<registry>/library/busybox:test`, built in a temp dir named after `prefix`.
+pub fn push_busybox(reg: &TestRegistry, prefix: &str, applets: &[&str]) {
+    let dir = TempDir::new(prefix);
+    let deb = busybox_deb(&dir.path);
+    let rootfs = dir.join("rootfs");
+    super::run(
+        "dpkg",
+        &["-x", &deb.to_string_lossy(), &rootfs.to_string_lossy()],
+    );
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let layout = dir.join("oci");
+    let image = format!("{}:test", layout.display());
+    super::run("umoci", &["init", "--layout", &layout.to_string_lossy()]);
+    super::run("umoci", &["new", "--image", &image]);
+    super::run(
+        "umoci",
+        &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
+    );
+    super::run(
+        "umoci",
+        &["config", "--image", &image, "--config.env", "PATH=/bin"],
+    );
+    let src = format!("oci:{}:test", layout.display());
+    let dst = format!("docker://{}/library/busybox:test", reg.host());
+    super::run(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &dst,
+        ],
+    );
+}
+
+/// The running `skiff-agent` binary; SIGTERM (then SIGKILL after 10 s) on drop.
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real kubectl with the admin kubeconfig; failures show the tail of the agent's log.
+#[derive(Clone)]
+pub struct Kubectl {
+    pub kubeconfig: PathBuf,
+    pub cache: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Kubectl {
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.cmd(args);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn kubectl: {e}"));
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut w = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+            w.write_all(input.as_bytes())
+                .unwrap_or_else(|e| panic!("write stdin: {e}"));
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("kubectl: {e}"))
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}\nagent log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 60),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn jsonpath(&self, pod: &str, path: &str) -> String {
+        let out = self.run(
+            &["get", "pod", pod, "-o", &format!("jsonpath={path}")],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn ready(&self, pod: &str) -> String {
+        self.jsonpath(pod, "{.status.conditions[?(@.type==\"Ready\")].status}")
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Kubectl) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {timeout:?}\nagent log:\n{}",
+                tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 60)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Deletes the given pods (one kubectl call) before the agent stops (also on a failed assertion).
+pub struct PodCleanup(pub Kubectl, pub Vec<&'static str>);
+
+impl Drop for PodCleanup {
+    fn drop(&mut self) {
+        let mut args = vec!["delete", "pod"];
+        args.extend(self.1.iter().copied());
+        args.extend(["--grace-period=1", "--timeout=60s", "--ignore-not-found"]);
+        let _ = self.0.run(&args, None);
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What differs between the tests' clusters.
+pub struct Setup<'a> {
+    /// Temp dir prefix for the cluster's files.
+    pub name: &'a str,
+    /// Short tag: node name `<tag>-<random>`, containerd namespace `skiff-<tag>-test`.
+    pub tag: &'a str,
+    /// Temp dir prefix for building the busybox image, and the applets linked into its /bin.
+    pub busybox_dir: &'a str,
+    pub applets: &'a [&'a str],
+    /// The API server's cluster CIDR (also passed to the agent) and service CIDR.
+    pub cluster_cidr: &'a str,
+    pub service_cidr: &'a str,
+    /// Extra agent arguments, appended after `--kubelet-port`; given the cluster's temp dir.
+    pub agent_args: fn(&TempDir) -> Vec<OsString>,
+}
+
+/// No extra agent arguments.
+pub fn no_agent_args(_: &TempDir) -> Vec<OsString> {
+    Vec::new()
+}
+
+/// A running cluster. Destructure it in the order of the fields so that locals drop as before: the agent
+/// first, then the temp dir, the registry and containerd.
+pub struct Cluster {
+    pub ctrd: TestContainerd,
+    pub reg: TestRegistry,
+    pub dir: TempDir,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub admin: PathBuf,
+    pub data_dir: PathBuf,
+    pub node: String,
+    pub kubelet_port: u16,
+    pub agent: Agent,
+    pub k: Kubectl,
+}
+
+/// Starts containerd, the registry (with busybox pushed), the API server (on this tokio runtime) and the
+/// agent binary. Call from a multi-thread tokio test.
+pub fn start(s: Setup<'_>) -> Cluster {
+    super::require_root();
+    let ctrd = TestContainerd::start();
+    let reg = TestRegistry::start();
+    push_busybox(&reg, s.busybox_dir, s.applets);
+    let dir = TempDir::new(s.name);
+
+    // The API server, in this process.
+    let api_port = free_port();
+    let data_dir = dir.join("apiserver");
+    let cfg = skiff_apiserver::ServeConfig {
+        data_dir: data_dir.clone(),
+        bind_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+        secure_port: api_port,
+        advertise_address: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+        cluster_cidr: s.cluster_cidr.parse().unwrap_or_else(|e| panic!("{e}")),
+        node_cidr_mask: 24,
+        service_cidr: s.service_cidr.parse().unwrap_or_else(|e| panic!("{e}")),
+        token_auth_file: None,
+    };
+    let server = tokio::spawn(skiff_apiserver::run(cfg));
+    let admin = data_dir.join("admin.kubeconfig");
+    wait_until("the API server listens", Duration::from_secs(30), || {
+        admin.exists() && std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+    });
+    let node = format!(
+        "{}-{}",
+        s.tag,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let node_kc = dir.join("node.kubeconfig");
+    skiff_apiserver::pki::Pki::load_or_create(&data_dir)
+        .and_then(|p| {
+            p.write_kubeconfig(
+                &node_kc,
+                &format!("https://127.0.0.1:{api_port}"),
+                &format!("system:node:{node}"),
+                &["system:nodes".to_string()],
+            )
+        })
+        .unwrap_or_else(|e| panic!("node kubeconfig: {e}"));
+    let regcfg = dir.join("registries.yaml");
+    std::fs::write(
+        &regcfg,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://{}\"\n",
+            reg.host()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The agent binary, with its API on a free port.
+    let kubelet_port = free_port();
+    let log = dir.join("agent.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+        .arg("--kubeconfig")
+        .arg(&node_kc)
+        .args(["--node-name", &node, "--node-ip", "127.0.0.1"])
+        .arg("--containerd-socket")
+        .arg(&ctrd.socket)
+        .args(["--containerd-namespace", &format!("skiff-{}-test", s.tag)])
+        .arg("--root-dir")
+        .arg(dir.join("agent"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--pod-log-dir")
+        .arg(dir.join("pods"))
+        .arg("--cni-conf-dir")
+        .arg(dir.join("net.d"))
+        .arg("--cni-cache-dir")
+        .arg(dir.join("cni-cache"))
+        .args(["--cni-bin-dir", "/usr/lib/cni"])
+        .arg("--registry-config")
+        .arg(&regcfg)
+        .args(["--cluster-cidr", s.cluster_cidr])
+        .args(["--kubelet-port", &kubelet_port.to_string()])
+        .args((s.agent_args)(&dir))
+        .env("RUST_LOG", "skiff_agent=debug,info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn skiff-agent: {e}"));
+    let k = Kubectl {
+        kubeconfig: admin.clone(),
+        cache: dir.join("kube-cache"),
+        log: log.clone(),
+    };
+    let agent = Agent { child, log };
+    Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        admin,
+        data_dir,
+        node,
+        kubelet_port,
+        agent,
+        k,
+    }
+}
