@@ -7,33 +7,20 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use rtnetlink::RouteMessageBuilder;
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
-};
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol};
-use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use super::Route;
 
-pub struct Netlink {
-    socket: Socket,
-    seq: u32,
-    buf: Vec<u8>,
-}
+/// skiff-cni's synchronous netlink client, with the few route operations host-gw needs.
+pub struct Netlink(skiff_cni::plugin::netlink::Netlink);
 
 impl Netlink {
     /// Open a route netlink socket in the calling thread's network namespace.
     pub fn open() -> io::Result<Netlink> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Netlink {
-            socket,
-            seq: 0,
-            buf: Vec::with_capacity(64 * 1024),
-        })
+        skiff_cni::plugin::netlink::Netlink::open().map(Netlink)
     }
 
     fn request(
@@ -41,41 +28,7 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut packet = NetlinkMessage::from(msg);
-        packet.header.flags = NLM_F_REQUEST | flags;
-        packet.header.sequence_number = self.seq;
-        packet.finalize();
-        let mut out = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket.send(&out, 0)?;
-        let mut replies = Vec::new();
-        loop {
-            self.buf.clear();
-            let n = self.socket.recv(&mut self.buf, 0)?;
-            let mut offset = 0;
-            while offset < n.min(self.buf.len()) {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "zero-length netlink message",
-                    ));
-                }
-                offset += len.next_multiple_of(4);
-                if msg.header.sequence_number != self.seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    _ => {}
-                }
-            }
-        }
+        self.0.request(msg, flags)
     }
 
     /// This namespace's IPv4 addresses with their prefix (`ip -4 addr`), loopback excluded.

@@ -51,8 +51,9 @@ impl Netlink {
         })
     }
 
-    /// Send one request and collect the replies until the ACK (or DONE for dumps).
-    fn request(
+    /// Send one request and collect the replies until the ACK (or DONE for dumps). Public so that the
+    /// agent's other netlink users (host routes) share this one client.
+    pub fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
