@@ -18,91 +18,23 @@ use tokio::sync::mpsc;
 
 const NS: &str = "skiff-runtime-test";
 
-/// The busybox-static .deb: from the lab cache, or downloaded with apt into `dir`.
-fn busybox_deb(dir: &Path) -> PathBuf {
-    if let Ok(entries) = std::fs::read_dir("/var/cache/skiff/debs") {
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with("busybox-static_")
-            {
-                return e.path();
-            }
-        }
-    }
-    let out = std::process::Command::new("apt-get")
-        .args(["download", "busybox-static"])
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("apt-get download: {e}"));
-    assert!(
-        out.status.success(),
-        "apt-get download busybox-static: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .unwrap_or_else(|| panic!("no .deb downloaded"))
-}
-
-/// A busybox image built from Debian's busybox-static with umoci, pushed to the test registry.
+/// A busybox image built from Debian's busybox-static, with a user `app` (1234:4321) in /etc/passwd for
+/// the image-user test, pushed to the test registry.
 fn push_busybox(reg: &TestRegistry) {
-    let dir = TempDir::new("busybox");
-    let deb = busybox_deb(&dir.path);
-    let rootfs = dir.join("rootfs");
-    support::run(
-        "dpkg",
-        &["-x", &deb.to_string_lossy(), &rootfs.to_string_lossy()],
-    );
-    std::fs::create_dir_all(rootfs.join("etc")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/:/bin/sh\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nstaff:x:50:app\n")
+    let etc = |rootfs: &Path| {
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/:/bin/sh\n",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
-    for applet in [
-        "sh", "echo", "sleep", "hostname", "readlink", "cat", "true", "id",
-    ] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nstaff:x:50:app\n")
             .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let layout = dir.join("oci");
-    let image = format!("{}:test", layout.display());
-    support::run("umoci", &["init", "--layout", &layout.to_string_lossy()]);
-    support::run("umoci", &["new", "--image", &image]);
-    support::run(
-        "umoci",
-        &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
-    );
-    support::run(
-        "umoci",
-        &[
-            "config",
-            "--image",
-            &image,
-            "--config.env",
-            "PATH=/bin",
-            "--config.cmd",
-            "sh",
-        ],
-    );
-    let src = format!("oci:{}:test", layout.display());
-    let dst = format!("docker://{}/library/busybox:test", reg.host());
-    support::run(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            &src,
-            &dst,
-        ],
-    );
+    };
+    let applets = [
+        "sh", "echo", "sleep", "hostname", "readlink", "cat", "true", "id",
+    ];
+    support::cluster::push_busybox_with(reg, "busybox", &applets, etc, Some("sh"));
 }
 
 struct Fixture {

@@ -40,6 +40,18 @@ pub fn busybox_deb(dir: &Path) -> PathBuf {
 /// busybox with `applets` linked into /bin (anything else through `busybox <applet>`) as
 /// `<registry>/library/busybox:test`, built in a temp dir named after `prefix`.
 pub fn push_busybox(reg: &TestRegistry, prefix: &str, applets: &[&str]) {
+    push_busybox_with(reg, prefix, applets, |_| {}, None);
+}
+
+/// [`push_busybox`], with `prepare` run on the unpacked rootfs before it is packed (extra files such as
+/// /etc/passwd) and an optional image `Cmd`.
+pub fn push_busybox_with(
+    reg: &TestRegistry,
+    prefix: &str,
+    applets: &[&str],
+    prepare: impl FnOnce(&Path),
+    cmd: Option<&str>,
+) {
     let dir = TempDir::new(prefix);
     let deb = busybox_deb(&dir.path);
     let rootfs = dir.join("rootfs");
@@ -47,6 +59,7 @@ pub fn push_busybox(reg: &TestRegistry, prefix: &str, applets: &[&str]) {
         "dpkg",
         &["-x", &deb.to_string_lossy(), &rootfs.to_string_lossy()],
     );
+    prepare(&rootfs);
     for applet in applets {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -59,10 +72,11 @@ pub fn push_busybox(reg: &TestRegistry, prefix: &str, applets: &[&str]) {
         "umoci",
         &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
     );
-    super::run(
-        "umoci",
-        &["config", "--image", &image, "--config.env", "PATH=/bin"],
-    );
+    let mut config = vec!["config", "--image", &image, "--config.env", "PATH=/bin"];
+    if let Some(cmd) = cmd {
+        config.extend(["--config.cmd", cmd]);
+    }
+    super::run("umoci", &config);
     let src = format!("oci:{}:test", layout.display());
     let dst = format!("docker://{}/library/busybox:test", reg.host());
     super::run(
