@@ -20,7 +20,8 @@ export KUBECONFIG=${KUBECONFIG:-$state/apiserver/admin.kubeconfig}
 [[ -f $state/pids/agent.pid ]] || { echo "bench-startup: the lab is not up (run sudo ./scripts/up.sh)" >&2; exit 1; }
 agent_pid=$(cat "$state/pids/agent.pid")
 
-cargo build --release --quiet -p skiff-agent --example bench_startup
+# SKIFF_SKIP_BUILD=1 uses the example binary as it is (as up.sh does for the lab's binaries).
+[[ ${SKIFF_SKIP_BUILD:-0} == 1 ]] || cargo build --release --quiet -p skiff-agent --example bench_startup
 bench="$repo/target/release/examples/bench_startup"
 
 percentiles() { # reads numbers (ms) on stdin, prints "p50 p90 p99"

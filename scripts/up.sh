@@ -12,7 +12,8 @@
 # Environment: SKIFF_STATE, SKIFF_REGISTRY_PORT, SKIFF_SECURE_PORT, SKIFF_AGENT_PORT,
 # SKIFF_CACHE_DIR, SKIFF_BIN_DIR, SKIFF_NODE_NAME (default: hostname, lowercased),
 # SKIFF_SKIP_BUILD=1 (use the binaries in SKIFF_BIN_DIR as they are),
-# SKIFF_READY_TIMEOUT (seconds, default 120), RUST_LOG (default info).
+# SKIFF_READY_TIMEOUT (seconds, default 120), RUST_LOG (default info),
+# SKIFF_CNI=reference (Debian's bridge + host-local + portmap instead of skiff-cni).
 set -Eeuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -154,6 +155,24 @@ write_containerd_config() {
 	EOF
 }
 
+# mount_run_dir: the lab's runtime state (containerd's state, shim bundles, pinned pod namespaces,
+# stdio FIFOs) is volatile by nature and lives on tmpfs, as /run does on every systemd machine. Where
+# /run is a plain disk directory (containers, some CI VMs), $RUN_DIR gets a tmpfs of its own; down.sh
+# unmounts it with the other lab mounts.
+mount_run_dir() {
+	local fstype
+	mkdir -p "$RUN_DIR"
+	fstype=$(findmnt -n -o FSTYPE -T "$RUN_DIR" 2>/dev/null || true)
+	[[ $fstype == tmpfs ]] && return 0
+	if [[ -n $(ls -A "$RUN_DIR") ]]; then
+		log "$RUN_DIR is in use on $fstype (a lab started before it moved to tmpfs): keeping it"
+		return 0
+	fi
+	mount -t tmpfs -o mode=0755,nosuid,nodev,size=256m skiff-run "$RUN_DIR" ||
+		die "cannot mount a tmpfs on $RUN_DIR"
+	log "mounted a tmpfs on $RUN_DIR ($(findmnt -n -o FSTYPE -T "$(dirname "$RUN_DIR")") underneath)"
+}
+
 start_containerd() {
 	local pid
 	if pid=$(lab_pid containerd containerd); then
@@ -270,6 +289,34 @@ write_agent_files() {
 		    endpoint:
 		      - "http://$REGISTRY"
 	EOF
+	write_cni_conf
+}
+
+# write_cni_conf: with SKIFF_CNI=reference, $CNI_REFERENCE_CONFLIST (sorts before the agent's
+# 10-skiff.conflist, so it wins) with Debian's bridge + host-local + portmap on the lab's network
+# name, bridge and IPAM dir and the node's pod CIDR (before the node exists: the first /24 of the
+# cluster CIDR, which the node IPAM hands to the first node). Otherwise the agent writes skiff-cni's.
+write_cni_conf() {
+	local subnet="" base
+	case ${SKIFF_CNI:-skiff} in
+	skiff) rm -f "$CNI_REFERENCE_CONFLIST" ;;
+	reference)
+		if command -v kubectl >/dev/null; then
+			subnet=$(kubectl --kubeconfig "$ADMIN_KUBECONFIG" --cache-dir "$STATE/kube-cache" \
+				get node "$NODE_NAME" -o 'jsonpath={.spec.podCIDR}' 2>/dev/null) || subnet=""
+		fi
+		base=${CLUSTER_CIDR%/*}
+		[[ -n $subnet ]] || subnet=${base%.*}.0/24
+		write_if_changed "$CNI_REFERENCE_CONFLIST" <<-EOF || true
+			{"cniVersion":"1.0.0","name":"$CNI_NETWORK","plugins":[
+			 {"type":"bridge","bridge":"$CNI_BRIDGE","isGateway":true,"isDefaultGateway":true,"ipMasq":true,
+			  "hairpinMode":true,"ipam":{"type":"host-local","subnet":"$subnet"}},
+			 {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]}
+		EOF
+		log "CNI: Debian's reference plugins (bridge + host-local + portmap) on $subnet"
+		;;
+	*) die "SKIFF_CNI must be 'skiff' or 'reference', not '$SKIFF_CNI'" ;;
+	esac
 }
 
 start_agent() {
@@ -370,6 +417,8 @@ main() {
 	check_ports
 	step "build"
 	build_binaries
+	step "runtime directory"
+	mount_run_dir
 	step "containerd"
 	start_containerd
 	step "registry"

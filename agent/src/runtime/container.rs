@@ -88,31 +88,65 @@ impl Runtime {
         Ok(v.version)
     }
 
-    /// Prepare the rootfs snapshot, create the container and its task with FIFO stdio, start it.
-    /// On any failure everything created so far is removed again.
+    /// Create the container record, prepare its rootfs snapshot, create the task with FIFO stdio
+    /// and start it. On any failure everything created so far is removed again.
     pub async fn create_and_start(&self, req: CreateRequest) -> Result<Started, RuntimeError> {
         let id = req.meta.container_id();
-        let lease = self
-            .cd
-            .lease(Duration::from_secs(600))
-            .await
-            .map_err(RuntimeError::grpc("lease create", &id))?;
-        let res = self.create_inner(&req, &id, &lease).await;
-        if let Err(e) = self.cd.release(lease).await {
-            tracing::warn!(container = %id, error = %e, "cannot release lease (it expires by itself)");
-        }
+        let res = self.create_inner(&req, &id).await;
         if res.is_err() {
             self.remove(&id).await;
         }
         res
     }
 
-    async fn create_inner(
-        &self,
-        req: &CreateRequest,
-        id: &str,
-        lease: &crate::containerd::Lease,
-    ) -> Result<Started, RuntimeError> {
+    /// The container record is written before its snapshot exists: the record references the
+    /// snapshot key, so containerd's GC keeps the snapshot from the moment it is prepared, and no
+    /// lease (two more metadata transactions and a GC trigger per container) is needed.
+    async fn create_inner(&self, req: &CreateRequest, id: &str) -> Result<Started, RuntimeError> {
+        let container = Container {
+            id: id.to_string(),
+            labels: req.meta.labels(),
+            image: req.image_ref.clone(),
+            runtime: Some(RuntimeInfo {
+                name: RUNC.to_string(),
+                options: None,
+            }),
+            spec: Some(spec::to_any(&req.spec).map_err(RuntimeError::Spec)?),
+            snapshotter: SNAPSHOTTER.to_string(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        let mut containers = ContainersClient::new(self.cd.channel());
+        let create = CreateContainerRequest {
+            container: Some(container.clone()),
+        };
+        match containers.create(self.cd.req(create)).await {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::AlreadyExists => {
+                // A record left by a crash between create and start: replace it.
+                ok_if_missing(
+                    containers
+                        .delete(self.cd.req(DeleteContainerRequest { id: id.to_string() }))
+                        .await
+                        .map(|_| ()),
+                )
+                .map_err(RuntimeError::grpc("container delete", id))?;
+                containers
+                    .create(self.cd.req(CreateContainerRequest {
+                        container: Some(container),
+                    }))
+                    .await
+                    .map_err(RuntimeError::grpc("container create", id))?;
+            }
+            Err(s) => {
+                return Err(RuntimeError::Grpc {
+                    op: "container create",
+                    id: id.to_string(),
+                    source: s,
+                });
+            }
+        }
+
         let mut snaps = SnapshotsClient::new(self.cd.channel());
         let prepare = PrepareSnapshotRequest {
             snapshotter: SNAPSHOTTER.to_string(),
@@ -120,7 +154,7 @@ impl Runtime {
             parent: req.chain_id.clone(),
             labels: HashMap::new(),
         };
-        let mounts: Vec<Mount> = match snaps.prepare(self.cd.leased(prepare, lease)).await {
+        let mounts: Vec<Mount> = match snaps.prepare(self.cd.req(prepare)).await {
             Ok(r) => r.into_inner().mounts,
             Err(s) if s.code() == Code::AlreadyExists => {
                 snaps
@@ -141,53 +175,6 @@ impl Runtime {
                 });
             }
         };
-
-        let container = Container {
-            id: id.to_string(),
-            labels: req.meta.labels(),
-            image: req.image_ref.clone(),
-            runtime: Some(RuntimeInfo {
-                name: RUNC.to_string(),
-                options: None,
-            }),
-            spec: Some(spec::to_any(&req.spec).map_err(RuntimeError::Spec)?),
-            snapshotter: SNAPSHOTTER.to_string(),
-            snapshot_key: id.to_string(),
-            ..Default::default()
-        };
-        let mut containers = ContainersClient::new(self.cd.channel());
-        let create = CreateContainerRequest {
-            container: Some(container.clone()),
-        };
-        match containers.create(self.cd.leased(create, lease)).await {
-            Ok(_) => {}
-            Err(s) if s.code() == Code::AlreadyExists => {
-                // A record left by a crash between create and start: replace it.
-                ok_if_missing(
-                    containers
-                        .delete(self.cd.req(DeleteContainerRequest { id: id.to_string() }))
-                        .await
-                        .map(|_| ()),
-                )
-                .map_err(RuntimeError::grpc("container delete", id))?;
-                containers
-                    .create(self.cd.leased(
-                        CreateContainerRequest {
-                            container: Some(container),
-                        },
-                        lease,
-                    ))
-                    .await
-                    .map_err(RuntimeError::grpc("container create", id))?;
-            }
-            Err(s) => {
-                return Err(RuntimeError::Grpc {
-                    op: "container create",
-                    id: id.to_string(),
-                    source: s,
-                });
-            }
-        }
 
         let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &req.meta.pod_uid, id);
         let (o, e, l) = (stdout.clone(), stderr.clone(), req.log_path.clone());
