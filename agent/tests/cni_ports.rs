@@ -7,128 +7,18 @@
 //! `sktest<N>-*` and a temp dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
+mod cni_support;
 
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use cni_support::*;
 use serde_json::json;
 use skiff_agent::cni::{Attachment, CniRuntime, PortMapping};
 
-fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"))
-}
-
-fn skiff_cni_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "skiff-cni", "--bin", "skiff-cni"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p skiff-cni");
-        assert!(status.success(), "building skiff-cni failed");
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-    })
-    .clone()
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = sh("ip", &["netns", "del", name]);
-        assert!(sh("ip", &["netns", "add", name]).status.success());
-        Netns(name.to_string())
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.0))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh("ip", &["netns", "del", &self.0]);
-    }
-}
-
-fn enter(ns: &Path) {
-    let f = std::fs::File::open(ns).unwrap();
-    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-}
-
-/// Run `f` on a current-thread runtime on a thread inside `ns`: every plugin it starts is a child
-/// of that thread and so starts in `ns`.
-fn in_netns<F, Fut, T>(ns: &Path, f: F) -> T
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-    T: Send + 'static,
-{
-    let ns = ns.to_path_buf();
-    std::thread::spawn(move || {
-        enter(&ns);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f())
-    })
-    .join()
-    .unwrap()
-}
-
-fn serve(ns: PathBuf, port: u16, count: usize) -> std::thread::JoinHandle<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        enter(&ns);
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
-        tx.send(()).unwrap();
-        for _ in 0..count {
-            let (mut s, peer) = l.accept().unwrap();
-            let _ = s.write_all(format!("pod saw {}", peer.ip()).as_bytes());
-        }
-    });
-    rx.recv().unwrap();
-    h
-}
-
-fn fetch(ns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, String> {
-    let ns = ns.to_path_buf();
-    std::thread::spawn(move || {
-        enter(&ns);
-        let mut s =
-            TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(3))
-                .map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .map_err(|e| e.to_string())?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-        Ok(buf)
-    })
-    .join()
-    .unwrap()
-}
-
-fn ip_in(ns: &Netns, args: &[&str]) {
-    let mut full = vec!["-n", ns.0.as_str()];
-    full.extend_from_slice(args);
-    assert!(sh("ip", &full).status.success(), "ip {full:?}");
-}
-
 struct World {
-    n: u8,
     dir: PathBuf,
-    host: Netns,
-    outside: Netns,
+    net: Outside,
 }
 
 impl World {
@@ -138,35 +28,19 @@ impl World {
         let dir = std::env::temp_dir().join(format!("skiff-cniports-{n}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("net.d")).unwrap();
-        let host = Netns::new(&format!("sktest{n}-host"));
-        let outside = Netns::new(&format!("sktest{n}-out"));
-        ip_in(&host, &["link", "set", "lo", "up"]);
-        let veth = format!("skout{n}");
-        ip_in(
-            &host,
-            &[
-                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &outside.0,
-            ],
-        );
-        ip_in(
-            &host,
-            &["addr", "add", &format!("10.252.{n}.1/24"), "dev", &veth],
-        );
-        ip_in(&host, &["link", "set", &veth, "up"]);
-        ip_in(
-            &outside,
-            &["addr", "add", &format!("10.252.{n}.2/24"), "dev", "eth0"],
-        );
-        ip_in(&outside, &["link", "set", "eth0", "up"]);
         World {
-            n,
             dir,
-            host,
-            outside,
+            net: Outside::new(n),
         }
     }
+    fn host(&self) -> &Netns {
+        &self.net.host
+    }
+    fn outside(&self) -> &Netns {
+        &self.net.outside
+    }
     fn host_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 252, self.n, 1)
+        self.net.host_ip()
     }
     fn runtime(&self, bins: Vec<PathBuf>) -> CniRuntime {
         CniRuntime::new(self.dir.join("net.d"), bins, self.dir.join("results"))
@@ -212,6 +86,7 @@ fn attachment(id: &str, netns: &Path, ports: &[(u16, u16)]) -> Attachment {
 /// hostPort from the outside, from the host's 127.0.0.1 and removal on DEL, with `chain` as the
 /// network's plugin list.
 fn host_ports(n: u8, plugins: serde_json::Value, bins: Vec<PathBuf>) {
+    let skiff = plugins[0]["type"] == "skiff-cni";
     let w = World::new(n);
     w.write_conflist(
         json!({"cniVersion": "1.0.0", "name": format!("sktest{n}"), "plugins": plugins}),
@@ -221,8 +96,11 @@ fn host_ports(n: u8, plugins: serde_json::Value, bins: Vec<PathBuf>) {
     let att = attachment("hp", &pod.path(), &[(port, 80)]);
     let rt = std::sync::Arc::new(w.runtime(bins));
     let (rt2, att2) = (rt.clone(), att.clone());
-    let net = in_netns(&w.host.path(), move || async move { rt2.add(&att2).await })
-        .unwrap_or_else(|e| panic!("ADD: {e}"));
+    let net = in_netns(
+        &w.host().path(),
+        move || async move { rt2.add(&att2).await },
+    )
+    .unwrap_or_else(|e| panic!("ADD: {e}"));
     let cached: serde_json::Value = serde_json::from_slice(
         &std::fs::read(w.dir.join(format!("results/sktest{n}-hp-eth0"))).unwrap(),
     )
@@ -231,10 +109,10 @@ fn host_ports(n: u8, plugins: serde_json::Value, bins: Vec<PathBuf>) {
         cached["capabilityArgs"]["portMappings"][0]["hostPort"], port,
         "libcni's capabilityArgs in the cache"
     );
-    let s = serve(pod.path(), 80, 2);
-    let from_outside = fetch(&w.outside.path(), w.host_ip(), port).unwrap();
+    let s = serve(pod.path(), 80, 2, "pod");
+    let from_outside = fetch(&w.outside().path(), w.host_ip(), port).unwrap();
     assert_eq!(from_outside, format!("pod saw 10.252.{n}.2"));
-    let local = fetch(&w.host.path(), Ipv4Addr::LOCALHOST, port).unwrap();
+    let local = fetch(&w.host().path(), Ipv4Addr::LOCALHOST, port).unwrap();
     assert!(
         local.starts_with("pod saw 10.251."),
         "localhost hostPort: {local}"
@@ -242,15 +120,63 @@ fn host_ports(n: u8, plugins: serde_json::Value, bins: Vec<PathBuf>) {
     s.join().unwrap();
     assert!(!net.ips.is_empty());
 
+    // CHECK through the runtime: the cached capabilityArgs reach the plugins as runtimeConfig.
+    let check = |rt: &std::sync::Arc<CniRuntime>| {
+        let (rt, att) = (rt.clone(), att.clone());
+        in_netns(
+            &w.host().path(),
+            move || async move { rt.check(&att).await },
+        )
+    };
+    match check(&rt) {
+        Ok(()) => {}
+        // Debian's portmap (1.1.1) CHECK looks for ip6tables rules of an IPv4-only attachment:
+        // containernetworking/plugins#819. The runtime reports the plugin's error as it is.
+        Err(e) if !skiff && format!("{e:#}").contains("portmap CHECK failed") => {
+            assert!(format!("{e:#}").contains("ipv6"), "{e:#}");
+        }
+        Err(e) => panic!("CHECK after ADD: {e:#}"),
+    }
+    if skiff {
+        // Someone deletes the DNAT rule: skiff-cni's CHECK names it.
+        let table = format!("sktest{n}");
+        let out = w
+            .host()
+            .exec(&["nft", "-a", "list", "chain", "ip", &table, "hostports"]);
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let handle = listing
+            .lines()
+            .find(|l| l.contains(&format!("dport {port} ")))
+            .and_then(|l| l.rsplit_once("# handle "))
+            .map(|(_, h)| h.trim().to_string())
+            .unwrap_or_else(|| panic!("no DNAT rule for {port}:\n{listing}"));
+        let out = w.host().exec(&[
+            "nft",
+            "delete",
+            "rule",
+            "ip",
+            &table,
+            "hostports",
+            "handle",
+            &handle,
+        ]);
+        assert!(out.status.success());
+        let err = check(&rt).expect_err("CHECK without the DNAT rule");
+        assert!(
+            format!("{err:#}").contains(&format!("DNAT rule for tcp {port} -> ")),
+            "CHECK names the missing rule: {err:#}"
+        );
+    }
+
     // DEL without the port mappings in hand (an orphan teardown): the cached capabilityArgs serve.
     let bare = Attachment {
         port_mappings: Vec::new(),
         ..att
     };
-    in_netns(&w.host.path(), move || async move { rt.del(&bare).await }).unwrap();
+    in_netns(&w.host().path(), move || async move { rt.del(&bare).await }).unwrap();
     assert_eq!(w.cache_files(), 0);
     assert!(
-        fetch(&w.outside.path(), w.host_ip(), port).is_err(),
+        fetch(&w.outside().path(), w.host_ip(), port).is_err(),
         "host port closed after DEL"
     );
 }
@@ -302,7 +228,7 @@ fn gc_live_keeps_pinned_pods() {
     );
     let (rt2, l2, d2) = (rt.clone(), live.clone(), dead.clone());
     let ipam = w.dir.join(format!("ipam/sktest{n}"));
-    in_netns(&w.host.path(), move || async move {
+    in_netns(&w.host().path(), move || async move {
         rt2.add(&l2).await.unwrap();
         rt2.add(&d2).await.unwrap();
         rt2.status().await.unwrap();

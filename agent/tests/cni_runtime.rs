@@ -5,72 +5,16 @@
 //! netns names `sktest<N>-*` and a temp dir for conf, cache and IPAM, and removes them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+mod cni_support;
+
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use cni_support::*;
 use serde_json::json;
 use skiff_agent::cni::{Attachment, CniError, CniRuntime};
 use skiff_agent::sandbox;
-
-fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"))
-}
-
-/// The directory holding a freshly built `skiff-cni` (cargo does not build other packages'
-/// binaries for this crate's tests, so build it once here).
-fn skiff_cni_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "skiff-cni", "--bin", "skiff-cni"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p skiff-cni");
-        assert!(status.success(), "building skiff-cni failed");
-        // target/debug/deps/<test> -> target/debug
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        assert!(
-            dir.join("skiff-cni").exists(),
-            "skiff-cni not found in {}",
-            dir.display()
-        );
-        dir
-    })
-    .clone()
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = sh("ip", &["netns", "del", name]);
-        assert!(sh("ip", &["netns", "add", name]).status.success());
-        Netns(name.to_string())
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.0))
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", self.0.as_str()];
-        full.extend_from_slice(args);
-        String::from_utf8_lossy(&sh("ip", &full).stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh("ip", &["netns", "del", &self.0]);
-    }
-}
 
 /// Per-test world: temp dir with conf/, cache/, ipam/; bridge and nft table removed on drop.
 struct World {
@@ -173,27 +117,6 @@ fn attachment(id: &str, netns: &Path) -> Attachment {
     }
 }
 
-/// Serve one TCP connection inside the netns and connect from the host.
-fn tcp_roundtrip(netns: &Path, ip: IpAddr, port: u16) -> String {
-    let ns = std::fs::File::open(netns).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
-        tx.send(()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        s.write_all(b"pong").unwrap();
-    });
-    rx.recv().unwrap();
-    let mut s =
-        TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    server.join().unwrap();
-    buf
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn skiff_cni_add_cache_del() {
     let w = World::new(40);
@@ -210,7 +133,10 @@ async fn skiff_cni_add_cache_del() {
         ns.ip(&["-4", "-o", "addr", "show", "eth0"])
             .contains("10.251.40.2/24")
     );
-    assert_eq!(tcp_roundtrip(&ns.path(), net.ips[0], 7040), "pong");
+    assert_eq!(
+        tcp_roundtrip(&ns.path(), net.ips[0], 7040).unwrap(),
+        "hello-from-pod"
+    );
 
     // libcni's cache layout.
     assert_eq!(w.cache_files(), vec!["sktest40-pod-a-eth0"]);
@@ -279,7 +205,10 @@ async fn reference_plugins_bridge_host_local_loopback() {
             .contains("via 10.251.41.1")
     );
     assert!(ns.ip(&["link", "show", "lo"]).contains("UP"));
-    assert_eq!(tcp_roundtrip(&ns.path(), net.ips[0], 7041), "pong");
+    assert_eq!(
+        tcp_roundtrip(&ns.path(), net.ips[0], 7041).unwrap(),
+        "hello-from-pod"
+    );
     assert_eq!(w.cache_files(), vec!["sktest41-ref-a-eth0"]);
     rt.check(&att).await.unwrap();
 
@@ -456,7 +385,10 @@ async fn pinned_sandbox_with_cni() {
         .unwrap();
     let att = attachment("uid-47", &sb.net);
     let net = rt.add(&att).await.unwrap();
-    assert_eq!(tcp_roundtrip(&sb.net, net.ips[0], 7047), "pong");
+    assert_eq!(
+        tcp_roundtrip(&sb.net, net.ips[0], 7047).unwrap(),
+        "hello-from-pod"
+    );
     rt.del(&att).await.unwrap();
     let dir = pod_dir.clone();
     tokio::task::spawn_blocking(move || sandbox::unpin(&dir))

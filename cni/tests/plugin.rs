@@ -76,7 +76,7 @@ fn lifecycle(version: &str, n: u8) {
 
     // Host → pod over the bridge.
     assert_eq!(
-        tcp_roundtrip(&ns.path(), ip, 7000 + u16::from(n)).unwrap(),
+        tcp_roundtrip(&ns.path(), ip.into(), 7000 + u16::from(n)).unwrap(),
         "hello-from-pod"
     );
 

@@ -12,96 +12,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::net::Ipv4Addr;
+use std::path::Path;
 
 use common::*;
-use serde_json::{Value, json};
-
-/// Run the plugin inside the host namespace (as a runtime on that "host" would).
-fn run_in_host(host: &Netns, command: &str, id: &str, pod: &Path, conf: &Value) -> Run {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &host.name, plugin_bin()])
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_NETNS", pod)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Run {
-        ok: out.status.success(),
-        json: serde_json::from_str(stdout.trim()).ok(),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: Duration::ZERO,
-    }
-}
-
-fn enter(ns: &Path) {
-    let f = std::fs::File::open(ns).unwrap();
-    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-}
-
-/// Accept `count` connections on `port` inside `ns`; each gets `<tag> saw <peer ip>`.
-fn serve(ns: PathBuf, port: u16, count: usize, tag: &'static str) -> JoinHandle<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        enter(&ns);
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
-        tx.send(()).unwrap();
-        for _ in 0..count {
-            let (mut s, peer) = l.accept().unwrap();
-            let _ = s.write_all(format!("{tag} saw {}", peer.ip()).as_bytes());
-        }
-    });
-    rx.recv().unwrap();
-    h
-}
-
-/// Connect from inside `ns` and read the whole answer.
-fn fetch(ns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, String> {
-    let ns = ns.to_path_buf();
-    std::thread::spawn(move || {
-        enter(&ns);
-        let mut s =
-            TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(3))
-                .map_err(|e| format!("connect {ip}:{port}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .map_err(|e| e.to_string())?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-        Ok(buf)
-    })
-    .join()
-    .unwrap()
-}
-
-fn ip_in(ns: &Netns, args: &[&str]) {
-    let mut full = vec!["-n", ns.name.as_str()];
-    full.extend_from_slice(args);
-    let out = sh("ip", &full);
-    assert!(
-        out.status.success(),
-        "ip {full:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use serde_json::json;
 
 #[test]
 fn pod_traffic_masquerade_and_host_ports_nftables() {
@@ -116,41 +31,21 @@ fn pod_traffic_masquerade_and_host_ports_iptables() {
 
 fn pod_traffic_masquerade_and_host_ports(n: u8, backend: &str) {
     require_root();
-    let host = Netns::new(&format!("sktest{n}-host"));
-    let out = Netns::new(&format!("sktest{n}-out"));
+    let world = Outside::new(n);
+    let (host, out) = (&world.host, &world.outside);
     let a = Netns::new(&format!("sktest{n}-a"));
     let b = Netns::new(&format!("sktest{n}-b"));
     let net = TestNet::new(n);
-    let skout = format!("skout{n}");
-    let (host_ip, outside) = (Ipv4Addr::new(10, 252, n, 1), Ipv4Addr::new(10, 252, n, 2));
-    ip_in(&host, &["link", "set", "lo", "up"]);
-    ip_in(&out, &["link", "set", "lo", "up"]);
-    ip_in(
-        &host,
-        &[
-            "link", "add", &skout, "type", "veth", "peer", "name", "eth0", "netns", &out.name,
-        ],
-    );
-    ip_in(
-        &host,
-        &["addr", "add", &format!("{host_ip}/24"), "dev", &skout],
-    );
-    ip_in(&host, &["link", "set", &skout, "up"]);
-    ip_in(
-        &out,
-        &["addr", "add", &format!("{outside}/24"), "dev", "eth0"],
-    );
-    ip_in(&out, &["link", "set", "eth0", "up"]);
-
+    let (host_ip, outside) = (world.host_ip(), world.outside_ip());
     let mut conf = net.conf("1.1.0");
     conf["ipMasqBackend"] = json!(backend);
-    let ra = ok(run_in_host(&host, "ADD", "pod-a", &a.path(), &conf));
+    let ra = ok(run_in_host(host, "ADD", "pod-a", &a.path(), &conf));
     let mut conf_b = conf.clone();
     conf_b["runtimeConfig"] = json!({"portMappings": [
         {"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": 18081, "containerPort": 80, "protocol": "tcp", "hostIP": host_ip.to_string()}
     ]});
-    let rb = ok(run_in_host(&host, "ADD", "pod-b", &b.path(), &conf_b));
+    let rb = ok(run_in_host(host, "ADD", "pod-b", &b.path(), &conf_b));
     let (ip_a, ip_b) = (result_ip(&ra), result_ip(&rb));
     let gw = net.gateway();
 
@@ -215,13 +110,9 @@ fn pod_traffic_masquerade_and_host_ports(n: u8, backend: &str) {
     );
 
     // DEL removes the host ports (twice is fine), and the port is closed afterwards.
-    ok(run_in_host(&host, "DEL", "pod-b", &b.path(), &conf_b));
-    ok(run_in_host(&host, "DEL", "pod-b", &b.path(), &conf_b));
-    let in_host = |args: &[&str]| {
-        let mut full = vec!["netns", "exec", host.name.as_str()];
-        full.extend_from_slice(args);
-        String::from_utf8_lossy(&sh("ip", &full).stdout).into_owned()
-    };
+    ok(run_in_host(host, "DEL", "pod-b", &b.path(), &conf_b));
+    ok(run_in_host(host, "DEL", "pod-b", &b.path(), &conf_b));
+    let in_host = |args: &[&str]| String::from_utf8_lossy(&host.exec(args).stdout).into_owned();
     let table = in_host(&["nft", "list", "table", "ip", &net.table]);
     assert!(!table.contains("dnat to"), "host ports removed: {table}");
     let nat = in_host(&["iptables", "-t", "nat", "-S"]);
@@ -234,7 +125,7 @@ fn pod_traffic_masquerade_and_host_ports(n: u8, backend: &str) {
         assert!(!table.contains("masquerade"), "{table}");
     }
     assert!(fetch(&out.path(), host_ip, 18080).is_err());
-    ok(run_in_host(&host, "DEL", "pod-a", &a.path(), &conf));
+    ok(run_in_host(host, "DEL", "pod-a", &a.path(), &conf));
     assert!(net.reservations().is_empty());
 }
 

@@ -1,6 +1,6 @@
 //! CHECK: verify that what prevResult describes is still in place — the container interface with
-//! its addresses and routes, the host veth on the bridge, the IPAM reservation and the masquerade
-//! rule.
+//! its addresses and routes, the host veth on the bridge, the IPAM reservation, the masquerade
+//! rule and the attachment's host ports (see `check_fw.rs`).
 
 use std::net::IpAddr;
 
@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::conf::NetConf;
 use super::netlink::Netlink;
-use super::{attachment, delegate, firewall, ipam, link, netns};
+use super::{attachment, check_fw, delegate, ipam, link, netns};
 use crate::spec::{CniResult, Command, Env, Error, ErrorCode};
 
 fn failed(msg: impl Into<String>) -> Error {
@@ -125,14 +125,24 @@ pub fn check(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), Error> {
             }
         }
     }
-    if conf.ip_masq
-        && !conf.use_iptables()
-        && !firewall::masquerade_present(&conf.nft_table, &conf.name)
-    {
-        return Err(failed(format!(
-            "masquerade chain of {} is missing in table {}",
-            conf.name, conf.nft_table
-        )));
+    let ip = ips.iter().find_map(|ip| match ip {
+        IpNet::V4(v4) => Some(*v4),
+        IpNet::V6(_) => None,
+    });
+    if let Some(ip) = ip {
+        // The sources ADD used: the whole range set with the built-in IPAM, else the address's
+        // subnet.
+        let subnets = match (&conf.delegate, conf.ipam().and_then(|i| i.range_set())) {
+            (None, Ok(set)) => set.iter().map(|r| r.subnet).collect(),
+            _ => vec![ip.trunc()],
+        };
+        check_fw::check(&check_fw::Expect {
+            conf,
+            container_id: id,
+            ifname,
+            ip: ip.addr(),
+            subnets: &subnets,
+        })?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::firewall::nft;
 use super::link;
 use crate::spec::{Error, ValidAttachment};
 
-const DISPATCH: &str = "hostports";
+pub(crate) const DISPATCH: &str = "hostports";
 
 /// One attachment's host ports.
 pub struct Request<'a> {

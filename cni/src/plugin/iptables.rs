@@ -12,7 +12,7 @@ use super::hostports::Request;
 use super::link;
 use crate::spec::{Error, ValidAttachment};
 
-const HOSTPORTS: &str = "SKIFF-HOSTPORTS";
+pub(crate) const HOSTPORTS: &str = "SKIFF-HOSTPORTS";
 
 fn run(args: &[&str]) -> Result<(), Error> {
     match iptables(args)? {
@@ -43,7 +43,7 @@ fn ensure_rule(chain: &str, rule: &[&str]) -> Result<(), Error> {
     run(&with("-A"))
 }
 
-fn masq_chain(network: &str) -> String {
+pub(crate) fn masq_chain(network: &str) -> String {
     format!("SKIFF-MASQ-{:08x}", link::fnv(network) & 0xffff_ffff)
 }
 

@@ -3,6 +3,7 @@
 
 mod add;
 mod check;
+mod check_fw;
 pub mod conf;
 pub mod del;
 pub mod delegate;

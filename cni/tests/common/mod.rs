@@ -1,14 +1,18 @@
-//! Shared helpers for the root tests: throwaway network namespaces, per-test bridges/subnets/nft
-//! tables/IPAM dirs that are removed on drop, running the plugin binary, and TCP into a netns.
+//! Shared helpers for the root tests: per-test bridges/subnets/nft tables/IPAM dirs that are
+//! removed on drop and running the plugin binary; namespaces and TCP helpers are in `topology.rs`
+//! (shared with the agent's CNI tests).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+mod topology;
+pub use topology::*;
 
 pub const ALL_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
@@ -17,50 +21,6 @@ pub fn require_root() {
         nix::unistd::geteuid().is_root(),
         "these tests need root (netns, links, nftables)"
     );
-}
-
-pub fn sh(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"))
-}
-
-/// A network namespace created with `ip netns add`, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: &str) -> Netns {
-        let _ = sh("ip", &["netns", "del", name]);
-        let out = sh("ip", &["netns", "add", name]);
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Netns {
-            name: name.to_string(),
-        }
-    }
-
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    /// `ip -n <ns> <args>` stdout.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", self.name.as_str()];
-        full.extend_from_slice(args);
-        String::from_utf8_lossy(&sh("ip", &full).stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh("ip", &["netns", "del", &self.name]);
-    }
 }
 
 /// One test's network: bridge `sktest<n>`, subnet 10.251.<n>.0/24, nft table `sktest<n>`, IPAM dir
@@ -223,38 +183,6 @@ pub fn ok(r: Run) -> Value {
     r.json.unwrap_or(Value::Null)
 }
 
-/// Serve one TCP connection inside `netns` (socket created after setns, so it lives there) and
-/// connect to it from the host: proves host → pod reachability through the bridge.
-pub fn tcp_roundtrip(netns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, String> {
-    let ns = std::fs::File::open(netns).map_err(|e| e.to_string())?;
-    let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let server = std::thread::spawn(move || -> Result<(), String> {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
-        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(|e| e.to_string());
-        let l = match l {
-            Ok(l) => {
-                let _ = tx.send(Ok(()));
-                l
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e.clone()));
-                return Err(e);
-            }
-        };
-        let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
-        s.write_all(b"hello-from-pod").map_err(|e| e.to_string())
-    });
-    rx.recv().map_err(|e| e.to_string())??;
-    let mut s = TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-    server.join().map_err(|_| "server panicked".to_string())??;
-    Ok(buf)
-}
-
 /// The pod address of a result (first ips[] entry, without the prefix).
 pub fn result_ip(result: &Value) -> Ipv4Addr {
     let a = result["ips"][0]["address"]
@@ -264,4 +192,35 @@ pub fn result_ip(result: &Value) -> Ipv4Addr {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("an IPv4 address")
+}
+
+/// Run the plugin inside the host namespace (as a runtime on that "host" would).
+pub fn run_in_host(host: &Netns, command: &str, id: &str, pod: &Path, conf: &Value) -> Run {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &host.name, plugin_bin()])
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_NETNS", pod)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        ok: out.status.success(),
+        json: serde_json::from_str(stdout.trim()).ok(),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    }
 }
