@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # API benchmark (a measurement, not a test). Starts its own skiff-apiserver and its own etcd (Debian's
 # etcd-server, 3.4) on free 127.0.0.1 ports with temporary data directories, runs the same workload against
-# both, stops them by PID and prints both and the ratios.
+# both, stops them by PID and prints both and the ratios; then skiff-apiserver with --storage etcd on that etcd.
 #
 #   ./scripts/bench-api.sh [CREATES]        defaults: CREATES=2000; PROFILE=release (or debug)
 #
@@ -55,19 +55,26 @@ wait_for() { # URL [curl args...]
     return 1
 }
 
-echo "== skiff-apiserver ($profile build)"
-sport=$(free_port)
-"$bin/skiff-apiserver" serve --data-dir "$tmp/skiff" --bind-address 127.0.0.1 --secure-port "$sport" \
-    --advertise-address 127.0.0.1 >"$tmp/skiff.log" 2>&1 &
-pids+=($!)
-wait_for "https://127.0.0.1:$sport/readyz" -k
-kc="$tmp/skiff/admin.kubeconfig"
-field() { awk -v k="$1:" '$1 == k { print $2; exit }' "$kc" | base64 -d; }
-field certificate-authority-data >"$tmp/ca.pem"
-field client-certificate-data >"$tmp/cert.pem"
-field client-key-data >"$tmp/key.pem"
-"$bin/examples/bench_api" --target skiff --url "https://127.0.0.1:$sport" \
-    --ca "$tmp/ca.pem" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --creates "$creates" | tee "$tmp/skiff.json"
+run_skiff() { # NAME [skiff-apiserver flags...]: serve, benchmark into $tmp/NAME.json
+    local name=$1 port
+    shift
+    port=$(free_port)
+    "$bin/skiff-apiserver" serve --data-dir "$tmp/$name" --bind-address 127.0.0.1 --secure-port "$port" \
+        --advertise-address 127.0.0.1 "$@" >"$tmp/$name.log" 2>&1 &
+    pids+=($!)
+    wait_for "https://127.0.0.1:$port/readyz" -k
+    local kc="$tmp/$name/admin.kubeconfig"
+    field() { awk -v k="$1:" '$1 == k { print $2; exit }' "$kc" | base64 -d; }
+    field certificate-authority-data >"$tmp/$name-ca.pem"
+    field client-certificate-data >"$tmp/$name-cert.pem"
+    field client-key-data >"$tmp/$name-key.pem"
+    "$bin/examples/bench_api" --target skiff --url "https://127.0.0.1:$port" \
+        --ca "$tmp/$name-ca.pem" --cert "$tmp/$name-cert.pem" --key "$tmp/$name-key.pem" \
+        --creates "$creates" | tee "$tmp/$name.json"
+}
+
+echo "== skiff-apiserver ($profile build, embedded store)"
+run_skiff skiff
 
 echo "== etcd $(etcd --version | awk '/etcd Version/ {print $3}')"
 cport=$(free_port)
@@ -80,12 +87,19 @@ pids+=($!)
 wait_for "http://127.0.0.1:$cport/health"
 "$bin/examples/bench_api" --target etcd --url "http://127.0.0.1:$cport" --creates "$creates" | tee "$tmp/etcd.json"
 
+# Third column (SKIFF_ON_ETCD=0 skips it): skiff-apiserver itself storing in the same etcd, under its own prefix.
+if [ "${SKIFF_ON_ETCD:-1}" = 1 ]; then
+    echo "== skiff-apiserver on etcd (--storage etcd)"
+    run_skiff skiff-etcd --storage etcd --etcd-servers "http://127.0.0.1:$cport" --etcd-prefix /skiff-bench
+fi
+
 echo "== summary (skiff vs etcd; ratio = skiff / etcd)"
-python3 - "$tmp/skiff.json" "$tmp/etcd.json" <<'EOF'
+touch "$tmp/skiff-etcd.json"
+python3 - "$tmp/skiff.json" "$tmp/etcd.json" "$tmp/skiff-etcd.json" <<'EOF'
 import json, sys
 def load(p):
     return {(r["phase"], r["clients"]): r for r in map(json.loads, open(p))}
-s, e = load(sys.argv[1]), load(sys.argv[2])
+s, e, se = load(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3])
 def ratio(a, b):
     return f"{a / b:.2f}" if b else "n/a"
 for key in sorted(s):
@@ -98,6 +112,13 @@ for key in sorted(s):
     else:
         print(f"{name:12} skiff p50 {a['p50_ms']:6.2f} ms p99 {a['p99_ms']:6.2f} ms ({a['ops']} deliveries) | "
               f"etcd p50 {b.get('p50_ms', 0):6.2f} ms p99 {b.get('p99_ms', 0):6.2f} ms | p99 ratio {ratio(a['p99_ms'], b.get('p99_ms', 0))}")
+for key in sorted(se):
+    a = se[key]
+    name = f"{key[0]} x{key[1]}"
+    if key[0] == "create":
+        print(f"{name:12} skiff-on-etcd {a['per_sec']:7.0f}/s p50 {a['p50_ms']:6.2f} ms p99 {a['p99_ms']:6.2f} ms")
+    else:
+        print(f"{name:12} skiff-on-etcd p50 {a['p50_ms']:6.2f} ms p99 {a['p99_ms']:6.2f} ms ({a['ops']} deliveries)")
 c16, c1, w = s.get(("create", 16), {}), s.get(("create", 1), {}), s.get(("watch", 100), {})
 print("targets: creates/s x16 >= 1000: %s; p99 create x1 <= 20 ms: %s; watch p99 <= 50 ms: %s" % (
     "met" if c16.get("per_sec", 0) >= 1000 else "NOT met",

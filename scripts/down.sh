@@ -149,6 +149,9 @@ list_leftovers() {
 	while read -r entry; do [[ -n $entry ]] && echo "mount: $entry"; done < <(lab_mounts)
 	[[ -e /run/netns/$SELFTEST_NETNS ]] && echo "netns: /run/netns/$SELFTEST_NETNS"
 	ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && echo "link: $CNI_BRIDGE"
+	ip link show "$VXLAN_DEVICE" >/dev/null 2>&1 && echo "link: $VXLAN_DEVICE"
+	ip route show proto 83 2>/dev/null | sed 's/^/route (host-gw): /'
+	ip route show proto 84 2>/dev/null | sed 's/^/route (vxlan): /'
 	while read -r entry; do [[ -n $entry ]] && echo "link: $entry (on $CNI_BRIDGE)"; done < <(bridge_veths)
 	nft list table ip "$CNI_NFT_TABLE" >/dev/null 2>&1 && echo "nftables: table ip $CNI_NFT_TABLE"
 	while read -r entry; do [[ -n $entry ]] && echo "iptables: $entry"; done < <(skiff_iptables_rules)
@@ -235,6 +238,13 @@ remove_network() {
 	done < <(bridge_veths)
 	if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then
 		ip link del "$CNI_BRIDGE" || log "cannot delete bridge $CNI_BRIDGE"
+	fi
+	# The agent's routes to other nodes' pod CIDRs (host-gw: protocol 83, VXLAN: 84) and its
+	# VXLAN device; a one-node lab has none of them.
+	ip route flush proto 83 2>/dev/null || true
+	ip route flush proto 84 2>/dev/null || true
+	if ip link show "$VXLAN_DEVICE" >/dev/null 2>&1; then
+		ip link del "$VXLAN_DEVICE" || log "cannot delete link $VXLAN_DEVICE"
 	fi
 	if nft list table ip "$CNI_NFT_TABLE" >/dev/null 2>&1; then
 		nft delete table ip "$CNI_NFT_TABLE" || log "cannot delete nft table ip $CNI_NFT_TABLE"

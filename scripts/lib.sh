@@ -32,6 +32,7 @@ CNI_BIN_DIRS=$BIN_DIR:/usr/lib/cni
 CNI_NETWORK=skiff
 CNI_BRIDGE=skiff0
 CNI_NFT_TABLE=skiff-cni
+VXLAN_DEVICE=skiff.vxlan
 CNI_IPAM_DIR=/var/lib/cni/networks/$CNI_NETWORK
 CNI_RESULTS_DIR=/var/lib/cni/results
 # Written by up.sh only with SKIFF_CNI=reference.

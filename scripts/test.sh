@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs skiff's whole test suite: formatting and lints, unit and root integration tests (real containerd, netns,
-# registry, API server), then the end-to-end lab test (scripts/up.sh, real kubectl, scripts/down.sh).
+# registry, API server, etcd), then the end-to-end tests: the one-node lab (scripts/up.sh, real kubectl,
+# scripts/down.sh) and the three-machine lab (scripts/lab.sh: systemd-nspawn machines provisioned with
+# systemd/install.sh and joined with a token).
 #
 #   sudo ./scripts/test.sh            everything
-#   sudo ./scripts/test.sh --no-e2e   skip the lab test
+#   sudo ./scripts/test.sh --no-e2e   skip both lab tests
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,4 +43,6 @@ cargo test --workspace --locked -- --test-threads=2
 if [[ $run_e2e -eq 1 ]]; then
     step "end-to-end lab test"
     "$repo/e2e/lab.sh"
+    step "end-to-end multi-machine lab test"
+    "$repo/e2e/multinode.sh"
 fi

@@ -319,6 +319,11 @@ write_cni_conf() {
 	esac
 }
 
+# A development lab shares its disk with builds and test clones: like kind, it keeps the
+# kubelet's memory and inode thresholds but trades the disk percentages (10 % / 15 % of a large
+# disk) for absolute floors. SKIFF_EVICTION_HARD overrides (the kubelet's syntax).
+EVICTION_HARD=${SKIFF_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1Gi,nodefs.inodesFree<5%,imagefs.available<1Gi}
+
 start_agent() {
 	local pid
 	if pid=$(lab_pid agent skiff-agent); then
@@ -332,7 +337,8 @@ start_agent() {
 		--containerd-socket "$CONTAINERD_SOCK" --containerd-namespace "$CTR_NAMESPACE" \
 		--root-dir "$AGENT_DIR" --run-dir "$RUN_DIR" --pod-log-dir "$POD_LOG_DIR" \
 		--cni-conf-dir "$CNI_CONF_DIR" --cni-bin-dir "$CNI_BIN_DIRS" \
-		--registry-config "$REGISTRIES_YAML"
+		--registry-config "$REGISTRIES_YAML" --containerd-root "$CONTAINERD_DIR/root" \
+		--eviction-hard "$EVICTION_HARD"
 	log "skiff-agent started for node $NODE_NAME (pid $(<"$(pid_file agent)"))"
 }
 

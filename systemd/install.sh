@@ -3,19 +3,22 @@
 #
 #   sudo systemd/install.sh server [--bin-dir DIR] [--advertise-address IP] [--node-name NAME]
 #                                  [--node-ip IP] [--cluster-cidr CIDR] [--no-agent]
-#                                  [--registry-mirror URL]
-#   sudo systemd/install.sh agent --server https://HOST:6443 --kubeconfig FILE [--bin-dir DIR]
-#                                 [--node-name NAME] [--node-ip IP] [--registry-mirror URL]
+#                                  [--registry-mirror URL] [--token-ttl 24h]
+#   sudo systemd/install.sh agent --server https://HOST:6443 (--token TOKEN | --token-file FILE
+#                                 | --kubeconfig FILE) [--bin-dir DIR] [--node-name NAME]
+#                                 [--node-ip IP] [--registry-mirror URL]
 #                                 [--wait SECONDS]   (wait for FILE to appear, e.g. from a synced folder)
 #   sudo systemd/install.sh node-kubeconfig NAME OUT [--server URL]     (on the server)
 #
 # server: installs containerd, runc, nftables and the binaries (from --bin-dir, default the
-# repo's target/release), writes /etc/skiff/*.env and the containerd config, installs
+# repo's target/release), writes /etc/skiff/{apiserver,agent}.yaml and the containerd config, installs
 # skiff-cni into /opt/cni/bin, enables and starts skiff-apiserver and (unless --no-agent) a
-# skiff-agent for this machine, then prints the admin kubeconfig and how to join agents.
-# agent: the same packages and binaries, and skiff-agent with a node kubeconfig minted on the
-# server by `install.sh node-kubeconfig` (user system:node:<name>, group system:nodes).
-# Token-based join (`skiff-apiserver token create`) is a later step of issue 7.
+# skiff-agent for this machine, then prints the admin kubeconfig and the join command with a
+# join token (kept in /etc/skiff/join-token and reused while it is valid).
+# agent: the same packages and binaries, and skiff-agent joined with a token
+# (K10<CA sha256>::<id>.<secret> from `skiff-apiserver token create`: the agent pins the CA and
+# obtains its node certificate through a CSR), or with a node kubeconfig minted on the server by
+# `install.sh node-kubeconfig` (user system:node:<name>, group system:nodes).
 # Running it again with the same arguments changes nothing; systemd/uninstall.sh undoes it.
 set -Eeuo pipefail
 SKIFF_SYSTEMD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,10 +38,14 @@ WITH_AGENT=1
 MIRROR=""
 SERVER=""
 KUBECONFIG_IN=""
+TOKEN=""
+TOKEN_FILE=""
+TOKEN_TTL=24h
+JOIN_TOKEN_FILE=$ETC_DIR/join-token
 WAIT=0
 
 usage() {
-	sed -n '2,19s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,23s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
@@ -171,40 +178,64 @@ default_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") {print $(i + 1); exit}}'
 }
 
-write_apiserver_env() {
-	write_file "$ETC_DIR/apiserver.env" 600 <<-EOF
-		# skiff-apiserver settings (written by systemd/install.sh; one SKIFF_* per flag)
-		SKIFF_DATA_DIR=$APISERVER_DATA
-		SKIFF_BIND_ADDRESS=0.0.0.0
-		SKIFF_SECURE_PORT=$SECURE_PORT
-		SKIFF_ADVERTISE_ADDRESS=$ADVERTISE
-		SKIFF_CLUSTER_CIDR=$CIDR
-		SKIFF_NODE_CIDR_MASK_SIZE=24
-		RUST_LOG=info
-		NO_COLOR=1
-	EOF
+# yq VALUE: VALUE as a single-quoted YAML scalar.
+yq() {
+	local q="'"
+	printf "'%s'" "${1//$q/$q$q}"
 }
 
-write_agent_env() {
-	local ip_line="# SKIFF_NODE_IP= (default: first non-loopback IPv4)"
-	[[ -n $NODE_IP ]] && ip_line="SKIFF_NODE_IP=$NODE_IP"
-	write_file "$ETC_DIR/agent.env" 600 <<-EOF
-		# skiff-agent settings (written by systemd/install.sh; one SKIFF_* per flag)
-		SKIFF_KUBECONFIG=$AGENT_KUBECONFIG
-		SKIFF_NODE_NAME=$NODE
-		$ip_line
-		SKIFF_CONTAINERD_SOCKET=$SYSTEM_CONTAINERD_SOCK
-		SKIFF_CONTAINERD_NAMESPACE=$CTR_NAMESPACE
-		SKIFF_ROOT_DIR=$STATE/agent
-		SKIFF_RUN_DIR=$RUN_DIR
-		SKIFF_POD_LOG_DIR=$POD_LOG_DIR
-		SKIFF_CNI_CONF_DIR=$STATE/cni/net.d
-		SKIFF_CNI_BIN_DIR=$CNI_INSTALL_DIR:/usr/lib/cni
-		SKIFF_REGISTRY_CONFIG=$ETC_DIR/registries.yaml
-		SKIFF_CLUSTER_CIDR=$CIDR
-		RUST_LOG=info
-		NO_COLOR=1
+# retire_env NAME: remove /etc/skiff/NAME.env when an older install.sh wrote it (its settings now live
+# in NAME.yaml, and a stale env file would override them); 0 when it was removed.
+retire_env() {
+	local env=$ETC_DIR/$1.env
+	[[ -f $env && $(head -n1 "$env") == *'written by systemd/install.sh'* ]] || return 1
+	rm -f "$env"
+	changed "$env (removed: settings moved to $ETC_DIR/$1.yaml)"
+}
+
+# write_apiserver_config: /etc/skiff/apiserver.yaml (keys = long flags of `skiff-apiserver serve`).
+write_apiserver_config() {
+	local rc=1
+	retire_env apiserver && rc=0
+	write_file "$ETC_DIR/apiserver.yaml" 600 <<-EOF && rc=0
+		# skiff-apiserver settings (written by systemd/install.sh; keys are the long flags of
+		# \`skiff-apiserver serve --help\`; flags and SKIFF_* variables override them)
+		data-dir: $(yq "$APISERVER_DATA")
+		bind-address: 0.0.0.0
+		secure-port: $SECURE_PORT
+		advertise-address: $(yq "$ADVERTISE")
+		cluster-cidr: $(yq "$CIDR")
+		node-cidr-mask-size: 24
 	EOF
+	return $rc
+}
+
+# write_agent_config: /etc/skiff/agent.yaml (keys = long flags of skiff-agent; 0600: it may hold the
+# join token).
+write_agent_config() {
+	local rc=1 ip_line="# node-ip: (default: first non-loopback IPv4)"
+	local join_lines="# server:, token: (token join; this node has a minted kubeconfig)"
+	[[ -n $NODE_IP ]] && ip_line="node-ip: $(yq "$NODE_IP")"
+	[[ -n $TOKEN ]] && join_lines="server: $(yq "$SERVER")"$'\n'"token: $(yq "$TOKEN")"
+	retire_env agent && rc=0
+	write_file "$ETC_DIR/agent.yaml" 600 <<-EOF && rc=0
+		# skiff-agent settings (written by systemd/install.sh; keys are the long flags of
+		# \`skiff-agent --help\`; flags and SKIFF_* variables override them)
+		kubeconfig: $(yq "$AGENT_KUBECONFIG")
+		$join_lines
+		node-name: $(yq "$NODE")
+		$ip_line
+		containerd-socket: $(yq "$SYSTEM_CONTAINERD_SOCK")
+		containerd-namespace: $(yq "$CTR_NAMESPACE")
+		root-dir: $(yq "$STATE/agent")
+		run-dir: $(yq "$RUN_DIR")
+		pod-log-dir: $(yq "$POD_LOG_DIR")
+		cni-conf-dir: $(yq "$STATE/cni/net.d")
+		cni-bin-dir: [$(yq "$CNI_INSTALL_DIR"), '/usr/lib/cni']
+		registry-config: $(yq "$ETC_DIR/registries.yaml")
+		cluster-cidr: $(yq "$CIDR")
+	EOF
+	return $rc
 }
 
 # write_registries: /etc/skiff/registries.yaml for --registry-mirror; 0 when it was written.
@@ -231,10 +262,46 @@ mint_node_kubeconfig() {
 	rm -f "$tmp"
 }
 
+# ensure_join_token: JOIN_TOKEN = the token in $JOIN_TOKEN_FILE while the server still knows it
+# and it has not expired, else a fresh one (`skiff-apiserver token create`).
+ensure_join_token() {
+	local id
+	if [[ -s $JOIN_TOKEN_FILE ]]; then
+		JOIN_TOKEN=$(<"$JOIN_TOKEN_FILE")
+		id=${JOIN_TOKEN#*::}
+		id=${id%%.*}
+		if "$INSTALL_BIN/skiff-apiserver" token list --data-dir "$APISERVER_DATA" |
+			awk -v id="$id" '$1 == id && $2 != "<expired>" { found = 1 } END { exit !found }'; then
+			return 0
+		fi
+	fi
+	JOIN_TOKEN=$("$INSTALL_BIN/skiff-apiserver" token create --data-dir "$APISERVER_DATA" \
+		--ttl "$TOKEN_TTL" --description "join token printed by install.sh server") ||
+		die "skiff-apiserver token create failed"
+	printf '%s\n' "$JOIN_TOKEN" | write_file "$JOIN_TOKEN_FILE" 600 || true
+}
+
+# check_join: before anything is changed, the server must present the CA the token pins and
+# accept the token (skiff-agent --check-join prints why not).
+check_join() {
+	local out
+	out=$("$BIN_SRC/skiff-agent" --check-join --server "$SERVER" --token "$TOKEN" \
+		--kubeconfig "$AGENT_KUBECONFIG" --node-name "$NODE" \
+		--registry-config "$ETC_DIR/registries.yaml" 2>&1) || {
+		printf '%s\n' "$out" | grep -v '^ *$' | tail -n 3 >&2
+		die "the join with --token was refused (nothing was changed)"
+	}
+}
+
 # --- modes ------------------------------------------------------------------------------------
-settings_common() {
+# node_setting: NODE (default: the hostname), validated; changes nothing on the machine.
+node_setting() {
 	NODE=${NODE:-$(hostname | tr '[:upper:]' '[:lower:]')}
 	[[ $NODE =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]] || die "'$NODE' is not a valid node name; pass --node-name"
+}
+
+settings_common() {
+	node_setting
 	mkdir -p "$ETC_DIR"
 	chmod 755 "$ETC_DIR"
 }
@@ -252,7 +319,7 @@ install_server() {
 	configure_containerd
 	step "skiff-apiserver"
 	restart=$BIN_CHANGED
-	write_apiserver_env && restart=1
+	write_apiserver_config && restart=1
 	install_units skiff-apiserver.service skiff-agent.service
 	((UNITS_CHANGED)) && restart=1
 	start_unit skiff-apiserver.service "$restart"
@@ -264,33 +331,54 @@ install_server() {
 			changed "$AGENT_KUBECONFIG"
 			restart=1
 		fi
-		write_agent_env && restart=1
+		write_agent_config && restart=1
 		write_registries && restart=1
 		start_unit skiff-agent.service "$restart"
 	fi
+	step "join token"
+	ensure_join_token
 	CURRENT_STEP=""
 	report
 	cat >&2 <<-EOF
 		$SCRIPT_NAME: skiff server is up on https://$ADVERTISE:$SECURE_PORT
 		    admin kubeconfig: $APISERVER_DATA/admin.kubeconfig   (export KUBECONFIG=$APISERVER_DATA/admin.kubeconfig)
-		    to join an agent named NAME:
-		      here:      $SKIFF_SYSTEMD_DIR/install.sh node-kubeconfig NAME /tmp/NAME.kubeconfig
-		      copy /tmp/NAME.kubeconfig to the agent, then there:
-		                 install.sh agent --server https://$ADVERTISE:$SECURE_PORT --kubeconfig NAME.kubeconfig --node-name NAME
-		    (token-based join, install.sh agent --token, is not implemented yet)
+		    join token (also in $JOIN_TOKEN_FILE; more: skiff-apiserver token create|list|delete):
+		    to join an agent, run there:
+		      install.sh agent --server https://$ADVERTISE:$SECURE_PORT --token $JOIN_TOKEN
 	EOF
 }
 
 install_agent() {
 	local restart tmp
 	[[ $SERVER =~ ^https://[^/]+$ ]] || die "--server https://HOST:PORT is required"
-	if ((WAIT > 0)) && [[ -n $KUBECONFIG_IN && ! -s $KUBECONFIG_IN ]]; then
-		log "waiting up to ${WAIT}s for $KUBECONFIG_IN (minted on the server)"
-		wait_until "$WAIT" test -s "$KUBECONFIG_IN" || die "$KUBECONFIG_IN did not appear within ${WAIT}s"
+	if [[ -n $TOKEN_FILE ]]; then
+		if ((WAIT > 0)) && [[ ! -s $TOKEN_FILE ]]; then
+			log "waiting up to ${WAIT}s for $TOKEN_FILE"
+			wait_until "$WAIT" test -s "$TOKEN_FILE" || die "$TOKEN_FILE did not appear within ${WAIT}s"
+		fi
+		[[ -s $TOKEN_FILE ]] || die "--token-file $TOKEN_FILE is missing or empty"
+		TOKEN=$(tr -d '[:space:]' <"$TOKEN_FILE")
 	fi
-	[[ -n $KUBECONFIG_IN && -s $KUBECONFIG_IN ]] || die "--kubeconfig FILE (a node kubeconfig from 'install.sh node-kubeconfig' on the server) is required"
-	grep -qE '^ *client-certificate-data:' "$KUBECONFIG_IN" ||
-		die "$KUBECONFIG_IN has no client certificate: mint it on the server with 'install.sh node-kubeconfig NAME OUT'"
+	if [[ -n $TOKEN ]]; then
+		[[ -z $KUBECONFIG_IN ]] || die "give --token or --kubeconfig, not both"
+		[[ $TOKEN =~ ^K10[0-9a-f]{64}::[a-z0-9]{6}\.[a-z0-9]{16}$ ]] ||
+			die "--token must be K10<sha256 of the CA>::<id>.<secret> (from 'skiff-apiserver token create' on the server)"
+		# a refused join must leave the machine as it was: no settings_common (mkdir /etc/skiff) yet
+		node_setting
+		# Already joined (its kubeconfig exists): the token is not needed any more (it may have expired).
+		if [[ ! -s $AGENT_KUBECONFIG ]]; then
+			[[ -x $BIN_SRC/skiff-agent ]] || die "$BIN_SRC/skiff-agent is missing: build with 'cargo build --release' or pass --bin-dir DIR"
+			check_join
+		fi
+	else
+		if ((WAIT > 0)) && [[ -n $KUBECONFIG_IN && ! -s $KUBECONFIG_IN ]]; then
+			log "waiting up to ${WAIT}s for $KUBECONFIG_IN (minted on the server)"
+			wait_until "$WAIT" test -s "$KUBECONFIG_IN" || die "$KUBECONFIG_IN did not appear within ${WAIT}s"
+		fi
+		[[ -n $KUBECONFIG_IN && -s $KUBECONFIG_IN ]] || die "--token TOKEN or --kubeconfig FILE (a node kubeconfig from 'install.sh node-kubeconfig' on the server) is required"
+		grep -qE '^ *client-certificate-data:' "$KUBECONFIG_IN" ||
+			die "$KUBECONFIG_IN has no client certificate: mint it on the server with 'install.sh node-kubeconfig NAME OUT'"
+	fi
 	settings_common
 	step "packages"
 	install_packages
@@ -300,12 +388,15 @@ install_agent() {
 	configure_containerd
 	step "skiff-agent"
 	restart=$BIN_CHANGED
-	# The kubeconfig's server becomes --server (the file may have been minted for 127.0.0.1).
-	tmp=$(mktemp)
-	sed -E "s#^( *server: ).*#\\1\"$SERVER\"#" "$KUBECONFIG_IN" >"$tmp"
-	write_file "$AGENT_KUBECONFIG" 600 <"$tmp" && restart=1
-	rm -f "$tmp"
-	write_agent_env && restart=1
+	if [[ -n $KUBECONFIG_IN ]]; then
+		# The kubeconfig's server becomes --server (the file may have been minted for 127.0.0.1).
+		tmp=$(mktemp)
+		sed -E "s#^( *server: ).*#\\1\"$SERVER\"#" "$KUBECONFIG_IN" >"$tmp"
+		write_file "$AGENT_KUBECONFIG" 600 <"$tmp" && restart=1
+		rm -f "$tmp"
+	fi
+	# With a token the agent writes $AGENT_KUBECONFIG itself on its first start (the join).
+	write_agent_config && restart=1
 	write_registries && restart=1
 	install_units skiff-agent.service
 	((UNITS_CHANGED)) && restart=1
@@ -321,7 +412,7 @@ node_kubeconfig() {
 		die "no skiff server installed here: run 'install.sh server' first"
 	[[ $name =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]] || die "'$name' is not a valid node name"
 	if [[ -z $server ]]; then
-		server="https://$(sed -n 's/^SKIFF_ADVERTISE_ADDRESS=//p' "$ETC_DIR/apiserver.env"):$SECURE_PORT"
+		server="https://$(sed -n "s/^advertise-address: '\\(.*\\)'\$/\\1/p" "$ETC_DIR/apiserver.yaml"):$SECURE_PORT"
 	fi
 	if [[ -s $out ]] && grep -qF "server: \"$server\"" "$out"; then
 		log "$out exists (server $server); nothing to do"
@@ -354,6 +445,9 @@ main() {
 		--registry-mirror) MIRROR=${2:?}; shift ;;
 		--server) SERVER=${2:?}; shift ;;
 		--kubeconfig) KUBECONFIG_IN=${2:?}; shift ;;
+		--token) TOKEN=${2:?}; shift ;;
+		--token-file) TOKEN_FILE=${2:?}; shift ;;
+		--token-ttl) TOKEN_TTL=${2:?}; shift ;;
 		--wait)
 			WAIT=${2:?}
 			[[ $WAIT =~ ^[0-9]+$ ]] || die "--wait takes seconds"

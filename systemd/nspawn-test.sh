@@ -6,27 +6,33 @@
 #
 # Builds (once, cached in /var/cache/skiff/nspawn/rootfs) a debootstrap minbase rootfs with
 # systemd, boots two ephemeral copies (server, agent), each with its own network namespace, joined
-# by a temporary bridge br-skit<pid> without an address on the host (nothing else on the host
-# network changes), then:
+# by a temporary bridge br-skit<pid> (10.213.0.1/24 on the host; the machines reach only DNS and
+# the Debian mirror through a temporary NAT, nft table ip skit<pid>), then:
 #   server: install.sh server -> skiff-apiserver, skiff-agent, containerd active, node Ready;
 #           install.sh server again -> "nothing changed", same main PIDs;
 #           install.sh node-kubeconfig for the agent;
 #   agent:  install.sh agent --server https://SERVER:6443 --kubeconfig FILE -> node Ready;
 #           again -> "nothing changed"; systemctl restart skiff-agent;
 #   both:   uninstall.sh -> no unit, binary, package, /etc/skiff, /var/lib/skiff or /run/skiff left.
-# apt inside the machine uses the host's network (the installer runs with nsenter in every
-# namespace of the machine except the network one). Needs debootstrap and systemd-container.
+# install.sh and uninstall.sh run in every namespace of the machine, its network included (as on a
+# VM: `install.sh server` talks to its own API server). Needs debootstrap and systemd-container.
+# Helpers shared with scripts/lab.sh: scripts/nspawn-lib.sh.
 set -Eeuo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../scripts/nspawn-lib.sh
+source "$REPO/scripts/nspawn-lib.sh"
 BIN_DIR=${1:-$REPO/target/debug}
-CACHE=${SKIFF_NSPAWN_CACHE:-/var/cache/skiff/nspawn}
-ROOTFS=$CACHE/rootfs
-MIRROR=${SKIFF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CACHE=$NSPAWN_CACHE
+ROOTFS=$NSPAWN_ROOTFS
 SERVER=skit$$-s
 AGENT=skit$$-a
 SERVER_IP=10.213.0.2
 AGENT_IP=10.213.0.3
+HOST_IP=10.213.0.1
 BRIDGE=br-skit$$
+NAT_TABLE=skit$$
 declare -A LEADERS=() NSPAWN_PIDS=()
 LEADER=""
 SHARED=""
@@ -61,47 +67,22 @@ for bin in skiff-apiserver skiff-agent skiff-cni; do
 	[[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin missing (cargo build)"
 done
 
-build_rootfs() {
-	[[ -x $ROOTFS/lib/systemd/systemd ]] && return 0
-	command -v debootstrap >/dev/null || die "debootstrap missing (apt-get install debootstrap)"
-	say "debootstrap bookworm into $ROOTFS (once, ~2 min)"
-	rm -rf "$ROOTFS.tmp"
-	mkdir -p "$CACHE"
-	debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,ca-certificates,procps \
-		bookworm "$ROOTFS.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
-		die "debootstrap failed (log: $CACHE/debootstrap.log)"
-	# minbase has no /etc/hosts; containerd bind-mounts it into containers.
-	printf '127.0.0.1 localhost\n::1 localhost\n' >"$ROOTFS.tmp/etc/hosts"
-	mv "$ROOTFS.tmp" "$ROOTFS"
-}
-
 # in_machine CMD...: run in every namespace of the machine (its network too).
-in_machine() { nsenter -t "$LEADER" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
-# in_machine_hostnet CMD...: same, but with the host's network (apt needs the mirror).
-in_machine_hostnet() {
-	nsenter -t "$LEADER" -m -u -i -p -C -r -w env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"
-}
+in_machine() { nspawn_in "$LEADER" "$@"; }
 
 # elapsed START: seconds since START (an $EPOCHREALTIME), 2 decimals.
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-	local name i pid
+	local name pid
 	for name in "${!NSPAWN_PIDS[@]}"; do
 		pid=${NSPAWN_PIDS[$name]}
-		LEADER=${LEADERS[$name]:-}
-		if [[ -n $LEADER ]] && kill -0 "$LEADER" 2>/dev/null; then
-			in_machine systemctl poweroff >/dev/null 2>&1 || true
-		fi
-		for i in $(seq 1 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-			((i == 50)) && kill -KILL "$pid" 2>/dev/null
-		done
+		nspawn_poweroff "$pid" "${LEADERS[$name]:-}" 10
 		wait "$pid" 2>/dev/null || true
 	done
 	ip link del "$BRIDGE" 2>/dev/null || true
+	nspawn_nat_remove "$NAT_TABLE"
 	[[ -n ${SHARED:-} ]] && rm -rf "$SHARED"
 	# the consoles are kept for a failed run only
 	((FAILED)) || rm -f "$CACHE/$SERVER.console" "$CACHE/$AGENT.console"
@@ -110,36 +91,31 @@ trap cleanup EXIT
 
 # boot NAME IP: boot a machine on the bridge; LEADERS[NAME] = its PID 1 (systemd).
 boot() {
-	local name=$1 ip=$2 i child pid leader=""
+	local name=$1 ip=$2 pid leader
 	say "booting machine $name (ephemeral copy of $ROOTFS)"
 	ip link show "$BRIDGE" >/dev/null 2>&1 || {
 		ip link add "$BRIDGE" type bridge
+		ip addr add "$HOST_IP/24" dev "$BRIDGE"
 		ip link set "$BRIDGE" up
+		nspawn_nat_setup "$NAT_TABLE" "$BRIDGE" "${HOST_IP%.*}.0/24"
 	}
-	systemd-nspawn -b -D "$ROOTFS" -M "$name" --ephemeral --register=no --keep-unit --console=pipe \
-		--network-bridge="$BRIDGE" --system-call-filter='@keyring bpf' --resolv-conf=copy-host \
-		--bind-ro="$REPO:/skiff" --bind-ro="$BIN_DIR:/skiff-bin" --bind="$SHARED:/shared" \
-		</dev/null >"$CACHE/$name.console" 2>&1 &
-	pid=$!
+	nspawn_start "$name" "$ROOTFS" "$BRIDGE" "$CACHE/$name.console" "" --ephemeral --resolv-conf=copy-host \
+		--bind-ro="$REPO:/skiff" --bind-ro="$BIN_DIR:/skiff-bin" --bind="$SHARED:/shared"
+	pid=$NSPAWN_PID
 	NSPAWN_PIDS[$name]=$pid
-	for i in $(seq 1 150); do
-		for child in $(pgrep -P "$pid" 2>/dev/null); do
-			[[ $(cat "/proc/$child/comm" 2>/dev/null) == systemd ]] && leader=$child
-		done
-		LEADER=$leader
-		[[ -n $leader ]] && in_machine systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded' && break
-		kill -0 "$pid" 2>/dev/null || die "systemd-nspawn exited (console: $CACHE/$name.console)"
-		sleep 0.2
-		((i == 150)) && die "machine $name did not boot in 30 s (console: $CACHE/$name.console)"
-	done
+	nspawn_wait_booted "$pid" 30 || die "machine $name did not boot in 30 s (console: $CACHE/$name.console)"
+	leader=$NSPAWN_LEADER
+	LEADER=$leader
 	LEADERS[$name]=$leader
 	pass "machine $name booted (leader pid $leader, systemd $(in_machine systemctl is-system-running))"
-	# nspawn mounts the cgroup v1 controllers read-only. They stay so: no pod runs here, and in
-	# this hybrid setup they are the host's hierarchies (the lab's /skiff cgroups included), which
-	# uninstall.sh's cgroup cleanup must not reach. Running pods would need
-	# `nsenter -t LEADER -m mount -o remount,bind,rw /sys/fs/cgroup/<controller>` (lab-notes §1).
+	# nspawn mounts the cgroup v1 controllers read-only. They stay so: no pod runs here, and this
+	# machine is started from the host's root cgroups, so they are the host's hierarchies (the
+	# host lab's /skiff cgroups included), which uninstall.sh's cgroup cleanup must not reach.
+	# scripts/lab.sh runs pods: it starts each machine from its own cgroup (nspawn_cgroup_create)
+	# and then makes them writable (nspawn_cgroups_rw).
 	in_machine ip addr add "$ip/24" dev host0
 	in_machine ip link set host0 up
+	in_machine ip route add default via "$HOST_IP" dev host0
 }
 
 unit_pids() {
@@ -156,8 +132,7 @@ node_ready() {
 
 # shellcheck disable=SC2317 # called through check()
 wait_node_ready() {
-	local i
-	for i in $(seq 1 60); do
+	for _ in $(seq 1 60); do
 		node_ready "$1" && return 0
 		sleep 0.5
 	done
@@ -165,7 +140,7 @@ wait_node_ready() {
 }
 
 # installer ARGS...: systemd/install.sh in the current machine (output on stdout+stderr).
-installer() { in_machine_hostnet /skiff/systemd/install.sh "$@"; }
+installer() { in_machine /skiff/systemd/install.sh "$@"; }
 
 # twice DESCRIPTION ARGS...: install.sh ARGS must succeed; a second run must change nothing
 # and restart no unit.
@@ -196,7 +171,7 @@ twice() {
 uninstall_check() {
 	local out f left=""
 	say "uninstall.sh on $1"
-	if out=$(in_machine_hostnet /skiff/systemd/uninstall.sh 2>&1); then pass "uninstall.sh on $1"; else
+	if out=$(in_machine /skiff/systemd/uninstall.sh 2>&1); then pass "uninstall.sh on $1"; else
 		printf '%s\n' "$out" >&2
 		fail "uninstall.sh on $1"
 	fi
@@ -211,7 +186,7 @@ uninstall_check() {
 
 main() {
 	local u
-	build_rootfs
+	nspawn_build_rootfs
 	SHARED=$(mktemp -d)
 	boot "$SERVER" "$SERVER_IP"
 	boot "$AGENT" "$AGENT_IP"

@@ -84,7 +84,11 @@ remove_installed_files() {
 			log "apt-get purge ${pkgs[*]} failed"
 		DEBIAN_FRONTEND=noninteractive apt-get autoremove --purge -y -q >/dev/null || true
 		# containerd's data of a containerd skiff installed
-		installed "package containerd" && rm -rf /var/lib/containerd /run/containerd
+		if installed "package containerd"; then
+			rm -rf /var/lib/containerd /run/containerd
+			# containerd 1.6 creates its (empty) CNI config dir even with the CRI plugin off
+			rmdir /etc/cni/net.d /etc/cni 2>/dev/null || true
+		fi
 	fi
 	rm -rf "$ETC_DIR"
 }

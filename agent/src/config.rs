@@ -10,6 +10,10 @@ use std::path::PathBuf;
     about = "skiff's node agent: runs this node's pods with containerd"
 )]
 pub struct Config {
+    /// YAML settings file: long flag names as keys (`node-name: vm`); flags and env variables win over
+    /// it (default: /etc/skiff/agent.yaml when it exists).
+    #[arg(long, env = "SKIFF_CONFIG")]
+    pub config: Option<PathBuf>,
     /// kubeconfig of this node (user system:node:<node>).
     #[arg(long, env = "SKIFF_KUBECONFIG")]
     pub kubeconfig: PathBuf,
@@ -78,12 +82,58 @@ pub struct Config {
     /// The cluster's pod network (for the default CNI conflist's masquerade rule).
     #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
+    /// How pods on other nodes are reached: `auto` (host-gw to nodes on a shared link, VXLAN to the
+    /// others), `host-gw` or `vxlan`.
+    #[arg(long, env = "SKIFF_POD_NETWORK_MODE", value_enum, default_value_t = crate::routes::Mode::Auto)]
+    pub pod_network_mode: crate::routes::Mode,
     /// How many pod sandbox setups (namespaces + CNI ADD) and how many container starts (shim spawns) run at
     /// once. Both are CPU-bound; a short queue finishes a burst of pods sooner than starting all at once.
     #[arg(long, env = "SKIFF_STARTUP_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub startup_concurrency: u16,
+    /// cgroup (cgroupfs path, relative to each hierarchy's root) under which pod cgroups are created:
+    /// `/<parent>/pod<uid>/<container-id>`. Give test agents their own so they never mix with a lab's.
+    #[arg(long, env = "SKIFF_CGROUP_PARENT", default_value = "skiff",
+          value_parser = crate::runtime::cgroups::parse_parent)]
+    pub cgroup_parent: String,
     /// Port of the agent's HTTPS API (logs, exec; the kubelet's 10250). 0 disables it.
     #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// API server to join (`https://HOST:6443`) when `--kubeconfig` does not exist yet; needs `--token`.
+    #[arg(long, env = "SKIFF_SERVER", requires = "token")]
+    pub server: Option<String>,
+    /// Join token `K10<sha256 of the CA>::<id>.<secret>` (from `skiff-apiserver token create`).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Only check that `--server` presents the CA `--token` pins and accepts the token, then exit
+    /// (systemd/install.sh runs this before it changes anything).
+    #[arg(long, requires = "server")]
+    pub check_join: bool,
+    /// Resources set aside for the OS (`cpu=100m,memory=256Mi,ephemeral-storage=1Gi,pid=1000`), taken off
+    /// the Node's allocatable.
+    #[arg(long, env = "SKIFF_SYSTEM_RESERVED", default_value = "",
+          value_parser = crate::node::reserved::parse_reserved)]
+    pub system_reserved: crate::node::reserved::Reserved,
+    /// Resources set aside for Kubernetes daemons (same syntax as `--system-reserved`).
+    #[arg(long, env = "SKIFF_KUBE_RESERVED", default_value = "",
+          value_parser = crate::node::reserved::parse_reserved)]
+    pub kube_reserved: crate::node::reserved::Reserved,
+    /// Hard eviction thresholds (`memory.available<100Mi,nodefs.available<10%,…`, the kubelet's syntax and
+    /// defaults); crossing one sets the MemoryPressure/DiskPressure/PIDPressure condition. Given, it replaces
+    /// the defaults (signals not listed have no threshold); empty turns them all off.
+    #[arg(long, env = "SKIFF_EVICTION_HARD", default_value = crate::node::pressure::DEFAULT_EVICTION_HARD,
+          value_parser = crate::node::pressure::parse_thresholds_arg)]
+    pub eviction_hard: crate::node::pressure::Thresholds,
+    /// How long a pressure condition stays True after its threshold was last crossed (`5m`, `30s`, `0s`).
+    #[arg(long, env = "SKIFF_EVICTION_PRESSURE_TRANSITION_PERIOD",
+          default_value = crate::node::pressure::DEFAULT_TRANSITION_PERIOD,
+          value_parser = crate::node::pressure::parse_duration)]
+    pub eviction_pressure_transition_period: std::time::Duration,
+    /// containerd's root directory: the imagefs of the eviction signals (the agent's root dir if absent).
+    #[arg(
+        long,
+        env = "SKIFF_CONTAINERD_ROOT",
+        default_value = "/var/lib/skiff/containerd/root"
+    )]
+    pub containerd_root: PathBuf,
 }

@@ -4,10 +4,13 @@
 //! images are pulled into containerd's content store, the pod's namespaces are pinned on disk, networking
 //! comes from a CNI chain, and status flows back to the API server.
 
+pub mod bootstrap;
 pub mod cni;
 pub mod config;
+pub mod config_file;
 pub mod containerd;
 pub mod images;
+pub mod kube_tls;
 pub mod node;
 pub mod pods;
 pub mod probes;
@@ -24,26 +27,55 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub use config::Config;
 
-async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("failed to read kubeconfig {}", path.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
-    kube::Client::try_from(cfg).context("failed to build the API client")
-}
-
 async fn start(config: Config) -> anyhow::Result<()> {
-    let client = kube_client(&config.kubeconfig).await?;
-    let cd =
-        containerd::Containerd::connect(&config.containerd_socket, &config.containerd_namespace)
+    runtime::cgroups::set_parent(config.cgroup_parent.clone());
+    if let (Some(server), Some(token)) = (&config.server, &config.token)
+        && !tokio::fs::try_exists(&config.kubeconfig)
+            .await
+            .unwrap_or(false)
+    {
+        bootstrap::join(server, token, &config.node_name, &config.kubeconfig)
+            .await
+            .with_context(|| format!("failed to join {server}"))?;
+    }
+    let (client, cert) = kube_tls::client(&config.kubeconfig).await?;
+    if let Some(cert) = cert {
+        let path = config.kubeconfig.clone();
+        tokio::spawn(bootstrap::renew_loop(
+            config.kubeconfig.clone(),
+            config.node_name.clone(),
+            move || match cert.reload(&path) {
+                Ok(()) => tracing::info!("new API connections use the renewed certificate"),
+                Err(e) => tracing::warn!("loading the renewed certificate: {e:#}"),
+            },
+        ));
+    }
+    // Like the kubelet, wait for the container runtime (it may be starting, or restarting).
+    let mut delay = std::time::Duration::from_millis(250);
+    let (cd, runtime, version) = loop {
+        let attempt = async {
+            let cd = containerd::Containerd::connect(
+                &config.containerd_socket,
+                &config.containerd_namespace,
+            )
             .await
             .context("failed to connect to containerd")?;
-    let runtime = runtime::Runtime::new(cd.clone(), config.run_dir.clone());
-    let version = runtime
-        .version()
-        .await
-        .context("containerd does not answer")?;
+            let runtime = runtime::Runtime::new(cd.clone(), config.run_dir.clone());
+            let version = runtime
+                .version()
+                .await
+                .context("containerd does not answer")?;
+            anyhow::Ok((cd, runtime, version))
+        };
+        match attempt.await {
+            Ok(x) => break x,
+            Err(e) => {
+                tracing::warn!("{e:#}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    };
     let reg_path = config.registry_config.clone();
     let registries = if tokio::fs::try_exists(&reg_path).await.unwrap_or(false) {
         tokio::task::spawn_blocking(move || images::RegistryConfig::load(&reg_path))
@@ -103,6 +135,14 @@ async fn start(config: Config) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         cni: cni.clone(),
         kubelet_port,
+        eviction: node::pressure::Eviction {
+            hard: config.eviction_hard.0.clone(),
+            transition_period: config.eviction_pressure_transition_period,
+            nodefs: config.root_dir.clone(),
+            imagefs: config.containerd_root.clone(),
+        },
+        system_reserved: config.system_reserved,
+        kube_reserved: config.kube_reserved,
     });
     let mut delay = std::time::Duration::from_millis(500);
     loop {
@@ -118,7 +158,11 @@ async fn start(config: Config) -> anyhow::Result<()> {
         delay = (delay * 2).min(std::time::Duration::from_secs(10));
     }
     tokio::spawn(node::lease::run(client.clone(), config.node_name.clone()));
-    tokio::spawn(routes::run(client.clone(), config.node_name.clone()));
+    tokio::spawn(routes::run_mode(
+        client.clone(),
+        config.node_name.clone(),
+        config.pod_network_mode,
+    ));
     let pod_cidr = agent.wait_pod_cidr().await?;
     tracing::info!(%pod_cidr, "node has a pod CIDR");
     let (c, cluster) = (cni.clone(), config.cluster_cidr.clone());
@@ -155,6 +199,17 @@ async fn start(config: Config) -> anyhow::Result<()> {
 /// Run the agent until SIGTERM/SIGINT. Pods keep running when the agent stops; the next start adopts them.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if config.check_join {
+        let (server, token) = (
+            config.server.as_deref().unwrap_or_default(),
+            config.token.as_deref().unwrap_or_default(),
+        );
+        bootstrap::check_join(server, token)
+            .await
+            .with_context(|| format!("cannot join {server}"))?;
+        println!("{server} presents the pinned CA and accepts the token");
+        return Ok(());
+    }
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     tokio::select! {

@@ -45,21 +45,86 @@ pub fn version() -> Value {
     })
 }
 
+/// Create-only review resources: answered at once, never stored (not in `RESOURCES`).
+pub struct Review {
+    pub group: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+}
+
+pub const REVIEWS: &[Review] = &[
+    Review {
+        group: "authorization.k8s.io",
+        plural: "selfsubjectaccessreviews",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        plural: "selfsubjectrulesreviews",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        plural: "subjectaccessreviews",
+        kind: "SubjectAccessReview",
+        namespaced: false,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        plural: "localsubjectaccessreviews",
+        kind: "LocalSubjectAccessReview",
+        namespaced: true,
+    },
+    Review {
+        group: "authentication.k8s.io",
+        plural: "selfsubjectreviews",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+    },
+];
+
 fn groups() -> Vec<&'static str> {
     let mut g: Vec<&str> = Vec::new();
-    for r in RESOURCES {
-        if !r.group.is_empty() && !g.contains(&r.group) {
-            g.push(r.group);
+    for group in RESOURCES
+        .iter()
+        .map(|r| r.group)
+        .chain(REVIEWS.iter().map(|r| r.group))
+    {
+        if !group.is_empty() && !g.contains(&group) {
+            g.push(group);
         }
     }
     g
 }
 
+fn aggregated_review(r: &Review) -> Value {
+    json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": "v1", "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.kind.to_ascii_lowercase(),
+        "verbs": ["create"],
+    })
+}
+
+fn legacy_review(r: &Review) -> Value {
+    json!({
+        "name": r.plural,
+        "singularName": r.kind.to_ascii_lowercase(),
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": ["create"],
+    })
+}
+
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" => vec!["create"],
+        "binding" | "eviction" => vec!["create"],
         "log" => vec!["get"],
-        "exec" => vec!["create", "get"],
+        "exec" | "attach" | "portforward" => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -67,7 +132,10 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
 fn sub_kind(r: &ResourceDef, sub: &str) -> Value {
     match sub {
         "binding" => json!({"group": "", "version": "v1", "kind": "Binding"}),
+        "eviction" => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
         "exec" => json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
+        "attach" => json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
+        "portforward" => json!({"group": "", "version": "v1", "kind": "PodPortForwardOptions"}),
         _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
     }
 }
@@ -102,6 +170,12 @@ fn aggregated_group(group: &str) -> Value {
         .iter()
         .filter(|r| r.group == group)
         .map(aggregated_resource)
+        .chain(
+            REVIEWS
+                .iter()
+                .filter(|r| r.group == group)
+                .map(aggregated_review),
+        )
         .collect();
     let mut meta = json!({"creationTimestamp": null});
     if !group.is_empty() {
@@ -197,6 +271,12 @@ pub fn resource_list(group: &str) -> Option<Value> {
             }));
         }
     }
+    resources.extend(
+        REVIEWS
+            .iter()
+            .filter(|r| r.group == group)
+            .map(legacy_review),
+    );
     let gv = if group.is_empty() {
         "v1".to_string()
     } else {

@@ -9,17 +9,25 @@
 //! with `limit`/`continue` over one snapshot (`list`); server-side apply tracks `managedFields` (`apply`).
 //!
 //! Authorization (`authz`): `system:masters`, the Node authorizer with NodeRestriction, then RBAC.
+//!
+//! Node join (`bootstrap_tokens`, `csr`, `controllers::csr`): bootstrap tokens as bearer credentials,
+//! `/cacerts` for CA pinning, and node client certificates issued through CertificateSigningRequests.
 
+pub mod access_review;
 pub mod apply;
 pub mod auth;
 pub mod authz;
+pub mod bootstrap_tokens;
 pub mod controllers;
+pub mod csr;
 pub mod discovery;
+pub mod eviction;
 pub mod handlers;
 pub mod list;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod protobuf_encode;
 pub mod proxy;
 pub mod resources;
 pub mod selectors;
@@ -28,6 +36,7 @@ pub mod service_ips;
 pub mod status;
 pub mod store;
 pub mod strict;
+pub mod token_cmd;
 pub mod watch;
 
 use std::net::{IpAddr, SocketAddr};
@@ -119,7 +128,19 @@ pub async fn serve_with_store(
         openapi: discovery::OpenApi::build(),
         tokens,
         server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
+        ca_pem: pki.ca_pem.clone(),
     });
+    // Node join: expired bootstrap tokens go away; node client CSRs are approved and signed.
+    tokio::spawn(bootstrap_tokens::run_cleaner(
+        store.clone(),
+        Duration::from_secs(10),
+        shutdown.clone(),
+    ));
+    tokio::spawn(controllers::csr::run(
+        store.clone(),
+        pki.signer()?,
+        shutdown.clone(),
+    ));
     // Namespace finalization and orphaned terminating pods. The first pass runs before serving so that
     // the namespaces bootstrapped in the store have their `default` ServiceAccount from the first request on.
     {
@@ -155,6 +176,13 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> = open_store(&cfg)?;
+    run_with_store(cfg, store).await
+}
+
+/// [`run`] on a store opened by the caller (`--storage etcd`).
+pub async fn run_with_store(cfg: ServeConfig, store: Arc<dyn Store>) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let (tx, rx) = tokio_watch::channel(false);
     start_controllers(&cfg, store.clone(), rx.clone()).await?;
     tokio::spawn(async move {

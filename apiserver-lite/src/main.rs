@@ -3,8 +3,15 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+
+// The one implementation of config files, shared with skiff-agent (a crate for ~200 lines would cost more).
+#[path = "../../agent/src/config_file.rs"]
+mod config_file;
+
+/// Read by `serve` when it exists and neither `--config` nor `SKIFF_CONFIG` names another file.
+const DEFAULT_CONFIG: &str = "/etc/skiff/apiserver.yaml";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,10 +33,48 @@ enum Command {
     Serve(ServeArgs),
     /// Sign a client certificate with the cluster CA and write a kubeconfig (the server need not run).
     Kubeconfig(KubeconfigArgs),
+    /// Bootstrap tokens for joining nodes (through the running server's API).
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+    /// Admin kubeconfig (default: `<data-dir>/admin.kubeconfig`).
+    #[arg(long, env = "SKIFF_ADMIN_KUBECONFIG", global = true)]
+    kubeconfig: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff/apiserver",
+        global = true
+    )]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum TokenCommand {
+    /// Create a token and print the join token `K10<CA sha256>::<id>.<secret>`.
+    Create {
+        /// Lifetime (`24h`, `30m`, `0` = never expires).
+        #[arg(long, default_value = "24h", value_parser = skiff_apiserver::token_cmd::parse_ttl)]
+        ttl: std::time::Duration,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the bootstrap tokens.
+    List,
+    /// Delete (revoke) a token by id.
+    Delete { id: String },
 }
 
 #[derive(Args, Debug, Clone)]
 struct ServeArgs {
+    /// YAML settings file: long flag names as keys (`secure-port: 6443`); flags and env variables win
+    /// over it (default: /etc/skiff/apiserver.yaml when it exists).
+    #[arg(long, env = "SKIFF_CONFIG")]
+    config: Option<PathBuf>,
     /// State directory: store, PKI, admin kubeconfig.
     #[arg(
         long,
@@ -58,6 +103,42 @@ struct ServeArgs {
     /// Static tokens, kube-apiserver CSV format: token,user,uid,"group1,group2".
     #[arg(long, env = "SKIFF_TOKEN_AUTH_FILE")]
     token_auth_file: Option<PathBuf>,
+    /// Where objects live: the embedded store in the data directory, or an etcd v3 cluster.
+    #[arg(long, env = "SKIFF_STORAGE", value_enum, default_value_t = Storage::Embedded)]
+    storage: Storage,
+    /// etcd client URLs for `--storage etcd` (comma-separated), as kube-apiserver's flag.
+    #[arg(
+        long,
+        env = "SKIFF_ETCD_SERVERS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    etcd_servers: Vec<String>,
+    /// The key prefix in etcd; keys are `<prefix>/registry/<resource>/…` (kube-apiserver's layout without one).
+    #[arg(long, env = "SKIFF_ETCD_PREFIX", default_value = "")]
+    etcd_prefix: String,
+    /// How often etcd history is compacted (kube-apiserver's flag): `300`, `300s` or `5m`; 0 disables.
+    #[arg(long, env = "SKIFF_ETCD_COMPACTION_INTERVAL", default_value = "5m", value_parser = parse_interval)]
+    etcd_compaction_interval: std::time::Duration,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (text.strip_suffix('s').unwrap_or(text), 1),
+    };
+    number
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .map_err(|_| format!("{text:?}: expected seconds (300, 300s) or minutes (5m)"))
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// redb in `<data-dir>/store.redb`.
+    Embedded,
+    /// An etcd v3 cluster at `--etcd-servers`.
+    Etcd,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -97,31 +178,96 @@ fn main() -> Result<()> {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(with_config_file(std::env::args_os().collect())?);
     match cli.command {
         Some(Command::Kubeconfig(k)) => {
             let pki = skiff_apiserver::pki::Pki::load_or_create(&k.data_dir)?;
             pki.write_kubeconfig(&k.out, &k.server, &k.user, &k.groups)?;
             Ok(())
         }
+        Some(Command::Token(t)) => token(t),
         Some(Command::Serve(s)) => serve(s),
         None => serve(cli.serve),
     }
 }
 
+/// `serve` (explicit or the default) takes settings from the config file; other subcommands do not.
+fn with_config_file(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or_default();
+    if matches!(first, "kubeconfig" | "token" | "help") {
+        return Ok(args);
+    }
+    let cli = <Cli as clap::CommandFactory>::command();
+    let serve = cli
+        .find_subcommand("serve")
+        .context("the serve subcommand is missing")?;
+    Ok(config_file::merge_args(
+        serve,
+        args,
+        std::path::Path::new(DEFAULT_CONFIG),
+    )?)
+}
+
+fn token(t: TokenArgs) -> Result<()> {
+    use skiff_apiserver::token_cmd;
+    let kc = t
+        .kubeconfig
+        .unwrap_or_else(|| t.data_dir.join("admin.kubeconfig"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let c = token_cmd::AdminClient::from_kubeconfig(&kc)?;
+        match t.command {
+            TokenCommand::Create { ttl, description } => {
+                println!("{}", token_cmd::create(&c, ttl, &description).await?);
+            }
+            TokenCommand::List => {
+                println!("{:<8}{:<12}{:<23}DESCRIPTION", "ID", "TTL", "EXPIRES");
+                for [id, ttl, exp, desc] in token_cmd::list(&c).await? {
+                    println!("{id:<8}{ttl:<12}{exp:<23}{desc}");
+                }
+            }
+            TokenCommand::Delete { id } => {
+                token_cmd::delete(&c, &id).await?;
+                println!("bootstrap token {id:?} deleted");
+            }
+        }
+        Ok(())
+    })
+}
+
 fn serve(s: ServeArgs) -> Result<()> {
     let cfg = skiff_apiserver::ServeConfig {
-        data_dir: s.data_dir,
+        data_dir: s.data_dir.clone(),
         bind_address: s.bind_address,
         secure_port: s.secure_port,
         advertise_address: s.advertise_address,
         cluster_cidr: s.cluster_cidr,
         node_cidr_mask: s.node_cidr_mask_size,
         service_cidr: s.service_cluster_ip_range,
-        token_auth_file: s.token_auth_file,
+        token_auth_file: s.token_auth_file.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(skiff_apiserver::run(cfg))
+    match s.storage {
+        Storage::Embedded => rt.block_on(skiff_apiserver::run(cfg)),
+        Storage::Etcd => rt.block_on(async {
+            let store =
+                skiff_apiserver::store::etcd::EtcdStore::connect(&s.etcd_servers, &s.etcd_prefix)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to etcd at {}", s.etcd_servers.join(","))
+                    })?;
+            let store = std::sync::Arc::new(store);
+            if !s.etcd_compaction_interval.is_zero() {
+                skiff_apiserver::store::etcd::EtcdStore::spawn_compactor(
+                    store.clone(),
+                    s.etcd_compaction_interval,
+                );
+            }
+            skiff_apiserver::run_with_store(cfg, store).await
+        }),
+    }
 }

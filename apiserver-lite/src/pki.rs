@@ -197,6 +197,67 @@ impl Pki {
     }
 }
 
+/// Signs certificate requests with the cluster CA (node client certificates from CSRs).
+pub struct Signer {
+    ca_pem: String,
+    ca_key_pem: String,
+}
+
+impl Pki {
+    pub fn signer(&self) -> Result<Signer> {
+        let s = Signer {
+            ca_pem: self.ca_pem.clone(),
+            ca_key_pem: self.ca_key_pem.clone(),
+        };
+        s.issuer()?;
+        Ok(s)
+    }
+}
+
+impl Signer {
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
+        let key = KeyPair::from_pem(&self.ca_key_pem).context("parsing CA key")?;
+        Issuer::from_ca_cert_pem(&self.ca_pem, key).context("parsing CA certificate")
+    }
+
+    /// A client certificate (PEM) for the public key of `csr_pem` (its signature is verified), with the
+    /// subject `CN=<cn>, O=<org>`, client-auth usage only and `validity` from now. Whatever else the
+    /// request asks for (SANs, CA, other usages) is not copied.
+    pub fn sign_client_csr(
+        &self,
+        csr_pem: &str,
+        cn: &str,
+        org: &str,
+        validity: std::time::Duration,
+    ) -> Result<String> {
+        let mut req = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .context("parsing the certificate request")?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, org);
+        dn.push(DnType::CommonName, cn);
+        let p = &mut req.params;
+        p.distinguished_name = dn;
+        p.subject_alt_names.clear();
+        p.is_ca = IsCa::NoCa;
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::minutes(5);
+        p.not_after = now + validity;
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(
+            &uuid::Uuid::new_v4().as_bytes()[..15],
+        ));
+        let cert = req
+            .signed_by(&self.issuer()?)
+            .context("signing the certificate")?;
+        Ok(cert.pem())
+    }
+}
+
 /// The host name, from the kernel.
 pub fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 #[derive(Clone, Copy)]
-enum Ty {
+pub(crate) enum Ty {
     Str,
     Int,
     Bool,
@@ -21,17 +21,21 @@ enum Ty {
     Time,
     /// map<string, bytes> (Secret and ConfigMap binary data), base64 in JSON.
     MapBytes,
+    /// bytes, base64 in JSON (CertificateSigningRequest request and certificate).
+    Bytes,
     /// intstr.IntOrString { type (1), intVal (2), strVal (3) }.
     IntOrStr,
     /// A message whose fields are inlined into the parent (Go embedded structs, e.g. Volume.volumeSource).
     Inline(&'static str),
+    /// meta/v1 FieldsV1 { bytes Raw = 1 }: a JSON document (managedFields[].fieldsV1) as bytes.
+    Fields,
 }
 
-struct F {
-    num: u64,
-    name: &'static str,
-    ty: Ty,
-    rep: bool,
+pub(crate) struct F {
+    pub(crate) num: u64,
+    pub(crate) name: &'static str,
+    pub(crate) ty: Ty,
+    pub(crate) rep: bool,
 }
 
 const fn f(num: u64, name: &'static str, ty: Ty) -> F {
@@ -53,7 +57,9 @@ const fn r(num: u64, name: &'static str, ty: Ty) -> F {
 
 use Ty::*;
 
-fn schema(msg: &str) -> &'static [F] {
+mod extra;
+
+pub(crate) fn schema(msg: &str) -> &'static [F] {
     match msg {
         "ObjectMeta" => {
             const S: &[F] = &[
@@ -70,6 +76,8 @@ fn schema(msg: &str) -> &'static [F] {
                 f(12, "annotations", MapStr),
                 r(13, "ownerReferences", Msg("OwnerReference")),
                 r(14, "finalizers", Str),
+                f(4, "selfLink", Str),
+                r(17, "managedFields", Msg("ManagedFieldsEntry")),
             ];
             S
         }
@@ -97,7 +105,10 @@ fn schema(msg: &str) -> &'static [F] {
             S
         }
         "NamespaceStatus" => {
-            const S: &[F] = &[f(1, "phase", Str)];
+            const S: &[F] = &[
+                f(1, "phase", Str),
+                r(2, "conditions", Msg("NamespaceCondition")),
+            ];
             S
         }
         // rbac.authorization.k8s.io/v1 and authorization.k8s.io/v1 (kubectl create role/rolebinding,
@@ -133,6 +144,45 @@ fn schema(msg: &str) -> &'static [F] {
                 f(2, "apiGroup", Str),
                 f(3, "name", Str),
                 f(4, "namespace", Str),
+            ];
+            S
+        }
+        // certificates.k8s.io/v1 (kubectl certificate approve|deny PUTs the object to /approval).
+        "CertificateSigningRequest" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("CertificateSigningRequestSpec")),
+                f(3, "status", Msg("CertificateSigningRequestStatus")),
+            ];
+            S
+        }
+        "CertificateSigningRequestSpec" => {
+            const S: &[F] = &[
+                f(1, "request", Bytes),
+                f(2, "username", Str),
+                f(3, "uid", Str),
+                r(4, "groups", Str),
+                r(5, "usages", Str),
+                f(7, "signerName", Str),
+                f(8, "expirationSeconds", Int),
+            ];
+            S
+        }
+        "CertificateSigningRequestStatus" => {
+            const S: &[F] = &[
+                r(1, "conditions", Msg("CertificateSigningRequestCondition")),
+                f(2, "certificate", Bytes),
+            ];
+            S
+        }
+        "CertificateSigningRequestCondition" => {
+            const S: &[F] = &[
+                f(1, "type", Str),
+                f(2, "reason", Str),
+                f(3, "message", Str),
+                f(4, "lastUpdateTime", Time),
+                f(5, "lastTransitionTime", Time),
+                f(6, "status", Str),
             ];
             S
         }
@@ -236,6 +286,10 @@ fn schema(msg: &str) -> &'static [F] {
                 r(8, "containerStatuses", Msg("ContainerStatus")),
                 r(10, "initContainerStatuses", Msg("ContainerStatus")),
                 f(9, "qosClass", Str),
+                f(11, "nominatedNodeName", Str),
+                r(12, "podIPs", Msg("PodIP")),
+                r(16, "hostIPs", Msg("HostIP")),
+                f(17, "observedGeneration", Int),
             ];
             S
         }
@@ -247,6 +301,7 @@ fn schema(msg: &str) -> &'static [F] {
                 f(4, "lastTransitionTime", Time),
                 f(5, "reason", Str),
                 f(6, "message", Str),
+                f(7, "observedGeneration", Int),
             ];
             S
         }
@@ -485,7 +540,8 @@ fn schema(msg: &str) -> &'static [F] {
             ];
             S
         }
-        _ => &[],
+
+        _ => extra::schema(msg),
     }
 }
 
@@ -567,17 +623,26 @@ fn as_string(b: &[u8]) -> Result<String, String> {
 
 fn time_json(b: &[u8]) -> Result<Option<Value>, String> {
     let mut secs: i64 = 0;
+    let mut nanos: i64 = 0;
     for (num, v) in fields(b)? {
-        if let (1, P::V(x)) = (num, v) {
-            secs = x as i64;
+        match (num, v) {
+            (1, P::V(x)) => secs = x as i64,
+            (2, P::V(x)) => nanos = x as i64,
+            _ => {}
         }
     }
     if secs <= 0 {
         return Ok(None);
     }
-    Ok(jiff::Timestamp::from_second(secs)
-        .ok()
-        .map(|t| json!(t.to_string())))
+    let Ok(t) = jiff::Timestamp::from_second(secs) else {
+        return Ok(None);
+    };
+    if nanos <= 0 || nanos >= 1_000_000_000 {
+        return Ok(Some(json!(t.to_string())));
+    }
+    // MicroTime: six fractional digits, as kube-apiserver formats it.
+    let whole = t.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    Ok(Some(json!(format!("{whole}.{:06}Z", nanos / 1000))))
 }
 
 fn quantity_json(b: &[u8]) -> Result<Value, String> {
@@ -618,6 +683,19 @@ fn scalar(ty: Ty, v: P<'_>) -> Result<Option<Value>, String> {
         (Bool, P::V(x)) => (x != 0).then_some(Value::Bool(true)),
         (Quantity, P::B(b)) => Some(quantity_json(b)?),
         (Time, P::B(b)) => time_json(b)?,
+        (Bytes, P::B(b)) => {
+            use base64::Engine;
+            Some(json!(base64::engine::general_purpose::STANDARD.encode(b)))
+        }
+        (Fields, P::B(b)) => {
+            let mut raw: &[u8] = &[];
+            for (num, v) in fields(b)? {
+                if let (1, P::B(x)) = (num, v) {
+                    raw = x;
+                }
+            }
+            Some(serde_json::from_slice(raw).map_err(|e| format!("fieldsV1: {e}"))?)
+        }
         _ => None,
     })
 }
@@ -711,8 +789,36 @@ fn push(out: &mut Map<String, Value>, fd: &F, v: Value) {
     }
 }
 
-/// Decode a `k8s\0`-prefixed protobuf body into the JSON form of the object.
-pub fn decode(body: &[u8]) -> Result<Value, String> {
+/// Decode a `k8s\0`-prefixed body of any kind (or `<Kind>List`) the schema table knows: the inverse of
+/// [`crate::protobuf_encode::encode`]. Request bodies go through [`decode`], which admits fewer kinds.
+pub fn decode_known(body: &[u8]) -> Result<Value, String> {
+    let (api_version, kind, raw) = envelope(body)?;
+    let mut obj = if let Some(item) = kind.strip_suffix("List").filter(|k| !schema(k).is_empty()) {
+        let mut out = Map::new();
+        let mut items = Vec::new();
+        for (num, v) in fields(&raw)? {
+            match (num, v) {
+                (1, P::B(b)) => {
+                    out.insert("metadata".into(), Value::Object(message("ListMeta", b, 0)?));
+                }
+                (2, P::B(b)) => items.push(Value::Object(message(item, b, 0)?)),
+                _ => {}
+            }
+        }
+        out.insert("items".into(), Value::Array(items));
+        out
+    } else if schema(&kind).is_empty() {
+        return Err(format!("no schema for kind {kind:?}"));
+    } else {
+        message(&kind, &raw, 0)?
+    };
+    obj.insert("apiVersion".into(), json!(api_version));
+    obj.insert("kind".into(), json!(kind));
+    Ok(Value::Object(obj))
+}
+
+/// The apiVersion, kind and raw message of a `k8s\0` + `runtime.Unknown` envelope.
+fn envelope(body: &[u8]) -> Result<(String, String, Vec<u8>), String> {
     let rest = body
         .strip_prefix(b"k8s\x00")
         .ok_or("missing the k8s protobuf magic prefix")?;
@@ -733,7 +839,12 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             _ => {}
         }
     }
-    let (api_version, kind) = type_meta;
+    Ok((type_meta.0, type_meta.1, raw))
+}
+
+/// Decode a `k8s\0`-prefixed protobuf body into the JSON form of the object.
+pub fn decode(body: &[u8]) -> Result<Value, String> {
+    let (api_version, kind, raw) = envelope(body)?;
     if schema(&kind).is_empty()
         || !matches!(
             kind.as_str(),
@@ -751,6 +862,10 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "SelfSubjectAccessReview"
                 | "SelfSubjectRulesReview"
                 | "SelfSubjectReview"
+                | "CertificateSigningRequest"
+                | "Eviction"
+                | "Lease"
+                | "Event"
         )
     {
         return Err(format!(

@@ -1,8 +1,11 @@
-//! `pods/log` and `pods/exec`: the API server checks the pod and the container, then forwards the request
-//! to the agent's API on the pod's node (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`),
-//! authenticating with its kubelet client certificate. Logs stream through as chunked `text/plain`; an exec
-//! WebSocket upgrade is forwarded as is and, once both hops answered 101, the two upgraded byte streams are
-//! joined (what kube-apiserver's upgrade-aware proxy does), so any subprotocol passes unchanged.
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: the API server checks the pod (and the
+//! container), then forwards the request to the agent's API on the pod's node
+//! (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), authenticating with its kubelet client
+//! certificate. Logs stream through as chunked `text/plain`; an upgrade (WebSocket for exec/attach, and
+//! for port-forward WebSocket-tunnelled SPDY or a `POST` with `Upgrade: SPDY/3.1`) is forwarded as is and,
+//! once both hops answered 101, the two upgraded byte streams are joined (what kube-apiserver's
+//! upgrade-aware proxy does), so any subprotocol passes unchanged. Port-forward goes to the agent's
+//! `/portForward/{ns}/{pod}/{uid}`.
 //!
 //! Like kube-apiserver without `--kubelet-certificate-authority`, the agent's (self-signed) serving
 //! certificate is not verified; the agent does verify the API server's client certificate.
@@ -152,7 +155,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// `/api/v1/namespaces/{ns}/pods/{name}/log` (GET) or `…/exec` (GET or POST).
+    /// `/api/v1/namespaces/{ns}/pods/{name}/log` (GET) or `…/exec`, `…/attach`, `…/portforward` (GET
+    /// or POST).
     pub fn parse(method: &Method, path: &str) -> Option<Self> {
         let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         let ["", "api", "v1", "namespaces", ns, "pods", pod, sub] = segs.as_slice() else {
@@ -161,6 +165,8 @@ impl Target {
         let subresource = match (*sub, method) {
             ("log", &Method::GET) => "log",
             ("exec", &Method::GET | &Method::POST) => "exec",
+            ("attach", &Method::GET | &Method::POST) => "attach",
+            ("portforward", &Method::GET | &Method::POST) => "portforward",
             _ => return None,
         };
         Some(Target {
@@ -300,7 +306,11 @@ pub async fn handle(
         .get(def, Some(&target.namespace), &target.pod)
         .await?;
     let query = crate::handlers::Query::parse(req.uri().query());
-    let container = choose_container(&pod, query.get("container"))?;
+    let container = if target.subresource == "portforward" {
+        String::new()
+    } else {
+        choose_container(&pod, query.get("container"))?
+    };
     let node_name = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
@@ -313,18 +323,25 @@ pub async fn handle(
     let (ip, port) = node_endpoint(&node).ok_or_else(|| {
         ApiError::internal(format!("node {node_name} has no address or kubelet port"))
     })?;
-    let agent_path = match target.subresource {
-        "log" => "containerLogs",
-        _ => "exec",
+    let mut uri = match target.subresource {
+        "log" => format!(
+            "/containerLogs/{}/{}/{container}",
+            target.namespace, target.pod
+        ),
+        "portforward" => {
+            let uid = pod
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            format!("/portForward/{}/{}/{uid}", target.namespace, target.pod)
+        }
+        sub => format!("/{sub}/{}/{}/{container}", target.namespace, target.pod),
     };
-    let mut uri = format!(
-        "/{agent_path}/{}/{}/{}",
-        target.namespace, target.pod, container
-    );
     if let Some(q) = req.uri().query() {
         uri.push('?');
         uri.push_str(q);
     }
+    let upgradable = target.subresource != "log";
     let mut up = Request::builder()
         .method(if target.subresource == "log" {
             Method::GET
@@ -343,14 +360,14 @@ pub async fn handle(
                 | "sec-websocket-protocol"
                 | "x-stream-protocol-version"
         );
-        if forward && target.subresource == "exec" {
+        if forward && upgradable {
             up = up.header(k, v);
         }
     }
     let up = up
         .body(Body::empty())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let upgrade = (target.subresource == "exec").then(|| hyper::upgrade::on(&mut req));
+    let upgrade = upgradable.then(|| hyper::upgrade::on(&mut req));
     let resp = state.kubelet.send(ip, port, up).await?;
     match upgrade {
         None => {
@@ -372,17 +389,18 @@ pub async fn handle(
                 r.headers_mut().append(k, v.clone());
             }
             let agent_side = hyper::upgrade::on(resp);
+            let sub = target.subresource;
             tokio::spawn(async move {
                 let (a, b) = match tokio::try_join!(client_side, agent_side) {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::debug!("exec upgrade failed: {e}");
+                        tracing::debug!("{sub} upgrade failed: {e}");
                         return;
                     }
                 };
                 let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
                 if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
-                    tracing::debug!("exec stream ended: {e}");
+                    tracing::debug!("{sub} stream ended: {e}");
                 }
             });
             Ok(r)
@@ -408,6 +426,15 @@ mod tests {
         );
         assert!(Target::parse(&Method::POST, "/api/v1/namespaces/default/pods/web/exec").is_some());
         assert!(Target::parse(&Method::POST, "/api/v1/namespaces/default/pods/web/log").is_none());
+        for sub in ["attach", "portforward"] {
+            let p = format!("/api/v1/namespaces/default/pods/web/{sub}");
+            assert_eq!(
+                Target::parse(&Method::POST, &p).map(|t| t.subresource),
+                Some(sub)
+            );
+            assert!(Target::parse(&Method::GET, &p).is_some());
+            assert!(Target::parse(&Method::DELETE, &p).is_none());
+        }
         assert!(Target::parse(&Method::GET, "/api/v1/namespaces/default/pods/web").is_none());
         assert!(Target::parse(&Method::GET, "/apis/x/v1/namespaces/d/pods/w/log").is_none());
     }

@@ -28,9 +28,30 @@ struct Renderer {
     def: &'static ResourceDef,
     repr: Repr,
     include: String,
+    /// Length-prefixed protobuf WatchEvents instead of JSON lines.
+    protobuf: bool,
 }
 
 impl Renderer {
+    /// One event on the wire; `None` when a protobuf stream meets an object it cannot encode (the stream
+    /// then ends, and the client re-watches).
+    fn frame(&self, ty: &str, object: Value) -> Option<Bytes> {
+        if !self.protobuf {
+            return Some(line(ty, object));
+        }
+        let frame = crate::protobuf_encode::watch_frame(ty, &object).map(Bytes::from);
+        if frame.is_none() {
+            tracing::warn!(
+                kind = self.def.kind,
+                "watch object not encodable in protobuf; ending the watch"
+            );
+        }
+        frame
+    }
+    fn error(&self, e: &ApiError) -> Option<Bytes> {
+        self.frame("ERROR", e.status_json())
+    }
+
     fn obj(&self, o: &Value) -> Value {
         match self.repr {
             Repr::Object => o.clone(),
@@ -53,23 +74,20 @@ impl Renderer {
     }
 }
 
-fn error_line(e: &ApiError) -> Bytes {
-    line("ERROR", e.status_json())
-}
-
-fn content_type(repr: Repr) -> &'static str {
+fn content_type(repr: Repr, protobuf: bool) -> &'static str {
     match repr {
         Repr::Table => "application/json;as=Table;v=v1;g=meta.k8s.io",
+        _ if protobuf => crate::protobuf_encode::WATCH_CONTENT_TYPE,
         _ => "application/json",
     }
 }
 
-fn stream_response(repr: Repr, rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+fn stream_response(repr: Repr, protobuf: bool, rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
     let mut r = Response::new(Body::from_stream(s));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type(repr)),
+        http::HeaderValue::from_static(content_type(repr, protobuf)),
     );
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
@@ -87,6 +105,22 @@ pub async fn watch(
     repr: Repr,
     labels: LabelSelector,
     fields: FieldSelector,
+) -> ApiResult<Response<Body>> {
+    watch_with(api, def, ns, q, repr, labels, fields, false).await
+}
+
+/// [`watch`], streaming protobuf frames when `protobuf` is set (the client asked for it and the kind is
+/// [`crate::protobuf_encode::watchable`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn watch_with(
+    api: &Api,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    q: &Query,
+    repr: Repr,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    protobuf: bool,
 ) -> ApiResult<Response<Body>> {
     let rv = q.get("resourceVersion").unwrap_or("");
     let bookmarks = q.flag("allowWatchBookmarks");
@@ -122,33 +156,39 @@ pub async fn watch(
         def,
         repr,
         include: q.get("includeObject").unwrap_or("Metadata").to_string(),
+        protobuf,
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut stream = match api.store.watch(&def.prefix(ns), start).await {
         Ok(s) => s,
         Err(e @ StoreError::Compacted { .. }) => {
             let err = ApiError::from_store(e, def.group, def.plural, "");
-            let _ = tx.try_send(error_line(&err));
+            if let Some(frame) = renderer.error(&err) {
+                let _ = tx.try_send(frame);
+            }
             drop(tx);
-            return Ok(stream_response(repr, rx));
+            return Ok(stream_response(repr, protobuf, rx));
         }
         Err(e) => return Err(ApiError::from_store(e, def.group, def.plural, "")),
     };
     let explicit_rv = !(rv.is_empty() || rv == "0");
     tokio::spawn(async move {
         for o in &initial {
-            if tx.send(line("ADDED", renderer.obj(o))).await.is_err() {
+            let Some(frame) = renderer.frame("ADDED", renderer.obj(o)) else {
+                return;
+            };
+            if tx.send(frame).await.is_err() {
                 return;
             }
         }
-        if bookmarks
-            && (send_initial || explicit_rv)
-            && tx
-                .send(line("BOOKMARK", renderer.bookmark(start, send_initial)))
-                .await
-                .is_err()
-        {
-            return;
+        if bookmarks && (send_initial || explicit_rv) {
+            let Some(frame) = renderer.frame("BOOKMARK", renderer.bookmark(start, send_initial))
+            else {
+                return;
+            };
+            if tx.send(frame).await.is_err() {
+                return;
+            }
         }
         let mut last = start;
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
@@ -160,8 +200,13 @@ pub async fn watch(
                 _ = tx.closed() => return,
                 _ = &mut deadline => return,
                 _ = tick.tick() => {
-                    if bookmarks && tx.send(line("BOOKMARK", renderer.bookmark(last, false))).await.is_err() {
-                        return;
+                    if bookmarks {
+                        let Some(frame) = renderer.frame("BOOKMARK", renderer.bookmark(last, false)) else {
+                            return;
+                        };
+                        if tx.send(frame).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 ev = stream.next() => {
@@ -170,16 +215,19 @@ pub async fn watch(
                         Some(Ok(ev)) => ev,
                         Some(Err(e)) => {
                             let err = ApiError::from_store(e, renderer.def.group, renderer.def.plural, "");
-                            let _ = tx.send(error_line(&err)).await;
+                            if let Some(frame) = renderer.error(&err) {
+                                let _ = tx.send(frame).await;
+                            }
                             return;
                         }
                     };
                     last = ev.revision();
                     let out = match convert(renderer.def, &ev, &labels, &fields) {
-                        Ok(Some((ty, obj))) => line(ty, renderer.obj(&obj)),
+                        Ok(Some((ty, obj))) => renderer.frame(ty, renderer.obj(&obj)),
                         Ok(None) => continue,
-                        Err(e) => error_line(&e),
+                        Err(e) => renderer.error(&e),
                     };
+                    let Some(out) = out else { return };
                     if tx.send(out).await.is_err() {
                         return;
                     }
@@ -187,7 +235,7 @@ pub async fn watch(
             }
         }
     });
-    Ok(stream_response(repr, rx))
+    Ok(stream_response(repr, protobuf, rx))
 }
 
 /// The streaming-list (`sendInitialEvents`) rules of kube-apiserver's ListOptions validation.

@@ -2,6 +2,8 @@
 
 pub mod info;
 pub mod lease;
+pub mod pressure;
+pub mod reserved;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +30,10 @@ pub struct NodeAgent {
     pub cni: Arc<CniRuntime>,
     /// Reported as `status.daemonEndpoints.kubeletEndpoint.Port` (0 when the API is off).
     pub kubelet_port: u16,
+    /// Hard eviction thresholds and the file systems they watch.
+    pub eviction: pressure::Eviction,
+    pub system_reserved: reserved::Reserved,
+    pub kube_reserved: reserved::Reserved,
 }
 
 /// Readiness inputs: `None` = fine, `Some(message)` = what is wrong.
@@ -35,6 +41,8 @@ pub struct NodeAgent {
 pub struct Health {
     pub runtime: Option<String>,
     pub network: Option<String>,
+    /// Hard eviction thresholds crossed.
+    pub pressure: pressure::Pressure,
 }
 
 fn cond(
@@ -102,7 +110,17 @@ pub fn conditions(h: &Health, now: jiff::Timestamp, prev: &[NodeCondition]) -> V
         ),
         Some(n) => cond("NetworkUnavailable", true, "NoCNIConfig", n, now, prev),
     };
-    vec![
+    let p = &h.pressure;
+    let memory = if p.memory {
+        cond(
+            "MemoryPressure",
+            true,
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+            now,
+            prev,
+        )
+    } else {
         cond(
             "MemoryPressure",
             false,
@@ -110,7 +128,18 @@ pub fn conditions(h: &Health, now: jiff::Timestamp, prev: &[NodeCondition]) -> V
             "kubelet has sufficient memory available",
             now,
             prev,
-        ),
+        )
+    };
+    let disk = if p.disk {
+        cond(
+            "DiskPressure",
+            true,
+            "KubeletHasDiskPressure",
+            "kubelet has disk pressure",
+            now,
+            prev,
+        )
+    } else {
         cond(
             "DiskPressure",
             false,
@@ -118,7 +147,18 @@ pub fn conditions(h: &Health, now: jiff::Timestamp, prev: &[NodeCondition]) -> V
             "kubelet has no disk pressure",
             now,
             prev,
-        ),
+        )
+    };
+    let pid = if p.pid {
+        cond(
+            "PIDPressure",
+            true,
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+            now,
+            prev,
+        )
+    } else {
         cond(
             "PIDPressure",
             false,
@@ -126,10 +166,9 @@ pub fn conditions(h: &Health, now: jiff::Timestamp, prev: &[NodeCondition]) -> V
             "kubelet has sufficient PID available",
             now,
             prev,
-        ),
-        network,
-        ready,
-    ]
+        )
+    };
+    vec![memory, disk, pid, network, ready]
 }
 
 impl NodeAgent {
@@ -150,13 +189,23 @@ impl NodeAgent {
             Ok(()) => None,
             Err(e) => Some(format!("Network plugin returns error: {e}")),
         };
-        Health { runtime, network }
+        let pressure = self.eviction.pressure().await;
+        Health {
+            runtime,
+            network,
+            pressure,
+        }
     }
 
     fn status(&self, conds: Vec<NodeCondition>) -> NodeStatus {
         NodeStatus {
             capacity: Some(self.facts.capacity.clone()),
-            allocatable: Some(self.facts.capacity.clone()),
+            allocatable: Some(reserved::allocatable(
+                &self.facts.capacity,
+                &self.system_reserved,
+                &self.kube_reserved,
+                &self.eviction.hard,
+            )),
             addresses: Some(self.facts.addresses(&self.name)),
             node_info: Some(self.facts.info.clone()),
             conditions: Some(conds),
@@ -229,10 +278,16 @@ impl NodeAgent {
         let mut prev: Vec<NodeCondition> = Vec::new();
         let mut last_health: Option<Health> = None;
         let mut last_post = Instant::now();
+        let mut transitions = pressure::Transitions::default();
         let mut tick = tokio::time::interval(STATUS_UPDATE);
         loop {
             tick.tick().await;
-            let health = self.health().await;
+            let mut health = self.health().await;
+            health.pressure = transitions.apply(
+                health.pressure,
+                Instant::now(),
+                self.eviction.transition_period,
+            );
             let changed = last_health.as_ref() != Some(&health);
             if !changed && last_post.elapsed() < STATUS_REPORT {
                 continue;
@@ -241,7 +296,8 @@ impl NodeAgent {
             match self.patch_status(&self.status(conds.clone())).await {
                 Ok(()) => {
                     if changed {
-                        tracing::info!(runtime = ?health.runtime, network = ?health.network, "node status changed");
+                        tracing::info!(runtime = ?health.runtime, network = ?health.network,
+                            pressure = ?health.pressure, "node status changed");
                     }
                     prev = conds;
                     last_health = Some(health);
@@ -278,6 +334,7 @@ mod tests {
             &Health {
                 runtime: None,
                 network: None,
+                pressure: Default::default(),
             },
             now,
             &[],
@@ -305,6 +362,7 @@ mod tests {
             &Health {
                 runtime: None,
                 network: Some("cni config uninitialized".into()),
+                pressure: Default::default(),
             },
             later,
             &ok,
@@ -336,6 +394,7 @@ mod tests {
             &Health {
                 runtime: Some("connection refused".into()),
                 network: None,
+                pressure: Default::default(),
             },
             now,
             &[],
@@ -343,6 +402,69 @@ mod tests {
         assert!(
             down.iter()
                 .any(|c| c.type_ == "Ready" && c.status == "False")
+        );
+    }
+
+    #[test]
+    fn pressure_conditions() {
+        let now = jiff::Timestamp::now();
+        let fine = Health {
+            runtime: None,
+            network: None,
+            pressure: pressure::Pressure::default(),
+        };
+        let before = conditions(&fine, now, &[]);
+        let later = now + jiff::SignedDuration::from_secs(10);
+        let pressed = Health {
+            pressure: pressure::Pressure {
+                memory: true,
+                disk: true,
+                pid: true,
+            },
+            ..fine.clone()
+        };
+        let after = conditions(&pressed, later, &before);
+        let get = |cs: &[NodeCondition], t: &str| {
+            cs.iter()
+                .find(|c| c.type_ == t)
+                .cloned()
+                .unwrap_or_default()
+        };
+        for (t, reason, message) in [
+            (
+                "MemoryPressure",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "DiskPressure",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            ),
+            (
+                "PIDPressure",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+        ] {
+            let c = get(&after, t);
+            assert_eq!(c.status, "True", "{t}");
+            assert_eq!(c.reason.as_deref(), Some(reason));
+            assert_eq!(c.message.as_deref(), Some(message));
+            assert_eq!(c.last_transition_time.map(|t| t.0), Some(later));
+        }
+        assert_eq!(get(&after, "Ready").status, "True", "pressure keeps Ready");
+        let still = conditions(
+            &pressed,
+            later + jiff::SignedDuration::from_secs(10),
+            &after,
+        );
+        assert_eq!(
+            get(&still, "MemoryPressure")
+                .last_transition_time
+                .map(|t| t.0),
+            Some(later),
+            "no transition, same time"
         );
     }
 }

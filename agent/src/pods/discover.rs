@@ -18,29 +18,38 @@ impl Worker {
                 Vec::new()
             }
         };
-        let mut latest: HashMap<String, ContainerRecord> = HashMap::new();
+        // Per container name: the newest attempt is adopted, the one before it (kept dead, like the
+        // kubelet's last dead container) gives `lastState`; anything older is removed.
+        let mut by_name: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
         for rec in records {
             if self.labels_ns_name.is_none() {
                 self.labels_ns_name =
                     Some((rec.meta.pod_namespace.clone(), rec.meta.pod_name.clone()));
             }
-            let name = rec.meta.container_name.clone();
-            match latest.get(&name) {
-                Some(cur) if cur.meta.attempt >= rec.meta.attempt => {
-                    self.ctx.runtime.remove(&rec.id).await;
-                }
-                Some(cur) => {
-                    let old = cur.id.clone();
-                    latest.insert(name, rec);
-                    self.ctx.runtime.remove(&old).await;
-                }
-                None => {
-                    latest.insert(name, rec);
-                }
-            }
+            by_name
+                .entry(rec.meta.container_name.clone())
+                .or_default()
+                .push(rec);
         }
-        for (name, rec) in latest {
-            if let Some(st) = self.adopt(rec).await {
+        for (name, mut recs) in by_name {
+            recs.sort_by_key(|r| std::cmp::Reverse(r.meta.attempt));
+            for old in recs.iter().skip(2) {
+                self.ctx.runtime.remove(&old.id).await;
+            }
+            let previous = recs.get(1).and_then(terminated_from_labels);
+            if recs.len() > 1 && previous.is_none() {
+                self.ctx.runtime.remove(&recs[1].id).await;
+            }
+            let Some(latest) = recs.into_iter().next() else {
+                continue;
+            };
+            if let Some(mut st) = self.adopt(latest).await {
+                if st.running.is_some() || st.terminated.is_some() {
+                    st.previous = previous;
+                } else {
+                    // The newest attempt never started: the one before is the current termination.
+                    st.terminated = previous;
+                }
                 self.containers.insert(name, st);
             }
         }
@@ -117,29 +126,8 @@ impl Worker {
                 self.pending_exits.push((rec.id.clone(), 0, None));
             }
             _ => {
-                if let Some(code) = rec
-                    .labels
-                    .get(labels::EXIT_CODE)
-                    .and_then(|c| c.parse::<i32>().ok())
-                {
-                    let finished = rec
-                        .labels
-                        .get(labels::FINISHED_AT)
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(started_at);
-                    let reason = rec
-                        .labels
-                        .get(labels::EXIT_REASON)
-                        .cloned()
-                        .unwrap_or_else(|| exit_reason(code, false).into());
-                    st.terminated = Some(Terminated {
-                        container_id: rec.id.clone(),
-                        exit_code: code,
-                        reason,
-                        started_at: Some(started_at),
-                        finished_at: finished,
-                        message: None,
-                    });
+                if let Some(t) = terminated_from_labels(&rec) {
+                    st.terminated = Some(t);
                 } else {
                     // Created but never started (the agent stopped half-way): it does not count.
                     self.ctx.runtime.remove(&rec.id).await;
@@ -162,4 +150,36 @@ impl Worker {
             .find(|c| c.name == name)
             .and_then(|c| c.image.clone())
     }
+}
+
+/// How an exited container ended, from the labels the agent put on it when it reaped the task.
+fn terminated_from_labels(rec: &ContainerRecord) -> Option<Terminated> {
+    let code = rec
+        .labels
+        .get(labels::EXIT_CODE)
+        .and_then(|c| c.parse::<i32>().ok())?;
+    let started_at = rec
+        .labels
+        .get(labels::STARTED_AT)
+        .and_then(|s| s.parse().ok())
+        .or(rec.created_at);
+    let finished_at = rec
+        .labels
+        .get(labels::FINISHED_AT)
+        .and_then(|s| s.parse().ok())
+        .or(started_at)
+        .unwrap_or_else(jiff::Timestamp::now);
+    let reason = rec
+        .labels
+        .get(labels::EXIT_REASON)
+        .cloned()
+        .unwrap_or_else(|| exit_reason(code, false).into());
+    Some(Terminated {
+        container_id: rec.id.clone(),
+        exit_code: code,
+        reason,
+        started_at,
+        finished_at,
+        message: None,
+    })
 }

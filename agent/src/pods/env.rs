@@ -353,7 +353,11 @@ pub fn user(
         .and_then(|s| s.run_as_non_root)
         .or(pod_sc.and_then(|s| s.run_as_non_root));
     if run_as_non_root == Some(true) && uid == 0 {
-        return Err("container has runAsNonRoot and image will run as root".to_string());
+        return Err(if run_as_user.is_some() {
+            "container's runAsUser breaks non-root policy".to_string()
+        } else {
+            "container has runAsNonRoot and image will run as root".to_string()
+        });
     }
     let mut groups = Vec::new();
     for g in pod_sc
@@ -366,6 +370,34 @@ pub fn user(
         groups.push(u32::try_from(g).map_err(|_| format!("fsGroup {g} out of range"))?);
     }
     Ok((uid, gid, groups))
+}
+
+/// The kubelet's check before resolving the image's user: with runAsNonRoot and no runAsUser, a user
+/// name cannot be verified to be non-root (its uid comes from a file the image controls).
+pub fn verify_non_root_user(
+    pod: &Pod,
+    container: &Container,
+    image_user: &str,
+) -> Result<(), String> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let c_sc = container.security_context.as_ref();
+    let non_root = c_sc
+        .and_then(|s| s.run_as_non_root)
+        .or(pod_sc.and_then(|s| s.run_as_non_root));
+    let run_as_user = c_sc
+        .and_then(|s| s.run_as_user)
+        .or(pod_sc.and_then(|s| s.run_as_user));
+    let user = image_user.split(':').next().unwrap_or_default();
+    if non_root == Some(true)
+        && run_as_user.is_none()
+        && !user.is_empty()
+        && user.parse::<u32>().is_err()
+    {
+        return Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root"
+        ));
+    }
+    Ok(())
 }
 
 /// `uid`, `uid:gid`, `root`; names other than root need the image's /etc/passwd (not supported yet).

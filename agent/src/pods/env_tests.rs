@@ -347,3 +347,42 @@ fn users() {
     assert_eq!(user(&p, &ct, ""), Ok((1000, 3000, vec![])));
     assert_eq!(user(&p, &c(&[], &[]), "101:101"), Ok((101, 101, vec![])));
 }
+
+#[test]
+fn run_as_non_root() {
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
+    let mut p = pod();
+    if let Some(spec) = p.spec.as_mut() {
+        spec.security_context = Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            supplemental_groups: Some(vec![5, 6]),
+            fs_group: Some(2000),
+            ..Default::default()
+        });
+    }
+    let plain = c(&[], &[]);
+    assert_eq!(
+        user(&p, &plain, ""),
+        Err("container has runAsNonRoot and image will run as root".into())
+    );
+    assert_eq!(
+        user(&p, &plain, "0:0"),
+        Err("container has runAsNonRoot and image will run as root".into())
+    );
+    assert_eq!(user(&p, &plain, "1000"), Ok((1000, 1000, vec![5, 6, 2000])));
+    assert!(verify_non_root_user(&p, &plain, "nginx").is_err_and(|e| e.contains("non-numeric")));
+    assert!(verify_non_root_user(&p, &plain, "1000").is_ok());
+    let mut as_1000 = c(&[], &[]);
+    as_1000.security_context = Some(SecurityContext {
+        run_as_user: Some(1000),
+        ..Default::default()
+    });
+    assert!(verify_non_root_user(&p, &as_1000, "nginx").is_ok());
+    assert_eq!(user(&p, &as_1000, ""), Ok((1000, 0, vec![5, 6, 2000])));
+    let mut as_root = c(&[], &[]);
+    as_root.security_context = Some(SecurityContext {
+        run_as_user: Some(0),
+        ..Default::default()
+    });
+    assert!(user(&p, &as_root, "").is_err_and(|e| e.contains("breaks non-root policy")));
+}

@@ -27,6 +27,19 @@ impl Worker {
         else {
             return;
         };
+        // The OOM event can arrive after the exit (or not at all when the stream was down): the cgroup's
+        // own counter says whether the kernel killed something in it. runc removes the cgroup on delete.
+        let (uid, cid) = (self.uid.clone(), id.to_string());
+        let oom_kills =
+            tokio::task::spawn_blocking(move || crate::runtime::cgroups::oom_kills(&uid, &cid))
+                .await
+                .ok()
+                .flatten();
+        if oom_kills.is_some_and(|n| n > 0)
+            && let Some(st) = self.containers.get_mut(&name)
+        {
+            st.oom = true;
+        }
         let (code, at) = match self.ctx.runtime.delete_task(id).await {
             Ok(Some((c, t))) => (c, t.or(at)),
             Ok(None) => (code, at),

@@ -57,6 +57,16 @@ pub enum Outcome {
         name: String,
         message: String,
     },
+    /// The OCI runtime refused to start the process (command not found, bad user, …): the attempt
+    /// counts as a container that ran and ended (containerd CRI's `StartError`, exit code 128).
+    StartFailed {
+        name: String,
+        attempt: u32,
+        id: String,
+        message: String,
+        image: String,
+        image_id: String,
+    },
 }
 
 impl Outcome {
@@ -65,7 +75,8 @@ impl Outcome {
             Outcome::Started { name, .. }
             | Outcome::PullFailed { name, .. }
             | Outcome::ConfigError { name, .. }
-            | Outcome::RunFailed { name, .. } => name,
+            | Outcome::RunFailed { name, .. }
+            | Outcome::StartFailed { name, .. } => name,
         }
     }
 }
@@ -220,13 +231,18 @@ async fn ensure_image(ctx: &Context, plan: &StartPlan, image: &str) -> Result<Pu
 }
 
 /// The image's `User` as `uid[:gid]`; names are looked up in the image's own passwd/group files.
-async fn resolve_image_user(ctx: &Context, img: &PulledImage) -> Result<String, String> {
+async fn resolve_image_user(
+    ctx: &Context,
+    plan: &StartPlan,
+    img: &PulledImage,
+) -> Result<String, String> {
     let user = img
         .config
         .config()
         .as_ref()
         .and_then(|c| c.user().clone())
         .unwrap_or_default();
+    env::verify_non_root_user(&plan.pod, &plan.container, &user)?;
     if env::parse_user(&user).is_ok() {
         return Ok(user);
     }
@@ -289,7 +305,7 @@ fn build_spec(
     });
     let sc = c.security_context.as_ref();
     let caps = sc.and_then(|s| s.capabilities.as_ref());
-    let security = Security {
+    let mut security = Security {
         privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
         add_caps: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         drop_caps: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
@@ -297,7 +313,19 @@ fn build_spec(
         readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
+        seccomp: None,
     };
+    let cap_set = spec::capabilities(&security)?;
+    security.seccomp = crate::runtime::seccomp::for_container(
+        pod_spec
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|s| s.seccomp_profile.as_ref()),
+        sc.and_then(|s| s.seccomp_profile.as_ref()),
+        security.privileged,
+        &cap_set,
+        &ctx.root_dir.join("seccomp"),
+    )
+    .map_err(|e| e.to_string())?;
     let cwd = c
         .working_dir
         .clone()
@@ -354,7 +382,7 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
             message,
         }
     };
-    let image_user = match resolve_image_user(&ctx, &img).await {
+    let image_user = match resolve_image_user(&ctx, &plan, &img).await {
         Ok(u) => u,
         Err(m) => return config_error(m),
     };
@@ -447,14 +475,61 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
             tracing::warn!(container = %id, error = %message, "container start failed");
             ctx.recorder
                 .warning(&pod, field, "Failed", format!("Error: {message}"));
-            Outcome::RunFailed { name, message }
+            if is_start_error(&e) {
+                Outcome::StartFailed {
+                    name,
+                    attempt: plan.attempt,
+                    id,
+                    message,
+                    image: img.reference.clone(),
+                    image_id: img.image_id.clone(),
+                }
+            } else {
+                Outcome::RunFailed { name, message }
+            }
         }
+    }
+}
+
+/// A task create/start that containerd answered with a runtime error (not an unreachable containerd):
+/// the process itself could not be started.
+fn is_start_error(e: &crate::runtime::RuntimeError) -> bool {
+    match e {
+        crate::runtime::RuntimeError::Grpc { op, source, .. } => {
+            matches!(*op, "task create" | "task start")
+                && !matches!(
+                    source.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::Cancelled
+                        | tonic::Code::DeadlineExceeded
+                )
+        }
+        _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_errors() {
+        let grpc = |op, code| crate::runtime::RuntimeError::Grpc {
+            op,
+            id: "c".into(),
+            source: tonic::Status::new(code, "x"),
+        };
+        assert!(is_start_error(&grpc("task create", tonic::Code::Unknown)));
+        assert!(is_start_error(&grpc("task start", tonic::Code::Unknown)));
+        assert!(!is_start_error(&grpc(
+            "task create",
+            tonic::Code::Unavailable
+        )));
+        assert!(!is_start_error(&grpc(
+            "container create",
+            tonic::Code::Unknown
+        )));
+    }
 
     fn c(image: &str, policy: Option<&str>) -> Container {
         Container {

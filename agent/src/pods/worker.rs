@@ -79,6 +79,20 @@ pub struct Worker {
     pub(crate) probe_kills: Vec<(String, crate::probes::ProbeKind)>,
 }
 
+/// Whether the API's pod has a different status for one of the conditions the worker last reported.
+fn conditions_differ(pod: &Pod, reported: &[PodCondition]) -> bool {
+    let api = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    reported.iter().any(|mine| {
+        api.iter()
+            .find(|c| c.type_ == mine.type_)
+            .is_some_and(|c| c.status != mine.status)
+    })
+}
+
 impl Worker {
     pub fn new(
         ctx: Arc<Context>,
@@ -115,7 +129,14 @@ impl Worker {
 
     pub(crate) fn apply(&mut self, msg: Msg) {
         match msg {
-            Msg::Pod(p) => self.pod = Some(p),
+            Msg::Pod(p) => {
+                // Someone else changed a condition this worker owns (the node lifecycle controller marks
+                // pods not Ready while the node is NotReady): send the status again, as the kubelet does.
+                if conditions_differ(&p, &self.last_conditions) {
+                    self.last_status = None;
+                }
+                self.pod = Some(p);
+            }
             Msg::Gone => self.gone = true,
             Msg::Exit { id, code, at } => self.pending_exits.push((id, code, at)),
             Msg::Oom { id } => {
@@ -450,7 +471,9 @@ impl Worker {
             container: c.clone(),
             kind,
             attempt: st.map(ContainerState::next_attempt).unwrap_or(0),
-            previous_id: st.and_then(|s| s.terminated.as_ref().map(|t| t.container_id.clone())),
+            // The kubelet keeps the last dead container (its `lastState` survives an agent restart); the
+            // one before it goes when the next attempt starts.
+            previous_id: st.and_then(|s| s.previous.as_ref().map(|t| t.container_id.clone())),
             pod_ip: self.pod_ip,
             sandbox: self
                 .sandbox
@@ -526,6 +549,42 @@ impl Worker {
                     message: Some(message),
                 });
                 st.next_start = Some(now + Duration::from_secs(10));
+            }
+            Outcome::StartFailed {
+                attempt,
+                id,
+                message,
+                image,
+                image_id,
+                ..
+            } => {
+                let at = jiff::Timestamp::now();
+                st.started(attempt, id, at);
+                st.exited(128, at);
+                if let Some(t) = st.terminated.as_mut() {
+                    t.reason = "StartError".into();
+                    t.message = Some(message.clone());
+                    t.started_at = None;
+                }
+                st.image = image;
+                st.image_id = image_id;
+                st.pull_backoff.reset();
+                let restart = pod
+                    .spec
+                    .as_ref()
+                    .is_some_and(|s| super::status::restart_policy(s) != "Never");
+                if restart {
+                    let delay = st.backoff.next_delay(Duration::ZERO);
+                    st.waiting = Some(Waiting {
+                        reason: if delay.is_zero() {
+                            "RunContainerError".into()
+                        } else {
+                            "CrashLoopBackOff".into()
+                        },
+                        message: Some(message),
+                    });
+                    st.next_start = Some(now + delay);
+                }
             }
             Outcome::RunFailed { message, .. } => {
                 let delay = st

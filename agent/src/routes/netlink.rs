@@ -23,6 +23,11 @@ impl Netlink {
         skiff_cni::plugin::netlink::Netlink::open().map(Netlink)
     }
 
+    /// The underlying client, for the overlay's link/neighbour operations.
+    pub(super) fn inner(&mut self) -> &mut skiff_cni::plugin::netlink::Netlink {
+        &mut self.0
+    }
+
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,

@@ -10,8 +10,35 @@ pub const MIN_SHARES: u64 = 2;
 pub const MAX_SHARES: u64 = 262_144;
 pub const CFS_PERIOD_US: u64 = 100_000;
 pub const MIN_QUOTA_US: i64 = 1_000;
-/// The cgroup root of everything the agent starts (cgroupfs driver).
+/// The default cgroup root of everything the agent starts (cgroupfs driver).
 pub const CGROUP_PARENT: &str = "skiff";
+
+static PARENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Check a `--cgroup-parent` value: a relative cgroup path of plain names (`skiff`, `test/skiff-a`).
+pub fn parse_parent(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty()
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.contains(char::is_whitespace))
+    {
+        return Err(format!(
+            "{s:?} is not a cgroup path of plain names (like \"skiff\")"
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Set the cgroup parent once at start-up (before any pod starts); later calls are ignored.
+pub fn set_parent(name: String) {
+    let _ = PARENT.set(name);
+}
+
+/// The cgroup parent of pod cgroups: `--cgroup-parent`, default [`CGROUP_PARENT`].
+pub fn parent() -> &'static str {
+    PARENT.get().map(String::as_str).unwrap_or(CGROUP_PARENT)
+}
 
 /// What the OCI spec's `linux.resources` gets for one container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +145,33 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 
 /// `linux.cgroupsPath` of a container (cgroupfs style, same relative path on v1 and v2).
 pub fn cgroups_path(pod_uid: &str, container_id: &str) -> String {
-    format!("/{CGROUP_PARENT}/pod{pod_uid}/{container_id}")
+    format!("/{}/pod{pod_uid}/{container_id}", parent())
+}
+
+/// How many processes the kernel's OOM killer killed in a container's cgroup: `oom_kill` in
+/// `memory.events` (v2) or `memory.oom_control` (v1, kernels since 4.13). Read it before the task is
+/// deleted: runc removes the cgroup then. `None` when the cgroup or the counter is not there.
+pub fn oom_kills(pod_uid: &str, container_id: &str) -> Option<u64> {
+    let rel = cgroups_path(pod_uid, container_id);
+    let rel = rel.trim_start_matches('/');
+    let file = if is_v2() {
+        Path::new("/sys/fs/cgroup").join(rel).join("memory.events")
+    } else {
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control")
+    };
+    parse_oom_kills(&std::fs::read_to_string(file).ok()?)
+}
+
+/// The `oom_kill N` line of `memory.events` / `memory.oom_control`.
+pub fn parse_oom_kills(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == "oom_kill")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
 }
 
 /// Whether `/sys/fs/cgroup` is the unified (v2) hierarchy.
@@ -129,7 +182,7 @@ pub fn is_v2() -> bool {
 /// Remove the pod-level cgroup directories runc leaves behind (blocking; the container cgroups are already
 /// gone after tasks.Delete). Missing directories are fine.
 pub fn remove_pod_cgroups(pod_uid: &str) -> Vec<String> {
-    let rel = format!("{CGROUP_PARENT}/pod{pod_uid}");
+    let rel = format!("{}/pod{pod_uid}", parent());
     let mut errors = Vec::new();
     let mut dirs = Vec::new();
     if is_v2() {
@@ -246,6 +299,28 @@ mod tests {
             "Guaranteed"
         );
         assert_eq!(qos_class(&pod(vec![g, container(&[], &[])])), "Burstable");
+    }
+
+    #[test]
+    fn oom_counters() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(parse_oom_kills(v1), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(v2), Some(1));
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\n"), None);
+        assert_eq!(oom_kills("no-such-pod", "no-such-container"), None);
+    }
+
+    #[test]
+    fn parent_names() {
+        assert_eq!(parse_parent("skiff").as_deref(), Ok("skiff"));
+        assert_eq!(
+            parse_parent("/test/skiff-a/").as_deref(),
+            Ok("test/skiff-a")
+        );
+        for bad in ["", "/", "a/../b", "a//b", "x y"] {
+            assert!(parse_parent(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub mod labels;
 pub mod log_files;
 pub mod logs;
 pub mod quantity;
+pub mod seccomp;
 pub mod spec;
+mod syscalls;
 pub mod userdb;
 
 use std::path::PathBuf;

@@ -88,6 +88,8 @@ pub struct Security {
     pub drop_caps: Vec<String>,
     pub no_new_privileges: bool,
     pub readonly_rootfs: bool,
+    /// The seccomp filter (`None`: unconfined).
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +283,9 @@ pub fn build(input: &SpecInput) -> Result<Spec, String> {
         .namespaces(namespaces)
         .resources(resources.build().map_err(err)?)
         .cgroups_path(PathBuf::from(&input.cgroups_path));
+    if let Some(seccomp) = &input.security.seccomp {
+        linux = linux.seccomp(seccomp.clone());
+    }
     if input.security.privileged {
         linux = linux
             .masked_paths(Vec::<String>::new())
@@ -418,6 +423,17 @@ mod tests {
                 .is_none_or(|m| m.is_empty())
         );
         assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], true);
+    }
+
+    #[test]
+    fn seccomp_in_spec() {
+        let mut i = input();
+        let v = serde_json::to_value(build(&i).expect("spec")).expect("json");
+        assert!(v["linux"].get("seccomp").is_none(), "unconfined by default");
+        let caps = capabilities(&i.security).expect("caps");
+        i.security.seccomp = Some(super::super::seccomp::runtime_default(&caps).expect("profile"));
+        let v = serde_json::to_value(build(&i).expect("spec")).expect("json");
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     }
 
     #[test]

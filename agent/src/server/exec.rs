@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{FromRequest, Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
@@ -77,7 +77,7 @@ pub fn exit_status(command: &[String], code: u32) -> serde_json::Value {
     })
 }
 
-fn internal_status(message: &str) -> serde_json::Value {
+pub(super) fn internal_status(message: &str) -> serde_json::Value {
     json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500})
 }
 
@@ -85,13 +85,20 @@ pub async fn handle(
     State(ctx): State<Arc<ApiContext>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
     RawQuery(query): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    http: axum::extract::Request,
 ) -> Response {
-    let Ok(ws) = ws else {
-        return text_error(
-            StatusCode::BAD_REQUEST,
-            "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not supported",
-        );
+    let (ws, spdy) = if super::exec_spdy::is_spdy(&http) {
+        (None, Some(http))
+    } else {
+        match WebSocketUpgrade::from_request(http, &()).await {
+            Ok(ws) => (Some(ws), None),
+            Err(_) => {
+                return text_error(
+                    StatusCode::BAD_REQUEST,
+                    "exec needs an upgrade: WebSocket (v5.channel.k8s.io or v4.channel.k8s.io) or SPDY/3.1",
+                );
+            }
+        }
     };
     let opts = match ExecOptions::parse(query.as_deref()) {
         Ok(o) => o,
@@ -125,6 +132,12 @@ pub async fn handle(
         stdin: opts.stdin,
         stdout: opts.stdout,
         stderr: opts.stderr,
+    };
+    let (Some(ws), None) = (ws, spdy.as_ref()) else {
+        return match spdy {
+            Some(http) => super::exec_spdy::upgrade(ctx, req, http),
+            None => text_error(StatusCode::INTERNAL_SERVER_ERROR, "no upgrade"),
+        };
     };
     ws.protocols([V5, V4]).on_upgrade(move |socket| async move {
         let v5 = socket

@@ -1,5 +1,8 @@
-//! The agent's HTTPS API (the kubelet's port 10250): `/healthz`, `/containerLogs/{ns}/{pod}/{container}`
-//! and `/exec/{ns}/{pod}/{container}` (WebSocket `v5.channel.k8s.io` / `v4.channel.k8s.io`).
+//! The agent's HTTPS API (the kubelet's port 10250): `/healthz`, `/containerLogs/{ns}/{pod}/{container}`,
+//! `/exec/{ns}/{pod}/{container}` (WebSocket `v5.channel.k8s.io` / `v4.channel.k8s.io`, or SPDY/3.1
+//! `v4.channel.k8s.io`), `/attach/{ns}/{pod}/{container}` (WebSocket), `/portForward/{ns}/{pod}[/{uid}]`
+//! (SPDY/3.1 over WebSocket or an upgraded connection, or the WebSocket channel protocol), `/metrics`
+//! (Prometheus text) and `/pods` (PodList).
 //!
 //! TLS: the agent serves a self-signed certificate made at start (the API server does not verify it, as
 //! kube-apiserver does not verify kubelet serving certificates without `--kubelet-certificate-authority`).
@@ -7,10 +10,15 @@
 //! API server's kubelet client (`skiff-apiserver-kubelet-client`) and `system:masters` may use the API.
 //! `/healthz` needs no certificate when asked from a loopback address.
 
+pub mod attach;
 pub mod exec;
 pub mod exec_process;
+pub mod exec_spdy;
 pub mod locate;
 pub mod logs;
+pub mod metrics;
+pub mod portforward;
+pub mod spdy;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -123,13 +131,39 @@ async fn require_auth(
 }
 
 pub fn router(ctx: Arc<ApiContext>) -> Router {
+    router_with(
+        ctx,
+        Arc::new(metrics::NodeView {
+            client: None,
+            node_name: String::new(),
+        }),
+    )
+}
+
+/// The API with `view` for `/pods` and the pod metrics.
+pub fn router_with(ctx: Arc<ApiContext>, view: Arc<metrics::NodeView>) -> Router {
     let private = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs::handle))
         .route(
             "/exec/{ns}/{pod}/{container}",
             get(exec::handle).post(exec::handle),
         )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(attach::handle).post(attach::handle),
+        )
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(portforward::handle).post(portforward::handle),
+        )
+        .route(
+            "/portForward/{ns}/{pod}/{uid}",
+            get(portforward::handle_uid).post(portforward::handle_uid),
+        )
+        .route("/metrics", get(metrics::metrics))
+        .route("/pods", get(metrics::pods))
         .layer(axum::middleware::from_fn(require_auth))
+        .layer(Extension(view))
         .with_state(ctx);
     Router::new().route("/healthz", get(healthz)).merge(private)
 }
@@ -139,9 +173,10 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     ctx: Arc<ApiContext>,
+    view: Arc<metrics::NodeView>,
 ) -> Result<(), ServerError> {
     let acceptor = TlsAcceptor::from(tls);
-    let app = router(ctx);
+    let app = router_with(ctx, view);
     loop {
         let (tcp, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -213,11 +248,24 @@ pub async fn start(
         context: "kubelet API address".into(),
         source,
     })?;
+    let view = Arc::new(metrics::NodeView {
+        client: api_client(kubeconfig).await,
+        node_name: node_name.to_string(),
+    });
     tokio::spawn(async move {
-        if let Err(e) = serve(listener, tls, ctx).await {
+        if let Err(e) = serve(listener, tls, ctx, view).await {
             tracing::error!(error = %e, "kubelet API stopped");
         }
     });
     tracing::info!(%addr, "kubelet API listening");
     Ok(addr)
+}
+
+/// A client for the API server from the agent's kubeconfig (for `/pods`); `None` if it cannot be built.
+async fn api_client(kubeconfig: &std::path::Path) -> Option<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).ok()?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .ok()?;
+    kube::Client::try_from(cfg).ok()
 }

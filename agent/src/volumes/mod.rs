@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod objects;
+pub mod ownership;
 pub mod projection;
 
 use std::collections::HashMap;
@@ -76,6 +77,7 @@ async fn write_volume(
     payload: Result<atomic::Payload, String>,
     memory: bool,
     fs_group: Option<i64>,
+    policy: ownership::ChangePolicy,
 ) -> Result<(), VolumeError> {
     let mut payload = payload.map_err(|message| VolumeError::SetUp {
         name: name.into(),
@@ -105,7 +107,11 @@ async fn write_volume(
         if memory {
             mount_tmpfs(&target, None)?;
         }
-        atomic::write(&target, &payload, group)
+        let changed = atomic::write(&target, &payload, group)?;
+        if changed && let Some(g) = group {
+            ownership::set(&target, g, true, policy)?;
+        }
+        Ok(changed)
     })
     .await
     .map_err(|e| io(std::io::Error::other(e)))?
@@ -216,6 +222,19 @@ pub async fn prepare(
         .as_ref()
         .and_then(|s| s.security_context.as_ref())
         .and_then(|s| s.fs_group);
+    let group = match fs_group {
+        Some(g) => Some(u32::try_from(g).map_err(|_| VolumeError::Invalid {
+            name: "(securityContext)".into(),
+            message: format!("fsGroup {g} out of range"),
+        })?),
+        None => None,
+    };
+    let policy = ownership::ChangePolicy::from_spec(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|s| s.fs_group_change_policy.as_deref()),
+    );
     for v in pod
         .spec
         .as_ref()
@@ -230,6 +249,8 @@ pub async fn prepare(
                 path: p.display().to_string(),
                 source,
             };
+            // Like the kubelet's set-up marker: permissions and ownership are set once, when created.
+            let fresh = !tokio::fs::try_exists(&p).await.unwrap_or(false);
             tokio::fs::create_dir_all(&p).await.map_err(io)?;
             if ed.medium.as_deref() == Some("Memory") {
                 let size = match ed.size_limit.as_ref() {
@@ -247,6 +268,27 @@ pub async fn prepare(
                     .map_err(|e| io(std::io::Error::other(e)))?
                     .map_err(io)?;
             }
+            // emptyDir is world-writable (the kubelet's 0777, whatever the umask), then fsGroup's.
+            let target = p.clone();
+            if fresh {
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = std::fs::metadata(&target)?.permissions().mode();
+                    if mode & 0o777 != 0o777 {
+                        std::fs::set_permissions(
+                            &target,
+                            std::fs::Permissions::from_mode(mode & 0o7000 | 0o777),
+                        )?;
+                    }
+                    if let Some(g) = group {
+                        ownership::set(&target, g, false, policy)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+                .map_err(io)?;
+            }
             p
         } else if let Some(hp) = &v.host_path {
             host_path(&v.name, &hp.path, hp.type_.as_deref().unwrap_or_default()).await?
@@ -258,6 +300,7 @@ pub async fn prepare(
                 projection::config_map(cm, objects),
                 false,
                 fs_group,
+                policy,
             )
             .await?;
             p
@@ -269,18 +312,19 @@ pub async fn prepare(
                 projection::secret(sec, objects),
                 true,
                 fs_group,
+                policy,
             )
             .await?;
             p
         } else if let Some(dw) = &v.downward_api {
             let p = volume_path(pod_dir, WRITTEN_KINDS[2], &v.name);
             let payload = projection::downward_api(pod, dw.items.as_ref(), dw.default_mode);
-            write_volume(&v.name, &p, payload, false, fs_group).await?;
+            write_volume(&v.name, &p, payload, false, fs_group, policy).await?;
             p
         } else if let Some(pr) = &v.projected {
             let p = volume_path(pod_dir, WRITTEN_KINDS[3], &v.name);
             let payload = projection::projected(pod, &v.name, pr, objects);
-            write_volume(&v.name, &p, payload, true, fs_group).await?;
+            write_volume(&v.name, &p, payload, true, fs_group, policy).await?;
             p
         } else {
             return Err(VolumeError::Unsupported {

@@ -113,6 +113,75 @@ impl Drop for Agent {
     }
 }
 
+/// An agent stopped by [`stop_agent`]: what it needs to start again the same way.
+pub struct StoppedAgent {
+    argv: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    log: PathBuf,
+}
+
+/// Stop the agent (`kill -9` when `hard`, else SIGTERM), remembering its arguments and environment.
+pub fn stop_agent(mut agent: Agent, hard: bool) -> StoppedAgent {
+    use std::os::unix::ffi::OsStrExt as _;
+    let pid = agent.child.id();
+    let read = |what: &str| -> Vec<Vec<u8>> {
+        std::fs::read(format!("/proc/{pid}/{what}"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/{what}: {e}"))
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_os_string();
+    let argv = read("cmdline").iter().map(|a| os(a)).collect();
+    let env = read("environ")
+        .iter()
+        .filter_map(|kv| {
+            let eq = kv.iter().position(|c| *c == b'=')?;
+            Some((os(&kv[..eq]), os(&kv[eq + 1..])))
+        })
+        .collect();
+    let signal = if hard {
+        nix::sys::signal::Signal::SIGKILL
+    } else {
+        nix::sys::signal::Signal::SIGTERM
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+    let _ = agent.child.wait();
+    let log = agent.log.clone();
+    // The child is reaped; dropping `agent` would signal a PID that may be reused by now.
+    std::mem::forget(agent);
+    StoppedAgent { argv, env, log }
+}
+
+impl StoppedAgent {
+    /// Start the same binary again with the same arguments and environment, log appended.
+    pub fn start(self) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("agent log: {e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+            .args(self.argv.iter().skip(1))
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("respawn skiff-agent: {e}"));
+        Agent {
+            child,
+            log: self.log,
+        }
+    }
+}
+
+/// [`stop_agent`] then [`StoppedAgent::start`]: pods must keep running meanwhile.
+pub fn restart_agent(agent: Agent, hard: bool) -> Agent {
+    stop_agent(agent, hard).start()
+}
+
 /// Real kubectl with the admin kubeconfig; failures show the tail of the agent's log.
 #[derive(Clone)]
 pub struct Kubectl {
@@ -190,6 +259,24 @@ impl Kubectl {
     }
 }
 
+/// Wait until the Node exists and its Ready condition is True (`kubectl wait` fails at once while the
+/// agent has not registered it yet).
+pub fn wait_node_ready(k: &Kubectl, node: &str, timeout: Duration) {
+    k.wait_for(&format!("node {node} Ready"), timeout, |k| {
+        let out = k.run(
+            &[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout) == "True"
+    });
+}
+
 /// Deletes the given pods (one kubectl call) before the agent stops (also on a failed assertion).
 pub struct PodCleanup(pub Kubectl, pub Vec<&'static str>);
 
@@ -233,6 +320,20 @@ pub struct Setup<'a> {
 
 /// No extra agent arguments.
 pub fn no_agent_args(_: &TempDir) -> Vec<OsString> {
+    Vec::new()
+}
+
+/// No extra agent arguments, but a CNI conflist (Debian's `loopback` plugin) in the agent's conf dir, so
+/// the node's network is ready and the Node turns Ready (host-network pods never call CNI). Without it
+/// the Node stays NotReady and the node lifecycle controller marks every pod on it not Ready.
+pub fn ready_network(dir: &TempDir) -> Vec<OsString> {
+    let conf = dir.join("net.d");
+    std::fs::create_dir_all(&conf).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        conf.join("05-loopback.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     Vec::new()
 }
 

@@ -146,6 +146,38 @@ impl TestContainerd {
         me
     }
 
+    /// `kill -9` the daemon, as a crash would: the shims and the containers they run keep going.
+    pub fn kill9(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Start the daemon again with the same config (root, state and socket), after [`Self::kill9`].
+    pub fn restart(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("containerd.log"))
+            .unwrap_or_else(|e| panic!("containerd log: {e}"));
+        self.child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn containerd: {e}"));
+        let sock = self.socket.clone();
+        let child = &mut self.child;
+        wait_for("containerd socket", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("containerd exited early: {status}");
+            }
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+    }
+
     pub async fn connect(&self, namespace: &str) -> Containerd {
         Containerd::connect(&self.socket, namespace)
             .await
@@ -161,6 +193,21 @@ impl TestContainerd {
 impl Drop for TestContainerd {
     fn drop(&mut self) {
         stop(&mut self.child);
+    }
+}
+
+/// Remove a test agent's (empty) cgroup parent directories from every hierarchy; errors are ignored
+/// (a directory still in use stays, and is visible to whoever looks).
+pub fn remove_cgroup_parent(name: &str) {
+    let roots: Vec<PathBuf> = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        vec![PathBuf::from("/sys/fs/cgroup")]
+    } else {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    for root in roots {
+        let _ = std::fs::remove_dir(root.join(name));
     }
 }
 

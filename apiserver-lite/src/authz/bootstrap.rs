@@ -103,6 +103,24 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 &["get"],
             )],
         ),
+        // Node join: bootstrap tokens ask for a node certificate, nodes for its renewal
+        // (`crate::controllers::csr` decides what is approved).
+        (
+            "system:node-bootstrapper",
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
+            )],
+        ),
+        (
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
+            )],
+        ),
     ]
 }
 
@@ -113,6 +131,11 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str)> {
         ("system:discovery", "system:authenticated"),
         ("system:basic-user", "system:authenticated"),
         ("system:public-info-viewer", "system:authenticated"),
+        ("system:node-bootstrapper", "system:bootstrappers"),
+        (
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "system:nodes",
+        ),
     ]
 }
 

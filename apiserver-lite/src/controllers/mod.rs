@@ -6,6 +6,7 @@
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
 
 mod bootstrap;
+pub mod csr;
 mod event_ttl;
 mod events;
 mod ipam;

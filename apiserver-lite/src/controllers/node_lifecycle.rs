@@ -6,6 +6,8 @@
 //! `node.kubernetes.io/not-ready` (Ready=False) taints, `NoSchedule` and `NoExecute`, removed again when it
 //! recovers; pods on a node with such a `NoExecute` taint are marked Ready=False and deleted once their
 //! toleration runs out (taint-based eviction, see [`eviction`]).
+//! MemoryPressure / DiskPressure / PIDPressure `True` add the `memory-pressure` / `disk-pressure` /
+//! `pid-pressure` `NoSchedule` taints, removed once the condition is no longer `True` (see [`taints`]).
 //!
 //! Silence is measured on this process's monotonic clock from the moment a change was observed, never
 //! from timestamps written by the agent (clocks of nodes may differ).

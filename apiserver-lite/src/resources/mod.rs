@@ -31,6 +31,8 @@ pub enum Kind {
     ClusterRole,
     RoleBinding,
     ClusterRoleBinding,
+    /// certificates.k8s.io/v1 (see `crate::csr`).
+    CertificateSigningRequest,
 }
 
 #[derive(Debug)]
@@ -72,7 +74,15 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec"],
+        subresources: &[
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+        ],
         has_status: true,
     },
     ResourceDef {
@@ -257,6 +267,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &[],
         has_status: false,
     },
+    ResourceDef {
+        kind_id: Kind::CertificateSigningRequest,
+        group: "certificates.k8s.io",
+        version: "v1",
+        plural: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        kind: "CertificateSigningRequest",
+        namespaced: false,
+        short_names: &["csr"],
+        categories: &[],
+        subresources: &["approval", "status"],
+        has_status: true,
+    },
 ];
 
 impl ResourceDef {
@@ -352,6 +375,7 @@ impl ResourceDef {
             | Kind::ClusterRole
             | Kind::RoleBinding
             | Kind::ClusterRoleBinding => &["metadata.name", "metadata.namespace"],
+            Kind::CertificateSigningRequest => &["metadata.name", "spec.signerName"],
         }
     }
 
@@ -405,6 +429,7 @@ impl ResourceDef {
             Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
                 crate::authz::kinds::normalize(self.kind_id, v)
             }
+            Kind::CertificateSigningRequest => crate::csr::normalize(v),
         }
     }
 
@@ -454,6 +479,7 @@ impl ResourceDef {
             Kind::Secret => errs.extend(config::validate_secret(obj)),
             Kind::Service => errs.extend(service::validate(obj)),
             Kind::Endpoints => errs.extend(service::validate_endpoints(obj)),
+            Kind::CertificateSigningRequest => errs.extend(crate::csr::validate(obj)),
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
@@ -474,6 +500,7 @@ impl ResourceDef {
             )),
             Kind::Secret => errs.extend(config::validate_secret_update(old, new)),
             Kind::Service => errs.extend(service::validate_update(old, new)),
+            Kind::CertificateSigningRequest => errs.extend(crate::csr::validate_update(old, new)),
             _ => {}
         }
         errs.extend(crate::authz::kinds::validate_update(self.kind_id, old, new));

@@ -386,6 +386,7 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
         Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
             crate::authz::kinds::columns(def.kind_id, name, age)
         }
+        Kind::CertificateSigningRequest => crate::csr::columns(name, age),
     }
 }
 
@@ -593,6 +594,7 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
             crate::authz::kinds::cells(def.kind_id, obj, name, age)
         }
+        Kind::CertificateSigningRequest => crate::csr::cells(obj, name, age),
     }
 }
 

@@ -31,6 +31,8 @@ pub struct State {
     pub tokens: TokenAuth,
     /// `host:port` clients should use (legacy discovery).
     pub server_address: String,
+    /// The cluster CA (PEM), served unauthenticated at `/cacerts` for joining nodes to pin.
+    pub ca_pem: String,
 }
 
 fn json_response(code: u16, v: &Value, content_type: &str) -> Response<Body> {
@@ -40,6 +42,21 @@ fn json_response(code: u16, v: &Value, content_type: &str) -> Response<Body> {
     if let Ok(ct) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+/// A protobuf body (`crate::protobuf_encode`), for clients that asked for it.
+fn protobuf_response(code: u16, bytes: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::protobuf_encode::CONTENT_TYPE),
+    );
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
@@ -94,23 +111,33 @@ pub async fn handle(
     resp
 }
 
-fn authenticate(
+async fn authenticate(
     state: &State,
     peer: Option<(String, Vec<String>)>,
     req: &Request<hyper::body::Incoming>,
-) -> Option<UserInfo> {
+) -> ApiResult<Option<UserInfo>> {
     let auth = header_str(req, header::AUTHORIZATION);
     if let Some(tok) = auth
         .strip_prefix("Bearer ")
         .or_else(|| auth.strip_prefix("bearer "))
     {
-        return state.tokens.lookup(tok.trim());
+        let tok = tok.trim();
+        if let Some(u) = state.tokens.lookup(tok) {
+            return Ok(Some(u));
+        }
+        if crate::bootstrap_tokens::split_bearer(tok).is_some() {
+            return crate::bootstrap_tokens::authenticate(state.authz.store(), tok)
+                .await
+                .map(Some)
+                .map_err(|e| ApiError::new(401, "Unauthorized", format!("Unauthorized: {e}")));
+        }
+        return Ok(None);
     }
-    peer.map(|(name, groups)| UserInfo {
+    Ok(peer.map(|(name, groups)| UserInfo {
         name,
         uid: String::new(),
         groups,
-    })
+    }))
 }
 
 async fn handle_inner(
@@ -128,6 +155,14 @@ async fn handle_inner(
         {
             return Ok(text(200, "ok"));
         }
+        "/cacerts" => {
+            let mut r = Response::new(Body::from(state.ca_pem.clone()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pem-file"),
+            );
+            return Ok(r);
+        }
         "/version" => {
             return Ok(json_response(
                 200,
@@ -137,7 +172,7 @@ async fn handle_inner(
         }
         _ => {}
     }
-    let Some(user) = authenticate(state, peer, &req) else {
+    let Some(user) = authenticate(state, peer, &req).await? else {
         return Err(ApiError::unauthorized());
     };
     let user = crate::authz::impersonation::impersonate(&state.authz, user, req.headers()).await?;
@@ -249,6 +284,41 @@ async fn handle_inner(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
             Ok(r)
         }
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            let v = crate::access_review::subject_access_review(
+                &state.authz,
+                &user,
+                None,
+                &body,
+                &content_type,
+            )
+            .await?;
+            Ok(json_response(201, &v, "application/json"))
+        }
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "localsubjectaccessreviews",
+        ] => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            let v = crate::access_review::subject_access_review(
+                &state.authz,
+                &user,
+                Some(ns),
+                &body,
+                &content_type,
+            )
+            .await?;
+            Ok(json_response(201, &v, "application/json"))
+        }
         [
             "apis",
             g @ ("authorization.k8s.io" | "authentication.k8s.io"),
@@ -351,7 +421,11 @@ async fn resource(
         .check(user, &authz_req, &body, content_type)
         .await?;
     let repr = repr_from_accept(accept);
+    let protobuf = repr == Repr::Object && crate::protobuf_encode::accepts(accept);
     let ok = |code: u16, v: &Value| {
+        if protobuf && let Some(bytes) = crate::protobuf_encode::encode(v) {
+            return protobuf_response(code, bytes);
+        }
         let ct = if repr == Repr::Table && v.get("kind").and_then(Value::as_str) == Some("Table") {
             "application/json;as=Table;v=v1;g=meta.k8s.io"
         } else {
@@ -364,7 +438,9 @@ async fn resource(
             Method::GET => {
                 let (l, f) = selectors(def, q)?;
                 if q.flag("watch") && q.get("watch").is_some() {
-                    return crate::watch::watch(api, def, ns, q, repr, l, f).await;
+                    let pb =
+                        protobuf && crate::protobuf_encode::watchable(&def.api_version(), def.kind);
+                    return crate::watch::watch_with(api, def, ns, q, repr, l, f, pb).await;
                 }
                 let page =
                     crate::list::list(api, def, ns, &l, &f, &crate::list::ListOpts::from_query(q)?)
@@ -378,7 +454,10 @@ async fn resource(
                     return Err(ApiError::method_not_allowed("POST"));
                 }
                 let opts = WriteOpts::from_query(q)?;
-                let (v, dups) = parse_body(&body, content_type)?;
+                let (mut v, dups) = parse_body(&body, content_type)?;
+                if def.kind_id == Kind::CertificateSigningRequest {
+                    crate::csr::stamp_requestor(&mut v, user);
+                }
                 let (obj, w) = api.create(def, ns, v, &dups, &opts).await?;
                 Ok(with_warnings(ok(201, &obj), &w))
             }
@@ -415,6 +494,21 @@ async fn resource(
             }
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         },
+        (Some(name), Some("approval")) if def.kind_id == Kind::CertificateSigningRequest => {
+            match *method {
+                Method::GET => Ok(ok(
+                    200,
+                    &render_one(def, &api.get(def, ns, name).await?, repr, q),
+                )),
+                Method::PUT => {
+                    let opts = WriteOpts::from_query(q)?;
+                    let (v, _) = parse_body(&body, content_type)?;
+                    let obj = crate::csr::update_approval(api, def, name, v, &opts).await?;
+                    Ok(ok(200, &obj))
+                }
+                _ => Err(ApiError::method_not_allowed(method.as_str())),
+            }
+        }
         (Some(name), None) | (Some(name), Some("status")) => match *method {
             Method::GET => {
                 let v = api.get(def, ns, name).await?;
@@ -449,6 +543,17 @@ async fn resource(
                 let dopts = DeleteOpts::from_request(q, &body)?;
                 let v = api.delete(def, ns, name, &dopts, opts.dry_run).await?;
                 Ok(ok(200, &v))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str())),
+        },
+        (Some(name), Some("eviction")) if def.kind_id == Kind::Pod => match *method {
+            Method::POST => {
+                let opts = WriteOpts::from_query(q)?;
+                let (v, _) = parse_body(&body, content_type)?;
+                let status =
+                    crate::eviction::evict(api, ns.unwrap_or("default"), name, &v, q, opts.dry_run)
+                        .await?;
+                Ok(json_response(201, &status, "application/json"))
             }
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         },

@@ -106,4 +106,5 @@ pub trait Store: Send + Sync + 'static {
 
 #[cfg(test)]
 pub mod conformance;
+pub mod etcd;
 pub mod redb;

@@ -1,5 +1,7 @@
 //! The taints that mirror a node's Ready condition, as kube-controller-manager's node lifecycle controller
 //! sets them: `unreachable` while Ready is `Unknown`, `not-ready` while it is `False`, none while `True`.
+//! Pressure conditions are mirrored the same way (kube-controller-manager's taint-nodes-by-condition):
+//! `memory-pressure`, `disk-pressure` and `pid-pressure`, `NoSchedule` only, while the condition is `True`.
 
 use serde_json::{Value, json};
 
@@ -7,7 +9,16 @@ use super::ready_condition;
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
+pub const DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
+pub const PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
 const EFFECTS: [&str; 2] = ["NoSchedule", "NoExecute"];
+/// Condition type → the `NoSchedule` taint it calls for while `True`.
+const PRESSURE: [(&str, &str); 3] = [
+    ("MemoryPressure", MEMORY_PRESSURE),
+    ("DiskPressure", DISK_PRESSURE),
+    ("PIDPressure", PID_PRESSURE),
+];
 
 /// A `NoExecute` taint of a node, as taint-based eviction needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +32,31 @@ pub struct NoExecute {
 fn is_lifecycle(taint: &Value) -> bool {
     matches!(
         taint.get("key").and_then(Value::as_str),
-        Some(UNREACHABLE | NOT_READY)
+        Some(UNREACHABLE | NOT_READY | MEMORY_PRESSURE | DISK_PRESSURE | PID_PRESSURE)
     )
+}
+
+fn condition_status<'a>(node: &'a Value, type_: &str) -> Option<&'a str> {
+    node.get("status")?
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))?
+        .get("status")?
+        .as_str()
+}
+
+/// The `(key, effect)` lifecycle taints the node's conditions call for.
+fn wanted(node: &Value) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = wanted_key(node)
+        .map(|key| EFFECTS.iter().map(|e| (key, *e)).collect())
+        .unwrap_or_default();
+    for (type_, key) in PRESSURE {
+        if condition_status(node, type_) == Some("True") {
+            out.push((key, "NoSchedule"));
+        }
+    }
+    out
 }
 
 /// The lifecycle taint key the node's Ready status calls for.
@@ -40,7 +74,7 @@ fn wanted_key(node: &Value) -> Option<&'static str> {
 /// The node with its lifecycle taints matching its Ready condition (other taints untouched, a kept
 /// taint keeps its `timeAdded`), or `None` if they already match or the node has an unexpected shape.
 pub fn with_lifecycle_taints(node: &Value, now: &str) -> Option<Value> {
-    let wanted = wanted_key(node);
+    let wanted = wanted(node);
     let current: Vec<Value> = match node.get("spec").and_then(|s| s.get("taints")) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(taints)) => taints.clone(),
@@ -48,22 +82,26 @@ pub fn with_lifecycle_taints(node: &Value, now: &str) -> Option<Value> {
     };
     let mut taints: Vec<Value> = current
         .iter()
-        .filter(|t| !is_lifecycle(t) || t.get("key").and_then(Value::as_str) == wanted)
+        .filter(|t| {
+            !is_lifecycle(t)
+                || wanted.iter().any(|(key, effect)| {
+                    t.get("key").and_then(Value::as_str) == Some(*key)
+                        && t.get("effect").and_then(Value::as_str) == Some(*effect)
+                })
+        })
         .cloned()
         .collect();
-    if let Some(key) = wanted {
-        for effect in EFFECTS {
-            let present = taints.iter().any(|t| {
-                t.get("key").and_then(Value::as_str) == Some(key)
-                    && t.get("effect").and_then(Value::as_str) == Some(effect)
-            });
-            if !present {
-                let mut taint = json!({"key": key, "effect": effect});
-                if effect == "NoExecute" {
-                    taint["timeAdded"] = now.into();
-                }
-                taints.push(taint);
+    for (key, effect) in wanted {
+        let present = taints.iter().any(|t| {
+            t.get("key").and_then(Value::as_str) == Some(key)
+                && t.get("effect").and_then(Value::as_str) == Some(effect)
+        });
+        if !present {
+            let mut taint = json!({"key": key, "effect": effect});
+            if effect == "NoExecute" {
+                taint["timeAdded"] = now.into();
             }
+            taints.push(taint);
         }
     }
     if taints == current {
@@ -167,5 +205,48 @@ mod tests {
         assert_eq!(healed["spec"]["podCIDR"], "10.244.1.0/24");
         assert!(with_lifecycle_taints(&node("True", Value::Null), "t").is_none());
         assert!(with_lifecycle_taints(&node("Unknown", json!({})), "t").is_none());
+    }
+
+    #[test]
+    fn taints_follow_pressure() {
+        let mut n = node("True", Value::Null);
+        n["status"]["conditions"] = json!([
+            {"type": "MemoryPressure", "status": "True"},
+            {"type": "DiskPressure", "status": "False"},
+            {"type": "PIDPressure", "status": "True"},
+            {"type": "Ready", "status": "True"}
+        ]);
+        let tainted = with_lifecycle_taints(&n, "t").expect("adds");
+        assert_eq!(
+            tainted["spec"]["taints"],
+            json!([{"key": MEMORY_PRESSURE, "effect": "NoSchedule"},
+                   {"key": PID_PRESSURE, "effect": "NoSchedule"}])
+        );
+        assert!(with_lifecycle_taints(&tainted, "t").is_none(), "stable");
+        assert!(no_execute(&tainted).is_empty(), "pressure never evicts");
+        // Ready=False on top adds not-ready; relief of memory pressure removes only its taint.
+        let mut worse = tainted.clone();
+        worse["status"]["conditions"][3]["status"] = "False".into();
+        worse["status"]["conditions"][0]["status"] = "False".into();
+        let t2 = with_lifecycle_taints(&worse, "t2").expect("changes");
+        let keys: Vec<&str> = t2["spec"]["taints"]
+            .as_array()
+            .expect("taints")
+            .iter()
+            .filter_map(|t| t["key"].as_str())
+            .collect();
+        assert_eq!(keys, [PID_PRESSURE, NOT_READY, NOT_READY]);
+        // Unknown pressure (agent silent) is no pressure taint.
+        let mut silent = t2.clone();
+        silent["status"]["conditions"][2]["status"] = "Unknown".into();
+        silent["status"]["conditions"][3]["status"] = "Unknown".into();
+        let t3 = with_lifecycle_taints(&silent, "t3").expect("changes");
+        let keys: Vec<&str> = t3["spec"]["taints"]
+            .as_array()
+            .expect("taints")
+            .iter()
+            .filter_map(|t| t["key"].as_str())
+            .collect();
+        assert_eq!(keys, [UNREACHABLE, UNREACHABLE]);
     }
 }

@@ -350,3 +350,109 @@ fn scoring_spreads_pods_without_requests() {
         Ok("b")
     );
 }
+
+fn sized(name: &str, cpu: &str, memory: &str) -> Node {
+    node(
+        name,
+        json!({"status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}}}),
+    )
+}
+
+fn requesting(cpu: &str, memory: &str) -> Pod {
+    pod(json!({"spec": {"containers": [{"name": "c", "image": "x",
+        "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}))
+}
+
+const GI: i128 = 1024 * 1024 * 1024 * 1000;
+
+#[test]
+fn balanced_allocation_scores_with_numbers() {
+    // 4 cpu, 8 GiB; 1 cpu and 5 GiB already requested; the pod asks 1 cpu, 1 GiB.
+    // Fractions with the pod: cpu 2/4 = 0.5, memory 6/8 = 0.75; std = |0.5 - 0.75| / 2 = 0.125
+    // → (1 - 0.125) × 100 = 87 (truncated like kube-scheduler's int64 conversion).
+    let n = sized("n", "4", "8Gi");
+    let p = requesting("1", "1Gi");
+    let d = demand(&p);
+    let v = view("n", &n, &[("cpu", 1000), ("memory", 5 * GI)]);
+    assert_eq!(select::balanced_allocation(&d, &v), 87);
+    // LeastAllocated on the same node (no scoring defaults apply: the container has requests):
+    // cpu (4000 - 2000) × 100 / 4000 = 50, memory (8 - 6) / 8 = 25 → mean 37.
+    assert_eq!(select::least_allocated(&d, &v), 37);
+    assert_eq!(select::score(&d, &v), 87 + 37);
+
+    // Perfect balance scores 100; fractions are capped at 1.
+    let p = requesting("2", "4Gi");
+    let d = demand(&p);
+    assert_eq!(
+        select::balanced_allocation(&d, &view("n", &n, &[])),
+        100,
+        "0.5 and 0.5"
+    );
+    let d_big = demand(&p);
+    let full = view("n", &n, &[("cpu", 8000), ("memory", 0)]);
+    // cpu fraction min(10/4, 1) = 1, memory 4/8 = 0.5 → std 0.25 → 75.
+    assert_eq!(select::balanced_allocation(&d_big, &full), 75);
+
+    // A node without memory allocatable is scored on cpu alone: std 0 → 100.
+    let cpu_only = node(
+        "c",
+        json!({"status": {"allocatable": {"cpu": "4", "memory": "0", "pods": "110"}}}),
+    );
+    assert_eq!(
+        select::balanced_allocation(&d, &view("c", &cpu_only, &[])),
+        100
+    );
+}
+
+#[test]
+fn balanced_allocation_breaks_least_allocated_ties() {
+    // Two 4 cpu / 8 GiB nodes with the same free total in LeastAllocated terms:
+    //   "skewed" has 2 cpu and 0 memory requested, "even" 1 cpu and 2 GiB.
+    // The pod asks 1 cpu / 2 GiB.
+    //   skewed: least = ((4-3)/4 → 25 + (8-2)/8 → 75) / 2 = 50; balanced: 0.75 vs 0.25 → std 0.25 → 75.
+    //   even:   least = ((4-2)/4 → 50 + (8-4)/8 → 50) / 2 = 50; balanced: 0.5 vs 0.5 → 100.
+    let skewed = sized("skewed", "4", "8Gi");
+    let even = sized("even", "4", "8Gi");
+    let p = requesting("1", "2Gi");
+    let d = demand(&p);
+    let views = [
+        view("skewed", &skewed, &[("cpu", 2000), ("pods", 1000)]),
+        view(
+            "even",
+            &even,
+            &[("cpu", 1000), ("memory", 2 * GI), ("pods", 1000)],
+        ),
+    ];
+    assert_eq!(select::least_allocated(&d, &views[0]), 50);
+    assert_eq!(select::least_allocated(&d, &views[1]), 50);
+    assert_eq!(select::balanced_allocation(&d, &views[0]), 75);
+    assert_eq!(select::balanced_allocation(&d, &views[1]), 100);
+    assert_eq!(select::choose(&d, &views), Ok("even"));
+}
+
+#[test]
+fn the_numbers_of_the_kubectl_scheduler_test() {
+    // tests/scheduler.rs: LeastAllocated ties at 49, BalancedAllocation decides (75 vs 99).
+    const MI: i128 = 1024 * 1024 * 1000;
+    let skewed = sized("aa-skewed", "4", "8Gi");
+    let even = sized("zz-even", "4", "8Gi");
+    let p = requesting("1", "2Gi");
+    let d = demand(&p);
+    let views = [
+        view(
+            "aa-skewed",
+            &skewed,
+            &[("cpu", 2000), ("memory", MI), ("pods", 1000)],
+        ),
+        view(
+            "zz-even",
+            &even,
+            &[("cpu", 1000), ("memory", 2148 * MI), ("pods", 1000)],
+        ),
+    ];
+    assert_eq!(select::least_allocated(&d, &views[0]), 49);
+    assert_eq!(select::least_allocated(&d, &views[1]), 49);
+    assert_eq!(select::balanced_allocation(&d, &views[0]), 75);
+    assert_eq!(select::balanced_allocation(&d, &views[1]), 99);
+    assert_eq!(select::choose(&d, &views), Ok("zz-even"));
+}

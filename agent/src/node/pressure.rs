@@ -1,0 +1,502 @@
+//! Hard eviction thresholds (`--eviction-hard`, the kubelet's syntax) and the node pressure they signal.
+//!
+//! Signals are measured on every node-status sync:
+//! - `memory.available`: `MemAvailable` from `/proc/meminfo` (the kubelet uses capacity − working set of the
+//!   root cgroup; MemAvailable is the kernel's own estimate of the same and needs no cgroup walk);
+//! - `nodefs.*`: statvfs of the agent's root dir; `imagefs.*`: statvfs of containerd's root;
+//! - `pid.available`: `kernel.pid_max` − the number of tasks (threads) from `/proc/loadavg`.
+//!
+//! A threshold is crossed when the available amount is below it. A condition stays `True` until no threshold
+//! of it has been crossed for `--eviction-pressure-transition-period` (5m, as the kubelet), so it does not
+//! flap. No pods are evicted: crossing a threshold only sets the MemoryPressure / DiskPressure / PIDPressure
+//! condition (and so the node lifecycle controller's `NoSchedule` taint).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::runtime::quantity;
+
+/// The kubelet's Linux defaults (k/k `pkg/kubelet/eviction/defaults_linux.go`).
+pub const DEFAULT_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    MemoryAvailable,
+    NodefsAvailable,
+    NodefsInodesFree,
+    ImagefsAvailable,
+    ImagefsInodesFree,
+    PidAvailable,
+}
+
+impl Signal {
+    fn parse(s: &str) -> Result<Signal, String> {
+        Ok(match s {
+            "memory.available" => Signal::MemoryAvailable,
+            "nodefs.available" => Signal::NodefsAvailable,
+            "nodefs.inodesFree" => Signal::NodefsInodesFree,
+            "imagefs.available" => Signal::ImagefsAvailable,
+            "imagefs.inodesFree" => Signal::ImagefsInodesFree,
+            "pid.available" => Signal::PidAvailable,
+            other => {
+                return Err(format!(
+                    "unknown eviction signal {other:?} (expected memory.available, nodefs.available, \
+                     nodefs.inodesFree, imagefs.available, imagefs.inodesFree or pid.available)"
+                ));
+            }
+        })
+    }
+}
+
+/// A threshold: an absolute amount (bytes, inodes, pids) or a percentage of the capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Amount(u64),
+    Percent(f64),
+}
+
+impl Value {
+    /// The threshold as an amount, given the capacity it is a percentage of.
+    pub fn bytes_of(&self, capacity: u64) -> u64 {
+        match *self {
+            Value::Amount(a) => a,
+            Value::Percent(p) => (capacity as f64 * p / 100.0).round() as u64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    pub signal: Signal,
+    pub value: Value,
+}
+
+/// Parse `memory.available<100Mi,nodefs.available<10%,…`. Only `<` is accepted, as by the kubelet; a signal
+/// given twice is an error. An empty string means no thresholds.
+pub fn parse_thresholds(s: &str) -> Result<Vec<Threshold>, String> {
+    let mut out: Vec<Threshold> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, raw) = item
+            .split_once('<')
+            .ok_or_else(|| format!("{item:?}: expected <signal><<quantity or percentage>"))?;
+        let signal = Signal::parse(name.trim())?;
+        let raw = raw.trim();
+        let value = if let Some(pct) = raw.strip_suffix('%') {
+            let p: f64 = pct
+                .trim()
+                .parse()
+                .map_err(|_| format!("{item:?}: bad percentage {raw:?}"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("{item:?}: percentage must be between 0% and 100%"));
+            }
+            Value::Percent(p)
+        } else {
+            let milli = quantity::parse_milli(raw).map_err(|e| format!("{item:?}: {e}"))?;
+            let whole = u64::try_from((milli + 999).div_euclid(1000))
+                .map_err(|_| format!("{item:?}: must not be negative"))?;
+            Value::Amount(whole)
+        };
+        if out.iter().any(|t| t.signal == signal) {
+            return Err(format!("{item:?}: signal {name} given twice"));
+        }
+        out.push(Threshold { signal, value });
+    }
+    Ok(out)
+}
+
+/// Parsed `--eviction-hard` (a newtype so that clap takes the whole list as one value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thresholds(pub Vec<Threshold>);
+
+/// [`parse_thresholds`] for clap.
+pub fn parse_thresholds_arg(s: &str) -> Result<Thresholds, String> {
+    parse_thresholds(s).map(Thresholds)
+}
+
+/// One measurement of every signal: `(available, capacity)` pairs; `None` when it could not be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observations {
+    pub memory: Option<(u64, u64)>,
+    pub nodefs_bytes: Option<(u64, u64)>,
+    pub nodefs_inodes: Option<(u64, u64)>,
+    pub imagefs_bytes: Option<(u64, u64)>,
+    pub imagefs_inodes: Option<(u64, u64)>,
+    pub pids: Option<(u64, u64)>,
+}
+
+impl Observations {
+    fn of(&self, signal: Signal) -> Option<(u64, u64)> {
+        match signal {
+            Signal::MemoryAvailable => self.memory,
+            Signal::NodefsAvailable => self.nodefs_bytes,
+            Signal::NodefsInodesFree => self.nodefs_inodes,
+            Signal::ImagefsAvailable => self.imagefs_bytes,
+            Signal::ImagefsInodesFree => self.imagefs_inodes,
+            Signal::PidAvailable => self.pids,
+        }
+    }
+}
+
+/// Which pressure conditions hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+/// The thresholds crossed: available < threshold (a signal that could not be measured crosses nothing).
+pub fn decide(thresholds: &[Threshold], obs: &Observations) -> Pressure {
+    let mut p = Pressure::default();
+    for t in thresholds {
+        let Some((available, capacity)) = obs.of(t.signal) else {
+            continue;
+        };
+        if available >= t.value.bytes_of(capacity) {
+            continue;
+        }
+        match t.signal {
+            Signal::MemoryAvailable => p.memory = true,
+            Signal::PidAvailable => p.pid = true,
+            _ => p.disk = true,
+        }
+    }
+    p
+}
+
+/// `MemAvailable` and `MemTotal` of `/proc/meminfo`, in bytes.
+pub fn meminfo_available(meminfo: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kb.checked_mul(1024)
+    };
+    Some((field("MemAvailable:")?, field("MemTotal:")?))
+}
+
+/// Tasks from the 4th field of `/proc/loadavg` (`0.00 0.01 0.05 2/345 6789` → 345).
+pub fn loadavg_tasks(loadavg: &str) -> Option<u64> {
+    loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .1
+        .parse()
+        .ok()
+}
+
+/// `(bytes available, bytes total)` and `(inodes free, inodes total)` of the file system holding `dir`.
+/// `(available, capacity)`, if it could be measured.
+type Measured = Option<(u64, u64)>;
+
+fn statfs(dir: &Path) -> (Measured, Measured) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let frag = s.fragment_size();
+            (
+                Some((
+                    s.blocks_available().saturating_mul(frag),
+                    s.blocks().saturating_mul(frag),
+                )),
+                Some((s.files_free(), s.files())),
+            )
+        }
+        Err(_) => (None, None),
+    }
+}
+
+/// The kubelet's default `evictionPressureTransitionPeriod`.
+pub const DEFAULT_TRANSITION_PERIOD: &str = "5m";
+
+/// A duration in the Go style the kubelet's flags take: `5m`, `30s`, `1m30s`, `1h`, `0s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("duration {s:?}: missing unit (h, m or s)"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration {s:?}: expected a number before the unit"))?;
+        let unit = rest[digits..].chars().next().unwrap_or('?');
+        let secs = match unit {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            other => {
+                return Err(format!(
+                    "duration {s:?}: unknown unit {other:?} (h, m or s)"
+                ));
+            }
+        };
+        total = n
+            .checked_mul(secs)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration {s:?}: too large"))?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Keeps a pressure condition `True` for the transition period after its threshold was last crossed.
+#[derive(Debug, Default)]
+pub struct Transitions {
+    memory: Option<Instant>,
+    disk: Option<Instant>,
+    pid: Option<Instant>,
+}
+
+impl Transitions {
+    /// The conditions to report, given what was observed `now`.
+    pub fn apply(&mut self, observed: Pressure, now: Instant, period: Duration) -> Pressure {
+        let hold = |seen: bool, last: &mut Option<Instant>| {
+            if seen {
+                *last = Some(now);
+            }
+            last.is_some_and(|t| now.saturating_duration_since(t) < period) || seen
+        };
+        Pressure {
+            memory: hold(observed.memory, &mut self.memory),
+            disk: hold(observed.disk, &mut self.disk),
+            pid: hold(observed.pid, &mut self.pid),
+        }
+    }
+}
+
+/// What the pressure check needs: thresholds and the two file systems.
+#[derive(Debug, Clone)]
+pub struct Eviction {
+    pub hard: Vec<Threshold>,
+    /// How long a pressure condition stays `True` after its threshold was last crossed.
+    pub transition_period: Duration,
+    pub nodefs: PathBuf,
+    /// containerd's root; the nodefs when it does not exist (one file system for both).
+    pub imagefs: PathBuf,
+}
+
+impl Eviction {
+    /// Measure every signal (blocking file-system calls; run off the async threads).
+    pub fn observe(&self) -> Observations {
+        let (nodefs_bytes, nodefs_inodes) = statfs(&self.nodefs);
+        let imagefs = if self.imagefs.exists() {
+            &self.imagefs
+        } else {
+            &self.nodefs
+        };
+        let (imagefs_bytes, imagefs_inodes) = statfs(imagefs);
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| meminfo_available(&m));
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let tasks = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| loadavg_tasks(&s));
+        let pids = pid_max
+            .zip(tasks)
+            .map(|(max, n)| (max.saturating_sub(n), max));
+        Observations {
+            memory,
+            nodefs_bytes,
+            nodefs_inodes,
+            imagefs_bytes,
+            imagefs_inodes,
+            pids,
+        }
+    }
+
+    pub async fn pressure(&self) -> Pressure {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.observe()).await {
+            Ok(obs) => decide(&self.hard, &obs),
+            Err(_) => Pressure::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_thresholds() {
+        let t = parse_thresholds(DEFAULT_EVICTION_HARD).expect("valid");
+        assert_eq!(t.len(), 4);
+        assert_eq!(
+            t[0],
+            Threshold {
+                signal: Signal::MemoryAvailable,
+                value: Value::Amount(100 << 20)
+            }
+        );
+        assert_eq!(t[1].value, Value::Percent(10.0));
+        assert_eq!(t[2].signal, Signal::NodefsInodesFree);
+        let p = parse_thresholds("pid.available<1k, memory.available<1Gi").expect("valid");
+        assert_eq!(p[0].value, Value::Amount(1000));
+        assert_eq!(parse_thresholds("").expect("valid"), vec![]);
+        for (bad, says) in [
+            ("memory.available>1Gi", "expected"),
+            ("memory.free<1Gi", "unknown eviction signal"),
+            ("memory.available<lots", "memory.available"),
+            ("nodefs.available<150%", "between"),
+            ("nodefs.available<x%", "bad percentage"),
+            ("memory.available<-1", "negative"),
+            ("memory.available<1Gi,memory.available<2Gi", "twice"),
+        ] {
+            let err = parse_thresholds(bad).expect_err("rejected");
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn decides_pressure() {
+        let t = parse_thresholds(&format!("{DEFAULT_EVICTION_HARD},pid.available<1000"))
+            .expect("valid");
+        let gib = 1u64 << 30;
+        let fine = Observations {
+            memory: Some((2 * gib, 8 * gib)),
+            nodefs_bytes: Some((50 * gib, 100 * gib)),
+            nodefs_inodes: Some((900_000, 1_000_000)),
+            imagefs_bytes: Some((20 * gib, 100 * gib)),
+            imagefs_inodes: Some((900_000, 1_000_000)),
+            pids: Some((4_000_000, 4_194_304)),
+        };
+        assert_eq!(decide(&t, &fine), Pressure::default());
+        // 99 MiB available < 100Mi.
+        let low_mem = Observations {
+            memory: Some((99 << 20, 8 * gib)),
+            ..fine
+        };
+        assert_eq!(
+            decide(&t, &low_mem),
+            Pressure {
+                memory: true,
+                ..Default::default()
+            }
+        );
+        // Exactly at the threshold is no pressure.
+        let at = Observations {
+            memory: Some((100 << 20, 8 * gib)),
+            ..fine
+        };
+        assert!(!decide(&t, &at).memory);
+        // imagefs 14 GiB of 100 GiB < 15 %; nodefs inodes 4 % < 5 %.
+        let disk = Observations {
+            imagefs_bytes: Some((14 * gib, 100 * gib)),
+            ..fine
+        };
+        assert!(decide(&t, &disk).disk);
+        let inodes = Observations {
+            nodefs_inodes: Some((40_000, 1_000_000)),
+            ..fine
+        };
+        assert!(decide(&t, &inodes).disk);
+        let pids = Observations {
+            pids: Some((999, 4_194_304)),
+            ..fine
+        };
+        assert!(decide(&t, &pids).pid);
+        // Unmeasured signals and no thresholds never signal pressure.
+        assert_eq!(decide(&t, &Observations::default()), Pressure::default());
+        assert_eq!(decide(&[], &low_mem), Pressure::default());
+    }
+
+    #[test]
+    fn holds_pressure_for_the_transition_period() {
+        let period = Duration::from_secs(300);
+        let t0 = Instant::now();
+        let mut tr = Transitions::default();
+        let mem = Pressure {
+            memory: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            tr.apply(Pressure::default(), t0, period),
+            Pressure::default()
+        );
+        assert_eq!(tr.apply(mem, t0, period), mem);
+        // Relief 299 s later is not enough; 300 s after the last crossing it is.
+        assert_eq!(
+            tr.apply(Pressure::default(), t0 + Duration::from_secs(299), period),
+            mem
+        );
+        assert_eq!(
+            tr.apply(Pressure::default(), t0 + Duration::from_secs(300), period),
+            Pressure::default()
+        );
+        // A zero period follows the observation exactly.
+        let mut tr = Transitions::default();
+        assert_eq!(tr.apply(mem, t0, Duration::ZERO), mem);
+        assert_eq!(
+            tr.apply(Pressure::default(), t0, Duration::ZERO),
+            Pressure::default()
+        );
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("").is_err());
+        assert!(
+            parse_duration("5")
+                .expect_err("rejected")
+                .contains("missing unit")
+        );
+        assert!(
+            parse_duration("5d")
+                .expect_err("rejected")
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("5é")
+                .expect_err("rejected")
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("m")
+                .expect_err("rejected")
+                .contains("number")
+        );
+    }
+
+    #[test]
+    fn parses_proc_files() {
+        assert_eq!(
+            meminfo_available("MemTotal: 8000 kB\nMemFree: 10 kB\nMemAvailable: 3000 kB\n"),
+            Some((3000 * 1024, 8000 * 1024))
+        );
+        assert_eq!(meminfo_available("MemTotal: 8000 kB\n"), None);
+        assert_eq!(loadavg_tasks("0.00 0.01 0.05 2/345 6789\n"), Some(345));
+        assert_eq!(loadavg_tasks("garbage"), None);
+    }
+
+    #[test]
+    fn observes_this_machine() {
+        let dir = std::env::temp_dir();
+        let e = Eviction {
+            hard: Vec::new(),
+            transition_period: Duration::ZERO,
+            nodefs: dir.clone(),
+            imagefs: dir.join("does-not-exist-skiff"),
+        };
+        let o = e.observe();
+        assert!(o.memory.is_some_and(|(a, c)| a > 0 && a <= c));
+        assert!(o.nodefs_bytes.is_some_and(|(a, c)| a <= c && c > 0));
+        assert_eq!(o.imagefs_bytes.map(|b| b.1), o.nodefs_bytes.map(|b| b.1));
+        assert!(o.pids.is_some_and(|(a, c)| a > 0 && a < c));
+    }
+}

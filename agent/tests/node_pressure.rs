@@ -1,0 +1,241 @@
+//! Node pressure and reserved resources end to end: real kubectl → skiff-apiserver (in this process) → the
+//! real `skiff-agent` binary → a private containerd. An impossible hard eviction threshold puts the node
+//! under memory pressure (condition, taint, unschedulable pods); `--system-reserved` lowers allocatable.
+//! Needs root.
+
+mod support;
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use support::TempDir;
+use support::cluster::{self, Cluster, PodCleanup, Setup};
+
+/// Thresholds no machine satisfies: 100000 TiB of free memory, a completely empty disk and more free pids
+/// than `pid_max` can be (at most 2^22).
+fn impossible_thresholds(dir: &TempDir) -> Vec<OsString> {
+    let mut args = cluster::ready_network(dir);
+    args.push("--eviction-hard".into());
+    args.push("memory.available<100000Ti,nodefs.available<100%,pid.available<5000000".into());
+    args
+}
+
+fn reserve_a_gibibyte(dir: &TempDir) -> Vec<OsString> {
+    let mut args = cluster::ready_network(dir);
+    args.push("--system-reserved".into());
+    args.push("memory=1Gi".into());
+    args
+}
+
+fn node_json(k: &cluster::Kubectl, node: &str) -> serde_json::Value {
+    let out = k.ok(&["get", "node", node, "-o", "json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("node json: {e}"))
+}
+
+fn condition(node: &serde_json::Value, type_: &str) -> serde_json::Value {
+    node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `12345Ki` → bytes.
+fn ki(q: &serde_json::Value) -> u64 {
+    q.as_str()
+        .and_then(|s| s.strip_suffix("Ki"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("not a Ki quantity: {q}"))
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_taints_the_node() {
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "pressure",
+        tag: "mp",
+        busybox_dir: "mp-busybox",
+        applets: &["sh", "sleep"],
+        cluster_cidr: "10.241.0.0/16",
+        service_cidr: "10.242.0.0/16",
+        agent_args: impossible_thresholds,
+    });
+    let cleanup = PodCleanup(k.clone(), vec!["waiting"]);
+    cluster::wait_node_ready(&k, &node, Duration::from_secs(60));
+
+    let n = node_json(&k, &node);
+    let mem = condition(&n, "MemoryPressure");
+    assert_eq!(mem["status"], "True", "{mem}");
+    assert_eq!(mem["reason"], "KubeletHasInsufficientMemory");
+    assert_eq!(mem["message"], "kubelet has insufficient memory available");
+    let disk = condition(&n, "DiskPressure");
+    assert_eq!(disk["status"], "True", "{disk}");
+    assert_eq!(disk["reason"], "KubeletHasDiskPressure");
+    assert_eq!(disk["message"], "kubelet has disk pressure");
+    let pid = condition(&n, "PIDPressure");
+    assert_eq!(pid["status"], "True", "{pid}");
+    assert_eq!(pid["reason"], "KubeletHasInsufficientPID");
+    assert_eq!(pid["message"], "kubelet has insufficient PID available");
+    assert_eq!(
+        condition(&n, "Ready")["status"],
+        "True",
+        "pressure is not NotReady"
+    );
+    assert_eq!(
+        n["status"]["allocatable"]["memory"], "0Ki",
+        "allocatable memory is capacity minus the (huge) threshold, floored at 0"
+    );
+    assert_eq!(n["status"]["allocatable"]["ephemeral-storage"], "0Ki");
+
+    k.wait_for("the pressure taints", Duration::from_secs(30), |k| {
+        let taints = node_json(k, &node)["spec"]["taints"].clone();
+        let mut keys: Vec<String> = taints
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter(|t| t["effect"] == "NoSchedule")
+                    .filter_map(|t| t["key"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        keys == [
+            "node.kubernetes.io/disk-pressure",
+            "node.kubernetes.io/memory-pressure",
+            "node.kubernetes.io/pid-pressure",
+        ]
+    });
+
+    // A pod without a toleration is not scheduled here.
+    let manifest = dir.join("waiting.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: waiting}\nspec:\n  terminationGracePeriodSeconds: 1\n  \
+         containers:\n  - name: main\n    image: busybox:test\n    command: [sleep, '3600']\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    k.ok(&["create", "-f", &manifest.to_string_lossy()]);
+    k.wait_for("a FailedScheduling event", Duration::from_secs(30), |k| {
+        let out = k.run(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=waiting",
+                "-o",
+                "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().any(|l| {
+            l.starts_with("FailedScheduling: ")
+                && ["memory", "disk", "pid"]
+                    .iter()
+                    .any(|p| l.contains(&format!("node.kubernetes.io/{p}-pressure")))
+        })
+    });
+    assert_eq!(k.jsonpath("waiting", "{.status.phase}"), "Pending");
+    assert_eq!(k.jsonpath("waiting", "{.spec.nodeName}"), "");
+
+    drop(cleanup);
+    drop(agent);
+    server.abort();
+    drop(ctrd);
+    drop(reg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_reserved_lowers_allocatable() {
+    let Cluster {
+        ctrd,
+        reg,
+        dir: _dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "reserved",
+        tag: "rs",
+        busybox_dir: "rs-busybox",
+        applets: &["sh"],
+        cluster_cidr: "10.243.0.0/16",
+        service_cidr: "10.246.0.0/16",
+        agent_args: reserve_a_gibibyte,
+    });
+    cluster::wait_node_ready(&k, &node, Duration::from_secs(60));
+    let n = node_json(&k, &node);
+    let capacity = ki(&n["status"]["capacity"]["memory"]);
+    let allocatable = ki(&n["status"]["allocatable"]["memory"]);
+    // capacity − system-reserved (1Gi) − the default hard threshold memory.available<100Mi.
+    assert_eq!(capacity - allocatable, (1 << 30) + (100 << 20), "{n}");
+    assert_eq!(
+        n["status"]["allocatable"]["cpu"],
+        n["status"]["capacity"]["cpu"]
+    );
+    // The default thresholds are not crossed on this machine.
+    assert_eq!(condition(&n, "MemoryPressure")["status"], "False");
+    assert_eq!(
+        condition(&n, "MemoryPressure")["reason"],
+        "KubeletHasSufficientMemory"
+    );
+    let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !taints
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/memory-pressure"),
+        "{taints:?}"
+    );
+
+    drop(agent);
+    server.abort();
+    drop(ctrd);
+    drop(reg);
+}
+
+#[test]
+fn bad_flags_stop_the_agent_with_a_clear_error() {
+    for (flag, value, says) in [
+        ("--eviction-hard", "memory.available>1Gi", "expected"),
+        (
+            "--eviction-hard",
+            "memory.free<1Gi",
+            "unknown eviction signal",
+        ),
+        (
+            "--eviction-hard",
+            "nodefs.available<110%",
+            "between 0% and 100%",
+        ),
+        ("--system-reserved", "memory=lots", "memory"),
+        ("--kube-reserved", "gpu=1", "unknown resource"),
+        (
+            "--eviction-pressure-transition-period",
+            "5d",
+            "unknown unit",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+            .args(["--kubeconfig", "/nonexistent", "--node-name", "n"])
+            .args(["--registry-config", "/nonexistent", flag, value])
+            .output()
+            .unwrap_or_else(|e| panic!("spawn skiff-agent: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(says),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# End-to-end test of the multi-machine lab (issue 7, "Must show"): scripts/lab.sh up 3 (three
+# systemd-nspawn machines: lab-server with its own agent, lab-agent1, lab-agent2, provisioned only
+# by systemd/install.sh), then with real kubectl from the host:
+#   3 nodes Ready; pods spread over the nodes by the scheduler; a pod on one agent reaches a pod on
+#   another by IP over TCP, without NAT (the server sees the client pod's IP); a second lab.sh up
+#   (install.sh again everywhere) changes nothing; `systemctl restart skiff-agent` restarts no
+#   container; a join with a wrong CA hash or a bad token is refused (when install.sh has --token);
+#   stopping a machine turns its node NotReady within 60 s and booting it again brings it back;
+#   uninstall.sh leaves the machine as it was before install.sh; lab.sh down leaves nothing.
+#
+#   sudo e2e/multinode.sh          prints one line per check, then "N passed, M failed"
+# Needs: the cached nspawn rootfs (or debootstrap), release binaries (SKIFF_BIN_DIR), the offline
+# images in /var/cache/skiff/registry (scripts/up.sh builds them once). SKIFF_E2E_KEEP=1 keeps the lab.
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 1
+lab=$repo/scripts/lab.sh
+
+passed=0
+failed=0
+work=$(mktemp -d /tmp/skiff-multinode.XXXXXX)
+cache=$work/kube-cache
+nodes=(lab-server lab-agent1 lab-agent2)
+
+pass() {
+    passed=$((passed + 1))
+    printf 'ok   %s\n' "$1"
+}
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL %s\n' "$1"
+    [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"
+    return 0
+}
+# verdict NAME DETAIL CMD...: pass if the command succeeds, fail with DETAIL otherwise.
+verdict() {
+    local name=$1 detail=$2
+    shift 2
+    if "$@"; then pass "$name"; else fail "$name" "$detail"; fi
+}
+# check NAME CMD...: the command must succeed.
+check() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "command: $*" "${out:0:2000}"; fi
+}
+# contains NAME HAYSTACK NEEDLE
+contains() {
+    if grep -qF -- "$3" <<<"$2"; then pass "$1"; else fail "$1" "expected to find: $3" "in: ${2:0:3000}"; fi
+}
+# elapsed START: seconds since START (an $EPOCHREALTIME), 1 decimal.
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+k() { kubectl --cache-dir "$cache" "$@"; }
+in_machine() { "$lab" shell "$@"; }
+ready_status() { k get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null; }
+node_ready() { [[ $(ready_status "$1") == True ]]; }
+node_not_ready() { local s; s=$(ready_status "$1") && [[ -n $s && $s != True ]]; }
+# wait_for SECONDS CMD...: poll every 0.5 s.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+unit_pid() { in_machine "$1" systemctl show -p MainPID --value "$2" 2>/dev/null; }
+
+finish() {
+    echo
+    echo "$passed passed, $failed failed"
+    rm -rf "$work"
+    [[ $failed -eq 0 ]]
+}
+
+dump() {
+    local m
+    for m in "${nodes[@]}"; do
+        echo "---- journal of skiff units in $m"
+        in_machine "$m" journalctl -u skiff-agent -u skiff-apiserver --no-pager -n 25 2>&1 | tail -n 25
+    done
+}
+
+# ---------------------------------------------------------------------------------------------------
+echo "== lab.sh up 3"
+t0=$EPOCHREALTIME
+if ! "$lab" up 3 >"$work/up1.out" 2>&1; then
+    fail "lab.sh up 3 brings three machines up" "$(tail -n 30 "$work/up1.out")"
+    "$lab" down >/dev/null 2>&1
+    finish
+    exit 1
+fi
+pass "lab.sh up 3 ($(elapsed "$t0") s)"
+last1=$(tail -n 1 "$work/up1.out")
+if [[ $last1 =~ ^export\ KUBECONFIG=/[^[:space:]]+$ ]]; then pass "lab.sh up ends with export KUBECONFIG=<absolute path>"; else
+    fail "lab.sh up ends with export KUBECONFIG=<absolute path>" "last line: $last1"
+fi
+eval "$last1"
+if grep -q -- '--token)' systemd/install.sh; then token_join=1; else token_join=0; fi
+if ((token_join)); then
+    contains "agents joined with a token (install.sh agent --token)" "$(cat /var/lib/skiff-lab/shared/token 2>&1)" "K10"
+fi
+
+out=$(k get nodes 2>&1)
+for n in "${nodes[@]}"; do
+    if awk -v n="$n" '$1 == n && $2 == "Ready" { f = 1 } END { exit !f }' <<<"$out"; then pass "node $n is Ready"; else fail "node $n is Ready" "$out"; fi
+done
+verdict "kubectl get nodes shows exactly 3 nodes" "$out" test "$(k get nodes -o name 2>/dev/null | wc -l)" -eq 3
+ips=$(k get nodes -o 'jsonpath={range .items[*]}{.metadata.name}={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' 2>&1 | sort | tr '\n' ' ')
+contains "InternalIPs are the machines' lab addresses" "$ips" "lab-agent1=10.213.1.11 lab-agent2=10.213.1.12 lab-server=10.213.1.10"
+
+# ---------------------------------------------------------------------------------------------------
+echo "== pods spread over the nodes; pod-to-pod TCP across nodes"
+for i in 1 2 3 4 5 6; do
+    cat <<EOF
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web$i
+  labels: {app: web}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:1.35
+    env:
+    - name: NODE
+      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+    resources:
+      requests: {cpu: 100m, memory: 16Mi}
+    command:
+    - sh
+    - -c
+    - |
+      mkdir -p /www/cgi-bin
+      echo "\$NODE" > /www/node
+      printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho "node=\$(cat /www/node) remote=\$REMOTE_ADDR"\n' > /www/cgi-bin/ip
+      chmod 755 /www/cgi-bin/ip
+      exec httpd -f -p 8080 -h /www
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+EOF
+done >"$work/web.yml"
+check "kubectl create 6 web pods (cpu requests, no nodeName)" k create -f "$work/web.yml"
+check "the 6 web pods become Ready" k wait --for=condition=Ready pod -l app=web --timeout=120s
+placement=$(k get pods -l app=web -o 'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}' 2>&1)
+printf '%s\n' "$placement" | sed 's/^/     /'
+for n in "${nodes[@]}"; do
+    verdict "the scheduler placed web pods on $n" "$placement" grep -q " $n " <<<"$placement"
+done
+
+# pod_on NODE: name and IP of one web pod on NODE.
+pod_on() { awk -v n="$1" '$2 == n { print $1, $3; exit }' <<<"$placement"; }
+# probe FROM_POD TO_IP: the CGI answer of the httpd at TO_IP:8080, asked from FROM_POD.
+probe() { k exec "$1" -- sh -c "printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n' | nc -w 5 $2 8080" 2>&1; }
+pairs=("lab-agent1 lab-agent2" "lab-agent2 lab-agent1" "lab-server lab-agent1" "lab-agent2 lab-server")
+for pair in "${pairs[@]}"; do
+    read -r from to <<<"$pair"
+    read -r cpod cip < <(pod_on "$from")
+    read -r spod sip < <(pod_on "$to")
+    if [[ -z ${cpod:-} || -z ${spod:-} ]]; then
+        fail "pod on $from reaches pod on $to" "no web pod on one of them"
+        continue
+    fi
+    # busybox httpd listens on IPv6 too: REMOTE_ADDR is [::ffff:a.b.c.d]
+    out=$(probe "$cpod" "$sip" | sed -E 's/\[::ffff:([0-9.]+)\]/\1/')
+    contains "pod $cpod on $from reaches pod $spod on $to by IP over TCP" "$out" "node=$to"
+    contains "  ... and $to sees the client's pod IP $cip (no NAT between pods)" "$out" "remote=$cip"
+done
+out=$(in_machine lab-agent1 ip route show proto 83 2>&1)
+contains "lab-agent1 has host-gw routes to the other nodes' podCIDRs" "$out" "via 10.213.1.12"
+
+# ---------------------------------------------------------------------------------------------------
+echo "== a second lab.sh up changes nothing (install.sh run twice)"
+declare -A before=()
+for m in "${nodes[@]}"; do before[$m]="$(unit_pid "$m" skiff-agent) $(unit_pid "$m" skiff-apiserver) $(unit_pid "$m" containerd)"; done
+if "$lab" up 3 >"$work/up2.out" 2>&1; then pass "second lab.sh up 3"; else fail "second lab.sh up 3" "$(tail -n 20 "$work/up2.out")"; fi
+verdict "second lab.sh up prints the same last line" "$(tail -n 1 "$work/up2.out")" test "$(tail -n 1 "$work/up2.out")" == "$last1"
+for m in "${nodes[@]}"; do
+    verdict "install.sh in $m: nothing changed" "$(grep "$m" "$work/up2.out")" grep -q "$m: install.sh .*: nothing changed" "$work/up2.out"
+    after="$(unit_pid "$m" skiff-agent) $(unit_pid "$m" skiff-apiserver) $(unit_pid "$m" containerd)"
+    verdict "no unit restarted in $m (main PIDs ${before[$m]})" "after: $after" test "$after" == "${before[$m]}"
+done
+verdict "the booted machines were not rebooted" "$(grep -c 'booted in' "$work/up2.out")" test "$(grep -c 'booted in' "$work/up2.out")" -eq 0
+
+# ---------------------------------------------------------------------------------------------------
+echo "== systemctl restart skiff-agent restarts no container"
+m="lab-agent1"
+ids() { k get pods -o 'jsonpath={range .items[*]}{.spec.nodeName}/{.metadata.name}={.status.containerStatuses[0].containerID}:{.status.containerStatuses[0].restartCount} {end}' 2>/dev/null | tr ' ' '\n' | grep "^$m/" | sort; }
+tasks() { in_machine "$m" ctr -n skiff tasks ls 2>/dev/null | awk 'NR > 1 { print $1, $2, $3 }' | sort; }
+ids_before=$(ids)
+tasks_before=$(tasks)
+pid_before=$(unit_pid "$m" skiff-agent)
+check "systemctl restart skiff-agent in $m" in_machine "$m" systemctl restart skiff-agent
+pid_after=$(unit_pid "$m" skiff-agent)
+verdict "skiff-agent got a new main PID ($pid_before -> $pid_after)" "" test "$pid_after" != "$pid_before"
+sleep 3
+verdict "containerd tasks in $m unchanged (same IDs and PIDs)" "before: $tasks_before / after: $(tasks)" test -n "$tasks_before" -a "$(tasks)" == "$tasks_before"
+verdict "container IDs and restartCount of $m's pods unchanged" "before: $ids_before / after: $(ids)" test -n "$ids_before" -a "$(ids)" == "$ids_before"
+check "node $m is Ready after the agent restart" wait_for 30 node_ready "$m"
+
+# ---------------------------------------------------------------------------------------------------
+echo "== stopping a machine turns its node NotReady; booting it brings it back"
+m="lab-agent2"
+t0=$EPOCHREALTIME
+check "lab.sh stop $m" "$lab" stop "$m"
+if wait_for 60 node_not_ready "$m"; then pass "node $m is NotReady $(elapsed "$t0") s after its machine stopped (≤ 60 s)"; else
+    fail "node $m is NotReady within 60 s of its machine stopping" "Ready=$(ready_status "$m")"
+fi
+out=$(k get node "$m" -o 'jsonpath={.spec.taints[*].key}' 2>&1)
+contains "node $m has the unreachable taint" "$out" "node.kubernetes.io/unreachable"
+t0=$EPOCHREALTIME
+check "lab.sh start $m" "$lab" start "$m"
+if wait_for 60 node_ready "$m"; then pass "node $m is Ready again $(elapsed "$t0") s after lab.sh start (boot included)"; else
+    fail "node $m is Ready again after boot" "Ready=$(ready_status "$m")"
+    dump
+fi
+
+# ---------------------------------------------------------------------------------------------------
+echo "== uninstall.sh leaves the machine as it was"
+# uninstall_check MACHINE: uninstall.sh, then the machine's manifest equals the one before install.sh.
+uninstall_check() {
+    local m=$1 diff
+    check "uninstall.sh in $m" in_machine "$m" /skiff/systemd/uninstall.sh
+    "$lab" manifest "$m" >"$work/$m.after" 2>&1
+    diff=$(diff "/var/lib/skiff-lab/manifests/$m.pristine" "$work/$m.after")
+    verdict "$m after uninstall.sh = $m before install.sh (packages, files, links, mounts)" "$(head -n 30 <<<"$diff")" test -z "$diff"
+}
+uninstall_check lab-agent1
+# routes follow Node objects: the other nodes drop their host-gw route to a node that leaves
+route_gone() { ! in_machine lab-agent2 ip route show proto 83 | grep -q "via 10.213.1.11"; }
+check "kubectl delete node lab-agent1" k delete node lab-agent1
+verdict "lab-agent2 drops its route to lab-agent1's podCIDR once the node is deleted" \
+    "$(in_machine lab-agent2 ip route show proto 83 2>&1)" wait_for 20 route_gone
+
+# ---------------------------------------------------------------------------------------------------
+echo "== joins that must be refused (on lab-agent1, clean again after uninstall.sh)"
+if ((token_join)); then
+    m="lab-agent1"
+    token=$(cat /var/lib/skiff-lab/shared/token)
+    creds=${token#*::}
+    wrong_hash="K10$(printf '0%.0s' $(seq 64))::$creds"
+    bad_secret="${token%%::*}::${creds%%.*}.0000000000000000"
+    csrs_before=$(k get csr -o name 2>/dev/null | sort | tr '\n' ' ')
+    for case in "wrong CA hash|$wrong_hash|CA hash mismatch" "bad token|$bad_secret|HTTP 401"; do
+        IFS='|' read -r what tok reason <<<"$case"
+        out=$(in_machine "$m" /skiff/systemd/install.sh agent --server https://10.213.1.10:6443 --token "$tok" \
+            --bin-dir /skiff-bin --node-name "$m" --node-ip 10.213.1.11 2>&1)
+        rc=$?
+        if ((rc != 0)) && grep -qF "$reason" <<<"$out" && grep -qF "refused" <<<"$out"; then
+            pass "install.sh agent with a $what is refused ($reason)"
+        else
+            fail "install.sh agent with a $what is refused ($reason)" "rc=$rc" "$(tail -n 6 <<<"$out")"
+        fi
+    done
+    "$lab" manifest "$m" >"$work/$m.refused" 2>&1
+    diff=$(diff "/var/lib/skiff-lab/manifests/$m.pristine" "$work/$m.refused")
+    verdict "the refused joins changed nothing on $m" "$(head -n 30 <<<"$diff")" test -z "$diff"
+    csrs_after=$(k get csr -o name 2>/dev/null | sort | tr '\n' ' ')
+    verdict "the refused joins created no CertificateSigningRequest" "before: $csrs_before / after: $csrs_after" test "$csrs_after" == "$csrs_before"
+else
+    echo "     (skipped: install.sh has no --token yet)"
+fi
+
+# ---------------------------------------------------------------------------------------------------
+echo "== uninstall.sh on the server machine"
+uninstall_check lab-server
+
+# ---------------------------------------------------------------------------------------------------
+echo "== lab.sh down"
+if [[ ${SKIFF_E2E_KEEP:-0} == 1 ]]; then
+    echo "     (SKIFF_E2E_KEEP=1: the lab stays up)"
+else
+    check "lab.sh down" "$lab" down
+    check "nothing of the lab is left (lab.sh down --check)" "$lab" down --check
+    verdict "no skiff-lab cgroup is left" "$(ls -d /sys/fs/cgroup/*/skiff-lab 2>&1)" sh -c '! ls -d /sys/fs/cgroup/*/skiff-lab >/dev/null 2>&1'
+    verdict "bridge skifflab0 is removed" "" sh -c '! ip link show skifflab0 >/dev/null 2>&1'
+    verdict "the cached rootfs stays" "" test -x /var/cache/skiff/nspawn/rootfs/lib/systemd/systemd
+    check "lab.sh down a second time" "$lab" down
+fi
+
+finish
