@@ -4,9 +4,10 @@
 #   sudo systemd/install.sh server [--bin-dir DIR] [--advertise-address IP] [--node-name NAME]
 #                                  [--node-ip IP] [--cluster-cidr CIDR] [--no-agent]
 #                                  [--registry-mirror URL] [--token-ttl 24h]
+#                                  [--eviction-hard SPEC]
 #   sudo systemd/install.sh agent --server https://HOST:6443 (--token TOKEN | --token-file FILE
 #                                 | --kubeconfig FILE) [--bin-dir DIR] [--node-name NAME]
-#                                 [--node-ip IP] [--registry-mirror URL]
+#                                 [--node-ip IP] [--registry-mirror URL] [--eviction-hard SPEC]
 #                                 [--wait SECONDS]   (wait for FILE to appear, e.g. from a synced folder)
 #   sudo systemd/install.sh node-kubeconfig NAME OUT [--server URL]     (on the server)
 #
@@ -19,6 +20,8 @@
 # (K10<CA sha256>::<id>.<secret> from `skiff-apiserver token create`: the agent pins the CA and
 # obtains its node certificate through a CSR), or with a node kubeconfig minted on the server by
 # `install.sh node-kubeconfig` (user system:node:<name>, group system:nodes).
+# --eviction-hard: the agent's hard eviction thresholds in the kubelet's syntax
+# (memory.available<100Mi,nodefs.available<1Gi,...); default: the kubelet's.
 # Running it again with the same arguments changes nothing; systemd/uninstall.sh undoes it.
 set -Eeuo pipefail
 SKIFF_SYSTEMD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +39,7 @@ NODE_IP=""
 CIDR=10.244.0.0/16
 WITH_AGENT=1
 MIRROR=""
+EVICTION_HARD=""
 SERVER=""
 KUBECONFIG_IN=""
 TOKEN=""
@@ -45,7 +49,7 @@ JOIN_TOKEN_FILE=$ETC_DIR/join-token
 WAIT=0
 
 usage() {
-	sed -n '2,23s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,25s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
@@ -215,7 +219,9 @@ write_apiserver_config() {
 write_agent_config() {
 	local rc=1 ip_line="# node-ip: (default: first non-loopback IPv4)"
 	local join_lines="# server:, token: (token join; this node has a minted kubeconfig)"
+	local eviction_line="# eviction-hard: (default: the kubelet's hard thresholds)"
 	[[ -n $NODE_IP ]] && ip_line="node-ip: $(yq "$NODE_IP")"
+	[[ -n $EVICTION_HARD ]] && eviction_line="eviction-hard: $(yq "$EVICTION_HARD")"
 	[[ -n $TOKEN ]] && join_lines="server: $(yq "$SERVER")"$'\n'"token: $(yq "$TOKEN")"
 	retire_env agent && rc=0
 	write_file "$ETC_DIR/agent.yaml" 600 <<-EOF && rc=0
@@ -234,6 +240,7 @@ write_agent_config() {
 		cni-bin-dir: [$(yq "$CNI_INSTALL_DIR"), '/usr/lib/cni']
 		registry-config: $(yq "$ETC_DIR/registries.yaml")
 		cluster-cidr: $(yq "$CIDR")
+		$eviction_line
 	EOF
 	return $rc
 }
@@ -443,6 +450,7 @@ main() {
 		--node-ip) NODE_IP=${2:?}; shift ;;
 		--cluster-cidr) CIDR=${2:?}; shift ;;
 		--registry-mirror) MIRROR=${2:?}; shift ;;
+		--eviction-hard) EVICTION_HARD=${2:?}; shift ;;
 		--server) SERVER=${2:?}; shift ;;
 		--kubeconfig) KUBECONFIG_IN=${2:?}; shift ;;
 		--token) TOKEN=${2:?}; shift ;;
