@@ -11,6 +11,7 @@ pub mod config_file;
 pub mod containerd;
 pub mod images;
 pub mod kube_tls;
+pub mod memory;
 pub mod node;
 pub mod pods;
 pub mod probes;

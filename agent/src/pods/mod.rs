@@ -190,6 +190,8 @@ pub async fn run(ctx: Arc<Context>, mut runtime_events: mpsc::UnboundedReceiver<
     let mut synced = false;
     let mut relist = tokio::time::interval(RELIST_PERIOD);
     relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Pods finished since the last relist: their memory goes back to the kernel at the next one.
+    let mut finished_since_trim = false;
     loop {
         tokio::select! {
             ev = stream.next() => match ev {
@@ -227,8 +229,12 @@ pub async fn run(ctx: Arc<Context>, mut runtime_events: mpsc::UnboundedReceiver<
                     m.finished.clear();
                 }
                 m.finished.insert(uid);
+                finished_since_trim = true;
             }
             _ = relist.tick() => {
+                if std::mem::take(&mut finished_since_trim) {
+                    tokio::task::spawn_blocking(crate::memory::trim);
+                }
                 m.resync_all();
                 if synced {
                     m.collect_orphans().await;
