@@ -20,57 +20,28 @@ export KUBECONFIG=${KUBECONFIG:-$state/apiserver/admin.kubeconfig}
 
 [[ $n =~ ^[0-9]+$ && $n -ge 1 ]] || { echo "bench-density: N must be a positive number, got '$n'" >&2; exit 2; }
 [[ $idle =~ ^[0-9]+$ && $idle -ge 1 ]] || { echo "bench-density: IDLE_SECONDS must be a positive number" >&2; exit 2; }
-[[ -f $state/pids/agent.pid ]] || { echo "bench-density: the lab is not up (run sudo ./scripts/up.sh)" >&2; exit 1; }
-agent_pid=$(cat "$state/pids/agent.pid")
-[[ -r /proc/$agent_pid/stat ]] || { echo "bench-density: agent pid $agent_pid is not running" >&2; exit 1; }
-hz=$(getconf CLK_TCK)
-
+BENCH=bench-density
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+agent_pid=$(bench_agent_pid)
 rss_mib() { # VmRSS of the agent in MiB, one decimal
     awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$agent_pid/status"
 }
-cpu_ticks() { # utime + stime of the agent (fields 14 and 15; the command name may contain spaces)
-    sed 's/^.*) //' "/proc/$agent_pid/stat" | awk '{ print $12 + $13 }'
+density_pod() {
+    printf '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "density-%d", "labels": {"%s": "1"}},' "$1" "$label"
+    printf ' "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "sleep", "image": "%s",' "$image"
+    printf ' "imagePullPolicy": "IfNotPresent", "command": ["sleep", "1000000"],'
+    printf ' "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}}}]}}'
 }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-verdict() { # value target: "ok" or "MISSED"
-    awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "ok" : "MISSED" }'
-}
-cleanup() {
-    kubectl delete pods -l "$label" --grace-period=1 --wait=false >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 echo "== bench-density: $n pods of $image, agent pid $agent_pid"
 rss0=$(rss_mib)
 echo "agent RSS before: ${rss0} MiB"
 
-manifest=$(mktemp)
-{
-    echo '{"apiVersion": "v1", "kind": "List", "items": ['
-    for i in $(seq 1 "$n"); do
-        [[ $i -gt 1 ]] && echo ','
-        printf '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "density-%d", "labels": {"%s": "1"}},' "$i" "$label"
-        printf ' "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "sleep", "image": "%s",' "$image"
-        printf ' "imagePullPolicy": "IfNotPresent", "command": ["sleep", "1000000"],'
-        printf ' "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}}}]}}'
-    done
-    echo ']}'
-} >"$manifest"
-
 t0=$(now_ms)
-kubectl create -f "$manifest" >/dev/null
-rm -f "$manifest"
-deadline=$(( $(date +%s) + 900 ))
-while :; do
-    ready=$(kubectl get pods -l "$label" --no-headers 2>/dev/null | awk '$2 ~ /^1\/1$/ && $3 == "Running"' | wc -l)
-    [[ $ready -ge $n ]] && break
-    if [[ $(date +%s) -gt $deadline ]]; then
-        echo "bench-density: only $ready of $n pods Ready after 900 s" >&2
-        kubectl get pods -l "$label" --no-headers | awk '$3 != "Running"' | head -20 >&2
-        exit 1
-    fi
-    sleep 1
-done
+create_pods "$n" density_pod
+wait_all_ready "$n"
 t1=$(now_ms)
 all_ready_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
 rss_n=$(rss_mib)
@@ -78,12 +49,12 @@ echo "time to all $n Ready: ${all_ready_s} s"
 echo "agent RSS with $n pods: ${rss_n} MiB   (target <= 60 MiB at 100 pods: $(verdict "$rss_n" 60))"
 
 echo "== idle for ${idle} s with $n pods"
-c0=$(cpu_ticks)
+c0=$(cpu_ticks "$agent_pid")
 w0=$(now_ms)
 sleep "$idle"
-c1=$(cpu_ticks)
+c1=$(cpu_ticks "$agent_pid")
 w1=$(now_ms)
-cpu=$(awk -v c="$((c1 - c0))" -v hz="$hz" -v ms="$((w1 - w0))" 'BEGIN { printf "%.2f", 100 * (c / hz) / (ms / 1000) }')
+cpu=$(percent "$((c1 - c0))" "$((w1 - w0))")
 rss_idle_n=$(rss_mib)
 echo "agent CPU idle with $n pods: ${cpu} % of one core   (target <= 1 %: $(verdict "$cpu" 1))"
 echo "agent RSS after the idle minute: ${rss_idle_n} MiB"

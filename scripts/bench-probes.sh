@@ -18,55 +18,27 @@ export KUBECONFIG=${KUBECONFIG:-$state/apiserver/admin.kubeconfig}
 
 [[ $n =~ ^[0-9]+$ && $n -ge 1 ]] || { echo "bench-probes: N must be a positive number, got '$n'" >&2; exit 2; }
 [[ $secs =~ ^[0-9]+$ && $secs -ge 1 ]] || { echo "bench-probes: SECONDS must be a positive number" >&2; exit 2; }
-[[ -f $state/pids/agent.pid ]] || { echo "bench-probes: the lab is not up (run sudo ./scripts/up.sh)" >&2; exit 1; }
-agent_pid=$(cat "$state/pids/agent.pid")
-[[ -r /proc/$agent_pid/stat ]] || { echo "bench-probes: agent pid $agent_pid is not running" >&2; exit 1; }
+BENCH=bench-probes
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+agent_pid=$(bench_agent_pid)
 containerd_pid=$(cat "$state/pids/containerd.pid" 2>/dev/null || true)
-hz=$(getconf CLK_TCK)
-
-cpu_ticks() { # utime + stime of a process (fields 14 and 15; the command name may contain spaces)
-    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+probed_pod() {
+    printf '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probes-%d", "labels": {"%s": "1"}},' "$1" "$label"
+    printf ' "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "web", "image": "%s",' "$image"
+    printf ' "imagePullPolicy": "IfNotPresent",'
+    printf ' "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"],'
+    printf ' "ports": [{"name": "http", "containerPort": 8080}],'
+    printf ' "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 3},'
+    printf ' "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},'
+    printf ' "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}}}]}}'
 }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-percent() { # ticks wall_ms
-    awk -v c="$1" -v hz="$hz" -v ms="$2" 'BEGIN { printf "%.2f", 100 * (c / hz) / (ms / 1000) }'
-}
-cleanup() {
-    kubectl delete pods -l "$label" --grace-period=1 --wait=false >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 echo "== bench-probes: $n pods of $image, exec liveness + httpGet readiness every 1 s, agent pid $agent_pid"
-manifest=$(mktemp)
-{
-    echo '{"apiVersion": "v1", "kind": "List", "items": ['
-    for i in $(seq 1 "$n"); do
-        [[ $i -gt 1 ]] && echo ','
-        printf '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probes-%d", "labels": {"%s": "1"}},' "$i" "$label"
-        printf ' "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "web", "image": "%s",' "$image"
-        printf ' "imagePullPolicy": "IfNotPresent",'
-        printf ' "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"],'
-        printf ' "ports": [{"name": "http", "containerPort": 8080}],'
-        printf ' "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 3},'
-        printf ' "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},'
-        printf ' "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}}}]}}'
-    done
-    echo ']}'
-} >"$manifest"
 t0=$(now_ms)
-kubectl create -f "$manifest" >/dev/null
-rm -f "$manifest"
-deadline=$(( $(date +%s) + 900 ))
-while :; do
-    ready=$(kubectl get pods -l "$label" --no-headers 2>/dev/null | awk '$2 ~ /^1\/1$/ && $3 == "Running"' | wc -l)
-    [[ $ready -ge $n ]] && break
-    if [[ $(date +%s) -gt $deadline ]]; then
-        echo "bench-probes: only $ready of $n pods Ready after 900 s" >&2
-        kubectl get pods -l "$label" --no-headers | awk '$2 !~ /^1\/1$/' | head -20 >&2
-        exit 1
-    fi
-    sleep 1
-done
+create_pods "$n" probed_pod
+wait_all_ready "$n"
 echo "all $n Ready after $(awk -v a="$t0" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }') s"
 
 echo "== measuring for ${secs} s"
@@ -82,8 +54,7 @@ w1=$(now_ms)
 agent_cpu=$(percent "$((a1 - a0))" "$((w1 - w0))")
 restarts=$(kubectl get pods -l "$label" --no-headers | awk '{ s += $4 } END { print s + 0 }')
 not_ready=$(kubectl get pods -l "$label" --no-headers | awk '$2 !~ /^1\/1$/' | wc -l)
-verdict=$(awk -v v="$agent_cpu" 'BEGIN { print (v <= 10) ? "ok" : "MISSED" }')
-echo "agent CPU with $n probed pods: ${agent_cpu} % of one core   (target <= 10 %: $verdict)"
+echo "agent CPU with $n probed pods: ${agent_cpu} % of one core   (target <= 10 %: $(verdict "$agent_cpu" 10))"
 if [[ -n $c0 && -n $c1 ]]; then
     echo "containerd CPU over the same time: $(percent "$((c1 - c0))" "$((w1 - w0))") % of one core (shims not counted)"
 fi
