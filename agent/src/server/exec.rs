@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::exec_process::{self, ExecHandle, ExecRequest};
-use super::locate::{self, LocateError};
+use super::locate;
 use super::{ApiContext, query_pairs, text_error};
 
 pub const V5: &str = "v5.channel.k8s.io";
@@ -104,25 +104,9 @@ pub async fn handle(
         Ok(o) => o,
         Err(m) => return text_error(StatusCode::BAD_REQUEST, m),
     };
-    let loc = match locate::locate(&ctx, &ns, &pod, &container).await {
-        Ok(l) => l,
-        Err(LocateError::NotFound(_)) => {
-            return text_error(
-                StatusCode::NOT_FOUND,
-                format!("container not found (\"{container}\")"),
-            );
-        }
-        Err(e) => return text_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let running = match &loc.container_id {
-        Some(id) => locate::running(&ctx, id).await,
-        None => false,
-    };
-    let Some(container_id) = loc.container_id.filter(|_| running) else {
-        return text_error(
-            StatusCode::BAD_REQUEST,
-            format!("container \"{container}\" in pod \"{pod}\" is not running"),
-        );
+    let (loc, container_id) = match locate::locate_running(&ctx, &ns, &pod, &container).await {
+        Ok(found) => found,
+        Err(reply) => return reply,
     };
     let req = ExecRequest {
         container_id,

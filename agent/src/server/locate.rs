@@ -141,6 +141,43 @@ pub fn attempts(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The newest container named `container` of pod `ns/pod` and the id of its running task, or the
+/// error reply for a client (404 unknown container, 400 not running) — what exec and attach need.
+pub async fn locate_running(
+    ctx: &ApiContext,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<(Located, String), axum::response::Response> {
+    use axum::http::StatusCode;
+    let loc = match locate(ctx, ns, pod, container).await {
+        Ok(l) => l,
+        Err(LocateError::NotFound(_)) => {
+            return Err(super::text_error(
+                StatusCode::NOT_FOUND,
+                format!("container not found (\"{container}\")"),
+            ));
+        }
+        Err(e) => {
+            return Err(super::text_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            ));
+        }
+    };
+    let running = match &loc.container_id {
+        Some(id) => running(ctx, id).await,
+        None => false,
+    };
+    match loc.container_id.clone().filter(|_| running) {
+        Some(id) => Ok((loc, id)),
+        None => Err(super::text_error(
+            StatusCode::BAD_REQUEST,
+            format!("container \"{container}\" in pod \"{pod}\" is not running"),
+        )),
+    }
+}
+
 /// Whether the container's task is still alive (its log may still grow).
 pub async fn running(ctx: &ApiContext, container_id: &str) -> bool {
     match ctx.runtime.task_state(container_id).await {
