@@ -158,3 +158,54 @@ async fn https_registry_verifies_certificates_unless_told_not_to() {
     assert_eq!(img.reference, "docker.io/library/secure:v1");
     assert!(!img.pulled, "same content, already in the store");
 }
+
+/// Layers compressed with zstd (`application/vnd.oci.image.layer.v1.tar+zstd`) are fetched, applied by
+/// containerd's diff service (which checks each uncompressed digest against the config's diff_ids) and
+/// give the same snapshot chain as the gzip push of the same image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_layers_unpack_to_the_same_chain_as_gzip() {
+    let ctrd = TestContainerd::start();
+    let reg = TestRegistry::start();
+    let image = tiny("zstd");
+    image.push_compressed(&reg.host(), "test/zstd:v1", false, None, Some("zstd"));
+    image.push(&reg.host(), "test/gzip:v1", false, None);
+
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/test/zstd:v1", reg.host()))
+        .output()
+        .unwrap_or_else(|e| panic!("skopeo inspect: {e}"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&raw.stdout).unwrap_or_else(|e| panic!("manifest: {e}"));
+    let types: Vec<&str> = manifest["layers"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|d| d["mediaType"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        types, ["application/vnd.oci.image.layer.v1.tar+zstd"; 2],
+        "{manifest}"
+    );
+
+    let cd = ctrd.connect(NS).await;
+    let svc = ImageService::new(cd.clone(), RegistryConfig::default());
+    let zstd = svc
+        .ensure(
+            &format!("{}/test/zstd:v1", reg.host()),
+            PullPolicy::IfNotPresent,
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("zstd pull: {e}"));
+    assert!(zstd.pulled && snapshot_committed(&cd, &zstd.chain_id).await);
+
+    let gzip = svc
+        .ensure(
+            &format!("{}/test/gzip:v1", reg.host()),
+            PullPolicy::IfNotPresent,
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("gzip pull: {e}"));
+    assert_eq!(zstd.chain_id, gzip.chain_id);
+    assert_ne!(zstd.image_id, gzip.image_id);
+}

@@ -72,9 +72,25 @@ impl TestImage {
 
     /// `skopeo copy` to `docker://<host>/<repo>` (plain HTTP); `all` pushes an index as is.
     pub fn push(&self, host: &str, repo: &str, all: bool, creds: Option<&str>) {
+        self.push_compressed(host, repo, all, creds, None);
+    }
+
+    /// `push`, with the layers recompressed as `format` (`zstd`, `gzip`) on the way, so the registry
+    /// serves them with that media type.
+    pub fn push_compressed(
+        &self,
+        host: &str,
+        repo: &str,
+        all: bool,
+        creds: Option<&str>,
+        format: Option<&str>,
+    ) {
         let src = format!("oci:{}:{}", self.dir.join("oci").display(), self.tag);
         let dst = format!("docker://{host}/{repo}");
         let mut args = vec!["--insecure-policy", "copy", "--dest-tls-verify=false"];
+        if let Some(f) = format {
+            args.extend(["--dest-compress", "--dest-compress-format", f]);
+        }
         if all {
             args.push("--all");
         }
