@@ -190,8 +190,8 @@ async fn start(config: Config) -> anyhow::Result<()> {
         root_dir: config.root_dir.clone(),
         run_dir: config.run_dir.clone(),
         pod_log_dir: config.pod_log_dir.clone(),
-        sandbox_gate: tokio::sync::Semaphore::new(usize::from(config.startup_concurrency)),
-        start_gate: tokio::sync::Semaphore::new(usize::from(config.startup_concurrency)),
+        startup_gate: pods::gate::StartupGate::new(usize::from(config.startup_concurrency)),
+        arrivals: std::sync::atomic::AtomicU64::new(0),
     });
     pods::run(ctx, ev_rx).await;
     anyhow::bail!("the pod watch ended")

@@ -299,6 +299,78 @@ async fn long_running_container_stops_on_sigterm() {
     cleanup(&p);
 }
 
+/// The socket of the shim serving container `id` (containerd keeps it in the task's bundle).
+fn shim_socket(f: &Fixture, id: &str) -> PathBuf {
+    let path = f
+        ._ctrd
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(NS)
+        .join(id)
+        .join("address");
+    let address =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    PathBuf::from(
+        address
+            .trim()
+            .strip_prefix("unix://")
+            .unwrap_or_else(|| panic!("shim address {address:?}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_one_pod_share_a_shim_and_pods_do_not() {
+    let mut f = fixture().await;
+    let p = pod(&f, "pod-s");
+    let q = pod(&f, "pod-t");
+    let mut ids = Vec::new();
+    for (pod, name) in [(&p, "a"), (&p, "b"), (&q, "c")] {
+        let req = request(&f, pod, name, &["sleep", "60"]);
+        let started = f
+            .runtime
+            .create_and_start(req)
+            .await
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        ids.push(started.id);
+    }
+    let shims: Vec<PathBuf> = ids.iter().map(|id| shim_socket(&f, id)).collect();
+    assert!(shims[0].exists(), "{}", shims[0].display());
+    assert_eq!(shims[0], shims[1], "one pod, one shim");
+    assert_ne!(shims[0], shims[2], "another pod, another shim");
+
+    // The container that started the shim goes first; the shim keeps serving the other one.
+    f.runtime
+        .kill(&ids[0], 9)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert_eq!(wait_exit(&mut f, &ids[0]).await, 137);
+    assert!(f.runtime.remove(&ids[0]).await.is_empty());
+    let state = f
+        .runtime
+        .task_state(&ids[1])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.map(|s| s.status), Some(TaskStatus::Running));
+    f.runtime
+        .kill(&ids[1], 9)
+        .await
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert_eq!(wait_exit(&mut f, &ids[1]).await, 137);
+    assert!(f.runtime.remove(&ids[1]).await.is_empty());
+    // With its last container gone the pod's shim exits (and removes its socket).
+    let gone = async {
+        while shims[0].exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .unwrap_or_else(|_| panic!("shim {} still there", shims[0].display()));
+    assert!(f.runtime.remove(&ids[2]).await.is_empty());
+    cleanup(&p);
+    cleanup(&q);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_user_names_resolve_from_the_image() {
     let mut f = fixture().await;

@@ -7,6 +7,7 @@ pub mod discover;
 pub mod env;
 pub mod exits;
 pub mod files;
+pub mod gate;
 pub mod hooks;
 pub mod recorder;
 pub mod report;
@@ -49,11 +50,10 @@ pub struct Context {
     pub root_dir: PathBuf,
     pub run_dir: PathBuf,
     pub pod_log_dir: PathBuf,
-    /// Bounds concurrent sandbox setups (namespace pinning + CNI ADD) and container starts (shim spawns).
-    /// Both are CPU-heavy; running a burst of pods through a short FIFO queue finishes most of them much
-    /// sooner than starting all of them at once on a small machine.
-    pub sandbox_gate: tokio::sync::Semaphore,
-    pub start_gate: tokio::sync::Semaphore,
+    /// Bounds concurrent sandbox setups and container starts, admitting pods in arrival order.
+    pub startup_gate: gate::StartupGate,
+    /// Arrival numbers for workers (the gate's order).
+    pub arrivals: std::sync::atomic::AtomicU64,
 }
 
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);

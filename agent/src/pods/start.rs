@@ -32,6 +32,8 @@ pub struct StartPlan {
     pub volumes: HashMap<String, PathBuf>,
     pub etc: EtcFiles,
     pub pod_dir: PathBuf,
+    /// The pod's arrival number (startup gate order).
+    pub arrival: u64,
 }
 
 #[derive(Debug)]
@@ -441,7 +443,7 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
         log_path,
     };
     let t1 = Instant::now();
-    let permit = ctx.start_gate.acquire().await;
+    let permit = ctx.startup_gate.acquire(plan.arrival).await;
     let res = ctx.runtime.create_and_start(req).await;
     drop(permit);
     tracing::debug!(container = %name, image_ms = (t1 - t0).as_millis() as u64, start_ms = t1.elapsed().as_millis() as u64, "start timings");

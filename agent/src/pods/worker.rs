@@ -55,6 +55,8 @@ const VOLUME_RESYNC: Duration = Duration::from_secs(60);
 pub struct Worker {
     pub(crate) ctx: Arc<Context>,
     pub(crate) uid: String,
+    /// This pod's place in the order pods reached the agent (admission order of the startup gate).
+    pub(crate) arrival: u64,
     pub(crate) rx: mpsc::UnboundedReceiver<Msg>,
     pub(crate) pod: Option<Arc<Pod>>,
     pub(crate) gone: bool,
@@ -101,9 +103,13 @@ impl Worker {
         rx: mpsc::UnboundedReceiver<Msg>,
     ) -> Self {
         let gone = pod.is_none();
+        let arrival = ctx
+            .arrivals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             ctx,
             uid,
+            arrival,
             rx,
             pod,
             gone,
@@ -292,7 +298,7 @@ impl Worker {
             }
             let t = Instant::now();
             let ctx = self.ctx.clone();
-            let permit = ctx.sandbox_gate.acquire().await;
+            let permit = ctx.startup_gate.acquire(self.arrival).await;
             let res = self.setup_sandbox(&pod).await;
             drop(permit);
             tracing::debug!(
@@ -482,6 +488,7 @@ impl Worker {
             volumes: prepared.map(|p| p.volumes.clone()).unwrap_or_default(),
             etc: EtcFiles::in_dir(&self.pod_dir()),
             pod_dir: self.pod_dir(),
+            arrival: self.arrival,
         }
     }
 

@@ -28,6 +28,8 @@ use super::{Runtime, RuntimeError, spec, timestamp};
 
 pub const SNAPSHOTTER: &str = "overlayfs";
 pub const RUNC: &str = "io.containerd.runc.v2";
+/// OCI annotation the runc v2 shim groups containers by: those with the same value share one shim process.
+pub const SHIM_GROUP: &str = "io.containerd.runc.v2.group";
 
 pub struct CreateRequest {
     pub meta: ContainerMeta,
@@ -103,6 +105,12 @@ impl Runtime {
     /// snapshot key, so containerd's GC keeps the snapshot from the moment it is prepared, and no
     /// lease (two more metadata transactions and a GC trigger per container) is needed.
     async fn create_inner(&self, req: &CreateRequest, id: &str) -> Result<Started, RuntimeError> {
+        // One shim per pod, as CRI has one per sandbox: a pod's later containers skip the shim daemon's
+        // spawn, and a node holds one shim process per pod rather than per container.
+        let mut spec = req.spec.clone();
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(SHIM_GROUP.to_string(), req.meta.pod_uid.clone());
+        spec.set_annotations(Some(annotations));
         let container = Container {
             id: id.to_string(),
             labels: req.meta.labels(),
@@ -111,7 +119,7 @@ impl Runtime {
                 name: RUNC.to_string(),
                 options: None,
             }),
-            spec: Some(spec::to_any(&req.spec).map_err(RuntimeError::Spec)?),
+            spec: Some(spec::to_any(&spec).map_err(RuntimeError::Spec)?),
             snapshotter: SNAPSHOTTER.to_string(),
             snapshot_key: id.to_string(),
             ..Default::default()
