@@ -86,8 +86,9 @@ pub struct Config {
     /// others), `host-gw` or `vxlan`.
     #[arg(long, env = "SKIFF_POD_NETWORK_MODE", value_enum, default_value_t = crate::routes::Mode::Auto)]
     pub pod_network_mode: crate::routes::Mode,
-    /// How many pod sandbox setups (namespaces + CNI ADD) and how many container starts (shim spawns) run at
-    /// once. Both are CPU-bound; a short queue finishes a burst of pods sooner than starting all at once.
+    /// How many CPU-bound start-up steps (pod sandbox setups: namespaces + CNI ADD; container starts: shim
+    /// and runc spawns) run at once. Waiting steps go in the order their pods arrived, so a burst of pods
+    /// finishes front to back instead of all at once at the end.
     #[arg(long, env = "SKIFF_STARTUP_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub startup_concurrency: u16,

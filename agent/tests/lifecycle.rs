@@ -228,6 +228,9 @@ async fn rotation_hooks_and_graceful_stop() {
     // Removing a container removes its symlink.
     k.ok(&["delete", "pod", "chatty", "--timeout=60s"]);
     assert!(std::fs::symlink_metadata(&link).is_err(), "symlink removed");
+    // And removing the pod removes its log directory (`kubectl delete` returns once the agent is done).
+    let pod_logs = log_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    assert!(!pod_logs.exists(), "{} left behind", pod_logs.display());
 
     drop(cleanup);
     drop(agent);

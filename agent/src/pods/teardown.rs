@@ -192,8 +192,10 @@ impl Worker {
         let uid = self.uid.clone();
         let pod_dir = self.pod_dir();
         let io_dir = self.ctx.run_dir.join("io").join(&self.uid);
+        let log_dir = self.ctx.pod_log_dir.clone();
         let cleanup = tokio::task::spawn_blocking(move || {
             let mut errors = crate::runtime::cgroups::remove_pod_cgroups(&uid);
+            errors.extend(crate::runtime::logs::remove_pod_logs(&log_dir, &uid));
             errors.extend(crate::volumes::unmount_below(&pod_dir));
             for d in [pod_dir, io_dir] {
                 match std::fs::remove_dir_all(&d) {

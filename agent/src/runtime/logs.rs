@@ -114,6 +114,30 @@ pub fn log_path(
         .join(format!("{restart}.log"))
 }
 
+/// Remove the log directories of pod `uid` (`<pod-log-dir>/*_<uid>`), as the kubelet does once a pod is
+/// gone. Found by UID so it works for pods known only from container labels. Returns the errors seen.
+pub fn remove_pod_logs(pod_log_dir: &Path, uid: &str) -> Vec<String> {
+    let suffix = format!("_{uid}");
+    let entries = match std::fs::read_dir(pod_log_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => return vec![format!("read {}: {e}", pod_log_dir.display())],
+    };
+    let mut errors = Vec::new();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().ends_with(&suffix) {
+            continue;
+        }
+        let path = entry.path();
+        if let Err(e) = std::fs::remove_dir_all(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            errors.push(format!("remove {}: {e}", path.display()));
+        }
+    }
+    errors
+}
+
 /// The FIFOs of one container: `<run-dir>/io/<pod-uid>/<container-id>-{stdout,stderr}`.
 pub fn fifo_paths(run_dir: &Path, pod_uid: &str, container_id: &str) -> (PathBuf, PathBuf) {
     let dir = run_dir.join("io").join(pod_uid);
@@ -199,6 +223,24 @@ pub fn spawn_copier(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_logs_are_removed_by_uid_only() {
+        let dir = std::env::temp_dir().join(format!("skiff-logs-{}", uuid::Uuid::new_v4()));
+        let mine = log_path(&dir, "default", "web", "uid-1", "app", 0);
+        let other = log_path(&dir, "default", "web", "uid-10", "app", 0);
+        for f in [&mine, &other] {
+            if let Some(parent) = f.parent() {
+                std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+            }
+            std::fs::write(f, "x\n").unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(remove_pod_logs(&dir, "uid-1").is_empty());
+        assert!(!dir.join("default_web_uid-1").exists());
+        assert!(other.exists());
+        assert!(remove_pod_logs(&dir.join("missing"), "uid-1").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     const TS: &str = "2026-11-27T06:00:00.123456789Z";
 
