@@ -408,6 +408,14 @@ pub fn start(s: Setup<'_>) -> Cluster {
     // The agent binary, with its API on a free port.
     let kubelet_port = free_port();
     let log = dir.join("agent.log");
+    let mut extra = (s.agent_args)(&dir);
+    // Never the host's /var/log/containers: links left there would dangle once the temp dir is gone.
+    if !extra.iter().any(|a| a == "--container-log-dir") {
+        extra.extend([
+            "--container-log-dir".into(),
+            dir.join("containers").into_os_string(),
+        ]);
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
         .arg("--kubeconfig")
         .arg(&node_kc)
@@ -430,7 +438,7 @@ pub fn start(s: Setup<'_>) -> Cluster {
         .arg(&regcfg)
         .args(["--cluster-cidr", s.cluster_cidr])
         .args(["--kubelet-port", &kubelet_port.to_string()])
-        .args((s.agent_args)(&dir))
+        .args(extra)
         .env("RUST_LOG", "skiff_agent=debug,info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
