@@ -6,8 +6,16 @@ use tracing_subscriber::EnvFilter;
 /// Read when it exists and neither `--config` nor `SKIFF_CONFIG` names another file.
 const DEFAULT_CONFIG: &str = "/etc/skiff/agent.yaml";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread exists, so no per-thread malloc arena is ever created.
+    skiff_agent::memory::one_arena();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(agent_main())
+}
+
+async fn agent_main() -> anyhow::Result<()> {
     let args = skiff_agent::config_file::merge_args(
         &skiff_agent::Config::command(),
         std::env::args_os().collect(),

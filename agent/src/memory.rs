@@ -2,6 +2,23 @@
 //! arenas, fragmented top chunks) mapped after the pods are gone, so an agent that ran 100 pods
 //! would stay at its peak RSS while idle. After pods finish, the pod manager calls [`trim`] once.
 
+/// Make glibc malloc use one arena for all threads, unless `MALLOC_ARENA_MAX` says otherwise. Per-thread
+/// arenas (glibc's default, up to 8 per core) each keep their own fragmented free pages after a burst: with
+/// them an agent idle again after 100 + 60 pods held 10.4 MiB of heap, with one arena 6.0 MiB
+/// (bench-density.sh then bench-startup.sh twice); the agent's allocation rate is far too low for the shared
+/// arena's lock to matter (bench-startup.sh unchanged). Call before any thread is spawned.
+pub fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator tunable; it takes no pointers and is called before any other
+        // thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 /// Return free heap pages of every malloc arena to the kernel (glibc's `malloc_trim(0)`); a no-op
 /// where the C library has no such call.
 pub fn trim() {
