@@ -92,7 +92,12 @@ impl Runtime {
 
     /// Create the container record, prepare its rootfs snapshot, create the task with FIFO stdio
     /// and start it. On any failure everything created so far is removed again.
-    pub async fn create_and_start(&self, req: CreateRequest) -> Result<Started, RuntimeError> {
+    pub async fn create_and_start(&self, mut req: CreateRequest) -> Result<Started, RuntimeError> {
+        // One shim per pod, as CRI has one per sandbox: a pod's later containers skip the shim daemon's
+        // spawn, and a node holds one shim process per pod rather than per container.
+        let mut annotations = req.spec.annotations().clone().unwrap_or_default();
+        annotations.insert(SHIM_GROUP.to_string(), req.meta.pod_uid.clone());
+        req.spec.set_annotations(Some(annotations));
         let id = req.meta.container_id();
         let res = self.create_inner(&req, &id).await;
         if res.is_err() {
@@ -105,12 +110,6 @@ impl Runtime {
     /// snapshot key, so containerd's GC keeps the snapshot from the moment it is prepared, and no
     /// lease (two more metadata transactions and a GC trigger per container) is needed.
     async fn create_inner(&self, req: &CreateRequest, id: &str) -> Result<Started, RuntimeError> {
-        // One shim per pod, as CRI has one per sandbox: a pod's later containers skip the shim daemon's
-        // spawn, and a node holds one shim process per pod rather than per container.
-        let mut spec = req.spec.clone();
-        let mut annotations = spec.annotations().clone().unwrap_or_default();
-        annotations.insert(SHIM_GROUP.to_string(), req.meta.pod_uid.clone());
-        spec.set_annotations(Some(annotations));
         let container = Container {
             id: id.to_string(),
             labels: req.meta.labels(),
@@ -119,7 +118,7 @@ impl Runtime {
                 name: RUNC.to_string(),
                 options: None,
             }),
-            spec: Some(spec::to_any(&spec).map_err(RuntimeError::Spec)?),
+            spec: Some(spec::to_any(&req.spec).map_err(RuntimeError::Spec)?),
             snapshotter: SNAPSHOTTER.to_string(),
             snapshot_key: id.to_string(),
             ..Default::default()

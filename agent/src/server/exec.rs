@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::exec_process::{self, ExecHandle, ExecRequest};
+use super::exec_process::{self, ExecError, ExecHandle, ExecRequest};
 use super::locate;
 use super::{ApiContext, query_pairs, text_error};
 
@@ -79,6 +79,32 @@ pub fn exit_status(command: &[String], code: u32) -> serde_json::Value {
 
 pub(super) fn internal_status(message: &str) -> serde_json::Value {
     json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500})
+}
+
+/// How an exec session ends: the channel-3 status once the process exited (after the output pumps drained
+/// what it wrote), or `None` when the client went away, in which case the process goes too (as with the
+/// CRI's exec).
+pub(super) async fn settle(
+    handle: &ExecHandle,
+    command: &[String],
+    outcome: Option<Result<u32, ExecError>>,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+) -> Option<serde_json::Value> {
+    match outcome {
+        Some(Ok(code)) => {
+            for p in pumps {
+                let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+            }
+            Some(exit_status(command, code))
+        }
+        Some(Err(e)) => Some(internal_status(&e.to_string())),
+        None => {
+            handle.kill().await;
+            let _ = handle.wait().await;
+            handle.delete().await;
+            None
+        }
+    }
 }
 
 pub async fn handle(
@@ -208,24 +234,10 @@ async fn session(ctx: Arc<ApiContext>, req: ExecRequest, socket: WebSocket, v5: 
     tracing::debug!(exec = %handle.exec_id, container = %req.container_id, v5, "exec started");
     let outcome = input_loop(&handle, &mut stream, in_tx, v5).await;
     tracing::debug!(exec = %handle.exec_id, outcome = ?outcome.as_ref().map(|r| r.as_ref().map_err(|e| e.to_string())), "exec ended");
-    let status = match outcome {
-        Some(Ok(code)) => {
-            // Let the output pumps drain what the process wrote before it ended.
-            for p in pumps {
-                let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
-            }
-            exit_status(&req.command, code)
-        }
-        Some(Err(e)) => internal_status(&e.to_string()),
-        None => {
-            // The client went away: the process goes too (as with the CRI's exec).
-            handle.kill().await;
-            let _ = handle.wait().await;
-            handle.delete().await;
-            drop(out_tx);
-            writer.abort();
-            return;
-        }
+    let Some(status) = settle(&handle, &req.command, outcome, pumps).await else {
+        drop(out_tx);
+        writer.abort();
+        return;
     };
     handle.delete().await;
     if let Some(t) = stdin_task {

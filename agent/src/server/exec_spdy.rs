@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::exec::{exit_status, internal_status};
+use super::exec::{internal_status, settle};
 use super::exec_process::{self, ExecRequest};
 use super::spdy::{self, Decoder, Encoder, FLAG_FIN, Frame};
 use super::{ApiContext, text_error};
@@ -38,13 +38,7 @@ pub fn is_spdy(req: &Request) -> bool {
 
 /// Answer 101 and run the exec session on the upgraded connection.
 pub fn upgrade(ctx: Arc<ApiContext>, req: ExecRequest, mut http: Request) -> Response {
-    let offered = http
-        .headers()
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == PROTOCOL);
+    let offered = spdy::offers_protocol(http.headers(), PROTOCOL);
     if !offered {
         return text_error(
             StatusCode::FORBIDDEN,
@@ -242,22 +236,10 @@ where
             },
         }
     };
-    let status = match outcome {
-        Some(Ok(code)) => {
-            for p in pumps {
-                let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
-            }
-            exit_status(&req.command, code)
-        }
-        Some(Err(e)) => internal_status(&e.to_string()),
-        None => {
-            handle.kill().await;
-            let _ = handle.wait().await;
-            handle.delete().await;
-            drop(out);
-            writer.abort();
-            return;
-        }
+    let Some(status) = settle(&handle, &req.command, outcome, pumps).await else {
+        drop(out);
+        writer.abort();
+        return;
     };
     handle.delete().await;
     for (k, s) in &streams {

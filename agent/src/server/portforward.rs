@@ -186,13 +186,7 @@ async fn serve(
             .on_upgrade(move |socket| websocket_session(target, socket));
     }
     if upgrade.starts_with("spdy/3") {
-        let offered = req
-            .headers()
-            .get_all("x-stream-protocol-version")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == PROTOCOL);
+        let offered = spdy::offers_protocol(req.headers(), PROTOCOL);
         if !offered {
             return text_error(
                 StatusCode::FORBIDDEN,

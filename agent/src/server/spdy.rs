@@ -138,6 +138,16 @@ pub fn header_block(h: &Headers) -> Vec<u8> {
 }
 
 /// The first value of header `name`.
+/// Whether the upgrade request lists `protocol` in its `X-Stream-Protocol-Version` headers.
+pub fn offers_protocol(headers: &axum::http::HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol)
+}
+
 pub fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
     h.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
