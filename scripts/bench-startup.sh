@@ -7,7 +7,11 @@
 #    and reports p50/p90/p99 of create -> Ready as seen through a watch, and the agent's RSS afterwards.
 # 2. floor: containerd alone starting the same N containers at once (ctr run -d, which creates the snapshot,
 #    the container and the task and starts it), p50/p90/p99 of each start.
-# Prints both and the ratio of the p50s.
+# 3. runtime floor: the same N containers through containerd's API from one process (examples/bench_floor:
+#    the agent's runtime calls, no ctr process per container, no API server, CNI or pinned namespaces),
+#    four at a time first come first served as the agent's start-up gate admits pods: what containerd,
+#    the shims and runc need on their own. The distance from it to (1) is what skiff itself adds.
+# Prints all three and the ratios of the p50s.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,8 +25,10 @@ export KUBECONFIG=${KUBECONFIG:-$state/apiserver/admin.kubeconfig}
 agent_pid=$(cat "$state/pids/agent.pid")
 
 # SKIFF_SKIP_BUILD=1 uses the example binary as it is (as up.sh does for the lab's binaries).
-[[ ${SKIFF_SKIP_BUILD:-0} == 1 ]] || cargo build --release --quiet -p skiff-agent --example bench_startup
+[[ ${SKIFF_SKIP_BUILD:-0} == 1 ]] ||
+    cargo build --release --quiet -p skiff-agent --example bench_startup --example bench_floor
 bench="$repo/target/release/examples/bench_startup"
+bench_floor="$repo/target/release/examples/bench_floor"
 
 percentiles() { # reads numbers (ms) on stdin, prints "p50 p90 p99"
     sort -n | awk '{ v[NR] = $1 } END {
@@ -75,4 +81,11 @@ for i in $(seq 1 "$n"); do
 done
 rm -rf "$tmp"
 
+sleep 5
+echo "== runtime floor: containerd's API from one process, $n containers, 4 at a time"
+out=$("$bench_floor" "$n" "$image" 4 "$sock" "$state/agent/registries.yaml")
+read -r r50 r90 r99 < <(grep '^latency_ms' <<<"$out" | awk '{print $2}' | percentiles)
+echo "runtime p50 ${r50} ms   p90 ${r90} ms   p99 ${r99} ms   ($(grep '^started' <<<"$out"))"
+
 awk -v s="$s50" -v f="$f50" 'BEGIN { if (f > 0) printf "ratio skiff/floor (p50): %.2f\n", s / f }'
+awk -v s="$s50" -v r="$r50" 'BEGIN { if (r > 0) printf "ratio skiff/runtime floor (p50): %.2f\n", s / r }'
