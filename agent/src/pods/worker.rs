@@ -611,10 +611,22 @@ impl Worker {
         if self.sandbox.is_none() {
             let dir = self.sandbox_dir();
             let hostname = hostname(pod);
-            let sb = tokio::task::spawn_blocking(move || crate::sandbox::pin(&dir, &hostname))
-                .await
-                .map_err(|e| format!("pin task: {e}"))?
-                .map_err(|e| format!("pin pod namespaces: {e}"))?;
+            // A quantity that does not parse fails the container itself, with the reason.
+            let resources = crate::runtime::cgroups::pod_resources(pod).ok();
+            let uid = self.uid.clone();
+            let sb = tokio::task::spawn_blocking(move || {
+                let sb = crate::sandbox::pin(&dir, &hostname)?;
+                // The containers' own cgroups still carry their limits if this fails, so the pod runs.
+                if let Some(r) = resources
+                    && let Err(e) = crate::runtime::cgroups::apply_pod(&uid, &r)
+                {
+                    tracing::warn!(error = %e, "pod cgroup left at its defaults");
+                }
+                Ok::<_, crate::sandbox::SandboxError>(sb)
+            })
+            .await
+            .map_err(|e| format!("pin task: {e}"))?
+            .map_err(|e| format!("pin pod namespaces: {e}"))?;
             self.sandbox = Some(sb);
             self.pod_ip = None;
         }

@@ -79,8 +79,16 @@ fn quantity_of<'a>(
     list.and_then(|m| m.get(key)).map(|q| q.0.as_str())
 }
 
-/// Resources of one container. A limit without a request means request = limit (API defaulting).
-pub fn container_resources(c: &Container) -> Result<Resources, String> {
+/// CPU request and limit (millicores) and memory limit (bytes) one container declares. A CPU limit
+/// without a request counts as the request (API defaulting).
+#[derive(Debug, Clone, Copy, Default)]
+struct Declared {
+    cpu_request: Option<i64>,
+    cpu_limit: Option<i64>,
+    memory_limit: Option<i64>,
+}
+
+fn declared(c: &Container) -> Result<Declared, String> {
     let res = c.resources.as_ref();
     let requests = res.and_then(|r| r.requests.as_ref());
     let limits = res.and_then(|r| r.limits.as_ref());
@@ -94,12 +102,157 @@ pub fn container_resources(c: &Container) -> Result<Resources, String> {
     let memory_limit = quantity_of(limits, "memory")
         .map(quantity::bytes)
         .transpose()?;
-    Ok(Resources {
-        cpu_shares: cpu_shares(cpu_request),
-        cpu_quota: cpu_limit.map(cpu_quota),
-        cpu_period: CFS_PERIOD_US,
+    Ok(Declared {
+        cpu_request,
+        cpu_limit,
         memory_limit,
     })
+}
+
+/// Resources of one container.
+pub fn container_resources(c: &Container) -> Result<Resources, String> {
+    let d = declared(c)?;
+    Ok(Resources {
+        cpu_shares: cpu_shares(d.cpu_request),
+        cpu_quota: d.cpu_limit.map(cpu_quota),
+        cpu_period: CFS_PERIOD_US,
+        memory_limit: d.memory_limit,
+    })
+}
+
+/// What the pod-level cgroup (`<parent>/pod<uid>`) gets, as the kubelet's `ResourceConfigForPod`: CPU
+/// shares from the pod's CPU request (so a BestEffort pod weighs the minimum, 2, against pods that
+/// requested CPU), and a CFS quota and a memory limit only when every container declares that limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodResources {
+    pub cpu_shares: u64,
+    pub cpu_quota: Option<i64>,
+    pub memory_limit: Option<i64>,
+}
+
+/// The pod's effective value of one resource (k8s `PodRequests`/`PodLimits`): app containers and
+/// sidecars (init containers with `restartPolicy: Always`) run together and add up; a regular init
+/// container runs alone next to the sidecars started before it. The pod needs the larger of the two.
+fn effective(
+    apps: &[Declared],
+    inits: &[(bool, Declared)],
+    f: fn(&Declared) -> Option<i64>,
+) -> i64 {
+    let mut sidecars = 0i64;
+    let mut init_peak = 0i64;
+    for (sidecar, d) in inits {
+        let v = f(d).unwrap_or(0);
+        if *sidecar {
+            sidecars = sidecars.saturating_add(v);
+        } else {
+            init_peak = init_peak.max(sidecars.saturating_add(v));
+        }
+    }
+    let running = apps
+        .iter()
+        .filter_map(f)
+        .fold(sidecars, i64::saturating_add);
+    running.max(init_peak)
+}
+
+pub fn pod_resources(pod: &Pod) -> Result<PodResources, String> {
+    let (apps, inits) = match pod.spec.as_ref() {
+        Some(spec) => (
+            spec.containers
+                .iter()
+                .map(declared)
+                .collect::<Result<Vec<_>, _>>()?,
+            spec.init_containers
+                .iter()
+                .flatten()
+                .map(|c| Ok((c.restart_policy.as_deref() == Some("Always"), declared(c)?)))
+                .collect::<Result<Vec<_>, String>>()?,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let every = |f: fn(&Declared) -> Option<i64>| {
+        !apps.is_empty()
+            && apps
+                .iter()
+                .chain(inits.iter().map(|(_, d)| d))
+                .all(|d| f(d).is_some())
+    };
+    Ok(PodResources {
+        cpu_shares: cpu_shares(Some(effective(&apps, &inits, |d| d.cpu_request))),
+        cpu_quota: every(|d| d.cpu_limit)
+            .then(|| cpu_quota(effective(&apps, &inits, |d| d.cpu_limit))),
+        memory_limit: every(|d| d.memory_limit)
+            .then(|| effective(&apps, &inits, |d| d.memory_limit)),
+    })
+}
+
+fn write_value(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|e| format!("write {value:?} to {}: {e}", path.display()))
+}
+
+fn create(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))
+}
+
+/// Create the pod-level cgroup and set its CPU weight, CPU quota and memory limit (blocking; before
+/// the pod's first container, whose cgroup runc then creates inside it). Idempotent.
+pub fn apply_pod(pod_uid: &str, r: &PodResources) -> Result<(), String> {
+    let rel = format!("{}/pod{pod_uid}", parent());
+    let root = Path::new("/sys/fs/cgroup");
+    if is_v2() {
+        // Every level down to the pod hands cpu and memory to its children, as runc does for a container.
+        let mut dir = root.to_path_buf();
+        for part in rel.split('/') {
+            delegate(&dir)?;
+            dir.push(part);
+            create(&dir)?;
+        }
+        let quota = r.cpu_quota.map_or("max".to_string(), |q| q.to_string());
+        write_value(&dir, "cpu.weight", &cpu_weight(r.cpu_shares).to_string())?;
+        write_value(&dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"))?;
+        let memory = r.memory_limit.map_or("max".to_string(), |m| m.to_string());
+        return write_value(&dir, "memory.max", &memory);
+    }
+    let cpu = root.join("cpu");
+    if cpu.is_dir() {
+        let dir = cpu.join(&rel);
+        create(&dir)?;
+        write_value(&dir, "cpu.shares", &r.cpu_shares.to_string())?;
+        write_value(&dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+        write_value(
+            &dir,
+            "cpu.cfs_quota_us",
+            &r.cpu_quota.unwrap_or(-1).to_string(),
+        )?;
+    }
+    let memory = root.join("memory");
+    if memory.is_dir() {
+        let dir = memory.join(&rel);
+        create(&dir)?;
+        write_value(
+            &dir,
+            "memory.limit_in_bytes",
+            &r.memory_limit.unwrap_or(-1).to_string(),
+        )?;
+    }
+    Ok(())
+}
+
+/// cgroup v2: enable the cpu and memory controllers for the children of `dir` where `dir` has them.
+fn delegate(dir: &Path) -> Result<(), String> {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let (available, enabled) = (read("cgroup.controllers"), read("cgroup.subtree_control"));
+    let has = |list: &str, c: &str| list.split_whitespace().any(|w| w == c);
+    let wanted: Vec<String> = ["cpu", "memory"]
+        .iter()
+        .filter(|c| has(&available, c) && !has(&enabled, c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    write_value(dir, "cgroup.subtree_control", &wanted.join(" "))
 }
 
 /// The pod's QoS class (`Guaranteed`, `Burstable`, `BestEffort`), as the API server and kubelet compute it.
@@ -242,6 +395,83 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn pod_level_resources() {
+        let none = pod(vec![container(&[], &[]), container(&[], &[])]);
+        assert_eq!(
+            pod_resources(&none),
+            Ok(PodResources {
+                cpu_shares: 2,
+                cpu_quota: None,
+                memory_limit: None
+            }),
+            "BestEffort weighs the minimum"
+        );
+        let fixed = [("cpu", "250m"), ("memory", "32Mi")];
+        let guaranteed = pod(vec![container(&fixed, &fixed), container(&fixed, &fixed)]);
+        assert_eq!(
+            pod_resources(&guaranteed),
+            Ok(PodResources {
+                cpu_shares: 512,
+                cpu_quota: Some(50_000),
+                memory_limit: Some(64 << 20)
+            })
+        );
+        // One container without limits: the pod gets no quota and no memory limit, only the weight.
+        let burstable = pod(vec![
+            container(&fixed, &fixed),
+            container(&[("cpu", "1")], &[]),
+        ]);
+        assert_eq!(
+            pod_resources(&burstable),
+            Ok(PodResources {
+                cpu_shares: 1280,
+                cpu_quota: None,
+                memory_limit: None
+            })
+        );
+    }
+
+    #[test]
+    fn init_containers_and_sidecars_in_pod_resources() {
+        let lim = |cpu: &str| container(&[], &[("cpu", cpu), ("memory", "16Mi")]);
+        let sidecar = |cpu: &str| Container {
+            restart_policy: Some("Always".into()),
+            ..lim(cpu)
+        };
+        let with_inits = |inits: Vec<Container>| {
+            let mut p = pod(vec![lim("100m")]);
+            if let Some(spec) = p.spec.as_mut() {
+                spec.init_containers = Some(inits);
+            }
+            p
+        };
+        // A big init container alone sets the pod's figure.
+        let r = pod_resources(&with_inits(vec![lim("300m")])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.memory_limit),
+            (307, Some(30_000), Some(16 << 20))
+        );
+        // A sidecar started before an init container runs next to it, and next to the app containers.
+        let r = pod_resources(&with_inits(vec![sidecar("200m"), lim("250m")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.cpu_shares, r.cpu_quota), (460, Some(45_000)));
+        let r = pod_resources(&with_inits(vec![lim("250m"), sidecar("200m")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.cpu_quota, r.memory_limit),
+            (Some(30_000), Some(32 << 20))
+        );
+        // An init container without a request keeps the app containers' request.
+        let r =
+            pod_resources(&with_inits(vec![container(&[], &[])])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.memory_limit),
+            (102, None, None)
+        );
+        assert!(pod_resources(&pod(vec![container(&[("cpu", "lots")], &[])])).is_err());
     }
 
     #[test]
