@@ -19,8 +19,8 @@ set -Eeuo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # cgroup roots: the agent's (/skiff/pod<uid>/<container>) and ctr's default
-# (/<namespace>/<container>) for the self test of build-images.sh.
-CGROUP_NAMES=(skiff "$SELFTEST_NAMESPACE")
+# (/<namespace>/<container>) for the self test of build-images.sh, and bench_floor's.
+CGROUP_NAMES=(skiff "$SELFTEST_NAMESPACE" "$FLOOR_NAMESPACE")
 SELFTEST_NETNS=skiff-selftest
 # CNI results written straight into /var/lib/cni (an agent whose cache dir lacks
 # the libcni "results" level); cleaned as well.
@@ -318,7 +318,7 @@ remove_pod_logs() {
 # when empty.
 remove_runc_state() {
 	local uid
-	rm -rf "${RUNC_ROOT:?}/$SELFTEST_NAMESPACE"
+	rm -rf "${RUNC_ROOT:?}/$SELFTEST_NAMESPACE" "${RUNC_ROOT:?}/$FLOOR_NAMESPACE"
 	for uid in "$@"; do rm -rf "$RUNC_ROOT/$CTR_NAMESPACE/$uid"-*; done
 	rmdir "$RUNC_ROOT/$CTR_NAMESPACE" 2>/dev/null || true
 }

@@ -22,6 +22,8 @@ CONTAINERD_SOCK=$RUN_DIR/containerd/containerd.sock
 CTR_NAMESPACE=${SKIFF_CONTAINERD_NAMESPACE:-skiff}
 # Namespace used only by `build-images.sh --verify`.
 SELFTEST_NAMESPACE=skiff-selftest
+# containerd namespace of bench-startup's runtime floor (examples/bench_floor), apart from the agent's.
+FLOOR_NAMESPACE=skiff-bench-floor
 APISERVER_DIR=$STATE/apiserver
 ADMIN_KUBECONFIG=$APISERVER_DIR/admin.kubeconfig
 AGENT_DIR=$STATE/agent

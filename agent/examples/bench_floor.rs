@@ -24,7 +24,9 @@ use skiff_agent::runtime::labels::{ContainerKind, ContainerMeta};
 use skiff_agent::runtime::spec::{self, Security, SpecInput};
 use skiff_agent::runtime::{CreateRequest, Runtime, logs};
 
-const NAMESPACE: &str = "skiff";
+/// A containerd namespace and cgroup parent of its own (`FLOOR_NAMESPACE` in scripts/lib.sh): the agent
+/// removes containers of its namespace that no pod owns.
+const NAMESPACE: &str = "skiff-bench-floor";
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -62,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or("/var/lib/skiff/agent/registries.yaml"),
     );
 
+    cgroups::set_parent(NAMESPACE.to_string());
     let cd = Containerd::connect(&socket, NAMESPACE)
         .await
         .with_context(|| format!("connecting to containerd at {}", socket.display()))?;
@@ -208,6 +211,15 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("cleanup: {e}");
         }
     }
+    for controller in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        // Empty by now; a controller mounted twice (cpu -> cpu,cpuacct) is simply gone the second time.
+        let _ = std::fs::remove_dir(controller.path().join(NAMESPACE));
+    }
+    let _ = std::fs::remove_dir(PathBuf::from("/run/containerd/runc").join(NAMESPACE));
     // Give the log copiers a moment to see their FIFOs close before the directory goes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     if let Err(e) = std::fs::remove_dir_all(&dir) {
