@@ -12,6 +12,8 @@
 //! container (from the common start to its task running), then `p50/p90/p99` lines, then removes
 //! everything it created.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -28,31 +30,12 @@ use skiff_agent::runtime::{CreateRequest, Runtime, logs};
 /// removes containers of its namespace that no pod owns.
 const NAMESPACE: &str = "skiff-bench-floor";
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = args
-        .get(1)
-        .map(|s| s.parse())
-        .transpose()
-        .context("N must be a number")?
-        .unwrap_or(30);
+    let n = common::number_arg(&args, 1, "N", 30)?;
     let image = args.get(2).cloned().unwrap_or_else(|| "nginx".to_string());
-    let concurrency: usize = args
-        .get(3)
-        .map(|s| s.parse())
-        .transpose()
-        .context("concurrency must be a number")?
-        .unwrap_or(n)
-        .max(1);
+    let concurrency = common::number_arg(&args, 3, "concurrency", n)?.max(1);
     let socket = PathBuf::from(
         args.get(4)
             .map(String::as_str)
@@ -191,14 +174,7 @@ async fn main() -> anyhow::Result<()> {
         }
         created.push((id, uid));
     }
-    lat.sort_by(f64::total_cmp);
-    for l in &lat {
-        println!("latency_ms {l:.1}");
-    }
-    println!("started {}/{}", lat.len(), n);
-    println!("p50_ms {:.1}", percentile(&lat, 50.0));
-    println!("p90_ms {:.1}", percentile(&lat, 90.0));
-    println!("p99_ms {:.1}", percentile(&lat, 99.0));
+    common::print_latencies(lat, "started", n);
 
     let removals = created.iter().map(|(id, _)| runtime.remove(id));
     for errors in futures::future::join_all(removals).await {

@@ -6,6 +6,8 @@
 //! Prints one `latency_ms <ms>` line per pod, then `p50/p90/p99` lines; exits non-zero if a pod is not Ready
 //! within the timeout.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,24 +40,11 @@ fn bench_pod(name: &str, run: &str, image: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(pod)?)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = args
-        .get(1)
-        .map(|s| s.parse())
-        .transpose()
-        .context("N must be a number")?
-        .unwrap_or(30);
+    let n = common::number_arg(&args, 1, "N", 30)?;
     let image = args.get(2).cloned().unwrap_or_else(|| "nginx".to_string());
     let agent_pid = args.get(3).cloned();
 
@@ -141,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let ready_at = ready_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut lat: Vec<f64> = created_at
+    let lat: Vec<f64> = created_at
         .iter()
         .filter_map(|(name, t)| {
             ready_at
@@ -149,14 +138,8 @@ async fn main() -> anyhow::Result<()> {
                 .map(|r| r.duration_since(*t).as_secs_f64() * 1000.0)
         })
         .collect();
-    lat.sort_by(f64::total_cmp);
-    for l in &lat {
-        println!("latency_ms {l:.1}");
-    }
-    println!("ready {}/{}", lat.len(), n);
-    println!("p50_ms {:.1}", percentile(&lat, 50.0));
-    println!("p90_ms {:.1}", percentile(&lat, 90.0));
-    println!("p99_ms {:.1}", percentile(&lat, 99.0));
+    let done = lat.len();
+    common::print_latencies(lat, "ready", n);
 
     let dp = DeleteParams::default();
     let deletes = created_at.keys().map(|name| {
@@ -174,8 +157,8 @@ async fn main() -> anyhow::Result<()> {
         .items
         .len();
     eprintln!("deleting {left} bench pods (the agent stops them in the background)");
-    if lat.len() < n {
-        bail!("{} pods never became Ready", n - lat.len());
+    if done < n {
+        bail!("{} pods never became Ready", n - done);
     }
     Ok(())
 }
