@@ -43,7 +43,10 @@ async fn rotation_hooks_and_graceful_stop() {
             a
         },
     });
-    let cleanup = PodCleanup(k.clone(), vec!["chatty", "hooks", "ignore", "badhook"]);
+    let cleanup = PodCleanup(
+        k.clone(),
+        vec!["chatty", "hooks", "ignore", "badhook", "deadline"],
+    );
     let shared = dir.join("shared");
     std::fs::create_dir_all(&shared).unwrap_or_else(|e| panic!("{e}"));
 
@@ -74,7 +77,14 @@ async fn rotation_hooks_and_graceful_stop() {
     let badhook = head("badhook", 1)
         + "    command: [sleep, '3600']\n\
            \x20   lifecycle: {postStart: {exec: {command: ['false']}}}\n";
+    // activeDeadlineSeconds: the agent fails the pod 4 s after it started, and restarts nothing.
+    let deadline = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: deadline}}\nspec:\n  nodeName: {node}\n  \
+         hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  activeDeadlineSeconds: 4\n  \
+         containers:\n  - name: main\n    image: busybox:test\n    command: [sleep, '3600']\n"
+    );
     for (name, manifest) in [
+        ("deadline", deadline),
         ("chatty", chatty),
         ("hooks", hooks),
         ("ignore", ignore),
@@ -92,6 +102,60 @@ async fn rotation_hooks_and_graceful_stop() {
             "--timeout=120s",
         ]);
     }
+
+    k.wait_for("deadline Failed", Duration::from_secs(60), |k| {
+        k.jsonpath("deadline", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        k.jsonpath("deadline", "{.status.reason}"),
+        "DeadlineExceeded"
+    );
+    assert_eq!(
+        k.jsonpath("deadline", "{.status.message}"),
+        "Pod was active on the node longer than the specified deadline"
+    );
+    k.wait_for(
+        "deadline's container stopped",
+        Duration::from_secs(30),
+        |k| {
+            !k.jsonpath(
+                "deadline",
+                "{.status.containerStatuses[0].state.terminated.finishedAt}",
+            )
+            .is_empty()
+        },
+    );
+    let ts = |path: &str| -> jiff::Timestamp {
+        let v = k.jsonpath("deadline", path);
+        v.parse().unwrap_or_else(|e| panic!("{path} = {v:?}: {e}"))
+    };
+    let ran = ts("{.status.containerStatuses[0].state.terminated.finishedAt}")
+        .duration_since(ts("{.status.startTime}"));
+    assert!(
+        ran >= jiff::SignedDuration::from_secs(3) && ran < jiff::SignedDuration::from_secs(30),
+        "stopped {ran:?} after the pod started (deadline 4 s, whole seconds in the API)"
+    );
+    assert_eq!(
+        k.jsonpath("deadline", "{.status.containerStatuses[0].restartCount}"),
+        "0",
+        "a failed pod restarts nothing (restartPolicy Always)"
+    );
+    assert_eq!(
+        k.jsonpath(
+            "deadline",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "False"
+    );
+    let events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=deadline,reason=DeadlineExceeded",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "a DeadlineExceeded event");
 
     // Rotation: `0.log` plus at most two rotated files, all near the size limit; logs still readable.
     let uid = k.jsonpath("chatty", "{.metadata.uid}");

@@ -21,6 +21,7 @@ impl Worker {
             .unwrap_or_else(|| "default".into());
         let input = StatusInput {
             pod,
+            failure: self.failure.as_ref(),
             containers: &self.containers,
             sandbox_ready: self.sandbox.is_some() && self.pod_ip.is_some(),
             pod_ip: self.pod_ip,

@@ -13,8 +13,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::state::{ContainerState, Terminated};
 use crate::runtime::cgroups;
 
+/// The agent ended the pod itself (`activeDeadlineSeconds`): the pod is Failed with this reason and
+/// message, whatever its containers did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFailure {
+    pub reason: String,
+    pub message: String,
+}
+
 pub struct StatusInput<'a> {
     pub pod: &'a Pod,
+    pub failure: Option<&'a PodFailure>,
     pub containers: &'a HashMap<String, ContainerState>,
     pub sandbox_ready: bool,
     pub pod_ip: Option<IpAddr>,
@@ -179,7 +188,10 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
     let empty = PodSpec::default();
     let spec = input.pod.spec.as_ref().unwrap_or(&empty);
     let cs = input.containers;
-    let phase = phase(spec, cs);
+    let phase = match input.failure {
+        Some(_) => "Failed",
+        None => phase(spec, cs),
+    };
     let init_done = initialized(spec, cs);
     let init_statuses: Vec<ContainerStatus> = spec
         .init_containers
@@ -308,6 +320,8 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
             Some(init_statuses)
         },
         container_statuses: Some(app_statuses),
+        reason: input.failure.map(|f| f.reason.clone()),
+        message: input.failure.map(|f| f.message.clone()),
         ..Default::default()
     }
 }
@@ -418,6 +432,7 @@ mod tests {
         let now = jiff::Timestamp::now();
         let input = StatusInput {
             pod: &p,
+            failure: None,
             containers: &cs,
             sandbox_ready: true,
             pod_ip: Some("10.244.0.9".parse().expect("ip")),
@@ -484,6 +499,42 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_of_the_agent_makes_the_pod_failed() {
+        let p = pod(spec(&[], &["app"], "Always"));
+        let cs: HashMap<_, _> = [st("app", ContainerKind::App, run)].into();
+        let failure = PodFailure {
+            reason: "DeadlineExceeded".into(),
+            message: "Pod was active on the node longer than the specified deadline".into(),
+        };
+        let now = jiff::Timestamp::now();
+        let s = compute(&StatusInput {
+            pod: &p,
+            failure: Some(&failure),
+            containers: &cs,
+            sandbox_ready: true,
+            pod_ip: None,
+            host_ip: "10.0.0.1".parse().expect("ip"),
+            start_time: now,
+            previous: &[],
+            now,
+        });
+        assert_eq!(
+            s.phase.as_deref(),
+            Some("Failed"),
+            "even while the container still runs"
+        );
+        assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(s.message, Some(failure.message.clone()));
+        let ready = s
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap_or_default();
+        assert_eq!(ready.status, "False");
+    }
+
+    #[test]
     fn status_crash_loop_and_waiting() {
         let p = pod(spec(&[], &["app"], "Always"));
         let mut cs: HashMap<_, _> = [st("app", ContainerKind::App, exit(1))].into();
@@ -496,6 +547,7 @@ mod tests {
         let now = jiff::Timestamp::now();
         let input = StatusInput {
             pod: &p,
+            failure: None,
             containers: &cs,
             sandbox_ready: true,
             pod_ip: None,

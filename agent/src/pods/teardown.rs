@@ -133,6 +133,89 @@ impl Worker {
         }
     }
 
+    /// Stop one container without waiting: its preStop hook, then `signal`, then SIGKILL once `grace`
+    /// is over. Its exit reaches the worker as usual.
+    pub(crate) fn stop_in_background(
+        &self,
+        pod: &Arc<Pod>,
+        name: &str,
+        id: &str,
+        signal: u32,
+        grace: Duration,
+    ) {
+        let rt = self.ctx.runtime.clone();
+        let id = id.to_string();
+        let (ctx, pod, pod_ip) = (self.ctx.clone(), pod.clone(), self.pod_ip);
+        let spec = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == name))
+            .cloned();
+        tokio::spawn(async move {
+            let grace = match &spec {
+                Some(c) => {
+                    crate::pods::hooks::pre_stop_reported(&ctx, &pod, c, &id, pod_ip, grace).await
+                }
+                None => grace,
+            };
+            if let Err(e) = rt.kill(&id, signal).await {
+                tracing::warn!(container = %id, error = %e, "cannot signal container");
+            }
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+                match rt.task_state(&id).await {
+                    Ok(Some(t)) if t.status != TaskStatus::Stopped => {}
+                    _ => return,
+                }
+            }
+            tracing::info!(container = %id, "grace period over, sending SIGKILL");
+            let _ = rt.kill(&id, 9).await;
+        });
+    }
+
+    /// End a pod the agent failed itself (`activeDeadlineSeconds`): stop every container once (preStop,
+    /// stop signal, SIGKILL after the pod's grace period) and restart none, report the pod Failed with
+    /// the failure's reason, and give its network back once nothing runs.
+    pub(crate) async fn end_failed(&mut self, pod: &Arc<Pod>) -> super::worker::Flow {
+        self.probes.stop_all();
+        if !self.failure_stopped {
+            self.failure_stopped = true;
+            let grace = grace_period(Some(pod));
+            let running: Vec<(String, String, u32)> = self
+                .containers
+                .values()
+                .filter_map(|c| {
+                    c.running
+                        .as_ref()
+                        .map(|r| (c.name.clone(), r.id.clone(), c.stop_signal))
+                })
+                .collect();
+            for (name, id, signal) in running {
+                let init = self
+                    .containers
+                    .get(&name)
+                    .is_some_and(|c| c.kind == ContainerKind::Init);
+                self.ctx.recorder.normal(
+                    pod,
+                    Some(container_field(init, &name)),
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
+                self.stop_in_background(pod, &name, &id, signal, grace);
+            }
+        }
+        self.push_status(pod).await;
+        if self.last_status.is_none() {
+            return super::worker::Flow::Wake(Some(Instant::now() + Duration::from_secs(1)));
+        }
+        if !self.any_running() {
+            self.release_network().await;
+        }
+        // Exits arrive as messages and bring the worker back.
+        super::worker::Flow::Wake(None)
+    }
+
     /// CNI DEL and unpin the namespaces (idempotent); the pod keeps its reported IP.
     pub(crate) async fn release_network(&mut self) {
         if self.network_released {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec};
 use tokio::sync::mpsc;
 
 use super::Context;
@@ -79,6 +79,10 @@ pub struct Worker {
     /// For probe tasks to report to this worker (weak: the mailbox closes when the manager lets go).
     pub(crate) probe_tx: Option<mpsc::WeakUnboundedSender<Msg>>,
     pub(crate) probe_kills: Vec<(String, crate::probes::ProbeKind)>,
+    /// Set when the agent fails the pod itself (`activeDeadlineSeconds`); nothing starts again.
+    pub(crate) failure: Option<status::PodFailure>,
+    /// Whether the failed pod's containers have been told to stop.
+    pub(crate) failure_stopped: bool,
 }
 
 /// Whether the API's pod has a different status for one of the conditions the worker last reported.
@@ -130,6 +134,8 @@ impl Worker {
             probes: crate::probes::PodProbes::default(),
             probe_tx: None,
             probe_kills: Vec::new(),
+            failure: None,
+            failure_stopped: false,
         }
     }
 
@@ -262,6 +268,9 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .unwrap_or("Pending");
+        if self.failure.is_some() {
+            return self.end_failed(&pod).await;
+        }
         if status::is_terminal(api_phase) && !self.any_running() {
             // A finished pod keeps the status it has; only give its network back.
             self.release_network().await;
@@ -275,6 +284,10 @@ impl Worker {
                     .map(|t| t.0)
                     .unwrap_or_else(jiff::Timestamp::now),
             );
+        }
+        let deadline = self.active_deadline(&pod, spec);
+        if self.failure.is_some() {
+            return self.end_failed(&pod).await;
         }
         let now = Instant::now();
         let phase = status::phase(spec, &self.containers);
@@ -444,11 +457,42 @@ impl Worker {
                 wake_at(at, &mut next_wake);
             }
         }
+        if let Some(at) = deadline {
+            wake_at(at, &mut next_wake);
+        }
         self.push_status(&pod).await;
         if let Flow::Wake(Some(at)) = self.status_retry() {
             wake_at(at, &mut next_wake);
         }
         Flow::Wake(next_wake)
+    }
+
+    /// `spec.activeDeadlineSeconds`, counted from the pod's start time as the kubelet does: once it has
+    /// passed, the pod fails with reason DeadlineExceeded; before, when to look again.
+    fn active_deadline(&mut self, pod: &Pod, spec: &PodSpec) -> Option<Instant> {
+        let secs = spec.active_deadline_seconds?;
+        if self.failure.is_some() {
+            return None;
+        }
+        let start = self.start_time.unwrap_or_else(jiff::Timestamp::now);
+        let active = jiff::Timestamp::now().duration_since(start);
+        let left = jiff::SignedDuration::from_secs(secs) - active;
+        if left.is_positive() {
+            return Some(Instant::now() + left.unsigned_abs());
+        }
+        let message = "Pod was active on the node longer than the specified deadline".to_string();
+        tracing::info!(
+            active_deadline_seconds = secs,
+            "active deadline exceeded, failing the pod"
+        );
+        self.ctx
+            .recorder
+            .warning(pod, None, "DeadlineExceeded", message.clone());
+        self.failure = Some(status::PodFailure {
+            reason: "DeadlineExceeded".into(),
+            message,
+        });
+        None
     }
 
     /// If the last status could not be sent, try again soon.

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -11,7 +10,6 @@ use super::{ProbeKind, Report, Settings, Target};
 use crate::pods::recorder::container_field;
 use crate::pods::teardown::grace_period;
 use crate::pods::worker::Worker;
-use crate::runtime::TaskStatus;
 use crate::runtime::labels::ContainerKind;
 
 impl Worker {
@@ -113,34 +111,6 @@ impl Worker {
                 kind.lower()
             ),
         );
-        let rt = self.ctx.runtime.clone();
-        let id = id.to_string();
-        let (ctx, pod, pod_ip) = (self.ctx.clone(), pod.clone(), self.pod_ip);
-        let spec = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.iter().find(|c| c.name == name))
-            .cloned();
-        tokio::spawn(async move {
-            let grace = match &spec {
-                Some(c) => {
-                    crate::pods::hooks::pre_stop_reported(&ctx, &pod, c, &id, pod_ip, grace).await
-                }
-                None => grace,
-            };
-            if let Err(e) = rt.kill(&id, signal).await {
-                tracing::warn!(container = %id, error = %e, "cannot signal container");
-            }
-            let deadline = tokio::time::Instant::now() + grace;
-            while tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match rt.task_state(&id).await {
-                    Ok(Some(t)) if t.status != TaskStatus::Stopped => {}
-                    _ => return,
-                }
-            }
-            tracing::info!(container = %id, "grace period over, sending SIGKILL");
-            let _ = rt.kill(&id, 9).await;
-        });
+        self.stop_in_background(pod, &name, id, signal, grace);
     }
 }
