@@ -130,6 +130,11 @@ pub struct Config {
           default_value = crate::node::pressure::DEFAULT_TRANSITION_PERIOD,
           value_parser = crate::node::pressure::parse_duration)]
     pub eviction_pressure_transition_period: std::time::Duration,
+    /// How often the hard eviction thresholds are checked for evicting pods (the kubelet's
+    /// `evictionMonitoringPeriod`; `10s`).
+    #[arg(long, env = "SKIFF_EVICTION_MONITORING_PERIOD", default_value = "10s",
+          value_parser = crate::node::pressure::parse_duration)]
+    pub eviction_monitoring_period: std::time::Duration,
     /// containerd's root directory: the imagefs of the eviction signals (the agent's root dir if absent).
     #[arg(
         long,

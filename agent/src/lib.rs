@@ -144,6 +144,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         },
         system_reserved: config.system_reserved,
         kube_reserved: config.kube_reserved,
+        conditions: Arc::default(),
     });
     let mut delay = std::time::Duration::from_millis(500);
     loop {
@@ -192,8 +193,16 @@ async fn start(config: Config) -> anyhow::Result<()> {
         pod_log_dir: config.pod_log_dir.clone(),
         startup_gate: pods::gate::StartupGate::new(usize::from(config.startup_concurrency)),
         arrivals: std::sync::atomic::AtomicU64::new(0),
+        node_conditions: agent.conditions.clone(),
     });
-    pods::run(ctx, ev_rx).await;
+    let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(pods::eviction::run(
+        ctx.clone(),
+        agent.eviction.clone(),
+        config.eviction_monitoring_period,
+        evict_tx,
+    ));
+    pods::run(ctx, ev_rx, evict_rx).await;
     anyhow::bail!("the pod watch ended")
 }
 

@@ -1,6 +1,7 @@
 //! Node pressure and reserved resources end to end: real kubectl → skiff-apiserver (in this process) → the
 //! real `skiff-agent` binary → a private containerd. An impossible hard eviction threshold puts the node
-//! under memory pressure (condition, taint, unschedulable pods); `--system-reserved` lowers allocatable.
+//! under memory pressure (condition, taint, unschedulable pods) and evicts the pods running there one at
+//! a time, in the kubelet's order, and refuses new BestEffort ones; `--system-reserved` lowers allocatable.
 //! Needs root.
 
 mod support;
@@ -238,4 +239,129 @@ fn bad_flags_stop_the_agent_with_a_clear_error() {
             "{flag} {value}: {stderr}"
         );
     }
+}
+
+fn own_cgroup_parent(_: &TempDir) -> Vec<OsString> {
+    vec!["--cgroup-parent".into(), "skiff-test-ev".into()]
+}
+
+fn create(k: &cluster::Kubectl, dir: &TempDir, name: &str, node: &str, resources: &str) {
+    let manifest = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  \
+             hostNetwork: true\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: main\n    \
+             image: busybox:test\n    command: [sleep, '3600']\n    resources: {resources}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    k.ok(&["create", "-f", &manifest.to_string_lossy()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_evicts_pods_one_at_a_time() {
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "evict",
+        tag: "ev",
+        busybox_dir: "ev-busybox",
+        applets: &["sh", "sleep"],
+        cluster_cidr: "10.236.0.0/16",
+        service_cidr: "10.237.0.0/16",
+        agent_args: own_cgroup_parent,
+    });
+    let cleanup = PodCleanup(k.clone(), vec!["besteffort", "guaranteed", "late"]);
+    let fixed = "{requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: 100m, memory: 64Mi}}";
+    create(&k, &dir, "besteffort", &node, "{}");
+    create(&k, &dir, "guaranteed", &node, fixed);
+    for pod in ["besteffort", "guaranteed"] {
+        k.wait_for(&format!("{pod} Ready"), Duration::from_secs(90), |k| {
+            k.ready(pod) == "True"
+        });
+    }
+
+    // The agent comes back with a threshold no machine satisfies, checked every 3 s.
+    let agent = cluster::stop_agent(agent, false).start_with(&[
+        ("--eviction-hard", "memory.available<100000Ti"),
+        ("--eviction-monitoring-period", "3s"),
+    ]);
+    let phase = |k: &cluster::Kubectl, pod: &str| k.jsonpath(pod, "{.status.phase}");
+    // BestEffort uses more than its (zero) request; Guaranteed stays within its 64Mi: BestEffort goes first.
+    k.wait_for("besteffort evicted", Duration::from_secs(60), |k| {
+        phase(k, "besteffort") == "Failed"
+    });
+    assert_eq!(phase(&k, "guaranteed"), "Running", "one pod at a time");
+    assert_eq!(k.jsonpath("besteffort", "{.status.reason}"), "Evicted");
+    let message = k.jsonpath("besteffort", "{.status.message}");
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 100000Ti, available: "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        k.jsonpath(
+            "besteffort",
+            "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
+        ),
+        "TerminationByKubelet"
+    );
+    k.wait_for(
+        "besteffort's container killed",
+        Duration::from_secs(10),
+        |k| {
+            k.jsonpath(
+                "besteffort",
+                "{.status.containerStatuses[0].state.terminated.exitCode}",
+            ) == "137"
+        },
+    );
+    let events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=besteffort,reason=Evicted",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "an Evicted event");
+
+    // The threshold stays crossed: the Guaranteed pod goes next, at once despite its 30 s grace period.
+    k.wait_for("guaranteed evicted", Duration::from_secs(60), |k| {
+        phase(k, "guaranteed") == "Failed"
+    });
+    assert_eq!(k.jsonpath("guaranteed", "{.status.reason}"), "Evicted");
+
+    // Admission: under memory pressure a new BestEffort pod is refused before anything starts.
+    create(&k, &dir, "late", &node, "{}");
+    k.wait_for("late refused", Duration::from_secs(30), |k| {
+        phase(k, "late") == "Failed"
+    });
+    assert_eq!(k.jsonpath("late", "{.status.reason}"), "Evicted");
+    assert_eq!(
+        k.jsonpath("late", "{.status.message}"),
+        "The node had condition: [MemoryPressure]. "
+    );
+    assert_eq!(
+        k.jsonpath("late", "{.status.containerStatuses[0].containerID}"),
+        "",
+        "no container was started"
+    );
+
+    drop(cleanup);
+    drop(agent);
+    server.abort();
+    drop(ctrd);
+    drop(reg);
+    drop(dir);
+    support::remove_cgroup_parent("skiff-test-ev");
 }

@@ -34,6 +34,8 @@ pub struct NodeAgent {
     pub eviction: pressure::Eviction,
     pub system_reserved: reserved::Reserved,
     pub kube_reserved: reserved::Reserved,
+    /// The pressure conditions as last reported, for pod admission.
+    pub conditions: Arc<std::sync::Mutex<pressure::Pressure>>,
 }
 
 /// Readiness inputs: `None` = fine, `Some(message)` = what is wrong.
@@ -288,6 +290,7 @@ impl NodeAgent {
                 Instant::now(),
                 self.eviction.transition_period,
             );
+            *self.conditions.lock().unwrap_or_else(|e| e.into_inner()) = health.pressure;
             let changed = last_health.as_ref() != Some(&health);
             if !changed && last_post.elapsed() < STATUS_REPORT {
                 continue;

@@ -146,23 +146,98 @@ pub struct Pressure {
     pub pid: bool,
 }
 
-/// The thresholds crossed: available < threshold (a signal that could not be measured crosses nothing).
+/// One threshold crossed: the signal, its threshold and what is available, in bytes (inodes, pids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crossed {
+    pub signal: Signal,
+    pub threshold: u64,
+    pub available: u64,
+}
+
+impl Signal {
+    /// The resource the kubelet names in eviction messages.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory",
+            Signal::NodefsAvailable | Signal::ImagefsAvailable => "ephemeral-storage",
+            Signal::NodefsInodesFree | Signal::ImagefsInodesFree => "inodes",
+            Signal::PidAvailable => "pids",
+        }
+    }
+
+    /// Whether the signal counts bytes (printed as a binary quantity) rather than inodes or pids.
+    pub fn is_bytes(self) -> bool {
+        matches!(
+            self,
+            Signal::MemoryAvailable | Signal::NodefsAvailable | Signal::ImagefsAvailable
+        )
+    }
+}
+
+/// The thresholds crossed now (available < threshold; a signal that could not be measured crosses
+/// nothing), memory first, then pids, then the file systems: the order the agent reclaims them in.
+pub fn crossed(thresholds: &[Threshold], obs: &Observations) -> Vec<Crossed> {
+    let mut out: Vec<Crossed> = thresholds
+        .iter()
+        .filter_map(|t| {
+            let (available, capacity) = obs.of(t.signal)?;
+            let threshold = t.value.bytes_of(capacity);
+            (available < threshold).then_some(Crossed {
+                signal: t.signal,
+                threshold,
+                available,
+            })
+        })
+        .collect();
+    let rank = |s: Signal| match s {
+        Signal::MemoryAvailable => 0,
+        Signal::PidAvailable => 1,
+        _ => 2,
+    };
+    out.sort_by_key(|c| rank(c.signal));
+    out
+}
+
+/// The conditions the crossed thresholds raise.
 pub fn decide(thresholds: &[Threshold], obs: &Observations) -> Pressure {
     let mut p = Pressure::default();
-    for t in thresholds {
-        let Some((available, capacity)) = obs.of(t.signal) else {
-            continue;
-        };
-        if available >= t.value.bytes_of(capacity) {
-            continue;
-        }
-        match t.signal {
+    for c in crossed(thresholds, obs) {
+        match c.signal {
             Signal::MemoryAvailable => p.memory = true,
             Signal::PidAvailable => p.pid = true,
             _ => p.disk = true,
         }
     }
     p
+}
+
+impl Pressure {
+    /// The node condition names that hold, in the kubelet's order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.memory, "MemoryPressure"),
+            (self.disk, "DiskPressure"),
+            (self.pid, "PIDPressure"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+/// A byte count as a Kubernetes quantity: the largest binary suffix that divides it (`100Mi`, `51200Ki`).
+pub fn quantity_string(bytes: u64) -> String {
+    for (suffix, unit) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
 }
 
 /// `MemAvailable` and `MemTotal` of `/proc/meminfo`, in bytes.
@@ -316,11 +391,20 @@ impl Eviction {
     }
 
     pub async fn pressure(&self) -> Pressure {
+        decide(&self.hard, &self.observe_async().await)
+    }
+
+    /// [`Eviction::observe`] on a blocking thread; nothing measured if that thread fails.
+    pub async fn observe_async(&self) -> Observations {
         let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.observe()).await {
-            Ok(obs) => decide(&self.hard, &obs),
-            Err(_) => Pressure::default(),
-        }
+        tokio::task::spawn_blocking(move || me.observe())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The thresholds crossed right now.
+    pub async fn crossed(&self) -> Vec<Crossed> {
+        crossed(&self.hard, &self.observe_async().await)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod discover;
 pub mod env;
+pub mod eviction;
 pub mod exits;
 pub mod files;
 pub mod gate;
@@ -54,6 +55,8 @@ pub struct Context {
     pub startup_gate: gate::StartupGate,
     /// Arrival numbers for workers (the gate's order).
     pub arrivals: std::sync::atomic::AtomicU64,
+    /// The node's pressure conditions as last reported (pod admission).
+    pub node_conditions: Arc<std::sync::Mutex<crate::node::pressure::Pressure>>,
 }
 
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);
@@ -175,7 +178,11 @@ pub fn owns(pod_uid: &str, container_id: &str) -> bool {
 }
 
 /// Watch this node's pods and drive their workers until the watch stream ends.
-pub async fn run(ctx: Arc<Context>, mut runtime_events: mpsc::UnboundedReceiver<RuntimeEvent>) {
+pub async fn run(
+    ctx: Arc<Context>,
+    mut runtime_events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    mut evictions: mpsc::UnboundedReceiver<(String, status::PodFailure)>,
+) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
@@ -223,6 +230,11 @@ pub async fn run(ctx: Arc<Context>, mut runtime_events: mpsc::UnboundedReceiver<
                 None => break,
             },
             Some(ev) = runtime_events.recv() => m.runtime_event(ev),
+            Some((uid, failure)) = evictions.recv() => {
+                if let Some(tx) = m.workers.get(&uid) {
+                    let _ = tx.send(Msg::Evict(failure));
+                }
+            }
             Some(uid) = done_rx.recv() => {
                 m.workers.remove(&uid);
                 if m.finished.len() >= FINISHED_MEMORY {

@@ -19,6 +19,8 @@ use crate::runtime::cgroups;
 pub struct PodFailure {
     pub reason: String,
     pub message: String,
+    /// Node-pressure eviction: the kubelet also sets the `DisruptionTarget` condition.
+    pub disruption: bool,
 }
 
 pub struct StatusInput<'a> {
@@ -301,6 +303,21 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         ),
         scheduled,
     ];
+    let mut conditions = conditions;
+    if let Some(f) = input.failure.filter(|f| f.disruption) {
+        conditions.push(PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(f.message.clone()),
+            last_transition_time: prev
+                .iter()
+                .find(|c| c.type_ == "DisruptionTarget")
+                .and_then(|c| c.last_transition_time.clone())
+                .or(Some(Time(now))),
+            ..Default::default()
+        });
+    }
 
     let pod_ip = input.pod_ip.map(|ip| ip.to_string());
     PodStatus {
@@ -505,6 +522,7 @@ mod tests {
         let failure = PodFailure {
             reason: "DeadlineExceeded".into(),
             message: "Pod was active on the node longer than the specified deadline".into(),
+            disruption: false,
         };
         let now = jiff::Timestamp::now();
         let s = compute(&StatusInput {

@@ -174,14 +174,20 @@ impl Worker {
         });
     }
 
-    /// End a pod the agent failed itself (`activeDeadlineSeconds`): stop every container once (preStop,
-    /// stop signal, SIGKILL after the pod's grace period) and restart none, report the pod Failed with
-    /// the failure's reason, and give its network back once nothing runs.
+    /// End a pod the agent failed itself (`activeDeadlineSeconds`, eviction, admission): stop every
+    /// container once (preStop, stop signal, SIGKILL after the pod's grace period; at once when evicted)
+    /// and restart none, report the pod Failed with the failure's reason, and give its network back once
+    /// nothing runs.
     pub(crate) async fn end_failed(&mut self, pod: &Arc<Pod>) -> super::worker::Flow {
         self.probes.stop_all();
         if !self.failure_stopped {
             self.failure_stopped = true;
-            let grace = grace_period(Some(pod));
+            // A hard eviction threshold kills at once, as the kubelet does.
+            let grace = if self.failure.as_ref().is_some_and(|f| f.disruption) {
+                Duration::ZERO
+            } else {
+                grace_period(Some(pod))
+            };
             let running: Vec<(String, String, u32)> = self
                 .containers
                 .values()

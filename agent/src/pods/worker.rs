@@ -35,6 +35,8 @@ pub enum Msg {
     Resync,
     /// A probe result changed.
     Probe(crate::probes::Report),
+    /// Node-pressure eviction: fail the pod and kill its containers at once.
+    Evict(status::PodFailure),
 }
 
 pub(crate) enum Flow {
@@ -162,6 +164,17 @@ impl Worker {
             }
             Msg::Resync => self.resync = true,
             Msg::Probe(r) => self.apply_probe(r),
+            Msg::Evict(f) => {
+                if self.failure.is_none() {
+                    if let Some(p) = &self.pod {
+                        self.ctx
+                            .recorder
+                            .warning(p, None, "Evicted", f.message.clone());
+                    }
+                    tracing::info!(message = %f.message, "evicting the pod");
+                    self.failure = Some(f);
+                }
+            }
         }
     }
 
@@ -302,6 +315,26 @@ impl Worker {
             return self.status_retry();
         }
 
+        if self.sandbox.is_none()
+            && !self
+                .containers
+                .values()
+                .any(|c| c.started_once || c.running.is_some())
+        {
+            let conditions = *self
+                .ctx
+                .node_conditions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Err(f) = super::eviction::admit(&pod, conditions) {
+                tracing::info!(message = %f.message, "pod refused: node under pressure");
+                self.ctx
+                    .recorder
+                    .warning(&pod, None, "Evicted", f.message.clone());
+                self.failure = Some(f);
+                return self.end_failed(&pod).await;
+            }
+        }
         if self.sandbox.is_none() || self.pod_ip.is_none() {
             if let Some(at) = self.sandbox_retry
                 && at > now
@@ -491,6 +524,7 @@ impl Worker {
         self.failure = Some(status::PodFailure {
             reason: "DeadlineExceeded".into(),
             message,
+            disruption: false,
         });
         None
     }

@@ -155,6 +155,20 @@ pub fn stop_agent(mut agent: Agent, hard: bool) -> StoppedAgent {
 }
 
 impl StoppedAgent {
+    /// [`StoppedAgent::start`] with some `--flag value` pairs set anew (replaced where already given).
+    #[allow(dead_code)] // not every test binary restarts with new arguments
+    pub fn start_with(mut self, pairs: &[(&str, &str)]) -> Agent {
+        for (flag, value) in pairs {
+            match self.argv.iter().position(|a| a == flag) {
+                Some(i) if i + 1 < self.argv.len() => self.argv[i + 1] = value.into(),
+                _ => self
+                    .argv
+                    .extend([OsString::from(flag), OsString::from(value)]),
+            }
+        }
+        self.start()
+    }
+
     /// Start the same binary again with the same arguments and environment, log appended.
     pub fn start(self) -> Agent {
         let log = std::fs::OpenOptions::new()
@@ -318,6 +332,10 @@ pub struct Setup<'a> {
     pub agent_args: fn(&TempDir) -> Vec<OsString>,
 }
 
+/// scripts/up.sh's default `--eviction-hard`.
+pub const LAB_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<1Gi,nodefs.inodesFree<5%,imagefs.available<1Gi";
+
 /// No extra agent arguments.
 pub fn no_agent_args(_: &TempDir) -> Vec<OsString> {
     Vec::new()
@@ -415,6 +433,11 @@ pub fn start(s: Setup<'_>) -> Cluster {
             "--container-log-dir".into(),
             dir.join("containers").into_os_string(),
         ]);
+    }
+    // The disk floors of a development lab (scripts/up.sh): the kubelet's 10 % / 15 % of a large shared
+    // disk can be crossed on a build machine, and a crossed threshold evicts and refuses pods.
+    if !extra.iter().any(|a| a == "--eviction-hard") {
+        extra.extend(["--eviction-hard".into(), LAB_EVICTION_HARD.into()]);
     }
     let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
         .arg("--kubeconfig")

@@ -1,0 +1,437 @@
+//! Node-pressure eviction with hard thresholds, as the kubelet's eviction manager does it: every
+//! `--eviction-monitoring-period` the signals are measured; while a threshold is crossed, one pod at a
+//! time is ranked first and evicted (Failed, reason `Evicted`, condition `DisruptionTarget`, containers
+//! killed at once), and the next only once it is down. Admission: while the node reports pressure, new
+//! pods are refused (only BestEffort ones when memory pressure is the only condition). Critical pods
+//! (priority at least `system-cluster-critical`'s 2000000000, mirror pods) are neither evicted nor refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use tokio::sync::mpsc;
+
+use super::Context;
+use super::status::PodFailure;
+use crate::node::pressure::{self, Crossed, Eviction, Pressure, Signal};
+use crate::runtime::{cgroups, quantity};
+
+/// The kubelet's `SystemCriticalPriority`.
+const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+/// How long the manager waits for an evicted pod to be down before it picks the next (kubelet's
+/// `podCleanupTimeout`).
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn is_critical(pod: &Pod) -> bool {
+    let mirror = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    mirror
+        || pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.priority)
+            .is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY)
+}
+
+fn tolerates_memory_pressure(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .is_some_and(|ts| {
+            ts.iter().any(|t| {
+                let key_ok = match t.key.as_deref() {
+                    None | Some("") => t.operator.as_deref() == Some("Exists"),
+                    Some(k) => k == "node.kubernetes.io/memory-pressure",
+                };
+                key_ok && matches!(t.effect.as_deref(), None | Some("") | Some("NoSchedule"))
+            })
+        })
+}
+
+/// The kubelet's eviction admission: under memory pressure alone only BestEffort pods are refused
+/// (unless they tolerate the memory-pressure taint); under any other pressure every non-critical pod.
+pub fn admit(pod: &Pod, conditions: Pressure) -> Result<(), PodFailure> {
+    let names = conditions.names();
+    if names.is_empty() || is_critical(pod) {
+        return Ok(());
+    }
+    if names == ["MemoryPressure"]
+        && (cgroups::qos_class(pod) != "BestEffort" || tolerates_memory_pressure(pod))
+    {
+        return Ok(());
+    }
+    Err(PodFailure {
+        reason: "Evicted".into(),
+        message: format!("The node had condition: [{}]. ", names.join(", ")),
+        disruption: false,
+    })
+}
+
+/// What the ranking needs of one pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidate {
+    pub uid: String,
+    pub name: String,
+    pub priority: i32,
+    pub memory_request: u64,
+    /// Working set (usage less inactive file pages) of the pod cgroup.
+    pub memory: u64,
+    pub storage_request: u64,
+    /// Bytes of the pod's logs and emptyDir volumes.
+    pub storage: u64,
+    pub pids: u64,
+}
+
+/// Order the pods to evict for a signal, first first (k/k `pkg/kubelet/eviction/helpers.go`): for memory
+/// and disk, pods using more than they requested, then lower priority, then more usage above the
+/// request; for pids, lower priority, then more processes.
+pub fn rank(signal: Signal, mut pods: Vec<Candidate>) -> Vec<Candidate> {
+    let above = |usage: u64, request: u64| usage.saturating_sub(request);
+    match signal {
+        Signal::MemoryAvailable => pods.sort_by(|a, b| {
+            (b.memory > b.memory_request)
+                .cmp(&(a.memory > a.memory_request))
+                .then(a.priority.cmp(&b.priority))
+                .then(above(b.memory, b.memory_request).cmp(&above(a.memory, a.memory_request)))
+        }),
+        Signal::PidAvailable => {
+            pods.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.pids.cmp(&a.pids)))
+        }
+        _ => pods.sort_by(|a, b| {
+            (b.storage > b.storage_request)
+                .cmp(&(a.storage > a.storage_request))
+                .then(a.priority.cmp(&b.priority))
+                .then(above(b.storage, b.storage_request).cmp(&above(a.storage, a.storage_request)))
+        }),
+    }
+    pods
+}
+
+/// The kubelet's eviction message.
+pub fn message(c: &Crossed) -> String {
+    let q = |v: u64| {
+        if c.signal.is_bytes() {
+            pressure::quantity_string(v)
+        } else {
+            v.to_string()
+        }
+    };
+    format!(
+        "The node was low on resource: {}. Threshold quantity: {}, available: {}. ",
+        c.signal.resource(),
+        q(c.threshold),
+        q(c.available)
+    )
+}
+
+fn request_sum(pod: &Pod, resource: &str) -> u64 {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter_map(|c| {
+            let r = c.resources.as_ref()?;
+            let q = r
+                .requests
+                .as_ref()
+                .and_then(|m| m.get(resource))
+                .or_else(|| r.limits.as_ref().and_then(|m| m.get(resource)))?;
+            quantity::bytes(&q.0).ok()
+        })
+        .map(|b| u64::try_from(b).unwrap_or(0))
+        .sum()
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn stat_field(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Working set and process count of the pod cgroup (0 when it cannot be read).
+fn cgroup_usage(uid: &str) -> (u64, u64) {
+    let rel = format!("{}/pod{uid}", cgroups::parent());
+    let root = Path::new("/sys/fs/cgroup");
+    let (usage, inactive, pids) = if cgroups::is_v2() {
+        let dir = root.join(&rel);
+        (
+            read_number(&dir.join("memory.current")),
+            stat_field(&dir.join("memory.stat"), "inactive_file"),
+            read_number(&dir.join("pids.current")),
+        )
+    } else {
+        let mem = root.join("memory").join(&rel);
+        (
+            read_number(&mem.join("memory.usage_in_bytes")),
+            stat_field(&mem.join("memory.stat"), "total_inactive_file"),
+            read_number(&root.join("pids").join(&rel).join("pids.current")),
+        )
+    };
+    let working_set = usage.unwrap_or(0).saturating_sub(inactive.unwrap_or(0));
+    (working_set, pids.unwrap_or(0))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Measure the pods (blocking: cgroup files and directory walks).
+fn candidates(pods: &[Pod], pod_log_dir: &Path, root_dir: &Path) -> Vec<Candidate> {
+    pods.iter()
+        .filter_map(|p| {
+            let uid = p.metadata.uid.clone()?;
+            let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let (memory, pids) = cgroup_usage(&uid);
+            let logs: PathBuf = pod_log_dir.join(format!("{ns}_{name}_{uid}"));
+            let volumes = crate::volumes::pod_dir(root_dir, &uid)
+                .join("volumes")
+                .join("kubernetes.io~empty-dir");
+            Some(Candidate {
+                priority: p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+                memory_request: request_sum(p, "memory"),
+                memory,
+                storage_request: request_sum(p, "ephemeral-storage"),
+                storage: dir_bytes(&logs) + dir_bytes(&volumes),
+                pids,
+                uid,
+                name: format!("{ns}/{name}"),
+            })
+        })
+        .collect()
+}
+
+fn evictable(p: &Pod) -> bool {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    p.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded") | Some("Failed"))
+        && !is_critical(p)
+}
+
+/// The eviction manager (runs for the agent's lifetime; nothing to do without thresholds).
+pub async fn run(
+    ctx: Arc<Context>,
+    eviction: Eviction,
+    period: Duration,
+    evict: mpsc::UnboundedSender<(String, PodFailure)>,
+) {
+    if eviction.hard.is_empty() {
+        return;
+    }
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={}", ctx.node_name));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let crossed = eviction.crossed().await;
+        let Some(c) = crossed.first().copied() else {
+            continue;
+        };
+        let pods: Vec<Pod> = match api.list(&on_node).await {
+            Ok(l) => l.items.into_iter().filter(evictable).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "eviction: cannot list this node's pods");
+                continue;
+            }
+        };
+        let (logs, root) = (ctx.pod_log_dir.clone(), ctx.root_dir.clone());
+        let measured =
+            match tokio::task::spawn_blocking(move || candidates(&pods, &logs, &root)).await {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+        let Some(victim) = rank(c.signal, measured).into_iter().next() else {
+            tracing::debug!(signal = ?c.signal, "threshold crossed, no pod to evict");
+            continue;
+        };
+        let message = message(&c);
+        tracing::info!(pod = %victim.name, %message, "evicting a pod");
+        let failure = PodFailure {
+            reason: "Evicted".into(),
+            message,
+            disruption: true,
+        };
+        if evict.send((victim.uid.clone(), failure)).is_err() {
+            return;
+        }
+        // One pod at a time: wait until this one is down before measuring again.
+        let deadline = Instant::now() + CLEANUP_TIMEOUT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let down = match api.list(&on_node).await {
+                Ok(l) => !l
+                    .items
+                    .iter()
+                    .any(|p| p.metadata.uid.as_deref() == Some(&victim.uid) && evictable(p)),
+                Err(_) => false,
+            };
+            if down {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements, Toleration};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn pod(requests: &[(&str, &str)], priority: Option<i32>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                priority,
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: Some(ResourceRequirements {
+                        requests: (!requests.is_empty()).then(|| {
+                            requests
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                                .collect()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn admission_under_pressure() {
+        let memory = Pressure {
+            memory: true,
+            ..Default::default()
+        };
+        let disk = Pressure {
+            disk: true,
+            ..Default::default()
+        };
+        let best_effort = pod(&[], None);
+        let burstable = pod(&[("memory", "10Mi")], None);
+        assert!(admit(&best_effort, Pressure::default()).is_ok());
+        let refused = admit(&best_effort, memory).expect_err("BestEffort under memory pressure");
+        assert_eq!(refused.reason, "Evicted");
+        assert_eq!(
+            refused.message,
+            "The node had condition: [MemoryPressure]. "
+        );
+        assert!(admit(&burstable, memory).is_ok());
+        let mut tolerant = best_effort.clone();
+        if let Some(s) = tolerant.spec.as_mut() {
+            s.tolerations = Some(vec![Toleration {
+                key: Some("node.kubernetes.io/memory-pressure".into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            }]);
+        }
+        assert!(admit(&tolerant, memory).is_ok());
+        assert!(
+            admit(&burstable, disk).is_err(),
+            "disk pressure refuses all"
+        );
+        let both = Pressure {
+            memory: true,
+            disk: true,
+            pid: false,
+        };
+        assert_eq!(
+            admit(&burstable, both).map_err(|f| f.message),
+            Err("The node had condition: [MemoryPressure, DiskPressure]. ".to_string())
+        );
+        assert!(admit(&pod(&[], Some(SYSTEM_CRITICAL_PRIORITY)), both).is_ok());
+    }
+
+    #[test]
+    fn memory_ranking() {
+        let c = |uid: &str, priority: i32, request: u64, memory: u64| Candidate {
+            uid: uid.into(),
+            priority,
+            memory_request: request,
+            memory,
+            ..Default::default()
+        };
+        let ranked = rank(
+            Signal::MemoryAvailable,
+            vec![
+                c("within-request", 0, 100, 50),
+                c("high-priority-over", 10, 0, 500),
+                c("over-a-little", 0, 100, 120),
+                c("over-a-lot", 0, 0, 300),
+            ],
+        );
+        let order: Vec<&str> = ranked.iter().map(|c| c.uid.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "over-a-lot",
+                "over-a-little",
+                "high-priority-over",
+                "within-request"
+            ]
+        );
+        let pids = rank(
+            Signal::PidAvailable,
+            vec![
+                Candidate {
+                    uid: "few".into(),
+                    pids: 2,
+                    ..Default::default()
+                },
+                Candidate {
+                    uid: "many".into(),
+                    pids: 40,
+                    ..Default::default()
+                },
+            ],
+        );
+        assert_eq!(pids[0].uid, "many");
+    }
+
+    #[test]
+    fn kubelet_message() {
+        let c = Crossed {
+            signal: Signal::MemoryAvailable,
+            threshold: 100 << 20,
+            available: 50 << 20,
+        };
+        assert_eq!(
+            message(&c),
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. "
+        );
+        let p = Crossed {
+            signal: Signal::PidAvailable,
+            threshold: 1000,
+            available: 10,
+        };
+        assert!(
+            message(&p).starts_with("The node was low on resource: pids. Threshold quantity: 1000")
+        );
+    }
+}
