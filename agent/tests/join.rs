@@ -345,6 +345,8 @@ async fn agent_joined_with_a_token_registers_a_ready_node() {
     let _agent = support::cluster::Agent {
         child,
         log: log.clone(),
+        cgroup_parent: None,
+        namespace: None,
     };
     let admin = client(&dir.join("apiserver/admin.kubeconfig")).await;
     let nodes: Api<Node> = Api::all(admin);

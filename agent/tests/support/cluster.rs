@@ -95,10 +95,27 @@ pub fn push_busybox_with(
 pub struct Agent {
     pub child: Child,
     pub log: PathBuf,
+    /// A cgroup parent the harness chose for this agent, removed (when empty) once it has stopped.
+    pub cgroup_parent: Option<String>,
+    /// The agent's containerd namespace: once the agent has stopped, runc's (empty) state directory for
+    /// it, `/run/containerd/runc/<namespace>`, is removed.
+    pub namespace: Option<String>,
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        self.stop();
+        if let Some(name) = &self.cgroup_parent {
+            super::remove_cgroup_parent(name);
+        }
+        if let Some(ns) = &self.namespace {
+            let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(ns));
+        }
+    }
+}
+
+impl Agent {
+    fn stop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -118,6 +135,8 @@ pub struct StoppedAgent {
     argv: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     log: PathBuf,
+    cgroup_parent: Option<String>,
+    namespace: Option<String>,
 }
 
 /// Stop the agent (`kill -9` when `hard`, else SIGTERM), remembering its arguments and environment.
@@ -149,9 +168,17 @@ pub fn stop_agent(mut agent: Agent, hard: bool) -> StoppedAgent {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
     let _ = agent.child.wait();
     let log = agent.log.clone();
+    let cgroup_parent = agent.cgroup_parent.take();
+    let namespace = agent.namespace.take();
     // The child is reaped; dropping `agent` would signal a PID that may be reused by now.
     std::mem::forget(agent);
-    StoppedAgent { argv, env, log }
+    StoppedAgent {
+        argv,
+        env,
+        log,
+        cgroup_parent,
+        namespace,
+    }
 }
 
 impl StoppedAgent {
@@ -187,6 +214,8 @@ impl StoppedAgent {
         Agent {
             child,
             log: self.log,
+            cgroup_parent: self.cgroup_parent,
+            namespace: self.namespace,
         }
     }
 }
@@ -434,6 +463,13 @@ pub fn start(s: Setup<'_>) -> Cluster {
             dir.join("containers").into_os_string(),
         ]);
     }
+    // A cgroup parent of the test's own, not the lab's `skiff`, named as its containerd namespace.
+    let namespace = format!("skiff-{}-test", s.tag);
+    let cgroup_parent = (!extra.iter().any(|a| a == "--cgroup-parent")).then(|| {
+        let name = namespace.clone();
+        extra.extend(["--cgroup-parent".into(), name.clone().into()]);
+        name
+    });
     // The disk floors of a development lab (scripts/up.sh): the kubelet's 10 % / 15 % of a large shared
     // disk can be crossed on a build machine, and a crossed threshold evicts and refuses pods.
     if !extra.iter().any(|a| a == "--eviction-hard") {
@@ -445,7 +481,7 @@ pub fn start(s: Setup<'_>) -> Cluster {
         .args(["--node-name", &node, "--node-ip", "127.0.0.1"])
         .arg("--containerd-socket")
         .arg(&ctrd.socket)
-        .args(["--containerd-namespace", &format!("skiff-{}-test", s.tag)])
+        .args(["--containerd-namespace", &namespace])
         .arg("--root-dir")
         .arg(dir.join("agent"))
         .arg("--run-dir")
@@ -473,7 +509,12 @@ pub fn start(s: Setup<'_>) -> Cluster {
         cache: dir.join("kube-cache"),
         log: log.clone(),
     };
-    let agent = Agent { child, log };
+    let agent = Agent {
+        child,
+        log,
+        cgroup_parent,
+        namespace: Some(namespace),
+    };
     Cluster {
         ctrd,
         reg,
