@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::Context;
 use super::status::PodFailure;
 use crate::node::pressure::{self, Crossed, Eviction, Pressure, Signal};
-use crate::runtime::{cgroups, quantity};
+use crate::runtime::cgroups;
 
 /// The kubelet's `SystemCriticalPriority`.
 const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
@@ -129,23 +129,6 @@ pub fn message(c: &Crossed) -> String {
     )
 }
 
-fn request_sum(pod: &Pod, resource: &str) -> u64 {
-    pod.spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .filter_map(|c| {
-            let r = c.resources.as_ref()?;
-            let q = r
-                .requests
-                .as_ref()
-                .and_then(|m| m.get(resource))
-                .or_else(|| r.limits.as_ref().and_then(|m| m.get(resource)))?;
-            quantity::bytes(&q.0).ok()
-        })
-        .map(|b| u64::try_from(b).unwrap_or(0))
-        .sum()
-}
-
 fn read_number(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -181,18 +164,26 @@ fn cgroup_usage(uid: &str) -> (u64, u64) {
     (working_set, pids.unwrap_or(0))
 }
 
+/// Bytes of the regular files below `dir` (symlinks not followed). Iterative: a pod decides how deep its
+/// emptyDir nests, and recursion that deep would overflow the stack.
 fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => pending.push(e.path()),
+                Ok(t) if t.is_file() => {
+                    total = total.saturating_add(e.metadata().map(|m| m.len()).unwrap_or(0))
+                }
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// Measure the pods (blocking: cgroup files and directory walks).
@@ -203,15 +194,18 @@ fn candidates(pods: &[Pod], pod_log_dir: &Path, root_dir: &Path) -> Vec<Candidat
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
             let name = p.metadata.name.clone().unwrap_or_default();
             let (memory, pids) = cgroup_usage(&uid);
+            // A quantity that does not parse fails the pod's containers; it requests nothing here.
+            let (memory_request, storage_request) =
+                cgroups::pod_requested_bytes(p).unwrap_or_default();
             let logs: PathBuf = pod_log_dir.join(format!("{ns}_{name}_{uid}"));
             let volumes = crate::volumes::pod_dir(root_dir, &uid)
                 .join("volumes")
                 .join("kubernetes.io~empty-dir");
             Some(Candidate {
                 priority: p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
-                memory_request: request_sum(p, "memory"),
+                memory_request,
                 memory,
-                storage_request: request_sum(p, "ephemeral-storage"),
+                storage_request,
                 storage: dir_bytes(&logs) + dir_bytes(&volumes),
                 pids,
                 uid,
@@ -275,10 +269,11 @@ pub async fn run(
         if evict.send((victim.uid.clone(), failure)).is_err() {
             return;
         }
-        // One pod at a time: wait until this one is down before measuring again.
+        // One pod at a time: wait until this one is down before measuring again (polled each second,
+        // as the kubelet's `podCleanupPollFreq`).
         let deadline = Instant::now() + CLEANUP_TIMEOUT;
         while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let down = match api.list(&on_node).await {
                 Ok(l) => !l
                     .items
@@ -412,6 +407,19 @@ mod tests {
             ],
         );
         assert_eq!(pids[0].uid, "many");
+    }
+
+    #[test]
+    fn bytes_below_a_directory() {
+        let root = std::env::temp_dir().join(format!("skiff-dir-bytes-{}", std::process::id()));
+        let deep = root.join("a/b/c");
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        std::fs::write(root.join("one"), [0u8; 10]).expect("write");
+        std::fs::write(deep.join("two"), [0u8; 32]).expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).expect("symlink");
+        assert_eq!(dir_bytes(&root), 42, "files at every depth, symlinks not followed");
+        assert_eq!(dir_bytes(&root.join("missing")), 0);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

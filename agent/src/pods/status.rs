@@ -265,7 +265,7 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         )
     };
     let all_ready = unready.is_empty() && !is_terminal(phase);
-    let conditions = vec![
+    let mut conditions = vec![
         condition(
             prev,
             now,
@@ -303,7 +303,6 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         ),
         scheduled,
     ];
-    let mut conditions = conditions;
     if let Some(f) = input.failure.filter(|f| f.disruption) {
         conditions.push(PodCondition {
             type_: "DisruptionTarget".into(),

@@ -188,20 +188,16 @@ impl Worker {
             } else {
                 grace_period(Some(pod))
             };
-            let running: Vec<(String, String, u32)> = self
+            let running: Vec<(String, String, u32, bool)> = self
                 .containers
                 .values()
                 .filter_map(|c| {
-                    c.running
-                        .as_ref()
-                        .map(|r| (c.name.clone(), r.id.clone(), c.stop_signal))
+                    let r = c.running.as_ref()?;
+                    let init = c.kind == ContainerKind::Init;
+                    Some((c.name.clone(), r.id.clone(), c.stop_signal, init))
                 })
                 .collect();
-            for (name, id, signal) in running {
-                let init = self
-                    .containers
-                    .get(&name)
-                    .is_some_and(|c| c.kind == ContainerKind::Init);
+            for (name, id, signal, init) in running {
                 self.ctx.recorder.normal(
                     pod,
                     Some(container_field(init, &name)),

@@ -164,17 +164,7 @@ impl Worker {
             }
             Msg::Resync => self.resync = true,
             Msg::Probe(r) => self.apply_probe(r),
-            Msg::Evict(f) => {
-                if self.failure.is_none() {
-                    if let Some(p) = &self.pod {
-                        self.ctx
-                            .recorder
-                            .warning(p, None, "Evicted", f.message.clone());
-                    }
-                    tracing::info!(message = %f.message, "evicting the pod");
-                    self.failure = Some(f);
-                }
-            }
+            Msg::Evict(f) => self.fail(f),
         }
     }
 
@@ -281,10 +271,7 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .unwrap_or("Pending");
-        if self.failure.is_some() {
-            return self.end_failed(&pod).await;
-        }
-        if status::is_terminal(api_phase) && !self.any_running() {
+        if status::is_terminal(api_phase) && !self.any_running() && self.failure.is_none() {
             // A finished pod keeps the status it has; only give its network back.
             self.release_network().await;
             return Flow::Wake(None);
@@ -298,7 +285,7 @@ impl Worker {
                     .unwrap_or_else(jiff::Timestamp::now),
             );
         }
-        let deadline = self.active_deadline(&pod, spec);
+        let deadline = self.active_deadline(spec);
         if self.failure.is_some() {
             return self.end_failed(&pod).await;
         }
@@ -327,11 +314,7 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if let Err(f) = super::eviction::admit(&pod, conditions) {
-                tracing::info!(message = %f.message, "pod refused: node under pressure");
-                self.ctx
-                    .recorder
-                    .warning(&pod, None, "Evicted", f.message.clone());
-                self.failure = Some(f);
+                self.fail(f);
                 return self.end_failed(&pod).await;
             }
         }
@@ -502,7 +485,7 @@ impl Worker {
 
     /// `spec.activeDeadlineSeconds`, counted from the pod's start time as the kubelet does: once it has
     /// passed, the pod fails with reason DeadlineExceeded; before, when to look again.
-    fn active_deadline(&mut self, pod: &Pod, spec: &PodSpec) -> Option<Instant> {
+    fn active_deadline(&mut self, spec: &PodSpec) -> Option<Instant> {
         let secs = spec.active_deadline_seconds?;
         if self.failure.is_some() {
             return None;
@@ -513,20 +496,27 @@ impl Worker {
         if left.is_positive() {
             return Some(Instant::now() + left.unsigned_abs());
         }
-        let message = "Pod was active on the node longer than the specified deadline".to_string();
-        tracing::info!(
-            active_deadline_seconds = secs,
-            "active deadline exceeded, failing the pod"
-        );
-        self.ctx
-            .recorder
-            .warning(pod, None, "DeadlineExceeded", message.clone());
-        self.failure = Some(status::PodFailure {
+        self.fail(status::PodFailure {
             reason: "DeadlineExceeded".into(),
-            message,
+            message: "Pod was active on the node longer than the specified deadline".into(),
             disruption: false,
         });
         None
+    }
+
+    /// The agent fails the pod (deadline, eviction, admission): a Warning event named after the reason,
+    /// and from now on [`Worker::end_failed`] instead of syncing. A pod already failed stays as it is.
+    fn fail(&mut self, f: status::PodFailure) {
+        if self.failure.is_some() {
+            return;
+        }
+        tracing::info!(reason = %f.reason, message = %f.message, "failing the pod");
+        if let Some(p) = &self.pod {
+            self.ctx
+                .recorder
+                .warning(p, None, &f.reason, f.message.clone());
+        }
+        self.failure = Some(f);
     }
 
     /// If the last status could not be sent, try again soon.

@@ -53,13 +53,13 @@ pub struct Resources {
 pub fn cpu_shares(milli: Option<i64>) -> u64 {
     match milli {
         None | Some(0) => MIN_SHARES,
-        Some(m) => ((m.max(0) as u64) * 1024 / 1000).clamp(MIN_SHARES, MAX_SHARES),
+        Some(m) => ((m.max(0) as u64).saturating_mul(1024) / 1000).clamp(MIN_SHARES, MAX_SHARES),
     }
 }
 
 /// CFS quota for a CPU limit: `milliCPU * period / 1000`, at least 1 ms.
 pub fn cpu_quota(limit_milli: i64) -> i64 {
-    (limit_milli * CFS_PERIOD_US as i64 / 1000).max(MIN_QUOTA_US)
+    (limit_milli.saturating_mul(CFS_PERIOD_US as i64) / 1000).max(MIN_QUOTA_US)
 }
 
 /// cgroup v2 `cpu.weight` for v1 shares.
@@ -79,13 +79,15 @@ fn quantity_of<'a>(
     list.and_then(|m| m.get(key)).map(|q| q.0.as_str())
 }
 
-/// CPU request and limit (millicores) and memory limit (bytes) one container declares. A CPU limit
-/// without a request counts as the request (API defaulting).
+/// CPU request and limit (millicores), memory request and limit and ephemeral-storage request (bytes)
+/// one container declares. A limit without a request counts as the request (API defaulting).
 #[derive(Debug, Clone, Copy, Default)]
 struct Declared {
     cpu_request: Option<i64>,
     cpu_limit: Option<i64>,
+    memory_request: Option<i64>,
     memory_limit: Option<i64>,
+    storage_request: Option<i64>,
 }
 
 fn declared(c: &Container) -> Result<Declared, String> {
@@ -99,13 +101,15 @@ fn declared(c: &Container) -> Result<Declared, String> {
         .map(quantity::cpu_millis)
         .transpose()?
         .or(cpu_limit);
-    let memory_limit = quantity_of(limits, "memory")
-        .map(quantity::bytes)
-        .transpose()?;
+    let bytes = |list, key| quantity_of(list, key).map(quantity::bytes).transpose();
+    let memory_limit = bytes(limits, "memory")?;
     Ok(Declared {
         cpu_request,
         cpu_limit,
+        memory_request: bytes(requests, "memory")?.or(memory_limit),
         memory_limit,
+        storage_request: bytes(requests, "ephemeral-storage")?
+            .or(bytes(limits, "ephemeral-storage")?),
     })
 }
 
@@ -155,21 +159,37 @@ fn effective(
     running.max(init_peak)
 }
 
-pub fn pod_resources(pod: &Pod) -> Result<PodResources, String> {
-    let (apps, inits) = match pod.spec.as_ref() {
-        Some(spec) => (
-            spec.containers
-                .iter()
-                .map(declared)
-                .collect::<Result<Vec<_>, _>>()?,
-            spec.init_containers
-                .iter()
-                .flatten()
-                .map(|c| Ok((c.restart_policy.as_deref() == Some("Always"), declared(c)?)))
-                .collect::<Result<Vec<_>, String>>()?,
-        ),
-        None => (Vec::new(), Vec::new()),
+/// The pod's app containers and its init containers (with whether each is a sidecar), declared.
+type PodDeclared = (Vec<Declared>, Vec<(bool, Declared)>);
+
+fn pod_declared(pod: &Pod) -> Result<PodDeclared, String> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok((Vec::new(), Vec::new()));
     };
+    Ok((
+        spec.containers
+            .iter()
+            .map(declared)
+            .collect::<Result<Vec<_>, _>>()?,
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| Ok((c.restart_policy.as_deref() == Some("Always"), declared(c)?)))
+            .collect::<Result<Vec<_>, String>>()?,
+    ))
+}
+
+/// Memory and ephemeral-storage the pod requests, in bytes, counted as [`pod_resources`] counts CPU:
+/// what node-pressure eviction compares the pod's usage with.
+pub fn pod_requested_bytes(pod: &Pod) -> Result<(u64, u64), String> {
+    let (apps, inits) = pod_declared(pod)?;
+    let bytes =
+        |f: fn(&Declared) -> Option<i64>| u64::try_from(effective(&apps, &inits, f)).unwrap_or(0);
+    Ok((bytes(|d| d.memory_request), bytes(|d| d.storage_request)))
+}
+
+pub fn pod_resources(pod: &Pod) -> Result<PodResources, String> {
+    let (apps, inits) = pod_declared(pod)?;
     let every = |f: fn(&Declared) -> Option<i64>| {
         !apps.is_empty()
             && apps
