@@ -104,29 +104,13 @@ pub struct Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        self.stop();
+        super::stop(&mut self.child);
         if let Some(name) = &self.cgroup_parent {
             super::remove_cgroup_parent(name);
         }
         if let Some(ns) = &self.namespace {
             let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(ns));
         }
-    }
-}
-
-impl Agent {
-    fn stop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
