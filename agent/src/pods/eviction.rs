@@ -417,7 +417,11 @@ mod tests {
         std::fs::write(root.join("one"), [0u8; 10]).expect("write");
         std::fs::write(deep.join("two"), [0u8; 32]).expect("write");
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).expect("symlink");
-        assert_eq!(dir_bytes(&root), 42, "files at every depth, symlinks not followed");
+        assert_eq!(
+            dir_bytes(&root),
+            42,
+            "files at every depth, symlinks not followed"
+        );
         assert_eq!(dir_bytes(&root.join("missing")), 0);
         let _ = std::fs::remove_dir_all(&root);
     }
