@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
                 memory_limit: None,
             },
             security: Security::default(),
+            terminal: false,
         };
         let mut spec = spec::build(&input).map_err(anyhow::Error::msg)?;
         if let Some(linux) = spec.linux_mut()
@@ -144,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
             chain_id: pulled.chain_id.clone(),
             spec,
             log_path,
+            stdio: Default::default(),
         });
     }
 

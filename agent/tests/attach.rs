@@ -38,6 +38,58 @@ fn curl(port: u16, path: &str, cert: Option<(&Path, &Path)>) -> (String, String)
     (code.to_string(), body.to_string())
 }
 
+/// Run `c` with `input` on its stdin (closed right after, or only once `c` ended when `hold_stdin`), for at
+/// most `timeout`: (exit status, or `None` if it was killed; stdout; stderr).
+fn run_bounded(
+    mut c: Command,
+    input: &[u8],
+    hold_stdin: bool,
+    timeout: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
+    let mut w = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+    let _ = w.write_all(input);
+    let held = if hold_stdin {
+        Some(w)
+    } else {
+        drop(w);
+        None
+    };
+    let readers = [
+        Box::new(child.stdout.take().unwrap_or_else(|| panic!("stdout")))
+            as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap_or_else(|| panic!("stderr"))),
+    ]
+    .map(|mut r| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            _ if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    drop(held);
+    let [out, err] = readers.map(|r| r.join().unwrap_or_default());
+    (status, out, err)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_attach_and_the_agent_metrics_and_pods() {
     let Cluster {
@@ -48,19 +100,22 @@ async fn kubectl_attach_and_the_agent_metrics_and_pods() {
         data_dir,
         node,
         kubelet_port,
-        agent,
+        mut agent,
         k,
         ..
     } = cluster::start(Setup {
         name: "attach",
         tag: "at",
         busybox_dir: "at-busybox",
-        applets: &["sh", "echo", "sleep", "cat"],
+        applets: &["sh", "echo", "sleep", "cat", "stty", "tty"],
         cluster_cidr: "10.248.0.0/16",
         service_cidr: "10.249.0.0/16",
         agent_args: log_dir_args,
     });
-    let _cleanup = PodCleanup(k.clone(), vec!["looper", "finisher"]);
+    let _cleanup = PodCleanup(
+        k.clone(),
+        vec!["looper", "finisher", "reader", "term", "echoer"],
+    );
     let looper = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: looper}}\nspec:\n  nodeName: {node}\n  hostNetwork: true\n  \
          terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:test\n    \
@@ -151,6 +206,115 @@ async fn kubectl_attach_and_the_agent_metrics_and_pods() {
     );
     // Only new output: attach does not replay the log from its start.
     assert!(loops[0] > 0, "attach starts at the end: {seen:?}");
+
+    // kubectl run -i --rm: piped input reaches the container's stdin, the end of it closes stdin
+    // (stdinOnce), the container finishes, kubectl deletes the pod.
+    let overrides = format!(
+        r#"--overrides={{"spec":{{"hostNetwork":true,"nodeName":"{node}","terminationGracePeriodSeconds":1}}}}"#
+    );
+    let run_args = |name: &'static str, flags: &'static [&'static str], script: &'static str| {
+        let mut a: Vec<String> = vec!["run".into(), name.into()];
+        a.extend(flags.iter().map(|f| f.to_string()));
+        a.extend([
+            "--rm".into(),
+            "--restart=Never".into(),
+            "--image=busybox:test".into(),
+            overrides.clone(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ]);
+        a
+    };
+    let args = run_args("reader", &["-i"], "read l; echo got:$l; cat; echo done");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stdout, stderr) = run_bounded(
+        k.cmd(&args),
+        b"hello\nmore\n",
+        false,
+        Duration::from_secs(60),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()) && stdout.contains("got:hello\nmore\ndone\n"),
+        "kubectl run -i: {status:?}\n{stdout}\n{stderr}\nagent log:\n{}",
+        tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 30)
+    );
+    k.wait_for("pod reader deleted", Duration::from_secs(30), |k| {
+        !k.run(&["get", "pod", "reader"], None).status.success()
+    });
+
+    // kubectl run -it under a terminal (script(1) gives kubectl a pty of 40x100): the container gets a
+    // tty of that size and TERM, input goes through it, output comes back on one stream.
+    let args = run_args(
+        "term",
+        &["-it"],
+        "read x; sleep 1; stty size; tty; echo term=$TERM x=$x",
+    );
+    let quoted: Vec<String> = [
+        "kubectl".to_string(),
+        "--kubeconfig".into(),
+        k.kubeconfig.display().to_string(),
+        "--cache-dir".into(),
+        k.cache.display().to_string(),
+    ]
+    .into_iter()
+    .chain(args)
+    .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+    .collect();
+    let mut script = Command::new("script");
+    script.args([
+        "-qec",
+        &format!("stty rows 40 cols 100; {}", quoted.join(" ")),
+        "/dev/null",
+    ]);
+    let (status, text, _) = run_bounded(script, b"go\n", true, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success())
+            && text.contains("40 100")
+            && text.contains("/dev/pts/")
+            && text.contains("term=xterm x=go"),
+        "kubectl run -it: {status:?}\n{text:?}\nagent log:\n{}",
+        tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 30)
+    );
+    k.wait_for("pod term deleted", Duration::from_secs(30), |k| {
+        !k.run(&["get", "pod", "term"], None).status.success()
+    });
+
+    // stdin survives an agent crash: the shim holds its own end of the FIFO and the new agent reopens
+    // the agent's end when it adopts the container.
+    let echoer = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: echoer}}\nspec:\n  nodeName: {node}\n  hostNetwork: true\n  \
+         restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    \
+         image: busybox:test\n    stdin: true\n    command: [sh, -c, 'read l; echo pong:$l']\n"
+    );
+    let f = dir.join("echoer.yaml");
+    std::fs::write(&f, echoer).unwrap_or_else(|e| panic!("{e}"));
+    k.ok(&["create", "-f", &f.to_string_lossy()]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/echoer",
+        "--timeout=60s",
+    ]);
+    // Assigned, not shadowed: the agent must outlive `_cleanup` (declared later) to finish the deletions.
+    agent = cluster::restart_agent(agent, true);
+    cluster::wait_until(
+        "the restarted agent serves",
+        Duration::from_secs(30),
+        || curl(kubelet_port, "/healthz", None).0 == "200",
+    );
+    let (status, stdout, stderr) = run_bounded(
+        k.cmd(&["attach", "-i", "echoer"]),
+        b"ping\n",
+        false,
+        Duration::from_secs(60),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()) && stdout.contains("pong:ping"),
+        "attach -i after an agent restart: {status:?}\n{stdout}\n{stderr}\nagent log:\n{}",
+        tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 30)
+    );
 
     // exec over SPDY/3.1 (kubectl's fallback; forced here): output, stderr, exit code, stdin.
     let spdy_exec = |args: &[&str], input: Option<&str>| {

@@ -12,6 +12,7 @@ use skiff_agent::runtime::cgroups::{self, Resources};
 use skiff_agent::runtime::events::{self, RuntimeEvent};
 use skiff_agent::runtime::labels::{ContainerKind, ContainerMeta};
 use skiff_agent::runtime::spec::{self, Security, SpecInput};
+use skiff_agent::runtime::stdio::{Output, StdioConfig};
 use skiff_agent::runtime::{CreateRequest, Runtime, TaskStatus, logs};
 use support::{TempDir, TestContainerd, TestRegistry};
 use tokio::sync::mpsc;
@@ -32,7 +33,7 @@ fn push_busybox(reg: &TestRegistry) {
             .unwrap_or_else(|e| panic!("{e}"));
     };
     let applets = [
-        "sh", "echo", "sleep", "hostname", "readlink", "cat", "true", "id",
+        "sh", "echo", "sleep", "hostname", "readlink", "cat", "true", "id", "stty", "tty",
     ];
     support::cluster::push_busybox_with(reg, "busybox", &applets, etc, Some("sh"));
 }
@@ -139,6 +140,7 @@ fn request(f: &Fixture, p: &Pod, name: &str, args: &[&str]) -> CreateRequest {
             memory_limit: Some(64 << 20),
         },
         security: Security::default(),
+        terminal: false,
     };
     let log_path = logs::log_path(&f.dir.join("logs"), "default", "pod-a", &p.uid, name, 0);
     CreateRequest {
@@ -147,6 +149,7 @@ fn request(f: &Fixture, p: &Pod, name: &str, args: &[&str]) -> CreateRequest {
         chain_id: f.image.chain_id.clone(),
         spec: spec::build(&input).unwrap_or_else(|e| panic!("spec: {e}")),
         log_path,
+        stdio: Default::default(),
     }
 }
 
@@ -174,6 +177,27 @@ async fn wait_log(path: &Path, lines: usize) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::fs::read_to_string(path).await.unwrap_or_default()
+}
+
+/// Everything the container writes from now until its output ends, as (stdout, stderr).
+async fn collect_output(rx: &mut tokio::sync::broadcast::Receiver<Output>) -> (String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(Output::Data(logs::Stream::Stdout, b))) => out.extend_from_slice(&b),
+            Ok(Ok(Output::Data(logs::Stream::Stderr, b))) => err.extend_from_slice(&b),
+            Ok(Ok(Output::End)) => break,
+            other => panic!(
+                "output did not end: {other:?}; so far {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
 }
 
 fn cleanup(p: &Pod) {
@@ -405,6 +429,99 @@ async fn image_user_names_resolve_from_the_image() {
     let log = wait_log(&log_path, 2).await;
     assert!(log.lines().any(|l| l.ends_with(" stdout F 1234")), "{log}");
     assert!(log.lines().any(|l| l.ends_with(" stdout F 50")), "{log}");
+    assert!(f.runtime.remove(&started.id).await.is_empty());
+    cleanup(&p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_once_and_a_terminal_for_the_main_process() {
+    let mut f = fixture().await;
+    let p = pod(&f, "pod-io");
+
+    // stdin + stdinOnce, no tty: input arrives, closing stdin gives the process end of file.
+    let mut req = request(
+        &f,
+        &p,
+        "reader",
+        &["sh", "-c", "read l; echo got:$l; cat; echo eof >&2"],
+    );
+    req.stdio = StdioConfig {
+        stdin: true,
+        stdin_once: true,
+        tty: false,
+    };
+    let started = f
+        .runtime
+        .create_and_start(req)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let io = f
+        .runtime
+        .container_io(&started.id)
+        .unwrap_or_else(|| panic!("no live stdio for {}", started.id));
+    let mut rx = io
+        .subscribe()
+        .unwrap_or_else(|| panic!("output ended before anything was sent"));
+    io.write_stdin(b"hi\nrest\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.runtime.close_stdin(&started.id, &io).await;
+    let (out, err) = collect_output(&mut rx).await;
+    assert_eq!(out, "got:hi\nrest\n");
+    assert_eq!(err, "eof\n");
+    assert_eq!(wait_exit(&mut f, &started.id).await, 0);
+    assert!(
+        f.runtime.container_io(&started.id).is_none(),
+        "the live stdio outlived the task's output"
+    );
+    assert!(f.runtime.remove(&started.id).await.is_empty());
+
+    // A terminal: one output stream, the size set through containerd, TERM set, a pts device.
+    let mut req = request(
+        &f,
+        &p,
+        "term",
+        &["sh", "-c", "read x; stty size; echo x=$x term=$TERM; tty"],
+    );
+    let mut spec_input_terminal = req.spec.process().clone().unwrap_or_default();
+    spec_input_terminal.set_terminal(Some(true));
+    let mut env = spec_input_terminal.env().clone().unwrap_or_default();
+    env.push("TERM=xterm".into());
+    spec_input_terminal.set_env(Some(env));
+    req.spec.set_process(Some(spec_input_terminal));
+    req.stdio = StdioConfig {
+        stdin: true,
+        stdin_once: true,
+        tty: true,
+    };
+    let log_path = req.log_path.clone();
+    let started = f
+        .runtime
+        .create_and_start(req)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let io = f
+        .runtime
+        .container_io(&started.id)
+        .unwrap_or_else(|| panic!("no live stdio for {}", started.id));
+    let mut rx = io
+        .subscribe()
+        .unwrap_or_else(|| panic!("output ended before anything was sent"));
+    f.runtime.resize_pty(&started.id, 100, 40).await;
+    io.write_stdin(b"go\r")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (out, err) = collect_output(&mut rx).await;
+    assert!(err.is_empty(), "a terminal has no stderr: {err:?}");
+    assert!(out.contains("40 100\r\n"), "stty size: {out:?}");
+    assert!(out.contains("x=go term=xterm\r\n"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "tty: {out:?}");
+    assert_eq!(wait_exit(&mut f, &started.id).await, 0);
+    let log = wait_log(&log_path, 3).await;
+    assert!(
+        log.lines().any(|l| l.contains(" stdout F x=go term=xterm")),
+        "{log}"
+    );
     assert!(f.runtime.remove(&started.id).await.is_empty());
     cleanup(&p);
 }

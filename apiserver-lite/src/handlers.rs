@@ -682,6 +682,36 @@ impl Api {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
+        if sub == Some("ephemeralcontainers") {
+            // Only the list of ephemeral containers comes from the body (with the defaults of containers).
+            let mut n = cur.clone();
+            let mut eph = body
+                .pointer("/spec/ephemeralContainers")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if eph.is_array() {
+                let mut holder = json!({"spec": {"ephemeralContainers": eph}});
+                crate::resources::pod::apply_defaults(&mut holder, false);
+                eph = holder["spec"]["ephemeralContainers"].take();
+            }
+            match n.get_mut("spec").and_then(Value::as_object_mut) {
+                Some(spec) if eph.is_array() => {
+                    spec.insert("ephemeralContainers".into(), eph);
+                }
+                Some(spec) => {
+                    spec.remove("ephemeralContainers");
+                }
+                None => {}
+            }
+            let errs = crate::resources::pod::validate_ephemeral_update(cur, &n);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(def.group, def.kind, &name, &errs));
+            }
+            if objects_equal_ignoring_rv(cur, &n) {
+                return Ok(Next::Unchanged);
+            }
+            return Ok(Next::Update(n));
+        }
         let mut new = if sub == Some("status") {
             let mut n = cur.clone();
             match body.get("status") {

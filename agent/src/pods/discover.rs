@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 
+use k8s_openapi::api::core::v1::Container;
+
 use super::state::{ContainerState, Terminated, exit_reason};
 use super::worker::Worker;
 use crate::images::PullPolicy;
 use crate::runtime::labels;
+use crate::runtime::stdio::StdioConfig;
 use crate::runtime::{ContainerRecord, TaskStatus, logs};
 
 impl Worker {
@@ -116,7 +119,11 @@ impl Worker {
                     &rec.meta.container_name,
                     rec.meta.attempt,
                 );
-                self.ctx.runtime.reattach_logs(&rec.meta, log);
+                let stdio = self
+                    .spec_container(&rec.meta.container_name)
+                    .map(StdioConfig::of)
+                    .unwrap_or_default();
+                self.ctx.runtime.reattach_logs(&rec.meta, log, stdio);
             }
             Some(TaskStatus::Stopped) => {
                 st.running = Some(super::state::Running {
@@ -141,14 +148,17 @@ impl Worker {
         Some(st)
     }
 
-    fn spec_image(&self, name: &str) -> Option<String> {
+    fn spec_container(&self, name: &str) -> Option<&Container> {
         let spec = self.pod.as_ref()?.spec.as_ref()?;
         spec.init_containers
             .iter()
             .flatten()
             .chain(spec.containers.iter())
             .find(|c| c.name == name)
-            .and_then(|c| c.image.clone())
+    }
+
+    fn spec_image(&self, name: &str) -> Option<String> {
+        self.spec_container(name).and_then(|c| c.image.clone())
     }
 }
 

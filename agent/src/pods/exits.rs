@@ -90,6 +90,8 @@ impl Worker {
         }
         let restart = match (st.kind, policy.as_str()) {
             (_, "Never") => false,
+            // Ephemeral containers are never restarted.
+            (ContainerKind::Ephemeral, _) => false,
             (ContainerKind::Init, _) => exit_code != 0,
             (ContainerKind::App, "OnFailure") => exit_code != 0,
             (ContainerKind::App, _) => true,
@@ -115,10 +117,7 @@ impl Worker {
                 });
                 self.ctx.recorder.warning(
                     p,
-                    Some(super::recorder::container_field(
-                        st.kind == ContainerKind::Init,
-                        &st.name,
-                    )),
+                    Some(super::recorder::container_field(st.kind, &st.name)),
                     "BackOff",
                     format!(
                         "Back-off restarting failed container {} in pod {pname}_{ns}({})",

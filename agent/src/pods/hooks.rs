@@ -131,7 +131,10 @@ pub async fn pre_stop_reported(
         tracing::info!(container = %container_id, error = %m, "preStop hook failed");
         ctx.recorder.warning(
             pod,
-            Some(super::recorder::container_field(false, &c.name)),
+            Some(super::recorder::container_field(
+                crate::runtime::labels::ContainerKind::App,
+                &c.name,
+            )),
             Hook::PreStop.failed_reason(),
             format!("PreStopHook failed: {m}"),
         );

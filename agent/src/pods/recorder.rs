@@ -7,6 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 
+use crate::runtime::labels::ContainerKind;
+
 const QUEUE: usize = 1024;
 const CONCURRENCY: usize = 8;
 
@@ -63,12 +65,13 @@ impl Recorder {
     }
 }
 
-/// `spec.containers{name}` / `spec.initContainers{name}`: the involved object's field path.
-pub fn container_field(init: bool, name: &str) -> String {
-    if init {
-        format!("spec.initContainers{{{name}}}")
-    } else {
-        format!("spec.containers{{{name}}}")
+/// `spec.containers{name}` / `spec.initContainers{name}` / `spec.ephemeralContainers{name}`: the involved
+/// object's field path.
+pub fn container_field(kind: ContainerKind, name: &str) -> String {
+    match kind {
+        ContainerKind::Init => format!("spec.initContainers{{{name}}}"),
+        ContainerKind::App => format!("spec.containers{{{name}}}"),
+        ContainerKind::Ephemeral => format!("spec.ephemeralContainers{{{name}}}"),
     }
 }
 
@@ -134,7 +137,7 @@ mod tests {
         };
         let ev = build(
             &pod,
-            Some(container_field(false, "nginx")),
+            Some(container_field(ContainerKind::App, "nginx")),
             "Normal",
             "Started",
             "Started container nginx".into(),
@@ -151,6 +154,13 @@ mod tests {
             Some("spec.containers{nginx}")
         );
         assert_eq!(ev.source.and_then(|s| s.host).as_deref(), Some("n1"));
-        assert_eq!(container_field(true, "i"), "spec.initContainers{i}");
+        assert_eq!(
+            container_field(ContainerKind::Init, "i"),
+            "spec.initContainers{i}"
+        );
+        assert_eq!(
+            container_field(ContainerKind::Ephemeral, "d"),
+            "spec.ephemeralContainers{d}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod, Secret};
 use kube::api::Api;
 
 use super::Context;
@@ -18,6 +18,7 @@ use super::recorder::container_field;
 use crate::images::{PullPolicy, PulledImage, RegistryAuth};
 use crate::runtime::labels::{ContainerKind, ContainerMeta};
 use crate::runtime::spec::{self, BindMount, Security, SpecInput};
+use crate::runtime::stdio::StdioConfig;
 use crate::runtime::{CreateRequest, Started, cgroups, logs};
 
 pub struct StartPlan {
@@ -34,6 +35,15 @@ pub struct StartPlan {
     pub pod_dir: PathBuf,
     /// The pod's arrival number (startup gate order).
     pub arrival: u64,
+    /// The PID namespace to join instead of a new one (an ephemeral container's `targetContainerName`).
+    pub pid_ns: Option<PathBuf>,
+}
+
+/// An ephemeral container as the container it runs as (the same fields, less `targetContainerName`).
+pub fn ephemeral_container(e: &EphemeralContainer) -> Option<Container> {
+    serde_json::to_value(e)
+        .and_then(serde_json::from_value)
+        .ok()
 }
 
 #[derive(Debug)]
@@ -178,10 +188,7 @@ async fn pull_secrets(ctx: &Context, pod: &Pod) -> Vec<RegistryAuth> {
 
 async fn ensure_image(ctx: &Context, plan: &StartPlan, image: &str) -> Result<PulledImage, String> {
     let pod = &plan.pod;
-    let field = Some(container_field(
-        plan.kind == ContainerKind::Init,
-        &plan.container.name,
-    ));
+    let field = Some(container_field(plan.kind, &plan.container.name));
     let policy = pull_policy(&plan.container);
     if policy != Policy::Always {
         if let Ok(img) = ctx.images.ensure(image, PullPolicy::Never, &[]).await {
@@ -353,14 +360,32 @@ fn build_spec(
         cgroup_v2: ctx.runtime.cgroup_v2,
         resources,
         security,
+        terminal: c.tty.unwrap_or(false),
     })
+}
+
+/// Make the container join the PID namespace at `path` (unless it uses the host's).
+fn join_pid_namespace(oci: &mut oci_spec::runtime::Spec, path: &Path) {
+    use oci_spec::runtime::LinuxNamespaceType;
+    if let Some(namespaces) = oci
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+    {
+        for ns in namespaces
+            .iter_mut()
+            .filter(|ns| ns.typ() == LinuxNamespaceType::Pid)
+        {
+            ns.set_path(Some(path.to_path_buf()));
+        }
+    }
 }
 
 pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
     let name = plan.container.name.clone();
     let image = plan.container.image.clone().unwrap_or_default();
     let pod = plan.pod.clone();
-    let field = Some(container_field(plan.kind == ContainerKind::Init, &name));
+    let field = Some(container_field(plan.kind, &name));
     let t0 = Instant::now();
     let img = match ensure_image(&ctx, &plan, &image).await {
         Ok(i) => i,
@@ -403,10 +428,13 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
         Ok(i) => i,
         Err(m) => return config_error(m),
     };
-    let oci = match spec::build(&input) {
+    let mut oci = match spec::build(&input) {
         Ok(s) => s,
         Err(m) => return config_error(m),
     };
+    if let Some(path) = &plan.pid_ns {
+        join_pid_namespace(&mut oci, path);
+    }
     let prep = async {
         if let Some(dir) = term_log.parent() {
             tokio::fs::create_dir_all(dir).await?;
@@ -441,6 +469,7 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
         chain_id: img.chain_id.clone(),
         spec: oci,
         log_path,
+        stdio: StdioConfig::of(&plan.container),
     };
     let t1 = Instant::now();
     let permit = ctx.startup_gate.acquire(plan.arrival).await;

@@ -232,6 +232,27 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         })
         .collect();
 
+    // Ephemeral containers: reported, never ready, no part of the pod's phase or conditions.
+    let ephemeral_statuses: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut s = match cs.get(&e.name) {
+                Some(s) => container_status(s, "ContainerCreating"),
+                None => container_status(
+                    &ContainerState::new(
+                        &e.name,
+                        crate::runtime::labels::ContainerKind::Ephemeral,
+                        e.image.as_deref().unwrap_or_default(),
+                    ),
+                    "ContainerCreating",
+                ),
+            };
+            s.ready = false;
+            s
+        })
+        .collect();
     let unready: Vec<&str> = app_statuses
         .iter()
         .filter(|s| !s.ready)
@@ -336,6 +357,8 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
             Some(init_statuses)
         },
         container_statuses: Some(app_statuses),
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+            .then_some(ephemeral_statuses),
         reason: input.failure.map(|f| f.reason.clone()),
         message: input.failure.map(|f| f.message.clone()),
         ..Default::default()
@@ -437,6 +460,26 @@ mod tests {
         }
     }
 
+    /// The input for a pod on a fresh node: sandbox ready, no failure, nothing reported before.
+    fn input<'a>(
+        pod: &'a Pod,
+        cs: &'a HashMap<String, ContainerState>,
+        pod_ip: Option<IpAddr>,
+        now: jiff::Timestamp,
+    ) -> StatusInput<'a> {
+        StatusInput {
+            pod,
+            failure: None,
+            containers: cs,
+            sandbox_ready: true,
+            pod_ip,
+            host_ip: "10.0.0.1".parse().expect("ip"),
+            start_time: now,
+            previous: &[],
+            now,
+        }
+    }
+
     #[test]
     fn status_running_pod() {
         let p = pod(spec(&["init"], &["app"], "Always"));
@@ -446,17 +489,7 @@ mod tests {
         ]
         .into();
         let now = jiff::Timestamp::now();
-        let input = StatusInput {
-            pod: &p,
-            failure: None,
-            containers: &cs,
-            sandbox_ready: true,
-            pod_ip: Some("10.244.0.9".parse().expect("ip")),
-            host_ip: "10.0.0.1".parse().expect("ip"),
-            start_time: now,
-            previous: &[],
-            now,
-        };
+        let input = input(&p, &cs, Some("10.244.0.9".parse().expect("ip")), now);
         let s = compute(&input);
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.9"));
@@ -525,15 +558,8 @@ mod tests {
         };
         let now = jiff::Timestamp::now();
         let s = compute(&StatusInput {
-            pod: &p,
             failure: Some(&failure),
-            containers: &cs,
-            sandbox_ready: true,
-            pod_ip: None,
-            host_ip: "10.0.0.1".parse().expect("ip"),
-            start_time: now,
-            previous: &[],
-            now,
+            ..input(&p, &cs, None, now)
         });
         assert_eq!(
             s.phase.as_deref(),
@@ -562,17 +588,7 @@ mod tests {
             });
         }
         let now = jiff::Timestamp::now();
-        let input = StatusInput {
-            pod: &p,
-            failure: None,
-            containers: &cs,
-            sandbox_ready: true,
-            pod_ip: None,
-            host_ip: "10.0.0.1".parse().expect("ip"),
-            start_time: now,
-            previous: &[],
-            now,
-        };
+        let input = input(&p, &cs, None, now);
         let s = compute(&input);
         let app = &s.container_statuses.unwrap_or_default()[0];
         assert_eq!(
@@ -615,5 +631,60 @@ mod tests {
                 .and_then(|w| w.reason.as_deref()),
             Some("ContainerCreating")
         );
+    }
+
+    #[test]
+    fn ephemeral_containers_are_reported_apart() {
+        let mut sp = spec(&[], &["app"], "Always");
+        sp.ephemeral_containers = Some(vec![
+            k8s_openapi::api::core::v1::EphemeralContainer {
+                name: "debugger".into(),
+                image: Some("busybox".into()),
+                ..Default::default()
+            },
+            k8s_openapi::api::core::v1::EphemeralContainer {
+                name: "later".into(),
+                image: Some("busybox".into()),
+                ..Default::default()
+            },
+        ]);
+        let p = pod(sp);
+        let cs: HashMap<_, _> = [
+            st("app", ContainerKind::App, run),
+            st("debugger", ContainerKind::Ephemeral, exit(1)),
+        ]
+        .into();
+        let s = compute(&input(&p, &cs, None, jiff::Timestamp::now()));
+        assert_eq!(
+            s.phase.as_deref(),
+            Some("Running"),
+            "a failed debugger fails nothing"
+        );
+        let ready = s
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready");
+        assert_eq!(ready.map(|c| c.status).as_deref(), Some("True"));
+        assert_eq!(s.container_statuses.map(|v| v.len()), Some(1));
+        let eph = s.ephemeral_container_statuses.unwrap_or_default();
+        assert_eq!(eph.len(), 2);
+        assert_eq!(
+            eph[0]
+                .state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .map(|t| t.exit_code),
+            Some(1)
+        );
+        assert_eq!(
+            eph[1]
+                .state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref()),
+            Some("ContainerCreating")
+        );
+        assert!(eph.iter().all(|e| !e.ready));
     }
 }

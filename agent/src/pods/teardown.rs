@@ -55,7 +55,7 @@ impl Worker {
             if let Some(p) = pod {
                 self.ctx.recorder.normal(
                     p,
-                    Some(container_field(*kind == ContainerKind::Init, name)),
+                    Some(container_field(*kind, name)),
                     "Killing",
                     format!("Stopping container {name}"),
                 );
@@ -188,19 +188,18 @@ impl Worker {
             } else {
                 grace_period(Some(pod))
             };
-            let running: Vec<(String, String, u32, bool)> = self
+            let running: Vec<(String, String, u32, ContainerKind)> = self
                 .containers
                 .values()
                 .filter_map(|c| {
                     let r = c.running.as_ref()?;
-                    let init = c.kind == ContainerKind::Init;
-                    Some((c.name.clone(), r.id.clone(), c.stop_signal, init))
+                    Some((c.name.clone(), r.id.clone(), c.stop_signal, c.kind))
                 })
                 .collect();
-            for (name, id, signal, init) in running {
+            for (name, id, signal, kind) in running {
                 self.ctx.recorder.normal(
                     pod,
-                    Some(container_field(init, &name)),
+                    Some(container_field(kind, &name)),
                     "Killing",
                     format!("Stopping container {name}"),
                 );

@@ -17,6 +17,7 @@ use super::start::{self, Outcome, StartPlan};
 use super::state::{ContainerState, Waiting};
 use super::status;
 use crate::cni::Attachment;
+use crate::runtime::TaskStatus;
 use crate::runtime::labels::ContainerKind;
 use crate::sandbox::PodSandbox;
 
@@ -464,6 +465,12 @@ impl Worker {
                 self.apply_outcome(o, &pod);
             }
         }
+        // Ephemeral containers start once the sandbox is there, initialized or not, and never again.
+        for e in spec.ephemeral_containers.iter().flatten() {
+            if let Some(at) = self.start_ephemeral(&pod, e).await {
+                wake_at(at, &mut next_wake);
+            }
+        }
         self.sync_probes(&pod).await;
         // Starting may have scheduled retries.
         for st in self.containers.values() {
@@ -481,6 +488,60 @@ impl Worker {
             wake_at(at, &mut next_wake);
         }
         Flow::Wake(next_wake)
+    }
+
+    /// Start an ephemeral container that has not run yet; `Some(time)` to look again then.
+    async fn start_ephemeral(
+        &mut self,
+        pod: &Arc<Pod>,
+        e: &k8s_openapi::api::core::v1::EphemeralContainer,
+    ) -> Option<Instant> {
+        let st = self.containers.entry(e.name.clone()).or_insert_with(|| {
+            ContainerState::new(
+                &e.name,
+                ContainerKind::Ephemeral,
+                e.image.as_deref().unwrap_or_default(),
+            )
+        });
+        if st.started_once || st.running.is_some() || st.terminated.is_some() {
+            return None;
+        }
+        if let Some(at) = st.next_start
+            && at > Instant::now()
+        {
+            return Some(at);
+        }
+        let c = start::ephemeral_container(e)?;
+        let mut plan = self.plan(pod, &c, ContainerKind::Ephemeral);
+        if let Some(target) = e.target_container_name.as_deref().filter(|t| !t.is_empty()) {
+            match self.target_pid(target).await {
+                Some(pid) => plan.pid_ns = Some(format!("/proc/{pid}/ns/pid").into()),
+                None => {
+                    let retry = Instant::now() + Duration::from_secs(1);
+                    if let Some(st) = self.containers.get_mut(&e.name) {
+                        st.waiting = Some(Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message: Some(format!("target container {target:?} is not running")),
+                        });
+                        st.next_start = Some(retry);
+                    }
+                    return Some(retry);
+                }
+            }
+        }
+        let outcome = start::run(self.ctx.clone(), plan).await;
+        self.apply_outcome(outcome, pod);
+        self.containers
+            .get(&e.name)
+            .filter(|st| st.running.is_none())
+            .and_then(|st| st.next_start)
+    }
+
+    /// The host PID of a running container's main process.
+    async fn target_pid(&self, name: &str) -> Option<u32> {
+        let id = self.containers.get(name)?.running.as_ref()?.id.clone();
+        let task = self.ctx.runtime.task_state(&id).await.ok().flatten()?;
+        (task.status == TaskStatus::Running && task.pid > 0).then_some(task.pid)
     }
 
     /// `spec.activeDeadlineSeconds`, counted from the pod's start time as the kubelet does: once it has
@@ -557,6 +618,7 @@ impl Worker {
             etc: EtcFiles::in_dir(&self.pod_dir()),
             pod_dir: self.pod_dir(),
             arrival: self.arrival,
+            pid_ns: None,
         }
     }
 
@@ -604,10 +666,7 @@ impl Worker {
                 if reason == "ImagePullBackOff" {
                     self.ctx.recorder.normal(
                         pod,
-                        Some(super::recorder::container_field(
-                            st.kind == ContainerKind::Init,
-                            &st.name,
-                        )),
+                        Some(super::recorder::container_field(st.kind, &st.name)),
                         "BackOff",
                         format!("Back-off pulling image \"{}\"", st.image),
                     );

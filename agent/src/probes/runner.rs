@@ -11,6 +11,7 @@ use super::handlers::{self, Env};
 use super::{ProbeKind, Report, Settings, Target, Tracker};
 use crate::pods::recorder::container_field;
 use crate::pods::worker::Msg;
+use crate::runtime::labels::ContainerKind;
 
 pub async fn run(t: Arc<Target>, kind: ProbeKind, probe: Probe, started: Arc<AtomicBool>) {
     let s = Settings::of(&probe);
@@ -44,7 +45,7 @@ pub async fn run(t: Arc<Target>, kind: ProbeKind, probe: Probe, started: Arc<Ato
             if limiter.admit(&message, Instant::now()) {
                 t.ctx.recorder.warning(
                     &t.pod,
-                    Some(container_field(false, &t.container.name)),
+                    Some(container_field(ContainerKind::App, &t.container.name)),
                     "Unhealthy",
                     message,
                 );

@@ -104,7 +104,7 @@ impl Worker {
         tracing::info!(container = %id, probe = kind.lower(), "probe failed, killing the container");
         self.ctx.recorder.normal(
             pod,
-            Some(container_field(false, &name)),
+            Some(container_field(ContainerKind::App, &name)),
             "Killing",
             format!(
                 "Container {name} failed {} probe, will be restarted",

@@ -23,7 +23,8 @@ use oci_spec::runtime::Spec;
 use tonic::Code;
 
 use super::labels::{self, ContainerMeta};
-use super::logs::{self, Stream};
+use super::logs::{self, Live, Stream};
+use super::stdio::{self, StdioConfig};
 use super::{Runtime, RuntimeError, spec, timestamp};
 
 pub const SNAPSHOTTER: &str = "overlayfs";
@@ -37,6 +38,8 @@ pub struct CreateRequest {
     pub chain_id: String,
     pub spec: Spec,
     pub log_path: PathBuf,
+    /// stdin / tty of the container (the spec's `process.terminal` must match `tty`).
+    pub stdio: StdioConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -183,9 +186,26 @@ impl Runtime {
             }
         };
 
+        let tty = req.stdio.tty;
         let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &req.meta.pod_uid, id);
-        let (o, e, l) = (stdout.clone(), stderr.clone(), req.log_path.clone());
-        tokio::task::spawn_blocking(move || logs::create_fifos(&o, &e, &l))
+        // With a terminal the shim copies the console to stdout only.
+        let outputs: Vec<(PathBuf, Stream)> = if tty {
+            vec![(stdout, Stream::Stdout)]
+        } else {
+            vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
+        };
+        let stdin_fifo = req
+            .stdio
+            .stdin
+            .then(|| stdio::stdin_path(&self.run_dir, &req.meta.pod_uid, id));
+        let fifos: Vec<PathBuf> = outputs
+            .iter()
+            .map(|(p, _)| p.clone())
+            .chain(stdin_fifo.clone())
+            .collect();
+        let l = req.log_path.clone();
+        let made = fifos.clone();
+        tokio::task::spawn_blocking(move || logs::create_fifos(&made, &l))
             .await
             .map_err(|e| RuntimeError::Io {
                 context: "fifo task".into(),
@@ -195,19 +215,31 @@ impl Runtime {
                 context: format!("create stdio FIFOs of {id}"),
                 source,
             })?;
-        let keep = logs::keepalive(&[&stdout, &stderr]).map_err(|source| RuntimeError::Io {
+        let output_fifos: Vec<PathBuf> = outputs.iter().map(|(p, _)| p.clone()).collect();
+        let keep = logs::keepalive(&output_fifos).map_err(|source| RuntimeError::Io {
             context: format!("open stdio FIFOs of {id}"),
             source,
         })?;
+        let stdin_tx = match &stdin_fifo {
+            Some(p) => Some((
+                p.clone(),
+                stdio::open_stdin(p).map_err(|source| RuntimeError::Io {
+                    context: format!("open stdin FIFO of {id}"),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let path_of = |p: Option<&PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
 
         let mut tasks = TasksClient::new(self.cd.channel());
         let create = CreateTaskRequest {
             container_id: id.to_string(),
             rootfs: mounts,
-            stdin: String::new(),
-            stdout: stdout.display().to_string(),
-            stderr: stderr.display().to_string(),
-            terminal: false,
+            stdin: path_of(stdin_fifo.as_ref()),
+            stdout: path_of(output_fifos.first()),
+            stderr: path_of(output_fifos.get(1)),
+            terminal: tty,
             ..Default::default()
         };
         let created = tasks
@@ -216,13 +248,21 @@ impl Runtime {
             .map_err(RuntimeError::grpc("task create", id))?;
         let pid = created.into_inner().pid;
         let shared = logs::shared_log(req.log_path.clone());
-        for (fifo, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
-            logs::spawn_copier(fifo, stream, shared.clone()).map_err(|source| {
-                RuntimeError::Io {
+        let io = self.io.register(id, req.stdio, outputs.len(), stdin_tx);
+        for (fifo, stream) in outputs {
+            let live = Live {
+                registry: self.io.clone(),
+                id: id.to_string(),
+                io: io.clone(),
+            };
+            if let Err(source) = logs::spawn_copier(fifo, stream, shared.clone(), live) {
+                // The entry would wait for a copier that never runs.
+                self.io.copier_done(id, &io);
+                return Err(RuntimeError::Io {
                     context: format!("read stdio of {id}"),
                     source,
-                }
-            })?;
+                });
+            }
         }
         drop(keep);
         let m = &req.meta;
@@ -248,14 +288,38 @@ impl Runtime {
         })
     }
 
-    /// Re-attach the log copiers of a task that kept running while the agent was away.
-    pub fn reattach_logs(&self, meta: &ContainerMeta, log_path: PathBuf) {
+    /// Re-attach the log copiers (and stdin) of a task that kept running while the agent was away.
+    pub fn reattach_logs(&self, meta: &ContainerMeta, log_path: PathBuf, config: StdioConfig) {
         let id = meta.container_id();
         let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &meta.pod_uid, &id);
+        let mut outputs = vec![(stdout, Stream::Stdout)];
+        if !config.tty {
+            outputs.push((stderr, Stream::Stderr));
+        }
+        // The FIFO is removed when stdin is closed: gone means closed.
+        let stdin_fifo = stdio::stdin_path(&self.run_dir, &meta.pod_uid, &id);
+        let stdin = if config.stdin && stdin_fifo.exists() {
+            match stdio::open_stdin(&stdin_fifo) {
+                Ok(tx) => Some((stdin_fifo, tx)),
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "cannot re-open container stdin");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let shared = logs::shared_log(log_path);
-        for (fifo, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
-            if let Err(e) = logs::spawn_copier(fifo.clone(), stream, shared.clone()) {
+        let io = self.io.register(&id, config, outputs.len(), stdin);
+        for (fifo, stream) in outputs {
+            let live = Live {
+                registry: self.io.clone(),
+                id: id.clone(),
+                io: io.clone(),
+            };
+            if let Err(e) = logs::spawn_copier(fifo.clone(), stream, shared.clone(), live) {
                 tracing::warn!(container = %id, fifo = %fifo.display(), error = %e, "cannot re-open container output");
+                self.io.copier_done(&id, &io);
             }
         }
     }

@@ -19,6 +19,8 @@ pub const FINISHED_AT: &str = "io.skiff.exit.finished-at";
 pub enum ContainerKind {
     Init,
     App,
+    /// `spec.ephemeralContainers` (kubectl debug): started once, never restarted, not part of readiness.
+    Ephemeral,
 }
 
 impl ContainerKind {
@@ -26,6 +28,7 @@ impl ContainerKind {
         match self {
             ContainerKind::Init => "init",
             ContainerKind::App => "app",
+            ContainerKind::Ephemeral => "ephemeral",
         }
     }
 }
@@ -63,6 +66,7 @@ impl ContainerMeta {
         let kind = match labels.get(CONTAINER_KIND)?.as_str() {
             "init" => ContainerKind::Init,
             "app" => ContainerKind::App,
+            "ephemeral" => ContainerKind::Ephemeral,
             _ => return None,
         };
         Some(Self {

@@ -2,6 +2,7 @@
 //! (`<RFC3339Nano> stdout|stderr F|P <text>`), the layout log shippers and `kubectl logs` expect.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -10,6 +11,7 @@ pub use super::log_files::{
     LogPolicy, RotatingFile, SharedLog, link, link_path, parse_size, policy, rotated_files,
     set_policy, shared_log, unlink,
 };
+use super::stdio::{ContainerIo, IoRegistry};
 
 /// Lines longer than this are split into `P` (partial) records, like containerd's CRI plugin.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -147,15 +149,13 @@ pub fn fifo_paths(run_dir: &Path, pod_uid: &str, container_id: &str) -> (PathBuf
     )
 }
 
-/// Create both FIFOs (replacing stale ones) and the log directory; blocking, run it in `spawn_blocking`.
-pub fn create_fifos(stdout: &Path, stderr: &Path, log: &Path) -> std::io::Result<()> {
-    if let Some(dir) = stdout.parent() {
+/// Create the output FIFOs (replacing stale ones) and the log directory; blocking, run it in
+/// `spawn_blocking`.
+pub fn create_fifos(fifos: &[PathBuf], log: &Path) -> std::io::Result<()> {
+    for dir in fifos.iter().filter_map(|p| p.parent()).chain(log.parent()) {
         std::fs::create_dir_all(dir)?;
     }
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    for p in [stdout, stderr] {
+    for p in fifos {
         match std::fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -172,7 +172,7 @@ pub struct FifoKeepalive {
     _fds: Vec<pipe::Receiver>,
 }
 
-pub fn keepalive(paths: &[&Path]) -> std::io::Result<FifoKeepalive> {
+pub fn keepalive(paths: &[PathBuf]) -> std::io::Result<FifoKeepalive> {
     let mut fds = Vec::new();
     for p in paths {
         fds.push(pipe::OpenOptions::new().read_write(true).open_receiver(p)?);
@@ -180,12 +180,20 @@ pub fn keepalive(paths: &[&Path]) -> std::io::Result<FifoKeepalive> {
     Ok(FifoKeepalive { _fds: fds })
 }
 
-/// Copy one FIFO into the CRI log file until every writer (the shim) has closed it.
-/// The reader opens read-only, so it sees end of file once the task's stdio is gone.
+/// Where a copier hands what it reads besides the log file: the container's live stdio (attach).
+pub struct Live {
+    pub registry: IoRegistry,
+    pub id: String,
+    pub io: Arc<ContainerIo>,
+}
+
+/// Copy one FIFO into the CRI log file (and to attached clients) until every writer (the shim) has closed
+/// it. The reader opens read-only, so it sees end of file once the task's stdio is gone.
 pub fn spawn_copier(
     fifo: PathBuf,
     stream: Stream,
     log: SharedLog,
+    live: Live,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut rx = pipe::OpenOptions::new().open_receiver(&fifo)?;
     Ok(tokio::spawn(async move {
@@ -195,6 +203,7 @@ pub fn spawn_copier(
             match rx.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
+                    live.io.publish(stream, &buf[..n]);
                     let out = splitter.feed(&now_rfc3339_nano(), &buf[..n]);
                     if !out.is_empty() {
                         let mut w = log.lock().await;
@@ -217,6 +226,7 @@ pub fn spawn_copier(
         let _ = w.flush().await;
         drop(w);
         let _ = tokio::fs::remove_file(&fifo).await;
+        live.registry.copier_done(&live.id, &live.io);
     }))
 }
 

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod quantity;
 pub mod seccomp;
 pub mod spec;
+pub mod stdio;
 mod syscalls;
 pub mod userdb;
 
@@ -54,6 +55,8 @@ pub struct Runtime {
     pub(crate) cd: Containerd,
     pub(crate) run_dir: PathBuf,
     pub cgroup_v2: bool,
+    /// Live stdio of running containers (attach).
+    pub(crate) io: stdio::IoRegistry,
 }
 
 impl Runtime {
@@ -62,6 +65,7 @@ impl Runtime {
             cd,
             run_dir,
             cgroup_v2: cgroups::is_v2(),
+            io: stdio::IoRegistry::default(),
         }
     }
 

@@ -113,6 +113,8 @@ pub struct SpecInput {
     pub cgroup_v2: bool,
     pub resources: Resources,
     pub security: Security,
+    /// `tty: true`: the process gets a terminal (and `TERM=xterm` unless its env sets TERM).
+    pub terminal: bool,
 }
 
 fn cap_from_k8s(name: &str) -> Result<Capability, String> {
@@ -187,7 +189,12 @@ pub fn build(input: &SpecInput) -> Result<Spec, String> {
         return Err("no command: neither the container nor the image specifies one".to_string());
     }
     process.set_args(Some(input.args.clone()));
-    process.set_env(Some(input.env.clone()));
+    let mut env = input.env.clone();
+    if input.terminal && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    process.set_env(Some(env));
+    process.set_terminal(Some(input.terminal));
     process.set_cwd(PathBuf::from(if input.cwd.is_empty() {
         "/"
     } else {
@@ -350,6 +357,7 @@ mod tests {
                 memory_limit: Some(1 << 26),
             },
             security: Security::default(),
+            terminal: false,
         }
     }
 
@@ -423,6 +431,27 @@ mod tests {
                 .is_none_or(|m| m.is_empty())
         );
         assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], true);
+    }
+
+    #[test]
+    fn terminal_and_term() {
+        let v =
+            |i: &SpecInput| serde_json::to_value(build(i).unwrap_or_default()).unwrap_or_default();
+        let plain = v(&input());
+        assert_eq!(plain["process"]["terminal"], false);
+        let mut i = input();
+        i.terminal = true;
+        let t = v(&i);
+        assert_eq!(t["process"]["terminal"], true);
+        assert_eq!(
+            t["process"]["env"],
+            serde_json::json!(["PATH=/bin", "TERM=xterm"])
+        );
+        i.env.push("TERM=vt100".into());
+        assert_eq!(
+            v(&i)["process"]["env"],
+            serde_json::json!(["PATH=/bin", "TERM=vt100"])
+        );
     }
 
     #[test]

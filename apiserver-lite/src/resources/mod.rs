@@ -82,6 +82,7 @@ pub static RESOURCES: &[ResourceDef] = &[
             "exec",
             "attach",
             "portforward",
+            "ephemeralcontainers",
         ],
         has_status: true,
     },

@@ -112,7 +112,7 @@ pub fn apply_defaults(pod: &mut Value, create: bool) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    for list in ["initContainers", "containers"] {
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 default_container(c);
@@ -261,6 +261,16 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
             }
         }
     }
+    if spec
+        .get("ephemeralContainers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
     if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str)
         && !matches!(rp, "Always" | "OnFailure" | "Never")
     {
@@ -324,6 +334,111 @@ pub fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
         return vec![FieldError::forbidden("spec", UPDATE_FORBIDDEN)];
     }
     Vec::new()
+}
+
+/// Fields an ephemeral container may not set (k8s `validateEphemeralContainers`).
+const EPHEMERAL_FORBIDDEN: [&str; 6] = [
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "resources",
+];
+
+/// An update of `pods/ephemeralcontainers`: only `spec.ephemeralContainers` may differ, existing entries
+/// stay as they are, new ones are valid debugging containers with names unique in the pod.
+pub fn validate_ephemeral_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let strip = |pod: &Value| {
+        let mut s = pod.get("spec").cloned().unwrap_or(json!({}));
+        if let Some(m) = s.as_object_mut() {
+            m.remove("ephemeralContainers");
+        }
+        s
+    };
+    if strip(old) != strip(new) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "only spec.ephemeralContainers may be changed through pods/ephemeralcontainers",
+        ));
+        return errs;
+    }
+    let before = arr(old, "/spec/ephemeralContainers");
+    let after = arr(new, "/spec/ephemeralContainers");
+    for b in &before {
+        let name = s(b, "/name");
+        match after.iter().find(|a| s(a, "/name") == name) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers \"{name}\" may not be removed"),
+            )),
+            Some(a) if a != b => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers \"{name}\" may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let regular: Vec<&str> = arr(new, "/spec/initContainers")
+        .into_iter()
+        .chain(arr(new, "/spec/containers"))
+        .map(|c| s(c, "/name"))
+        .collect();
+    let volumes: HashSet<&str> = arr(new, "/spec/volumes")
+        .into_iter()
+        .map(|v| s(v, "/name"))
+        .collect();
+    let mut seen = HashSet::new();
+    for (i, c) in after.iter().enumerate() {
+        let path = format!("spec.ephemeralContainers[{i}]");
+        let name = s(c, "/name");
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.name"), ""));
+        } else if !is_dns1123_label(name) {
+            errs.push(FieldError::invalid(
+                format!("{path}.name"),
+                &json!(name),
+                DNS1123_LABEL_MSG,
+            ));
+        } else if regular.contains(&name) || !seen.insert(name) {
+            errs.push(FieldError::duplicate(format!("{path}.name"), &json!(name)));
+        }
+        if s(c, "/image").trim().is_empty() {
+            errs.push(FieldError::required(format!("{path}.image"), ""));
+        }
+        for f in EPHEMERAL_FORBIDDEN {
+            if c.get(f).is_some_and(|v| !v.is_null()) {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        let target = s(c, "/targetContainerName");
+        if !target.is_empty() && !regular.contains(&target) {
+            errs.push(FieldError::not_found(
+                format!("{path}.targetContainerName"),
+                &json!(target),
+            ));
+        }
+        for (j, m) in arr(c, "/volumeMounts").iter().enumerate() {
+            let vn = s(m, "/name");
+            if !volumes.contains(vn) {
+                errs.push(FieldError::not_found(
+                    format!("{path}.volumeMounts[{j}].name"),
+                    &json!(vn),
+                ));
+            }
+            if !s(m, "/subPath").is_empty() {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.volumeMounts[{j}].subPath"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+    }
+    errs
 }
 
 fn arr<'a>(v: &'a Value, p: &str) -> Vec<&'a Value> {

@@ -509,7 +509,8 @@ async fn resource(
                 _ => Err(ApiError::method_not_allowed(method.as_str())),
             }
         }
-        (Some(name), None) | (Some(name), Some("status")) => match *method {
+        // `ephemeralcontainers` is a subresource of pods only (checked against the definition above).
+        (Some(name), None | Some("status" | "ephemeralcontainers")) => match *method {
             Method::GET => {
                 let v = api.get(def, ns, name).await?;
                 Ok(ok(200, &render_one(def, &v, repr, q)))
