@@ -107,7 +107,7 @@ async fn kubectl_attach_and_the_agent_metrics_and_pods() {
         name: "attach",
         tag: "at",
         busybox_dir: "at-busybox",
-        applets: &["sh", "echo", "sleep", "cat", "stty", "tty"],
+        applets: &["sh", "echo", "sleep", "cat", "stty", "tty", "tr"],
         cluster_cidr: "10.248.0.0/16",
         service_cidr: "10.249.0.0/16",
         agent_args: log_dir_args,
@@ -315,6 +315,53 @@ async fn kubectl_attach_and_the_agent_metrics_and_pods() {
         "attach -i after an agent restart: {status:?}\n{stdout}\n{stderr}\nagent log:\n{}",
         tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 30)
     );
+
+    // kubectl debug: an ephemeral container in looper's PID namespace (--target), attached with stdin; it
+    // runs once and is reported in ephemeralContainerStatuses while the pod stays Ready.
+    let (status, stdout, stderr) = run_bounded(
+        k.cmd(&[
+            "debug",
+            "-i",
+            "looper",
+            "--image=busybox:test",
+            "--target=main",
+            "--container=dbg",
+            "--",
+            "sh",
+            "-c",
+            "read x; tr '\\0' ' ' </proc/1/cmdline; echo; echo got:$x",
+        ]),
+        b"hi\n",
+        false,
+        Duration::from_secs(60),
+    );
+    assert!(
+        status.is_some_and(|s| s.success())
+            && stdout.contains("while true; do echo loop-")
+            && stdout.contains("got:hi"),
+        "kubectl debug: {status:?}\n{stdout}\n{stderr}\nagent log:\n{}",
+        tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 30)
+    );
+    k.wait_for("dbg terminated", Duration::from_secs(30), |k| {
+        k.jsonpath(
+            "looper",
+            "{.status.ephemeralContainerStatuses[0].state.terminated.exitCode}",
+        ) == "0"
+    });
+    assert_eq!(
+        k.ready("looper"),
+        "True",
+        "a finished debugger leaves the pod Ready"
+    );
+    assert_eq!(
+        k.jsonpath(
+            "looper",
+            "{.status.ephemeralContainerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    let logs = k.ok(&["logs", "looper", "-c", "dbg"]);
+    assert!(logs.contains("got:hi"), "{logs}");
 
     // exec over SPDY/3.1 (kubectl's fallback; forced here): output, stderr, exit code, stdin.
     let spdy_exec = |args: &[&str], input: Option<&str>| {

@@ -121,6 +121,7 @@ impl Worker {
                 );
                 let stdio = self
                     .spec_container(&rec.meta.container_name)
+                    .as_ref()
                     .map(StdioConfig::of)
                     .unwrap_or_default();
                 self.ctx.runtime.reattach_logs(&rec.meta, log, stdio);
@@ -148,13 +149,23 @@ impl Worker {
         Some(st)
     }
 
-    fn spec_container(&self, name: &str) -> Option<&Container> {
+    /// The spec of a container of this pod by name: init, app or ephemeral.
+    fn spec_container(&self, name: &str) -> Option<Container> {
         let spec = self.pod.as_ref()?.spec.as_ref()?;
-        spec.init_containers
+        if let Some(c) = spec
+            .init_containers
             .iter()
             .flatten()
             .chain(spec.containers.iter())
             .find(|c| c.name == name)
+        {
+            return Some(c.clone());
+        }
+        spec.ephemeral_containers
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(super::start::ephemeral_container)
     }
 
     fn spec_image(&self, name: &str) -> Option<String> {

@@ -470,6 +470,15 @@ impl ResourceDef {
 
     /// Validation of a new object; `[]` when valid.
     pub fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate_object(obj);
+        if self.kind_id == Kind::Pod {
+            errs.extend(pod::validate_new(obj));
+        }
+        errs
+    }
+
+    /// What every version of an object must satisfy, created or updated.
+    fn validate_object(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs =
             validation::validate_meta(obj, self.namespaced, self.kind_id == Kind::Namespace);
         if self.kind_id == Kind::Pod {
@@ -489,7 +498,7 @@ impl ResourceDef {
 
     /// Validation of an update from `old` to `new`.
     pub fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
-        let mut errs = self.validate_create(new);
+        let mut errs = self.validate_object(new);
         if self.kind_id == Kind::Pod {
             errs.extend(pod::validate_update(old, new));
         }

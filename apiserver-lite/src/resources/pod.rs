@@ -261,16 +261,6 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
             }
         }
     }
-    if spec
-        .get("ephemeralContainers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            "spec.ephemeralContainers",
-            "cannot be set on create",
-        ));
-    }
     if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str)
         && !matches!(rp, "Always" | "OnFailure" | "Never")
     {
@@ -304,6 +294,21 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
         ));
     }
     errs
+}
+
+/// What only a new pod must satisfy: ephemeral containers come later, through their subresource.
+pub fn validate_new(pod: &Value) -> Vec<FieldError> {
+    if pod
+        .pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return vec![FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        )];
+    }
+    Vec::new()
 }
 
 const UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
@@ -345,6 +350,17 @@ const EPHEMERAL_FORBIDDEN: [&str; 6] = [
     "lifecycle",
     "resources",
 ];
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_zero),
+    }
+}
 
 /// An update of `pods/ephemeralcontainers`: only `spec.ephemeralContainers` may differ, existing entries
 /// stay as they are, new ones are valid debugging containers with names unique in the pod.
@@ -408,7 +424,8 @@ pub fn validate_ephemeral_update(old: &Value, new: &Value) -> Vec<FieldError> {
             errs.push(FieldError::required(format!("{path}.image"), ""));
         }
         for f in EPHEMERAL_FORBIDDEN {
-            if c.get(f).is_some_and(|v| !v.is_null()) {
+            // As k8s' allow-list: a field counts as set when it is not its zero value (`resources: {}` is fine).
+            if c.get(f).is_some_and(|v| !is_zero(v)) {
                 errs.push(FieldError::forbidden(
                     format!("{path}.{f}"),
                     "cannot be set for an Ephemeral Container",
@@ -642,6 +659,65 @@ mod tests {
         assert!(validate_update(&old, &img).is_empty());
         let bad = json!({"spec": {"containers": [{"name": "c", "image": "a", "args": ["x"]}]}});
         assert_eq!(validate_update(&old, &bad).len(), 1);
+    }
+
+    #[test]
+    fn ephemeral_container_rules() {
+        let base = json!({"spec": {"containers": [{"name": "app", "image": "a"}],
+            "volumes": [{"name": "data", "emptyDir": {}}]}});
+        let with = |eph: Value| {
+            let mut p = base.clone();
+            p["spec"]["ephemeralContainers"] = eph;
+            p
+        };
+        let dbg = json!({"name": "dbg", "image": "busybox", "targetContainerName": "app",
+            "resources": {}, "volumeMounts": [{"name": "data", "mountPath": "/d"}]});
+        let one = with(json!([dbg]));
+        assert_eq!(validate_ephemeral_update(&base, &one), vec![]);
+        assert_eq!(validate_new(&one).len(), 1, "not on create");
+        assert!(validate_new(&base).is_empty());
+        assert_eq!(
+            validate_update(&base, &one).len(),
+            1,
+            "not through the pod itself"
+        );
+        // Existing ones stay; new ones are checked.
+        let fields = |old: &Value, new: &Value| -> Vec<String> {
+            validate_ephemeral_update(old, new)
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(fields(&one, &base), vec!["spec.ephemeralContainers"]);
+        let mut changed = dbg.clone();
+        changed["image"] = json!("other");
+        assert_eq!(
+            fields(&one, &with(json!([changed]))),
+            vec!["spec.ephemeralContainers"]
+        );
+        let bad = with(
+            json!([dbg, {"name": "app", "image": "x", "ports": [{"containerPort": 80}],
+            "targetContainerName": "nope", "volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "s"}]},
+            {"name": "x", "resources": {"limits": {"cpu": "1"}}}]),
+        );
+        assert_eq!(
+            fields(&one, &bad),
+            vec![
+                "spec.ephemeralContainers[1].name",
+                "spec.ephemeralContainers[1].ports",
+                "spec.ephemeralContainers[1].targetContainerName",
+                "spec.ephemeralContainers[1].volumeMounts[0].subPath",
+                "spec.ephemeralContainers[2].image",
+                "spec.ephemeralContainers[2].resources",
+            ]
+        );
+        let mut other = one.clone();
+        other["spec"]["containers"][0]["image"] = json!("b");
+        assert_eq!(
+            fields(&base, &other),
+            vec!["spec"],
+            "only ephemeral containers change"
+        );
     }
 
     #[test]
