@@ -304,12 +304,14 @@ installer() {
 # The machines share the host's disk with builds and test clones: like kind, the lab keeps the
 # kubelet's memory and inode thresholds but trades its disk percentages for absolute floors.
 LAB_EVICTION_HARD=${SKIFF_LAB_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1Gi,nodefs.inodesFree<5%,imagefs.available<1Gi}
+# Image GC (percentages of the same disk) is off, as in kind.
+LAB_IMAGE_GC_HIGH=${SKIFF_LAB_IMAGE_GC_HIGH_THRESHOLD:-100}
 
 provision_server() {
 	local leader
 	installer "$SERVER_NAME" server --bin-dir /skiff-bin --advertise-address "$SERVER_IP" \
 		--node-ip "$SERVER_IP" --node-name "$SERVER_NAME" --registry-mirror "http://$REGISTRY" \
-		--eviction-hard "$LAB_EVICTION_HARD"
+		--eviction-hard "$LAB_EVICTION_HARD" --image-gc-high-threshold "$LAB_IMAGE_GC_HIGH"
 	leader=$(leader_of "$SERVER_NAME")
 	install -m 600 "/proc/$leader/root$MACHINE_APISERVER_DATA/admin.kubeconfig" "$LAB_KUBECONFIG.new"
 	mv -f "$LAB_KUBECONFIG.new" "$LAB_KUBECONFIG"
@@ -334,7 +336,7 @@ provision_agent() {
 	local name=$1 ip
 	ip=$(machine_ip "$name")
 	local -a common=(--bin-dir /skiff-bin --node-ip "$ip" --node-name "$name" --registry-mirror "http://$REGISTRY"
-		--eviction-hard "$LAB_EVICTION_HARD")
+		--eviction-hard "$LAB_EVICTION_HARD" --image-gc-high-threshold "$LAB_IMAGE_GC_HIGH")
 	if token_join; then
 		installer "$name" agent --server "$SERVER_URL" --token "$(join_token)" "${common[@]}"
 	else

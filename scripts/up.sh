@@ -323,6 +323,9 @@ write_cni_conf() {
 # kubelet's memory and inode thresholds but trades the disk percentages (10 % / 15 % of a large
 # disk) for absolute floors. SKIFF_EVICTION_HARD overrides (the kubelet's syntax).
 EVICTION_HARD=${SKIFF_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1Gi,nodefs.inodesFree<5%,imagefs.available<1Gi}
+# Image GC works in percentages of that same shared disk: off in the lab, as kind does
+# (imageGCHighThresholdPercent 100). SKIFF_IMAGE_GC_HIGH_THRESHOLD overrides (85 is the kubelet's).
+IMAGE_GC_HIGH=${SKIFF_IMAGE_GC_HIGH_THRESHOLD:-100}
 
 start_agent() {
 	local pid
@@ -338,7 +341,7 @@ start_agent() {
 		--root-dir "$AGENT_DIR" --run-dir "$RUN_DIR" --pod-log-dir "$POD_LOG_DIR" \
 		--cni-conf-dir "$CNI_CONF_DIR" --cni-bin-dir "$CNI_BIN_DIRS" \
 		--registry-config "$REGISTRIES_YAML" --containerd-root "$CONTAINERD_DIR/root" \
-		--eviction-hard "$EVICTION_HARD"
+		--eviction-hard "$EVICTION_HARD" --image-gc-high-threshold "$IMAGE_GC_HIGH"
 	log "skiff-agent started for node $NODE_NAME (pid $(<"$(pid_file agent)"))"
 }
 

@@ -4,10 +4,11 @@
 #   sudo systemd/install.sh server [--bin-dir DIR] [--advertise-address IP] [--node-name NAME]
 #                                  [--node-ip IP] [--cluster-cidr CIDR] [--no-agent]
 #                                  [--registry-mirror URL] [--token-ttl 24h]
-#                                  [--eviction-hard SPEC]
+#                                  [--eviction-hard SPEC] [--image-gc-high-threshold PERCENT]
 #   sudo systemd/install.sh agent --server https://HOST:6443 (--token TOKEN | --token-file FILE
 #                                 | --kubeconfig FILE) [--bin-dir DIR] [--node-name NAME]
 #                                 [--node-ip IP] [--registry-mirror URL] [--eviction-hard SPEC]
+#                                 [--image-gc-high-threshold PERCENT]
 #                                 [--wait SECONDS]   (wait for FILE to appear, e.g. from a synced folder)
 #   sudo systemd/install.sh node-kubeconfig NAME OUT [--server URL]     (on the server)
 #
@@ -22,6 +23,8 @@
 # `install.sh node-kubeconfig` (user system:node:<name>, group system:nodes).
 # --eviction-hard: the agent's hard eviction thresholds in the kubelet's syntax
 # (memory.available<100Mi,nodefs.available<1Gi,...); default: the kubelet's.
+# --image-gc-high-threshold: disk usage (%) of containerd's root at which unused images are deleted
+# (down to 80 %); 100 turns image GC off; default: the kubelet's 85.
 # Running it again with the same arguments changes nothing; systemd/uninstall.sh undoes it.
 set -Eeuo pipefail
 SKIFF_SYSTEMD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +43,7 @@ CIDR=10.244.0.0/16
 WITH_AGENT=1
 MIRROR=""
 EVICTION_HARD=""
+IMAGE_GC_HIGH=""
 SERVER=""
 KUBECONFIG_IN=""
 TOKEN=""
@@ -220,6 +224,8 @@ write_agent_config() {
 	local rc=1 ip_line="# node-ip: (default: first non-loopback IPv4)"
 	local join_lines="# server:, token: (token join; this node has a minted kubeconfig)"
 	local eviction_line="# eviction-hard: (default: the kubelet's hard thresholds)"
+	local gc_line="# image-gc-high-threshold: (default: 85, the kubelet's)"
+	[[ -n $IMAGE_GC_HIGH ]] && gc_line="image-gc-high-threshold: $(yq "$IMAGE_GC_HIGH")"
 	[[ -n $NODE_IP ]] && ip_line="node-ip: $(yq "$NODE_IP")"
 	[[ -n $EVICTION_HARD ]] && eviction_line="eviction-hard: $(yq "$EVICTION_HARD")"
 	[[ -n $TOKEN ]] && join_lines="server: $(yq "$SERVER")"$'\n'"token: $(yq "$TOKEN")"
@@ -241,6 +247,7 @@ write_agent_config() {
 		registry-config: $(yq "$ETC_DIR/registries.yaml")
 		cluster-cidr: $(yq "$CIDR")
 		$eviction_line
+		$gc_line
 	EOF
 	return $rc
 }
@@ -451,6 +458,7 @@ main() {
 		--cluster-cidr) CIDR=${2:?}; shift ;;
 		--registry-mirror) MIRROR=${2:?}; shift ;;
 		--eviction-hard) EVICTION_HARD=${2:?}; shift ;;
+		--image-gc-high-threshold) IMAGE_GC_HIGH=${2:?}; shift ;;
 		--server) SERVER=${2:?}; shift ;;
 		--kubeconfig) KUBECONFIG_IN=${2:?}; shift ;;
 		--token) TOKEN=${2:?}; shift ;;

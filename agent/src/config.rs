@@ -135,6 +135,22 @@ pub struct Config {
     #[arg(long, env = "SKIFF_EVICTION_MONITORING_PERIOD", default_value = "10s",
           value_parser = crate::node::pressure::parse_duration)]
     pub eviction_monitoring_period: std::time::Duration,
+    /// Image GC: at this usage (%) of the image filesystem, unused images are deleted; 100 turns it off.
+    #[arg(long, env = "SKIFF_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Image GC deletes until usage (%) would be below this.
+    #[arg(long, env = "SKIFF_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// Images the agent has known for less than this are never deleted by image GC (`2m`).
+    #[arg(long, env = "SKIFF_IMAGE_MINIMUM_GC_AGE", default_value = "2m",
+          value_parser = crate::node::pressure::parse_duration)]
+    pub image_minimum_gc_age: std::time::Duration,
+    /// How often image GC looks at the image filesystem (the kubelet's fixed 5m; skiff lets tests shorten it).
+    #[arg(long, env = "SKIFF_IMAGE_GC_PERIOD", default_value = "5m",
+          value_parser = crate::node::pressure::parse_duration)]
+    pub image_gc_period: std::time::Duration,
     /// containerd's root directory: the imagefs of the eviction signals (the agent's root dir if absent).
     #[arg(
         long,

@@ -179,6 +179,51 @@ impl ImageService {
         lock(&self.inner.cache).clear();
     }
 
+    /// Names of every image record in containerd (the agent's namespace).
+    pub async fn names(&self) -> Result<Vec<String>, ImageError> {
+        use containerd_client::services::v1::ListImagesRequest;
+        use containerd_client::services::v1::images_client::ImagesClient;
+        let cd = &self.inner.containerd;
+        let resp = ImagesClient::new(cd.channel())
+            .list(cd.req(ListImagesRequest { filters: vec![] }))
+            .await
+            .map_err(|s| ImageError::containerd("images list", s))?;
+        Ok(resp
+            .into_inner()
+            .images
+            .into_iter()
+            .map(|i| i.name)
+            .collect())
+    }
+
+    /// Compressed size (config + layers) of a present image; `None` if it does not resolve.
+    pub async fn size(&self, name: &str) -> Option<u64> {
+        let reference = Reference::parse(name).ok()?;
+        local::lookup(&self.inner.containerd, &reference)
+            .await
+            .ok()
+            .flatten()
+            .map(|i| i.size)
+    }
+
+    /// Delete an image record; containerd's GC removes its content and unpacked snapshots before this
+    /// returns (unless a container's snapshot still needs them).
+    pub async fn remove(&self, name: &str) -> Result<(), ImageError> {
+        use containerd_client::services::v1::DeleteImageRequest;
+        use containerd_client::services::v1::images_client::ImagesClient;
+        let cd = &self.inner.containerd;
+        let res = ImagesClient::new(cd.channel())
+            .delete(cd.req(DeleteImageRequest {
+                name: name.to_string(),
+                sync: true,
+                target: None,
+            }))
+            .await;
+        lock(&self.inner.cache).retain(|_, img| img.reference != name);
+        res.map(|_| ())
+            .map_err(|s| ImageError::containerd(format!("images delete {name}"), s))
+    }
+
     async fn pull_shared(
         &self,
         reference: Reference,

@@ -29,6 +29,12 @@ use tokio::signal::unix::{SignalKind, signal};
 pub use config::Config;
 
 async fn start(config: Config) -> anyhow::Result<()> {
+    let image_gc = node::image_gc::Policy::new(
+        config.image_gc_high_threshold,
+        config.image_gc_low_threshold,
+        config.image_minimum_gc_age,
+    )
+    .map_err(anyhow::Error::msg)?;
     runtime::cgroups::set_parent(config.cgroup_parent.clone());
     if let (Some(server), Some(token)) = (&config.server, &config.token)
         && !tokio::fs::try_exists(&config.kubeconfig)
@@ -202,6 +208,17 @@ async fn start(config: Config) -> anyhow::Result<()> {
         config.eviction_monitoring_period,
         evict_tx,
     ));
+    tokio::spawn(
+        node::image_gc::ImageGc::new(
+            ctx.runtime.clone(),
+            ctx.images.clone(),
+            ctx.client.clone(),
+            config.node_name.clone(),
+            [config.containerd_root.clone(), config.root_dir.clone()],
+            image_gc,
+        )
+        .run(config.image_gc_period),
+    );
     pods::run(ctx, ev_rx, evict_rx).await;
     anyhow::bail!("the pod watch ended")
 }

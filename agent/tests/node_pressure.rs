@@ -221,6 +221,7 @@ fn bad_flags_stop_the_agent_with_a_clear_error() {
         ),
         ("--system-reserved", "memory=lots", "memory"),
         ("--kube-reserved", "gpu=1", "unknown resource"),
+        ("--image-gc-high-threshold", "101", "not in 0..=100"),
         (
             "--eviction-pressure-transition-period",
             "5d",
@@ -239,6 +240,27 @@ fn bad_flags_stop_the_agent_with_a_clear_error() {
             "{flag} {value}: {stderr}"
         );
     }
+    // Thresholds that contradict each other stop the agent before it touches anything.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+        .args(["--kubeconfig", "/nonexistent", "--node-name", "n"])
+        .args(["--registry-config", "/nonexistent"])
+        .args([
+            "--image-gc-high-threshold",
+            "70",
+            "--image-gc-low-threshold",
+            "90",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("spawn skiff-agent: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--image-gc-low-threshold (90) must not be above --image-gc-high-threshold (70)"
+        ),
+        "{stderr}"
+    );
 }
 
 fn own_cgroup_parent(_: &TempDir) -> Vec<OsString> {
@@ -364,4 +386,126 @@ async fn memory_pressure_evicts_pods_one_at_a_time() {
     drop(reg);
     drop(dir);
     support::remove_cgroup_parent("skiff-test-ev");
+}
+
+/// Image GC on (any usage is above 1 %), every 2 s, no minimum age.
+fn eager_image_gc(_: &TempDir) -> Vec<OsString> {
+    [
+        "--image-gc-high-threshold",
+        "1",
+        "--image-gc-low-threshold",
+        "0",
+        "--image-minimum-gc-age",
+        "0s",
+        "--image-gc-period",
+        "2s",
+    ]
+    .map(OsString::from)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_gc_deletes_images_no_container_uses() {
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "imagegc",
+        tag: "ig",
+        busybox_dir: "ig-busybox",
+        applets: &["sh", "sleep", "true"],
+        cluster_cidr: "10.238.0.0/16",
+        service_cidr: "10.239.0.0/16",
+        agent_args: eager_image_gc,
+    });
+    // A second name for the image, so one can be in use while the other is not.
+    support::run(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/library/busybox:test", reg.host()),
+            &format!("docker://{}/library/busybox:once", reg.host()),
+        ],
+    );
+    let cleanup = PodCleanup(k.clone(), vec!["keeper", "once"]);
+    for (name, image, cmd, policy) in [
+        ("keeper", "busybox:test", "[sleep, '3600']", "Always"),
+        ("once", "busybox:once", "[\"true\"]", "Never"),
+    ] {
+        let manifest = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  \
+                 hostNetwork: true\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  \
+                 containers:\n  - name: main\n    image: {image}\n    command: {cmd}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        k.ok(&["create", "-f", &manifest.to_string_lossy()]);
+    }
+    k.wait_for("keeper Ready", Duration::from_secs(90), |k| {
+        k.ready("keeper") == "True"
+    });
+    k.wait_for("once Succeeded", Duration::from_secs(90), |k| {
+        k.jsonpath("once", "{.status.phase}") == "Succeeded"
+    });
+    let images = || -> String {
+        let out = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&ctrd.socket)
+            .args(["-n", "skiff-ig-test", "images", "ls", "-q"])
+            .output()
+            .unwrap_or_else(|e| panic!("ctr: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The exited container of the finished pod still counts as a use (it may restart, or be read with
+    // --previous), however full the disk is.
+    std::thread::sleep(Duration::from_secs(5));
+    let present = images();
+    assert!(
+        present.contains("docker.io/library/busybox:once")
+            && present.contains("docker.io/library/busybox:test"),
+        "{present}"
+    );
+    // Once the pod is gone nothing uses busybox:once: the next pass deletes it; busybox:test stays.
+    k.ok(&["delete", "pod", "once", "--wait=true"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while images().contains("busybox:once") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "busybox:once not deleted: {}\nagent log:\n{}",
+            images(),
+            cluster::tail(&std::fs::read_to_string(&agent.log).unwrap_or_default(), 20)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(images().contains("docker.io/library/busybox:test"));
+    assert_eq!(k.ready("keeper"), "True");
+    // Below 0 % cannot be reached: the node gets the kubelet's warning.
+    let events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind=Node,involvedObject.name={node}"),
+    ]);
+    assert!(
+        events.contains("FreeDiskSpaceFailed")
+            && events.contains("Failed to garbage collect required amount of images"),
+        "{events}"
+    );
+    drop(cleanup);
+    drop(agent);
+    drop(server);
+    drop(ctrd);
+    drop(reg);
 }

@@ -1,5 +1,6 @@
 //! This node in the API: registration, readiness (runtime and network), status heartbeat, Lease.
 
+pub mod image_gc;
 pub mod info;
 pub mod lease;
 pub mod pressure;

@@ -70,6 +70,8 @@ pub struct TaskState {
 #[derive(Debug, Clone)]
 pub struct ContainerRecord {
     pub id: String,
+    /// The image reference the container was created from.
+    pub image: String,
     pub meta: ContainerMeta,
     pub labels: HashMap<String, String>,
     pub created_at: Option<jiff::Timestamp>,
@@ -425,6 +427,7 @@ impl Runtime {
                 let meta = ContainerMeta::from_labels(&c.labels)?;
                 Some(ContainerRecord {
                     id: c.id,
+                    image: c.image,
                     meta,
                     created_at: timestamp(c.created_at.as_ref()),
                     labels: c.labels,

@@ -459,6 +459,10 @@ pub fn start(s: Setup<'_>) -> Cluster {
     if !extra.iter().any(|a| a == "--eviction-hard") {
         extra.extend(["--eviction-hard".into(), LAB_EVICTION_HARD.into()]);
     }
+    // Image GC, in percentages of that disk too, is off as in the lab unless a test sets it.
+    if !extra.iter().any(|a| a == "--image-gc-high-threshold") {
+        extra.extend(["--image-gc-high-threshold".into(), "100".into()]);
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
         .arg("--kubeconfig")
         .arg(&node_kc)
