@@ -201,24 +201,23 @@ async fn start(config: Config) -> anyhow::Result<()> {
         arrivals: std::sync::atomic::AtomicU64::new(0),
         node_conditions: agent.conditions.clone(),
     });
+    let image_gc = Arc::new(node::image_gc::ImageGc::new(
+        ctx.runtime.clone(),
+        ctx.images.clone(),
+        ctx.client.clone(),
+        config.node_name.clone(),
+        [config.containerd_root.clone(), config.root_dir.clone()],
+        image_gc,
+    ));
+    tokio::spawn(image_gc.clone().run(config.image_gc_period));
     let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(pods::eviction::run(
         ctx.clone(),
         agent.eviction.clone(),
         config.eviction_monitoring_period,
         evict_tx,
+        image_gc,
     ));
-    tokio::spawn(
-        node::image_gc::ImageGc::new(
-            ctx.runtime.clone(),
-            ctx.images.clone(),
-            ctx.client.clone(),
-            config.node_name.clone(),
-            [config.containerd_root.clone(), config.root_dir.clone()],
-            image_gc,
-        )
-        .run(config.image_gc_period),
-    );
     pods::run(ctx, ev_rx, evict_rx).await;
     anyhow::bail!("the pod watch ended")
 }

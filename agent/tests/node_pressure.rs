@@ -388,6 +388,55 @@ async fn memory_pressure_evicts_pods_one_at_a_time() {
     support::remove_cgroup_parent("skiff-test-ev");
 }
 
+/// busybox:test as `busybox:once` too, so one name can be in use while the other is not; then `keeper`
+/// (busybox:test, running) and `once` (busybox:once, finished), on the host network.
+fn keeper_and_once(k: &cluster::Kubectl, dir: &TempDir, reg: &support::TestRegistry, node: &str) {
+    support::run(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/library/busybox:test", reg.host()),
+            &format!("docker://{}/library/busybox:once", reg.host()),
+        ],
+    );
+    for (name, image, cmd, policy) in [
+        ("keeper", "busybox:test", "[sleep, '3600']", "Always"),
+        ("once", "busybox:once", "[\"true\"]", "Never"),
+    ] {
+        let manifest = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  \
+                 hostNetwork: true\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  \
+                 containers:\n  - name: main\n    image: {image}\n    command: {cmd}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        k.ok(&["create", "-f", &manifest.to_string_lossy()]);
+    }
+    k.wait_for("keeper Ready", Duration::from_secs(90), |k| {
+        k.ready("keeper") == "True"
+    });
+    k.wait_for("once Succeeded", Duration::from_secs(90), |k| {
+        k.jsonpath("once", "{.status.phase}") == "Succeeded"
+    });
+}
+
+/// The image names in a containerd namespace (`ctr images ls -q`).
+fn images_of(ctrd: &support::TestContainerd, namespace: &str) -> String {
+    let out = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(&ctrd.socket)
+        .args(["-n", namespace, "images", "ls", "-q"])
+        .output()
+        .unwrap_or_else(|e| panic!("ctr: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Image GC on (any usage is above 1 %), every 2 s, no minimum age.
 fn eager_image_gc(_: &TempDir) -> Vec<OsString> {
     [
@@ -424,50 +473,9 @@ async fn image_gc_deletes_images_no_container_uses() {
         service_cidr: "10.239.0.0/16",
         agent_args: eager_image_gc,
     });
-    // A second name for the image, so one can be in use while the other is not.
-    support::run(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            &format!("docker://{}/library/busybox:test", reg.host()),
-            &format!("docker://{}/library/busybox:once", reg.host()),
-        ],
-    );
     let cleanup = PodCleanup(k.clone(), vec!["keeper", "once"]);
-    for (name, image, cmd, policy) in [
-        ("keeper", "busybox:test", "[sleep, '3600']", "Always"),
-        ("once", "busybox:once", "[\"true\"]", "Never"),
-    ] {
-        let manifest = dir.join(format!("{name}.yaml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  \
-                 hostNetwork: true\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  \
-                 containers:\n  - name: main\n    image: {image}\n    command: {cmd}\n"
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        k.ok(&["create", "-f", &manifest.to_string_lossy()]);
-    }
-    k.wait_for("keeper Ready", Duration::from_secs(90), |k| {
-        k.ready("keeper") == "True"
-    });
-    k.wait_for("once Succeeded", Duration::from_secs(90), |k| {
-        k.jsonpath("once", "{.status.phase}") == "Succeeded"
-    });
-    let images = || -> String {
-        let out = std::process::Command::new("ctr")
-            .arg("--address")
-            .arg(&ctrd.socket)
-            .args(["-n", "skiff-ig-test", "images", "ls", "-q"])
-            .output()
-            .unwrap_or_else(|e| panic!("ctr: {e}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    keeper_and_once(&k, &dir, &reg, &node);
+    let images = || images_of(&ctrd, "skiff-ig-test");
     // The exited container of the finished pod still counts as a use (it may restart, or be read with
     // --previous), however full the disk is.
     std::thread::sleep(Duration::from_secs(5));
@@ -502,6 +510,58 @@ async fn image_gc_deletes_images_no_container_uses() {
         events.contains("FreeDiskSpaceFailed")
             && events.contains("Failed to garbage collect required amount of images"),
         "{events}"
+    );
+    drop(cleanup);
+    drop(agent);
+    drop(server);
+    drop(ctrd);
+    drop(reg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_pressure_deletes_unused_images_before_evicting() {
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "diskgc",
+        tag: "dg",
+        busybox_dir: "dg-busybox",
+        applets: &["sh", "sleep", "true"],
+        cluster_cidr: "10.240.0.0/16",
+        service_cidr: "10.241.0.0/16",
+        agent_args: cluster::no_agent_args,
+    });
+    let cleanup = PodCleanup(k.clone(), vec!["keeper", "once"]);
+    keeper_and_once(&k, &dir, &reg, &node);
+    k.ok(&["delete", "pod", "once", "--wait=true"]);
+    // Periodic image GC stays off (the harness's 100 %): only the eviction manager can delete the image.
+    let agent = cluster::stop_agent(agent, false).start_with(&[
+        ("--eviction-hard", "imagefs.available<100%"),
+        ("--eviction-monitoring-period", "3s"),
+        ("--image-minimum-gc-age", "0s"),
+    ]);
+    k.wait_for("keeper evicted", Duration::from_secs(60), |k| {
+        k.jsonpath("keeper", "{.status.reason}") == "Evicted"
+    });
+    let images = images_of(&ctrd, "skiff-dg-test");
+    assert!(
+        !images.contains("busybox:once") && images.contains("busybox:test"),
+        "{images}"
+    );
+    let log = std::fs::read_to_string(&agent.log).unwrap_or_default();
+    let reclaimed = log.find("disk pressure: deleted unused images");
+    let evicted = log.find("evicting a pod");
+    assert!(
+        reclaimed.is_some() && reclaimed < evicted,
+        "images are reclaimed before a pod is evicted:\n{}",
+        cluster::tail(&log, 20)
     );
     drop(cleanup);
     drop(agent);

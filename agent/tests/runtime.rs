@@ -108,6 +108,16 @@ fn pod(f: &Fixture, name: &str) -> Pod {
 }
 
 fn request(f: &Fixture, p: &Pod, name: &str, args: &[&str]) -> CreateRequest {
+    request_with(f, p, name, args, StdioConfig::default())
+}
+
+fn request_with(
+    f: &Fixture,
+    p: &Pod,
+    name: &str,
+    args: &[&str],
+    stdio: StdioConfig,
+) -> CreateRequest {
     let meta = ContainerMeta {
         pod_uid: p.uid.clone(),
         pod_namespace: "default".into(),
@@ -140,7 +150,7 @@ fn request(f: &Fixture, p: &Pod, name: &str, args: &[&str]) -> CreateRequest {
             memory_limit: Some(64 << 20),
         },
         security: Security::default(),
-        terminal: false,
+        terminal: stdio.tty,
     };
     let log_path = logs::log_path(&f.dir.join("logs"), "default", "pod-a", &p.uid, name, 0);
     CreateRequest {
@@ -149,7 +159,7 @@ fn request(f: &Fixture, p: &Pod, name: &str, args: &[&str]) -> CreateRequest {
         chain_id: f.image.chain_id.clone(),
         spec: spec::build(&input).unwrap_or_else(|e| panic!("spec: {e}")),
         log_path,
-        stdio: Default::default(),
+        stdio,
     }
 }
 
@@ -198,6 +208,30 @@ async fn collect_output(rx: &mut tokio::sync::broadcast::Receiver<Output>) -> (S
         String::from_utf8_lossy(&out).into_owned(),
         String::from_utf8_lossy(&err).into_owned(),
     )
+}
+
+/// Start the container and join its live output before sending it anything.
+async fn start_attached(
+    f: &Fixture,
+    req: CreateRequest,
+) -> (
+    String,
+    std::sync::Arc<skiff_agent::runtime::stdio::ContainerIo>,
+    tokio::sync::broadcast::Receiver<Output>,
+) {
+    let started = f
+        .runtime
+        .create_and_start(req)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let io = f
+        .runtime
+        .container_io(&started.id)
+        .unwrap_or_else(|| panic!("no live stdio for {}", started.id));
+    let rx = io
+        .subscribe()
+        .unwrap_or_else(|| panic!("output ended before anything was sent"));
+    (started.id, io, rx)
 }
 
 fn cleanup(p: &Pod) {
@@ -439,75 +473,44 @@ async fn stdin_once_and_a_terminal_for_the_main_process() {
     let p = pod(&f, "pod-io");
 
     // stdin + stdinOnce, no tty: input arrives, closing stdin gives the process end of file.
-    let mut req = request(
-        &f,
-        &p,
-        "reader",
-        &["sh", "-c", "read l; echo got:$l; cat; echo eof >&2"],
-    );
-    req.stdio = StdioConfig {
+    let once = StdioConfig {
         stdin: true,
         stdin_once: true,
         tty: false,
     };
-    let started = f
-        .runtime
-        .create_and_start(req)
-        .await
-        .unwrap_or_else(|e| panic!("start: {e}"));
-    let io = f
-        .runtime
-        .container_io(&started.id)
-        .unwrap_or_else(|| panic!("no live stdio for {}", started.id));
-    let mut rx = io
-        .subscribe()
-        .unwrap_or_else(|| panic!("output ended before anything was sent"));
+    let req = request_with(
+        &f,
+        &p,
+        "reader",
+        &["sh", "-c", "read l; echo got:$l; cat; echo eof >&2"],
+        once,
+    );
+    let (id, io, mut rx) = start_attached(&f, req).await;
     io.write_stdin(b"hi\nrest\n")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    f.runtime.close_stdin(&started.id, &io).await;
+    f.runtime.close_stdin(&id, &io).await;
     let (out, err) = collect_output(&mut rx).await;
     assert_eq!(out, "got:hi\nrest\n");
     assert_eq!(err, "eof\n");
-    assert_eq!(wait_exit(&mut f, &started.id).await, 0);
+    assert_eq!(wait_exit(&mut f, &id).await, 0);
     assert!(
-        f.runtime.container_io(&started.id).is_none(),
+        f.runtime.container_io(&id).is_none(),
         "the live stdio outlived the task's output"
     );
-    assert!(f.runtime.remove(&started.id).await.is_empty());
+    assert!(f.runtime.remove(&id).await.is_empty());
 
     // A terminal: one output stream, the size set through containerd, TERM set, a pts device.
-    let mut req = request(
+    let req = request_with(
         &f,
         &p,
         "term",
         &["sh", "-c", "read x; stty size; echo x=$x term=$TERM; tty"],
+        StdioConfig { tty: true, ..once },
     );
-    let mut spec_input_terminal = req.spec.process().clone().unwrap_or_default();
-    spec_input_terminal.set_terminal(Some(true));
-    let mut env = spec_input_terminal.env().clone().unwrap_or_default();
-    env.push("TERM=xterm".into());
-    spec_input_terminal.set_env(Some(env));
-    req.spec.set_process(Some(spec_input_terminal));
-    req.stdio = StdioConfig {
-        stdin: true,
-        stdin_once: true,
-        tty: true,
-    };
     let log_path = req.log_path.clone();
-    let started = f
-        .runtime
-        .create_and_start(req)
-        .await
-        .unwrap_or_else(|e| panic!("start: {e}"));
-    let io = f
-        .runtime
-        .container_io(&started.id)
-        .unwrap_or_else(|| panic!("no live stdio for {}", started.id));
-    let mut rx = io
-        .subscribe()
-        .unwrap_or_else(|| panic!("output ended before anything was sent"));
-    f.runtime.resize_pty(&started.id, 100, 40).await;
+    let (id, io, mut rx) = start_attached(&f, req).await;
+    f.runtime.resize_pty(&id, 100, 40).await;
     io.write_stdin(b"go\r")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -516,12 +519,12 @@ async fn stdin_once_and_a_terminal_for_the_main_process() {
     assert!(out.contains("40 100\r\n"), "stty size: {out:?}");
     assert!(out.contains("x=go term=xterm\r\n"), "{out:?}");
     assert!(out.contains("/dev/pts/"), "tty: {out:?}");
-    assert_eq!(wait_exit(&mut f, &started.id).await, 0);
+    assert_eq!(wait_exit(&mut f, &id).await, 0);
     let log = wait_log(&log_path, 3).await;
     assert!(
         log.lines().any(|l| l.contains(" stdout F x=go term=xterm")),
         "{log}"
     );
-    assert!(f.runtime.remove(&started.id).await.is_empty());
+    assert!(f.runtime.remove(&id).await.is_empty());
     cleanup(&p);
 }

@@ -152,7 +152,7 @@ impl ImageGc {
     }
 
     /// Every `period`: a pass, and a warning on the Node when it could not free enough.
-    pub async fn run(self, period: Duration) {
+    pub async fn run(self: std::sync::Arc<Self>, period: Duration) {
         if !self.policy.enabled() {
             return;
         }
@@ -208,6 +208,27 @@ impl ImageGc {
             .map(|c| (c.name.clone(), c.size))
             .collect();
         let (names, _) = select(candidates, wanted, Instant::now(), self.policy.min_age);
+        Ok(self.delete_all(names, &sizes, wanted).await)
+    }
+
+    /// Delete every unused image old enough, whatever the usage (the eviction manager's reclaim before it
+    /// evicts pods for disk pressure; the kubelet's `DeleteUnusedImages`).
+    pub async fn reclaim(&self) -> Result<Pass, String> {
+        let candidates = self.detect().await?;
+        let sizes: HashMap<String, u64> = candidates
+            .iter()
+            .map(|c| (c.name.clone(), c.size))
+            .collect();
+        let (names, _) = select(candidates, u64::MAX, Instant::now(), self.policy.min_age);
+        Ok(self.delete_all(names, &sizes, 0).await)
+    }
+
+    async fn delete_all(
+        &self,
+        names: Vec<String>,
+        sizes: &HashMap<String, u64>,
+        wanted: u64,
+    ) -> Pass {
         let mut pass = Pass {
             wanted,
             ..Default::default()
@@ -223,7 +244,7 @@ impl ImageGc {
                 Err(e) => tracing::warn!(image = %name, error = %e, "image GC: cannot delete"),
             }
         }
-        Ok(pass)
+        pass
     }
 
     /// Record the images present and in use now; the unused ones, with their sizes, are the candidates.

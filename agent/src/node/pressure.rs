@@ -165,6 +165,11 @@ impl Signal {
         }
     }
 
+    /// A file-system signal (where deleting unused images can help).
+    pub fn is_disk(self) -> bool {
+        !matches!(self, Signal::MemoryAvailable | Signal::PidAvailable)
+    }
+
     /// Whether the signal counts bytes (printed as a binary quantity) rather than inodes or pids.
     pub fn is_bytes(self) -> bool {
         matches!(

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use super::status::PodFailure;
+use crate::node::image_gc::ImageGc;
 use crate::node::pressure::{self, Crossed, Eviction, Pressure, Signal};
 use crate::runtime::cgroups;
 
@@ -228,6 +229,7 @@ pub async fn run(
     eviction: Eviction,
     period: Duration,
     evict: mpsc::UnboundedSender<(String, PodFailure)>,
+    images: Arc<ImageGc>,
 ) {
     if eviction.hard.is_empty() {
         return;
@@ -242,6 +244,24 @@ pub async fn run(
         let Some(c) = crossed.first().copied() else {
             continue;
         };
+        // Disk first gets back what unused images hold; pods are evicted only if that was not enough.
+        if c.signal.is_disk() {
+            match images.reclaim().await {
+                Ok(p) if !p.deleted.is_empty() => {
+                    tracing::info!(signal = ?c.signal, deleted = ?p.deleted, freed = p.freed, "disk pressure: deleted unused images");
+                    if !eviction
+                        .crossed()
+                        .await
+                        .iter()
+                        .any(|x| x.signal == c.signal)
+                    {
+                        continue;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "disk pressure: cannot delete unused images"),
+            }
+        }
         let pods: Vec<Pod> = match api.list(&on_node).await {
             Ok(l) => l.items.into_iter().filter(evictable).collect(),
             Err(e) => {
