@@ -215,17 +215,7 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
         for (i, c) in cs.iter().enumerate() {
             let path = format!("spec.{list}[{i}]");
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-            if name.is_empty() {
-                errs.push(FieldError::required(format!("{path}.name"), ""));
-            } else if !is_dns1123_label(name) {
-                errs.push(FieldError::invalid(
-                    format!("{path}.name"),
-                    &json!(name),
-                    DNS1123_LABEL_MSG,
-                ));
-            } else if !names.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(format!("{path}.name"), &json!(name)));
-            }
+            validate_container_name(&path, name, &mut names, &mut errs);
             if c.get("image")
                 .and_then(Value::as_str)
                 .is_none_or(|s| s.trim().is_empty())
@@ -294,6 +284,27 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
         ));
     }
     errs
+}
+
+/// A container's name (at `<path>.name`): required, a DNS label, unique among the names in `taken` (where it
+/// is added).
+fn validate_container_name(
+    path: &str,
+    name: &str,
+    taken: &mut HashSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    if name.is_empty() {
+        errs.push(FieldError::required(format!("{path}.name"), ""));
+    } else if !is_dns1123_label(name) {
+        errs.push(FieldError::invalid(
+            format!("{path}.name"),
+            &json!(name),
+            DNS1123_LABEL_MSG,
+        ));
+    } else if !taken.insert(name.to_string()) {
+        errs.push(FieldError::duplicate(format!("{path}.name"), &json!(name)));
+    }
 }
 
 /// What only a new pod must satisfy: ephemeral containers come later, through their subresource.
@@ -401,25 +412,14 @@ pub fn validate_ephemeral_update(old: &Value, new: &Value) -> Vec<FieldError> {
         .chain(arr(new, "/spec/containers"))
         .map(|c| s(c, "/name"))
         .collect();
+    let mut taken: HashSet<String> = regular.iter().map(|n| n.to_string()).collect();
     let volumes: HashSet<&str> = arr(new, "/spec/volumes")
         .into_iter()
         .map(|v| s(v, "/name"))
         .collect();
-    let mut seen = HashSet::new();
     for (i, c) in after.iter().enumerate() {
         let path = format!("spec.ephemeralContainers[{i}]");
-        let name = s(c, "/name");
-        if name.is_empty() {
-            errs.push(FieldError::required(format!("{path}.name"), ""));
-        } else if !is_dns1123_label(name) {
-            errs.push(FieldError::invalid(
-                format!("{path}.name"),
-                &json!(name),
-                DNS1123_LABEL_MSG,
-            ));
-        } else if regular.contains(&name) || !seen.insert(name) {
-            errs.push(FieldError::duplicate(format!("{path}.name"), &json!(name)));
-        }
+        validate_container_name(&path, s(c, "/name"), &mut taken, &mut errs);
         if s(c, "/image").trim().is_empty() {
             errs.push(FieldError::required(format!("{path}.image"), ""));
         }
