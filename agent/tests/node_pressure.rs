@@ -426,15 +426,20 @@ fn keeper_and_once(k: &cluster::Kubectl, dir: &TempDir, reg: &support::TestRegis
     });
 }
 
-/// The image names in a containerd namespace (`ctr images ls -q`).
-fn images_of(ctrd: &support::TestContainerd, namespace: &str) -> String {
+/// `ctr <what> ls` in a containerd namespace: `images -q` lists image names, `containers` has an IMAGE column.
+fn ctr_ls(ctrd: &support::TestContainerd, namespace: &str, what: &[&str]) -> String {
     let out = std::process::Command::new("ctr")
         .arg("--address")
         .arg(&ctrd.socket)
-        .args(["-n", namespace, "images", "ls", "-q"])
+        .args(["-n", namespace])
+        .args(what)
         .output()
         .unwrap_or_else(|e| panic!("ctr: {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn images_of(ctrd: &support::TestContainerd, namespace: &str) -> String {
+    ctr_ls(ctrd, namespace, &["images", "ls", "-q"])
 }
 
 /// Image GC on (any usage is above 1 %), every 2 s, no minimum age.
@@ -541,6 +546,10 @@ async fn disk_pressure_deletes_unused_images_before_evicting() {
     let cleanup = PodCleanup(k.clone(), vec!["keeper", "once"]);
     keeper_and_once(&k, &dir, &reg, &node);
     k.ok(&["delete", "pod", "once", "--wait=true"]);
+    // The pod object goes before its container record may: wait until nothing uses busybox:once.
+    cluster::wait_until("once's container removed", Duration::from_secs(30), || {
+        !ctr_ls(&ctrd, "skiff-dg-test", &["containers", "ls"]).contains("busybox:once")
+    });
     // Periodic image GC stays off (the harness's 100 %): only the eviction manager can delete the image.
     let agent = cluster::stop_agent(agent, false).start_with(&[
         ("--eviction-hard", "imagefs.available<100%"),
