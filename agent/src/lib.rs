@@ -204,8 +204,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
     let image_gc = Arc::new(node::image_gc::ImageGc::new(
         ctx.runtime.clone(),
         ctx.images.clone(),
-        ctx.client.clone(),
-        config.node_name.clone(),
+        ctx.recorder.clone(),
         [config.containerd_root.clone(), config.root_dir.clone()],
         image_gc,
     ));

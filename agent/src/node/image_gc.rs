@@ -18,12 +18,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, PostParams};
 use tokio::time::Instant;
 
 use crate::images::ImageService;
+use crate::pods::recorder::Recorder;
 use crate::runtime::Runtime;
 
 /// How often usage is checked (the kubelet's `ImageGCPeriod`).
@@ -115,8 +113,7 @@ struct Seen {
 pub struct ImageGc {
     runtime: Runtime,
     images: ImageService,
-    client: kube::Client,
-    node_name: String,
+    recorder: Recorder,
     /// containerd's root, or (when that does not exist, as for the eviction signals) the agent's root.
     imagefs: [PathBuf; 2],
     policy: Policy,
@@ -135,16 +132,14 @@ impl ImageGc {
     pub fn new(
         runtime: Runtime,
         images: ImageService,
-        client: kube::Client,
-        node_name: String,
+        recorder: Recorder,
         imagefs: [PathBuf; 2],
         policy: Policy,
     ) -> Self {
         Self {
             runtime,
             images,
-            client,
-            node_name,
+            recorder,
             imagefs,
             policy,
             seen: Mutex::new(HashMap::new()),
@@ -167,7 +162,7 @@ impl ImageGc {
                         p.wanted, p.freed
                     );
                     tracing::warn!(deleted = ?p.deleted, "{msg}");
-                    self.node_warning("FreeDiskSpaceFailed", msg).await;
+                    self.recorder.node_warning("FreeDiskSpaceFailed", msg);
                 }
                 Ok(p) if !p.deleted.is_empty() => {
                     tracing::info!(deleted = ?p.deleted, freed = p.freed, "image GC");
@@ -175,7 +170,7 @@ impl ImageGc {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "image GC failed");
-                    self.node_warning("ImageGCFailed", e).await;
+                    self.recorder.node_warning("ImageGCFailed", e);
                 }
             }
         }
@@ -186,18 +181,11 @@ impl ImageGc {
         let [root, fallback] = self.imagefs.clone();
         let dir = if root.exists() { root } else { fallback };
         let shown = dir.display().to_string();
-        let (available, capacity) = tokio::task::spawn_blocking(move || {
-            nix::sys::statvfs::statvfs(&dir).map(|s| {
-                let frag = s.fragment_size();
-                (
-                    s.blocks_available().saturating_mul(frag),
-                    s.blocks().saturating_mul(frag),
-                )
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("statvfs {shown}: {e}"))?;
+        let (available, capacity) =
+            tokio::task::spawn_blocking(move || crate::node::pressure::fs_bytes(&dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("cannot statvfs {shown}"))?;
         let candidates = self.detect().await?;
         let wanted = self.policy.to_free(available, capacity);
         if wanted == 0 {
@@ -296,44 +284,6 @@ impl ImageGc {
             out.insert(name.clone(), self.images.size(name).await.unwrap_or(0));
         }
         out
-    }
-
-    async fn node_warning(&self, reason: &str, message: String) {
-        let now = jiff::Timestamp::now();
-        let ev = Event {
-            metadata: ObjectMeta {
-                name: Some(format!(
-                    "{}.{:x}",
-                    self.node_name,
-                    now.as_nanosecond() as u128
-                )),
-                namespace: Some("default".into()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                kind: Some("Node".into()),
-                name: Some(self.node_name.clone()),
-                uid: Some(self.node_name.clone()),
-                ..Default::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message),
-            type_: Some("Warning".into()),
-            source: Some(EventSource {
-                component: Some("kubelet".into()),
-                host: Some(self.node_name.clone()),
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            count: Some(1),
-            reporting_component: Some("kubelet".into()),
-            reporting_instance: Some(self.node_name.clone()),
-            ..Default::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
-        if let Err(e) = api.create(&PostParams::default(), &ev).await {
-            tracing::debug!(error = %e, "cannot record node event");
-        }
     }
 }
 

@@ -270,6 +270,11 @@ pub fn loadavg_tasks(loadavg: &str) -> Option<u64> {
 /// `(available, capacity)`, if it could be measured.
 type Measured = Option<(u64, u64)>;
 
+/// (available, total) bytes of the file system holding `dir`; blocking.
+pub fn fs_bytes(dir: &Path) -> Measured {
+    statfs(dir).0
+}
+
 fn statfs(dir: &Path) -> (Measured, Measured) {
     match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => {

@@ -58,9 +58,24 @@ impl Recorder {
         reason: &str,
         message: String,
     ) {
-        let ev = build(pod, field_path, type_, reason, message, &self.node);
-        if self.tx.try_send(ev).is_err() {
-            tracing::debug!(reason, "event queue full, dropping event");
+        self.send(build(pod, field_path, type_, reason, message, &self.node));
+    }
+
+    /// A Warning about this agent's Node (image GC failures).
+    pub fn node_warning(&self, reason: &str, message: String) {
+        let node = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(self.node.clone()),
+            uid: Some(self.node.clone()),
+            ..Default::default()
+        };
+        self.send(event(node, "Warning", reason, message, &self.node));
+    }
+
+    fn send(&self, ev: Event) {
+        if let Err(e) = self.tx.try_send(ev) {
+            let reason = e.into_inner().reason;
+            tracing::debug!(?reason, "event queue full, dropping event");
         }
     }
 }
@@ -83,8 +98,28 @@ pub fn build(
     message: String,
     node: &str,
 ) -> Event {
+    let involved = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path,
+    };
+    event(involved, type_, reason, message, node)
+}
+
+/// An event about `involved`, in its namespace (`default` for cluster-scoped objects), named after it.
+fn event(
+    involved: ObjectReference,
+    type_: &str,
+    reason: &str,
+    message: String,
+    node: &str,
+) -> Event {
     let now = jiff::Timestamp::now();
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = involved.name.clone().unwrap_or_default();
     let suffix = format!(
         "{:x}",
         now.as_nanosecond() as u128 ^ (uuid::Uuid::new_v4().as_u128() & 0xffff)
@@ -92,18 +127,15 @@ pub fn build(
     Event {
         metadata: ObjectMeta {
             name: Some(format!("{name}.{suffix}")),
-            namespace: pod.metadata.namespace.clone(),
+            namespace: Some(
+                involved
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            ),
             ..Default::default()
         },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name),
-            namespace: pod.metadata.namespace.clone(),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            field_path,
-        },
+        involved_object: involved,
         reason: Some(reason.to_string()),
         message: Some(message),
         type_: Some(type_.to_string()),

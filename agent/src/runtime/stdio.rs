@@ -198,14 +198,6 @@ impl IoRegistry {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// `<run-dir>/io/<pod-uid>/<container-id>-stdin`.
