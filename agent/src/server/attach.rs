@@ -15,23 +15,16 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::exec::{V4, V5};
+use super::exec::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT, Size, V4, V5, frame, normal_close};
 use super::locate;
 use super::{ApiContext, query_pairs, text_error};
 use crate::runtime::logs::Stream;
 use crate::runtime::stdio::{ContainerIo, Output, StdinError};
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
 pub const NO_STDIN: &str =
     "skiff: this container was not created with stdin: true; input is discarded\n";
 
@@ -98,13 +91,6 @@ pub async fn handle(
     })
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
-    let mut v = Vec::with_capacity(data.len() + 1);
-    v.push(channel);
-    v.extend_from_slice(data);
-    Message::Binary(Bytes::from(v))
-}
-
 /// The channel a chunk of output goes to, `None` if the client did not ask for that stream.
 fn channel_for(stream: Stream, tty: bool, opts: &AttachOptions) -> Option<u8> {
     // With a terminal everything is one stream.
@@ -118,14 +104,6 @@ fn channel_for(stream: Stream, tty: bool, opts: &AttachOptions) -> Option<u8> {
         opts.stderr
     };
     wanted.then_some(ch)
-}
-
-#[derive(serde::Deserialize)]
-struct Size {
-    #[serde(rename = "Width")]
-    width: u16,
-    #[serde(rename = "Height")]
-    height: u16,
 }
 
 async fn session(
@@ -165,12 +143,7 @@ async fn session(
                 Ok(Output::End) | Err(RecvError::Closed) => {
                     let status = json!({"metadata": {}, "status": "Success"});
                     let _ = sink.send(frame(ERROR, status.to_string().as_bytes())).await;
-                    let _ = sink
-                        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                            code: axum::extract::ws::close_code::NORMAL,
-                            reason: "".into(),
-                        })))
-                        .await;
+                    let _ = sink.send(normal_close()).await;
                     let _ = sink.close().await;
                     break;
                 }

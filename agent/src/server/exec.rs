@@ -23,12 +23,22 @@ use super::{ApiContext, query_pairs, text_error};
 pub const V5: &str = "v5.channel.k8s.io";
 pub const V4: &str = "v4.channel.k8s.io";
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
+// The channels, shared with attach.
+pub(super) const STDIN: u8 = 0;
+pub(super) const STDOUT: u8 = 1;
+pub(super) const STDERR: u8 = 2;
+pub(super) const ERROR: u8 = 3;
+pub(super) const RESIZE: u8 = 4;
+pub(super) const CLOSE: u8 = 255;
+
+/// A channel-4 terminal size.
+#[derive(serde::Deserialize)]
+pub(super) struct Size {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecOptions {
@@ -158,14 +168,14 @@ pub async fn handle(
     })
 }
 
-fn normal_close() -> Message {
+pub(super) fn normal_close() -> Message {
     Message::Close(Some(axum::extract::ws::CloseFrame {
         code: axum::extract::ws::close_code::NORMAL,
         reason: "".into(),
     }))
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -275,13 +285,6 @@ async fn input_loop(
                             }
                         }
                         RESIZE => {
-                            #[derive(serde::Deserialize)]
-                            struct Size {
-                                #[serde(rename = "Width")]
-                                width: u16,
-                                #[serde(rename = "Height")]
-                                height: u16,
-                            }
                             if let Ok(s) = serde_json::from_slice::<Size>(data) {
                                 handle.resize(u32::from(s.width), u32::from(s.height)).await;
                             }
