@@ -189,13 +189,7 @@ impl Runtime {
         };
 
         let tty = req.stdio.tty;
-        let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &req.meta.pod_uid, id);
-        // With a terminal the shim copies the console to stdout only.
-        let outputs: Vec<(PathBuf, Stream)> = if tty {
-            vec![(stdout, Stream::Stdout)]
-        } else {
-            vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
-        };
+        let outputs = self.output_fifos(&req.meta.pod_uid, id, tty);
         let stdin_fifo = req
             .stdio
             .stdin
@@ -249,22 +243,12 @@ impl Runtime {
             .await
             .map_err(RuntimeError::grpc("task create", id))?;
         let pid = created.into_inner().pid;
-        let shared = logs::shared_log(req.log_path.clone());
-        let io = self.io.register(id, req.stdio, outputs.len(), stdin_tx);
-        for (fifo, stream) in outputs {
-            let live = Live {
-                registry: self.io.clone(),
-                id: id.to_string(),
-                io: io.clone(),
-            };
-            if let Err(source) = logs::spawn_copier(fifo, stream, shared.clone(), live) {
-                // The entry would wait for a copier that never runs.
-                self.io.copier_done(id, &io);
-                return Err(RuntimeError::Io {
-                    context: format!("read stdio of {id}"),
-                    source,
-                });
-            }
+        let failed = self.follow_output(id, req.log_path.clone(), req.stdio, outputs, stdin_tx);
+        if let Some((_, source)) = failed.into_iter().next() {
+            return Err(RuntimeError::Io {
+                context: format!("read stdio of {id}"),
+                source,
+            });
         }
         drop(keep);
         let m = &req.meta;
@@ -293,11 +277,7 @@ impl Runtime {
     /// Re-attach the log copiers (and stdin) of a task that kept running while the agent was away.
     pub fn reattach_logs(&self, meta: &ContainerMeta, log_path: PathBuf, config: StdioConfig) {
         let id = meta.container_id();
-        let (stdout, stderr) = logs::fifo_paths(&self.run_dir, &meta.pod_uid, &id);
-        let mut outputs = vec![(stdout, Stream::Stdout)];
-        if !config.tty {
-            outputs.push((stderr, Stream::Stderr));
-        }
+        let outputs = self.output_fifos(&meta.pod_uid, &id, config.tty);
         // The FIFO is removed when stdin is closed: gone means closed.
         let stdin_fifo = stdio::stdin_path(&self.run_dir, &meta.pod_uid, &id);
         let stdin = if config.stdin && stdin_fifo.exists() {
@@ -311,19 +291,48 @@ impl Runtime {
         } else {
             None
         };
+        for (fifo, e) in self.follow_output(&id, log_path, config, outputs, stdin) {
+            tracing::warn!(container = %id, fifo = %fifo.display(), error = %e, "cannot re-open container output");
+        }
+    }
+
+    /// The output FIFOs of a container: stdout and stderr, or with a terminal stdout only (the shim copies
+    /// the console there).
+    fn output_fifos(&self, pod_uid: &str, id: &str, tty: bool) -> Vec<(PathBuf, Stream)> {
+        let (stdout, stderr) = logs::fifo_paths(&self.run_dir, pod_uid, id);
+        let mut outputs = vec![(stdout, Stream::Stdout)];
+        if !tty {
+            outputs.push((stderr, Stream::Stderr));
+        }
+        outputs
+    }
+
+    /// Register the container's live stdio and start a log copier per output FIFO; returns the FIFOs that
+    /// could not be opened.
+    fn follow_output(
+        &self,
+        id: &str,
+        log_path: PathBuf,
+        config: StdioConfig,
+        outputs: Vec<(PathBuf, Stream)>,
+        stdin: Option<(PathBuf, tokio::net::unix::pipe::Sender)>,
+    ) -> Vec<(PathBuf, std::io::Error)> {
         let shared = logs::shared_log(log_path);
-        let io = self.io.register(&id, config, outputs.len(), stdin);
+        let io = self.io.register(id, config, outputs.len(), stdin);
+        let mut failed = Vec::new();
         for (fifo, stream) in outputs {
             let live = Live {
                 registry: self.io.clone(),
-                id: id.clone(),
+                id: id.to_string(),
                 io: io.clone(),
             };
             if let Err(e) = logs::spawn_copier(fifo.clone(), stream, shared.clone(), live) {
-                tracing::warn!(container = %id, fifo = %fifo.display(), error = %e, "cannot re-open container output");
-                self.io.copier_done(&id, &io);
+                // The entry would wait for a copier that never runs.
+                self.io.copier_done(id, &io);
+                failed.push((fifo, e));
             }
         }
+        failed
     }
 
     /// Send a signal to the task's init process; a missing or finished task is not an error.
