@@ -689,10 +689,8 @@ impl Api {
                 .pointer("/spec/ephemeralContainers")
                 .cloned()
                 .unwrap_or(Value::Null);
-            if eph.is_array() {
-                let mut holder = json!({"spec": {"ephemeralContainers": eph}});
-                crate::resources::pod::apply_defaults(&mut holder, false);
-                eph = holder["spec"]["ephemeralContainers"].take();
+            for c in eph.as_array_mut().into_iter().flatten() {
+                crate::resources::pod::default_container(c);
             }
             match n.get_mut("spec").and_then(Value::as_object_mut) {
                 Some(spec) if eph.is_array() => {

@@ -15,7 +15,8 @@ fn set_default(obj: &mut Value, key: &str, v: Value) {
     }
 }
 
-fn default_container(c: &mut Value) {
+/// The defaults every container gets (init, app and ephemeral).
+pub fn default_container(c: &mut Value) {
     let image = c
         .get("image")
         .and_then(Value::as_str)
