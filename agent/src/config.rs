@@ -86,6 +86,9 @@ pub struct Config {
     /// others), `host-gw` or `vxlan`.
     #[arg(long, env = "SKIFF_POD_NETWORK_MODE", value_enum, default_value_t = crate::routes::Mode::Auto)]
     pub pod_network_mode: crate::routes::Mode,
+    /// The service proxy: `nftables` (cluster IPs in the nftables table `ip skiff-proxy`) or `none`.
+    #[arg(long, env = "SKIFF_PROXY_MODE", value_enum, default_value_t = crate::proxy::Mode::Nftables)]
+    pub proxy_mode: crate::proxy::Mode,
     /// How many CPU-bound start-up steps (pod sandbox setups: namespaces + CNI ADD; container starts: shim
     /// and runc spawns) run at once. Waiting steps go in the order their pods arrived, so a burst of pods
     /// finishes front to back instead of all at once at the end.

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod proxy;
 pub mod routes;
 pub mod runtime;
 pub mod sandbox;
@@ -178,6 +179,12 @@ async fn start(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || c.ensure_default_conflist(&pc, &cluster))
         .await?
         .context("failed to write the CNI configuration")?;
+    let services = proxy::Services::start(
+        client.clone(),
+        config.proxy_mode,
+        config.node_name.clone(),
+        pod_cidr.parse().ok(),
+    );
     tokio::spawn(agent.clone().status_loop());
     tokio::spawn(
         cni.clone()
@@ -200,6 +207,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         startup_gate: pods::gate::StartupGate::new(usize::from(config.startup_concurrency)),
         arrivals: std::sync::atomic::AtomicU64::new(0),
         node_conditions: agent.conditions.clone(),
+        services,
     });
     let image_gc = Arc::new(node::image_gc::ImageGc::new(
         ctx.runtime.clone(),

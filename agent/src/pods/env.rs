@@ -16,6 +16,8 @@ pub struct Downward<'a> {
     pub pod_ip: Option<IpAddr>,
     pub host_ip: IpAddr,
     pub objects: &'a Objects,
+    /// The service variables (`MY_SVC_SERVICE_HOST`, …; see [`crate::proxy::links`]).
+    pub services: &'a [(String, String)],
 }
 
 /// The node's allocatable CPU (millicores) and memory (bytes): what a limit that is not set means.
@@ -296,7 +298,8 @@ fn resolve_one(
     ))
 }
 
-/// Image env first, then the container's (later definitions replace earlier ones, order kept).
+/// Image env first, then the service variables, then the container's `envFrom` and `env` (later definitions
+/// replace earlier ones, order kept; `$(VAR)` in `env` may name any of them).
 pub fn environment(
     container: &Container,
     image: Option<&ImageConfig>,
@@ -315,6 +318,9 @@ pub fn environment(
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ),
         );
+    }
+    for (k, v) in d.services {
+        set(&mut env, k.clone(), v.clone());
     }
     env_from(container, d, &mut env)?;
     for var in container.env.iter().flatten() {

@@ -89,11 +89,16 @@ fn from_field(name: &str, path: &str) -> EnvVar {
 #[test]
 fn env_resolution() {
     let p = pod();
+    let services = [
+        ("WEB_SERVICE_HOST".to_string(), "10.96.0.7".to_string()),
+        ("A".to_string(), "from-service".to_string()),
+    ];
     let d = Downward {
         pod: &p,
         pod_ip: Some("10.244.0.5".parse().expect("ip")),
         host_ip: "10.0.0.1".parse().expect("ip"),
         objects: &Objects::default(),
+        services: &services,
     };
     let mut ct = c(&[], &[]);
     ct.env = Some(vec![
@@ -114,6 +119,11 @@ fn env_resolution() {
         from_field("IP", "status.podIP"),
         from_field("HOST", "status.hostIP"),
         from_field("APP", "metadata.labels['app']"),
+        EnvVar {
+            name: "URL".into(),
+            value: Some("http://$(WEB_SERVICE_HOST)/".into()),
+            ..Default::default()
+        },
     ]);
     let img = image(&[], &["sh"]);
     let env = environment(&ct, Some(&img), &d).expect("env");
@@ -128,6 +138,9 @@ fn env_resolution() {
     assert_eq!(get("IP"), Some("10.244.0.5"));
     assert_eq!(get("HOST"), Some("10.0.0.1"));
     assert_eq!(get("APP"), Some("x"));
+    // Service variables are set, the container's own env wins over them, and `$(VAR)` sees them.
+    assert_eq!(get("WEB_SERVICE_HOST"), Some("10.96.0.7"));
+    assert_eq!(get("URL"), Some("http://10.96.0.7/"));
     ct.env = Some(vec![from_field("X", "spec.bogus")]);
     assert!(environment(&ct, None, &d).is_err());
     let env = environment(&c(&[], &[]), None, &d).expect("env");
@@ -201,6 +214,7 @@ fn env_from_config_maps_and_secrets() {
         pod_ip: None,
         host_ip: "10.0.0.1".parse().expect("ip"),
         objects: &objs,
+        services: &[],
     };
     let mut ct = c(&[], &[]);
     ct.env_from = Some(vec![

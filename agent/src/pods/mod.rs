@@ -57,6 +57,8 @@ pub struct Context {
     pub arrivals: std::sync::atomic::AtomicU64,
     /// The node's pressure conditions as last reported (pod admission).
     pub node_conditions: Arc<std::sync::Mutex<crate::node::pressure::Pressure>>,
+    /// Services and Endpoints (service variables; the service proxy).
+    pub services: Arc<crate::proxy::Services>,
 }
 
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);

@@ -266,19 +266,13 @@ fn build_spec(
     image_user: &str,
     meta: &ContainerMeta,
     term_log: &Path,
-    objects: &crate::volumes::objects::Objects,
+    d: &Downward<'_>,
 ) -> Result<SpecInput, String> {
     let c = &plan.container;
     let pod = &plan.pod;
     let pod_spec = pod.spec.as_ref();
     let image_cfg = img.config.config().as_ref();
-    let d = Downward {
-        pod,
-        pod_ip: plan.pod_ip,
-        host_ip: ctx.node_ip,
-        objects,
-    };
-    let env = env::environment(c, image_cfg, &d)?;
+    let env = env::environment(c, image_cfg, d)?;
     let args = env::argv(c, image_cfg, &env);
     let (uid, gid, groups) = env::user(pod, c, image_user)?;
     let resources = cgroups::container_resources(c)?;
@@ -424,7 +418,23 @@ pub async fn run(ctx: Arc<Context>, plan: StartPlan) -> Outcome {
         Ok(o) => o,
         Err(m) => return config_error(m),
     };
-    let input = match build_spec(&ctx, &plan, &img, &image_user, &meta, &term_log, &objects) {
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let services = match ctx.services.variables(&meta.pod_namespace, links).await {
+        Ok(v) => v,
+        Err(m) => return config_error(m),
+    };
+    let d = Downward {
+        pod: &plan.pod,
+        pod_ip: plan.pod_ip,
+        host_ip: ctx.node_ip,
+        objects: &objects,
+        services: &services,
+    };
+    let input = match build_spec(&ctx, &plan, &img, &image_user, &meta, &term_log, &d) {
         Ok(i) => i,
         Err(m) => return config_error(m),
     };

@@ -115,6 +115,7 @@ fn downward_items(
         pod_ip: None,
         host_ip: std::net::IpAddr::from([0, 0, 0, 0]),
         objects: &empty,
+        services: &[],
     };
     let mut out = Payload::new();
     for it in items {

@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 
 use crate::spec::{Error, ErrorCode};
 
-pub(crate) fn find_tool(name: &str) -> PathBuf {
+pub fn find_tool(name: &str) -> PathBuf {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
         .map(|d| Path::new(d).join(name))
@@ -107,7 +107,8 @@ pub fn masquerade_batch(
     )
 }
 
-pub(crate) fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
+/// Run `nft ARGS` (with `stdin` fed to it); its stdout, or an error whose details hold its stderr.
+pub fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
     let mut child = Command::new(find_tool("nft"))
         .args(args)
         .stdin(if stdin.is_some() {

@@ -1,0 +1,277 @@
+//! Services on this node, what kube-proxy and the kubelet's service informer do: one cache of every
+//! Service and Endpoints in the cluster (watched through the API server), from which
+//!
+//! - the nftables table `ip skiff-proxy` sends traffic for a Service's cluster IP and port to one of its
+//!   ready endpoints ([`rules`]; `--proxy-mode nftables`, the default), and
+//! - containers get the Docker-link style variables of the Services of their namespace and of the
+//!   `kubernetes` Service ([`links`]).
+//!
+//! Only IPv4 ClusterIP Services are proxied. Session affinity is ignored (every new connection picks an
+//! endpoint at random) and stale UDP conntrack entries are not flushed when an endpoint goes away.
+
+pub mod links;
+pub mod rules;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt as _};
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::Notify;
+
+pub use rules::{Protocol, ServicePort};
+
+/// `--proxy-mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Program cluster IPs in the nftables table `ip skiff-proxy`.
+    #[default]
+    Nftables,
+    /// No service proxy (another one runs, or the node needs none); service variables are still set.
+    None,
+}
+
+/// Changes arriving within this window are applied as one batch.
+const COALESCE: Duration = Duration::from_millis(20);
+/// The table is rewritten this often even without a change (someone may have flushed the ruleset).
+const RESYNC: Duration = Duration::from_secs(60);
+/// How long a container start waits for the first listing of Services (the kubelet refuses to build
+/// service variables before it).
+const SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// The cluster's Services and Endpoints as last seen.
+pub struct Services {
+    services: Store<Service>,
+    endpoints: Store<Endpoints>,
+    changed: Arc<Notify>,
+}
+
+impl Services {
+    /// Watch Services and Endpoints; with [`Mode::Nftables`], keep the node's proxy rules in step.
+    /// `local` is this node's pod CIDR.
+    pub fn start(
+        client: Client,
+        mode: Mode,
+        node: String,
+        local: Option<Ipv4Net>,
+    ) -> Arc<Services> {
+        let (services, svc_writer) = reflector::store();
+        let (endpoints, ep_writer) = reflector::store();
+        let changed = Arc::new(Notify::new());
+        let svc_api: Api<Service> = Api::all(client.clone());
+        tokio::spawn(feed(
+            reflector::reflector(
+                svc_writer,
+                watcher::watcher(svc_api, watcher::Config::default()).default_backoff(),
+            ),
+            changed.clone(),
+            "service",
+        ));
+        if mode == Mode::Nftables {
+            let ep_api: Api<Endpoints> = Api::all(client);
+            tokio::spawn(feed(
+                reflector::reflector(
+                    ep_writer,
+                    watcher::watcher(ep_api, watcher::Config::default()).default_backoff(),
+                ),
+                changed.clone(),
+                "endpoints",
+            ));
+        }
+        let this = Arc::new(Services {
+            services,
+            endpoints,
+            changed,
+        });
+        if mode == Mode::Nftables {
+            tokio::spawn(this.clone().program(node, local));
+        }
+        this
+    }
+
+    /// The service variables of a container in `namespace` (see [`links::variables`]), once Services have
+    /// been listed at least once.
+    pub async fn variables(
+        &self,
+        namespace: &str,
+        enable_service_links: bool,
+    ) -> Result<Vec<(String, String)>, String> {
+        if tokio::time::timeout(SYNC_WAIT, self.services.wait_until_ready())
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return Err(
+                "services have not yet been read at least once, cannot construct envvars".into(),
+            );
+        }
+        let all = self.services.state();
+        Ok(links::variables(
+            all.iter().map(|s| s.as_ref()),
+            namespace,
+            enable_service_links,
+        ))
+    }
+
+    /// Apply the rules after every change (coalesced) and every [`RESYNC`].
+    async fn program(self: Arc<Self>, node: String, local: Option<Ipv4Net>) {
+        if self.services.wait_until_ready().await.is_err()
+            || self.endpoints.wait_until_ready().await.is_err()
+        {
+            return;
+        }
+        let mut last = String::new();
+        let mut resync = tokio::time::interval(RESYNC);
+        loop {
+            let forced = tokio::select! {
+                _ = self.changed.notified() => false,
+                _ = resync.tick() => true,
+            };
+            tokio::time::sleep(COALESCE).await;
+            let services = self.services.state();
+            let mut ports = service_ports(
+                services.iter().map(|s| s.as_ref()),
+                |ns, name| {
+                    self.endpoints
+                        .get(&reflector::ObjectRef::new(name).within(ns))
+                },
+                &node,
+            );
+            rules::order(&mut ports);
+            let batch = rules::render(&ports, local);
+            if batch == last && !forced {
+                continue;
+            }
+            let summary = rules::summary(&ports);
+            let input = batch.clone();
+            match tokio::task::spawn_blocking(move || apply(&input)).await {
+                Ok(Ok(())) => {
+                    if batch != last {
+                        tracing::debug!(?summary, "service rules applied");
+                    }
+                    last = batch;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "applying the service rules failed; retrying");
+                    last.clear();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.changed.notify_one();
+                }
+                Err(e) => tracing::warn!(error = %e, "service rules task failed"),
+            }
+        }
+    }
+}
+
+/// Drive a reflector stream, waking the rule writer on every change.
+async fn feed<K>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    changed: Arc<Notify>,
+    what: &'static str,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => changed.notify_one(),
+            Ok(Event::Init | Event::InitApply(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "{what} watch failed; retrying"),
+        }
+    }
+}
+
+/// Run one `nft -f -` batch.
+pub fn apply(batch: &str) -> Result<(), String> {
+    skiff_cni::plugin::firewall::nft(Some(batch), &["-f", "-"])
+        .map(|_| ())
+        .map_err(|e| format!("{}: {}", e.msg, e.details))
+}
+
+/// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP Service, with the ready
+/// endpoint addresses whose Endpoints port has the Service port's name and protocol (only those on `node`
+/// with `internalTrafficPolicy: Local`).
+pub fn service_ports<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    endpoints: impl Fn(&str, &str) -> Option<Arc<Endpoints>>,
+    node: &str,
+) -> Vec<ServicePort> {
+    let mut out = Vec::new();
+    for svc in services {
+        let (Some(ns), Some(name), Some(spec)) = (
+            svc.metadata.namespace.as_deref(),
+            svc.metadata.name.as_deref(),
+            svc.spec.as_ref(),
+        ) else {
+            continue;
+        };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let ips: Vec<Ipv4Addr> = match &spec.cluster_ips {
+            Some(ips) if !ips.is_empty() => ips.iter().filter_map(|i| i.parse().ok()).collect(),
+            _ => spec
+                .cluster_ip
+                .iter()
+                .filter_map(|i| i.parse().ok())
+                .collect(),
+        };
+        if ips.is_empty() {
+            continue;
+        }
+        let local_only = spec.internal_traffic_policy.as_deref() == Some("Local");
+        let eps = endpoints(ns, name);
+        for sp in spec.ports.iter().flatten() {
+            let (Some(protocol), Ok(port)) = (
+                Protocol::parse(sp.protocol.as_deref()),
+                u16::try_from(sp.port),
+            ) else {
+                continue;
+            };
+            let port_name = sp.name.clone().unwrap_or_default();
+            let mut addrs = Vec::new();
+            for subset in eps.iter().flat_map(|e| e.subsets.iter().flatten()) {
+                let Some(target) = subset.ports.iter().flatten().find(|p| {
+                    p.name.clone().unwrap_or_default() == port_name
+                        && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
+                }) else {
+                    continue;
+                };
+                let Ok(target) = u16::try_from(target.port) else {
+                    continue;
+                };
+                for a in subset.addresses.iter().flatten() {
+                    if local_only && a.node_name.as_deref() != Some(node) {
+                        continue;
+                    }
+                    if let Ok(ip) = a.ip.parse::<Ipv4Addr>() {
+                        addrs.push((ip, target));
+                    }
+                }
+            }
+            let endpoints = rules::sorted(addrs);
+            for ip in &ips {
+                out.push(ServicePort {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    port_name: if port_name.is_empty() {
+                        port.to_string()
+                    } else {
+                        port_name.clone()
+                    },
+                    ip: *ip,
+                    protocol,
+                    port,
+                    endpoints: endpoints.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+//! The nftables ruleset of the service proxy, as one `nft -f -` batch that replaces table `ip skiff-proxy`
+//! atomically (the layout of kube-proxy's nftables mode, reduced to what skiff serves):
+//!
+//! - map `service-ips`: `cluster IP . protocol . port` → `goto svc-<ns>/<name>/<proto>/<port>`, looked up
+//!   from the `nat` prerouting (traffic from pods) and output (traffic from the host) hooks;
+//! - one chain per service port that picks an endpoint with `numgen random mod N`, and one chain per
+//!   endpoint that DNATs to it;
+//! - set `no-endpoints`: service ports without a ready endpoint, rejected (ICMP port unreachable, so a
+//!   client sees "connection refused" at once) in the filter forward and output hooks;
+//! - masquerade for a pod of this node that reaches a pod of this node through a service (itself
+//!   included): the reply would otherwise go straight back over the bridge, past the DNAT, and the
+//!   client would drop it. The endpoint chain marks such packets with [`MASQ_MARK`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// The nftables table (family `ip`) the proxy owns.
+pub const TABLE: &str = "skiff-proxy";
+/// The packet mark bit that asks for masquerade (kube-proxy's masquerade bit).
+pub const MASQ_MARK: u32 = 0x4000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// `TCP`/`UDP`/`SCTP` as in a Service (missing means TCP).
+    pub fn parse(s: Option<&str>) -> Option<Protocol> {
+        match s.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    fn nft(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// One port of one service on one cluster IP, and the endpoints behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub namespace: String,
+    pub name: String,
+    /// The port's name, or its number when unnamed (chain names only).
+    pub port_name: String,
+    pub ip: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// Ready endpoints, sorted and without duplicates.
+    pub endpoints: Vec<(Ipv4Addr, u16)>,
+}
+
+impl ServicePort {
+    fn chain(&self) -> String {
+        format!(
+            "svc-{}/{}/{}/{}",
+            self.namespace,
+            self.name,
+            self.protocol.nft(),
+            self.port_name
+        )
+    }
+}
+
+/// The whole batch for `nft -f -`: create-or-keep the table, delete it, and define it again, in one
+/// transaction. `local` is this node's pod CIDR (pods whose traffic may need masquerade).
+pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "table ip {TABLE}");
+    let _ = writeln!(out, "delete table ip {TABLE}");
+    let _ = writeln!(out, "table ip {TABLE} {{");
+
+    let (live, dead): (Vec<&ServicePort>, Vec<&ServicePort>) =
+        ports.iter().partition(|p| !p.endpoints.is_empty());
+    let key = |p: &ServicePort| format!("{} . {} . {}", p.ip, p.protocol.nft(), p.port);
+
+    out.push_str("\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n");
+    if !live.is_empty() {
+        let elems: Vec<String> = live
+            .iter()
+            .map(|p| format!("{} : goto {}", key(p), p.chain()))
+            .collect();
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
+    }
+    out.push_str("\t}\n");
+    out.push_str("\tset no-endpoints {\n\t\ttype ipv4_addr . inet_proto . inet_service\n");
+    if !dead.is_empty() {
+        let elems: Vec<String> = dead.iter().map(|p| key(p)).collect();
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
+    }
+    out.push_str("\t}\n");
+
+    out.push_str(
+        "\tchain services {\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t}\n",
+    );
+    out.push_str(
+        "\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}\n",
+    );
+    out.push_str(
+        "\tchain nat-output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}\n",
+    );
+    let _ = writeln!(
+        out,
+        "\tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tmeta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} masquerade\n\t}}"
+    );
+    for hook in ["forward", "output"] {
+        let _ = writeln!(
+            out,
+            "\tchain filter-{hook} {{\n\t\ttype filter hook {hook} priority filter - 10; policy accept;\n\t\tct state new ip daddr . meta l4proto . th dport @no-endpoints reject\n\t}}"
+        );
+    }
+
+    for p in &live {
+        let svc = p.chain();
+        let eps: Vec<String> = p
+            .endpoints
+            .iter()
+            .map(|(ip, port)| format!("{svc}__{ip}/{port}"))
+            .collect();
+        let _ = writeln!(out, "\tchain {svc} {{");
+        match eps.as_slice() {
+            [one] => {
+                let _ = writeln!(out, "\t\tgoto {one}");
+            }
+            _ => {
+                let arms: Vec<String> = eps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{i} : goto {c}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "\t\tnumgen random mod {} vmap {{ {} }}",
+                    eps.len(),
+                    arms.join(", ")
+                );
+            }
+        }
+        out.push_str("\t}\n");
+        for ((ip, port), chain) in p.endpoints.iter().zip(&eps) {
+            let _ = writeln!(out, "\tchain {chain} {{");
+            if let Some(net) = local.filter(|n| n.contains(ip)) {
+                let _ = writeln!(
+                    out,
+                    "\t\tip saddr {} meta mark set meta mark | {MASQ_MARK:#x}",
+                    net.trunc()
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\t\tmeta l4proto {} dnat to {ip}:{port}\n\t}}",
+                p.protocol.nft()
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The batch that removes the table (nothing if it is absent).
+pub fn remove() -> String {
+    format!("table ip {TABLE}\ndelete table ip {TABLE}\n")
+}
+
+/// Sorted, deduplicated endpoints per service port key (helper for building [`ServicePort`]s).
+pub fn sorted(mut eps: Vec<(Ipv4Addr, u16)>) -> Vec<(Ipv4Addr, u16)> {
+    eps.sort();
+    eps.dedup();
+    eps
+}
+
+/// Stable order of service ports (so equal inputs give byte-identical batches).
+pub fn order(ports: &mut [ServicePort]) {
+    ports.sort_by(|a, b| {
+        (&a.namespace, &a.name, a.protocol, a.port, a.ip).cmp(&(
+            &b.namespace,
+            &b.name,
+            b.protocol,
+            b.port,
+            b.ip,
+        ))
+    });
+}
+
+/// Count of chains per service (for logs).
+pub fn summary(ports: &[ServicePort]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    m.insert("service ports", ports.len());
+    m.insert(
+        "without endpoints",
+        ports.iter().filter(|p| p.endpoints.is_empty()).count(),
+    );
+    m.insert("endpoints", ports.iter().map(|p| p.endpoints.len()).sum());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(name: &str, ip: [u8; 4], port: u16, eps: &[([u8; 4], u16)]) -> ServicePort {
+        ServicePort {
+            namespace: "default".into(),
+            name: name.into(),
+            port_name: port.to_string(),
+            ip: Ipv4Addr::from(ip),
+            protocol: Protocol::Tcp,
+            port,
+            endpoints: sorted(eps.iter().map(|(i, p)| (Ipv4Addr::from(*i), *p)).collect()),
+        }
+    }
+
+    #[test]
+    fn services_with_and_without_endpoints() {
+        let ports = [
+            port(
+                "web",
+                [10, 96, 0, 10],
+                80,
+                &[([10, 244, 0, 5], 8080), ([10, 244, 1, 7], 8080)],
+            ),
+            port("empty", [10, 96, 0, 11], 53, &[]),
+        ];
+        let local: Ipv4Net = "10.244.0.0/24".parse().expect("cidr");
+        let nft = render(&ports, Some(local));
+        assert!(nft.starts_with("table ip skiff-proxy\ndelete table ip skiff-proxy\n"));
+        assert!(nft.contains("elements = { 10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/80 }"));
+        assert!(
+            nft.contains("elements = { 10.96.0.11 . tcp . 53 }"),
+            "{nft}"
+        );
+        assert!(nft.contains(
+            "numgen random mod 2 vmap { 0 : goto svc-default/web/tcp/80__10.244.0.5/8080, 1 : goto svc-default/web/tcp/80__10.244.1.7/8080 }"
+        ));
+        // Only the local endpoint masquerades local clients.
+        let local_ep = nft
+            .split("chain svc-default/web/tcp/80__10.244.0.5/8080 {")
+            .nth(1)
+            .expect("local endpoint chain");
+        let local_ep = &local_ep[..local_ep.find('}').expect("end")];
+        assert!(local_ep.contains("ip saddr 10.244.0.0/24 meta mark set meta mark | 0x4000"));
+        assert!(local_ep.contains("meta l4proto tcp dnat to 10.244.0.5:8080"));
+        let remote_ep = nft
+            .split("chain svc-default/web/tcp/80__10.244.1.7/8080 {")
+            .nth(1)
+            .expect("remote endpoint chain");
+        let remote_ep = &remote_ep[..remote_ep.find('}').expect("end")];
+        assert!(!remote_ep.contains("mark"), "{remote_ep}");
+        // Nothing for the service without endpoints but the reject set.
+        assert!(!nft.contains("svc-default/empty"));
+    }
+
+    #[test]
+    fn one_endpoint_needs_no_random_pick_and_empty_sets_have_no_elements() {
+        let nft = render(
+            &[port("one", [10, 96, 0, 9], 443, &[([10, 244, 3, 2], 6443)])],
+            None,
+        );
+        assert!(nft.contains("chain svc-default/one/tcp/443 {\n\t\tgoto svc-default/one/tcp/443__10.244.3.2/6443\n\t}"));
+        assert!(!nft.contains("numgen"));
+        assert!(!nft.contains("meta mark set"));
+        let empty = render(&[], None);
+        assert!(!empty.contains("elements"));
+        assert_eq!(render(&[], None), empty, "deterministic");
+    }
+
+    #[test]
+    fn protocols() {
+        assert_eq!(Protocol::parse(None), Some(Protocol::Tcp));
+        assert_eq!(Protocol::parse(Some("UDP")), Some(Protocol::Udp));
+        assert_eq!(Protocol::parse(Some("SCTP")), Some(Protocol::Sctp));
+        assert_eq!(Protocol::parse(Some("ICMP")), None);
+    }
+}
