@@ -150,6 +150,55 @@ contains "the init container terminated with reason Completed" "$out" "Completed
 check "kubectl delete pod init-demo" timeout 120 kubectl --cache-dir "$cache" delete pod init-demo
 
 # ---------------------------------------------------------------------------------------------------------------
+echo "== a Service in front of two nginx pods"
+# poll SECONDS CMD...: retry the command every 0.2 s until it succeeds.
+poll() {
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+out=$(k get service kubernetes 2>&1)
+contains "the kubernetes Service exists with the first service IP" "$out" "10.96.0.1"
+check "kubectl run web-1" k run web-1 --image=nginx --labels=app=web
+check "kubectl run web-2" k run web-2 --image=nginx --labels=app=web
+out=$(k create service clusterip web --tcp=80:80 2>&1)
+contains "kubectl create service clusterip web" "$out" "service/web created"
+check "both web pods become Ready" k wait --for=condition=Ready pod/web-1 pod/web-2 --timeout=120s
+cip=$(k get service web -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
+ip1=$(k get pod web-1 -o 'jsonpath={.status.podIP}' 2>/dev/null)
+ip2=$(k get pod web-2 -o 'jsonpath={.status.podIP}' 2>/dev/null)
+both_endpoints() {
+    local eps
+    eps=$(k get endpoints web -o 'jsonpath={.subsets[*].addresses[*].ip}')
+    [[ " $eps " == *" $ip1 "* && " $eps " == *" $ip2 "* ]]
+}
+verdict "the Endpoints of web list both pod IPs" "$(k get endpoints web -o yaml 2>&1)" poll 20 both_endpoints
+verdict "curl http://<cluster IP>/ from the host reaches nginx" "$(curl -sS --max-time 5 "http://$cip/" 2>&1)" \
+    poll 20 sh -c "curl -sS --max-time 5 http://$cip/ | grep -q 'Welcome to nginx!'"
+for _ in $(seq 1 30); do curl -s --max-time 5 -o /dev/null "http://$cip/"; done
+for pod in web-1 web-2; do
+    out=$(k logs "$pod" 2>&1)
+    contains "connections to the cluster IP reach $pod" "$out" '"GET / HTTP/1.1" 200'
+done
+# shellcheck disable=SC2016 # expanded inside the pod
+check "kubectl run client (busybox, wget through the service variables)" k run client --image=busybox:1.35 \
+    --restart=Never --command -- sh -c 'echo "host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT"; wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/"'
+check "the client pod succeeds" k wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=120s
+out=$(k logs client 2>&1)
+contains "the client pod has WEB_SERVICE_HOST and WEB_SERVICE_PORT" "$out" "host=$cip port=80"
+contains "a pod reaches nginx through the cluster IP" "$out" "Welcome to nginx!"
+check "kubectl delete pod web-1 web-2 client" timeout 120 kubectl --cache-dir "$cache" delete pod web-1 web-2 client
+no_endpoints() { [[ -z $(k get endpoints web -o 'jsonpath={.subsets[*].addresses[*].ip}') ]]; }
+verdict "the Endpoints of web are empty once the pods are gone" "$(k get endpoints web -o yaml 2>&1)" poll 20 no_endpoints
+refused() { curl -sS --max-time 5 "http://$cip/" 2>&1 | grep -q "Connection refused"; }
+verdict "the cluster IP without endpoints refuses connections" "$(curl -sS --max-time 5 "http://$cip/" 2>&1)" poll 20 refused
+check "kubectl delete service web" k delete service web
+endpoints_gone() { k get endpoints web 2>&1 | grep -q NotFound; }
+verdict "the Endpoints of web are deleted with the Service" "$(k get endpoints web 2>&1)" poll 20 endpoints_gone
+
+# ---------------------------------------------------------------------------------------------------------------
 echo "== bad input"
 out=$(printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n' | k create -f - 2>&1)
 contains "a pod without image is Invalid" "$out" 'spec.containers[0].image: Required value'
@@ -167,6 +216,7 @@ for pid in $pids_after; do
 done
 verdict "bridge skiff0 is removed" "skiff0 still exists" sh -c '! ip link show skiff0 >/dev/null 2>&1'
 verdict "nft table ip skiff-cni is removed" "the table still exists" sh -c '! nft list table ip skiff-cni >/dev/null 2>&1'
+verdict "nft table ip skiff-proxy is removed" "the table still exists" sh -c '! nft list table ip skiff-proxy >/dev/null 2>&1'
 verdict "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" sh -c "! grep -q ' /run/skiff' /proc/self/mountinfo"
 check "down.sh a second time" "$repo/scripts/down.sh"
 

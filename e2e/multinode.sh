@@ -175,6 +175,28 @@ out=$(in_machine lab-agent1 ip route show proto 83 2>&1)
 contains "lab-agent1 has host-gw routes to the other nodes' podCIDRs" "$out" "via 10.213.1.12"
 
 # ---------------------------------------------------------------------------------------------------
+echo "== a Service across the nodes; the kubernetes Service from a pod"
+check "kubectl create service clusterip web --tcp=80:8080" k create service clusterip web --tcp=80:8080
+svc_ip=$(k get service web -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
+web_count=$(k get pods -l app=web -o name 2>/dev/null | wc -l)
+endpoint_count() { k get endpoints web -o 'jsonpath={.subsets[*].addresses[*].ip}' 2>/dev/null | wc -w; }
+all_endpoints() { [[ $(endpoint_count) -eq $web_count ]]; }
+verdict "the Endpoints of web list all $web_count web pods" "$(k get endpoints web 2>&1)" wait_for 30 all_endpoints
+read -r cpod cip < <(pod_on lab-agent1)
+# Connections through the cluster IP from a pod on lab-agent1; the proxy picks an endpoint per connection.
+through_service() {
+    k exec "$cpod" -- sh -c "for i in \$(seq 1 24); do printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n' | nc -w 5 $svc_ip 80; echo; done" 2>&1 |
+        sed -E 's/\[::ffff:([0-9.]+)\]/\1/'
+}
+answered() { [[ $(through_service | grep -o 'node=[a-z0-9-]*' | sort -u | wc -l) -ge 2 ]]; }
+verdict "24 connections to the cluster IP from $cpod reach web pods on at least 2 nodes" "$(through_service | grep -o 'node=[a-z0-9-]*' | sort | uniq -c)" wait_for 30 answered
+out=$(through_service | grep -E 'node=lab-(agent2|server)' | head -n 1)
+contains "  ... and a pod on another node sees the client's pod IP $cip" "$out" "remote=$cip"
+out=$(k exec "$cpod" -- wget -qO- --no-check-certificate https://10.96.0.1/version 2>&1)
+contains "a pod reaches the API server through the kubernetes Service (https://10.96.0.1/version)" "$out" '"gitVersion"'
+check "kubectl delete service web" k delete service web
+
+# ---------------------------------------------------------------------------------------------------
 echo "== a second lab.sh up changes nothing (install.sh run twice)"
 declare -A before=()
 for m in "${nodes[@]}"; do before[$m]="$(unit_pid "$m" skiff-agent) $(unit_pid "$m" skiff-apiserver) $(unit_pid "$m" containerd)"; done

@@ -8,7 +8,7 @@
 # namespace skiff (ctr) -> containerd, skiff-apiserver, registry (by pid file or lab
 # command line; SIGTERM, SIGKILL after 20 s) -> stray shims of the lab containerd ->
 # mounts under $STATE and /run/skiff (rootfs, pinned pod namespaces) -> veths on
-# skiff0, skiff0, nft table `ip skiff-cni`, iptables rules naming skiff, IPAM dir and
+# skiff0, skiff0, nft tables `ip skiff-cni` and `ip skiff-proxy`, iptables rules naming skiff, IPAM dir and
 # CNI result files -> cgroups /sys/fs/cgroup/*/skiff (deepest first) -> pod logs ->
 # runc state of the lab's containers, /run/skiff, $STATE.
 # Kept: the image cache /var/cache/skiff (registry storage and downloaded .debs).
@@ -154,6 +154,7 @@ list_leftovers() {
 	ip route show proto 84 2>/dev/null | sed 's/^/route (vxlan): /'
 	while read -r entry; do [[ -n $entry ]] && echo "link: $entry (on $CNI_BRIDGE)"; done < <(bridge_veths)
 	nft list table ip "$CNI_NFT_TABLE" >/dev/null 2>&1 && echo "nftables: table ip $CNI_NFT_TABLE"
+	nft list table ip "$PROXY_NFT_TABLE" >/dev/null 2>&1 && echo "nftables: table ip $PROXY_NFT_TABLE"
 	while read -r entry; do [[ -n $entry ]] && echo "iptables: $entry"; done < <(skiff_iptables_rules)
 	for entry in "$CNI_IPAM_DIR" "$CNI_RESULTS_DIR/$CNI_NETWORK"-* "$CNI_LEGACY_RESULTS"-* "$RUN_DIR" "$STATE"; do
 		[[ -e $entry ]] && echo "file: $entry"
@@ -228,7 +229,7 @@ unmount_all() {
 }
 
 remove_network() {
-	local veth
+	local veth table
 	ip netns del "$SELFTEST_NETNS" 2>/dev/null || true
 	while read -r veth; do
 		[[ -n $veth ]] || continue
@@ -246,9 +247,11 @@ remove_network() {
 	if ip link show "$VXLAN_DEVICE" >/dev/null 2>&1; then
 		ip link del "$VXLAN_DEVICE" || log "cannot delete link $VXLAN_DEVICE"
 	fi
-	if nft list table ip "$CNI_NFT_TABLE" >/dev/null 2>&1; then
-		nft delete table ip "$CNI_NFT_TABLE" || log "cannot delete nft table ip $CNI_NFT_TABLE"
-	fi
+	for table in "$CNI_NFT_TABLE" "$PROXY_NFT_TABLE"; do
+		if nft list table ip "$table" >/dev/null 2>&1; then
+			nft delete table ip "$table" || log "cannot delete nft table ip $table"
+		fi
+	done
 	remove_iptables_rules
 	rm -rf "$CNI_IPAM_DIR" "$CNI_RESULTS_DIR/$CNI_NETWORK"-* "$CNI_LEGACY_RESULTS"-*
 	rmdir "$CNI_RESULTS_DIR" /var/lib/cni/networks /var/lib/cni 2>/dev/null || true

@@ -34,6 +34,8 @@ CNI_BIN_DIRS=$BIN_DIR:/usr/lib/cni
 CNI_NETWORK=skiff
 CNI_BRIDGE=skiff0
 CNI_NFT_TABLE=skiff-cni
+# The agent's service proxy (cluster IPs); see agent/src/proxy.
+PROXY_NFT_TABLE=skiff-proxy
 VXLAN_DEVICE=skiff.vxlan
 CNI_IPAM_DIR=/var/lib/cni/networks/$CNI_NETWORK
 CNI_RESULTS_DIR=/var/lib/cni/results

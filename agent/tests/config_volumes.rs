@@ -1,4 +1,4 @@
-//! configMap, secret and projected volumes and env from configMaps/secrets end to end: real kubectl →
+//! configMap, secret and projected volumes, env from configMaps/secrets and service variables end to end: real kubectl →
 //! skiff-apiserver (in this process) → the real `skiff-agent` binary → a private containerd. Pods use the
 //! host network and are bound by `spec.nodeName`, so no bridge, CNI or lab state is touched. Needs root.
 
@@ -54,12 +54,22 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
         "creds",
         "--from-literal=password=s3cret",
     ]);
+    // A Service of the pod's namespace: its variables are in the container's environment.
+    k.ok(&["create", "service", "clusterip", "app-svc", "--tcp=8080:80"]);
+    let svc_ip = k.ok(&[
+        "get",
+        "service",
+        "app-svc",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     let reader = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: reader, labels: {{app: reader}}}}\nspec:\n  nodeName: {node}\n  \
          hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:test\n    \
          command: [sh, -c, 'echo vol=$(cat /etc/app/greeting); echo item=$(cat /etc/items/c.txt); echo sec=$(cat /etc/creds/password); \
          echo proj=$(cat /etc/proj/pw)/$(cat /etc/proj/name)/$(cat /etc/proj/labels); echo env-pw=$PW; echo env-cm=$CM_color; \
-         echo env-mem=$MEM; (echo x > /etc/app/new) 2>/dev/null && echo writable || echo readonly; sleep 3600']\n    \
+         echo env-mem=$MEM; \
+         echo env-svc=$APP_SVC_SERVICE_HOST:$APP_SVC_SERVICE_PORT/$APP_SVC_PORT; echo env-k8s=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; (echo x > /etc/app/new) 2>/dev/null && echo writable || echo readonly; sleep 3600']\n    \
          env:\n    - {{name: PW, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}\n    \
          - {{name: MISSING, valueFrom: {{configMapKeyRef: {{name: nope, key: k, optional: true}}}}}}\n    \
          - {{name: MEM, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}\n    \
@@ -106,6 +116,7 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
         logs = k.ok(&["logs", "reader"]);
         logs.contains("readonly") || logs.contains("writable")
     });
+    let want_svc = format!("env-svc={svc_ip}:8080/tcp://{svc_ip}:8080");
     for want in [
         "vol=hello-from-cm",
         "item=blue",
@@ -114,6 +125,9 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
         "env-pw=s3cret",
         "env-cm=blue",
         "env-mem=64",
+        want_svc.as_str(),
+        // The API server's own Service, at the first address of the service CIDR.
+        "env-k8s=10.252.0.1:443",
         "readonly",
     ] {
         assert!(

@@ -105,7 +105,8 @@ pub async fn serve_with_store(
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let pki = pki::Pki::load_or_create(&cfg.data_dir)?;
-    let (cert, key) = pki.serving_cert(&pki::serving_sans(cfg.advertise_address))?;
+    let (cert, key) =
+        pki.serving_cert(&pki::serving_sans(cfg.advertise_address, cfg.service_cidr))?;
     let tls = server::tls_config(&pki.ca_pem, &cert, &key)?;
     let tokens = match &cfg.token_auth_file {
         Some(p) => auth::TokenAuth::load(p)?,
@@ -184,7 +185,8 @@ pub async fn run_with_store(cfg: ServeConfig, store: Arc<dyn Store>) -> Result<(
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let (tx, rx) = tokio_watch::channel(false);
-    start_controllers(&cfg, store.clone(), rx.clone()).await?;
+    let (bound_tx, bound_rx) = oneshot::channel();
+    start_controllers(&cfg, store.clone(), rx.clone(), bound_rx).await?;
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -201,7 +203,7 @@ pub async fn run_with_store(cfg: ServeConfig, store: Arc<dyn Store>) -> Result<(
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    serve_with_store(&cfg, store, rx, None).await
+    serve_with_store(&cfg, store, rx, Some(bound_tx)).await
 }
 
 fn open_store(cfg: &ServeConfig) -> Result<Arc<dyn Store>> {
@@ -211,19 +213,30 @@ fn open_store(cfg: &ServeConfig) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(s))
 }
 
+/// Bootstrap the system namespaces now; run the controllers once the listener is bound (`bound`), since the
+/// `kubernetes` Service names the port actually bound (`--secure-port 0`).
 async fn start_controllers(
     cfg: &ServeConfig,
     store: Arc<dyn Store>,
     shutdown: tokio_watch::Receiver<bool>,
+    bound: oneshot::Receiver<SocketAddr>,
 ) -> Result<()> {
     controllers::bootstrap(store.as_ref())
         .await
         .context("bootstrapping the system namespaces")?;
-    let config = controllers::Config {
+    let mut config = controllers::Config {
         cluster_cidr: cfg.cluster_cidr,
         node_cidr_mask: cfg.node_cidr_mask,
+        service_cidr: cfg.service_cidr,
+        advertise_address: cfg.advertise_address,
+        secure_port: cfg.secure_port,
     };
     tokio::spawn(async move {
+        // No address: the server failed before listening and is going away.
+        let Ok(addr) = bound.await else {
+            return;
+        };
+        config.secure_port = addr.port();
         if let Err(e) = controllers::run(store, config, shutdown).await {
             tracing::error!("controllers stopped: {e:#}");
         }

@@ -290,12 +290,23 @@ pub fn host_ipv4s() -> Vec<IpAddr> {
 }
 
 /// Subject alternative names for the serving certificate.
-pub fn serving_sans(advertise: IpAddr) -> Vec<String> {
+pub fn serving_sans(advertise: IpAddr, service_cidr: ipnet::Ipv4Net) -> Vec<String> {
     let mut sans = vec![
         "127.0.0.1".to_string(),
         "::1".to_string(),
         "localhost".to_string(),
     ];
+    // What pods use to reach the API server: the `kubernetes` Service, by address and by name.
+    sans.push(crate::service_ips::kubernetes_ip(service_cidr).to_string());
+    sans.extend(
+        [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .map(String::from),
+    );
     if let Some(h) = hostname() {
         sans.push(h);
     }
@@ -341,9 +352,42 @@ mod tests {
             vec!["system:nodes".to_string(), "extra".to_string()]
         );
         let (s, _) = pki
-            .serving_cert(&serving_sans("127.0.0.1".parse().expect("ip")))
+            .serving_cert(&serving_sans(
+                "127.0.0.1".parse().expect("ip"),
+                "10.96.0.0/12".parse().expect("cidr"),
+            ))
             .expect("serving");
         assert!(s.contains("BEGIN CERTIFICATE"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(s.as_bytes()).expect("pem");
+        let cert = pem.parse_x509().expect("x509");
+        let san = cert
+            .subject_alternative_name()
+            .expect("extension parses")
+            .expect("has SANs");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => IpAddr::from(<[u8; 4]>::try_from(*ip).expect("v4")).to_string(),
+                    _ => format!("{ip:?}"),
+                },
+                other => format!("{other:?}"),
+            })
+            .collect();
+        for want in [
+            "10.96.0.1",
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
         let kc = pki
             .kubeconfig(
                 "https://127.0.0.1:6443",

@@ -21,6 +21,11 @@ pub fn default_cidr() -> Ipv4Net {
         .unwrap_or_else(|_| Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default())
 }
 
+/// The first host of the service CIDR: the `kubernetes` Service's address (never allocated automatically).
+pub fn kubernetes_ip(cidr: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1))
+}
+
 fn key(ip: Ipv4Addr) -> String {
     format!("{PREFIX}{ip}")
 }
@@ -113,6 +118,21 @@ pub async fn release(store: &dyn Store, ip: &str) -> ApiResult<()> {
     }
 }
 
+/// Give `ip` back only if `owner` holds it: a reservation left behind by an interrupted create of the Service
+/// `owner` must not block creating it again.
+pub async fn release_if_owned(store: &dyn Store, ip: Ipv4Addr, owner: &str) -> ApiResult<()> {
+    let Some(kv) = store.get(&key(ip)).await? else {
+        return Ok(());
+    };
+    if kv.value != owner.as_bytes() {
+        return Ok(());
+    }
+    match store.delete(&key(ip), Some(kv.mod_revision)).await {
+        Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +165,29 @@ mod tests {
             .expect_err("range");
         assert!(e.message.contains("not in the valid range"));
         assert_eq!(default_cidr().to_string(), "10.96.0.0/12");
+        assert_eq!(kubernetes_ip(default_cidr()), Ipv4Addr::new(10, 96, 0, 1));
+        let first = kubernetes_ip(cidr);
+        allocate(
+            &store,
+            cidr,
+            "/registry/services/default/kubernetes",
+            Some("10.96.0.1"),
+        )
+        .await
+        .expect("explicit .1");
+        release_if_owned(&store, first, "someone else")
+            .await
+            .expect("kept");
+        assert!(
+            allocate(&store, cidr, "x", Some("10.96.0.1"))
+                .await
+                .is_err()
+        );
+        release_if_owned(&store, first, "/registry/services/default/kubernetes")
+            .await
+            .expect("released");
+        allocate(&store, cidr, "y", Some("10.96.0.1"))
+            .await
+            .expect("free again");
     }
 }

@@ -39,7 +39,7 @@ items:
     - {name: https, port: 443, targetPort: https}
 - apiVersion: v1
   kind: Endpoints
-  metadata: {name: web}
+  metadata: {name: db}
   subsets:
   - addresses: [{ip: 10.244.0.5}, {ip: 10.244.0.6}]
     ports: [{name: http, port: 8080}]
@@ -80,7 +80,7 @@ fn new_kinds_from_a_list_file_with_tables() {
         "configmap/settings created",
         "secret/creds created",
         "service/web created",
-        "endpoints/web created",
+        "endpoints/db created",
         "serviceaccount/robot created",
         "event.events.k8s.io/web.1 created",
     ] {
@@ -123,6 +123,7 @@ fn new_kinds_from_a_list_file_with_tables() {
         "{ip} not in 10.96.0.0/12"
     );
 
+    // Hand-made (`db`, no selector Service), and the endpoints controller's for `web` (no pods yet).
     let ep = s.ok(&["get", "endpoints"]);
     assert_eq!(header(&ep), ["NAME", "ENDPOINTS", "AGE"]);
     assert!(ep.contains("10.244.0.5:8080,10.244.0.6:8080"), "{ep}");

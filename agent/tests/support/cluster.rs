@@ -459,6 +459,10 @@ pub fn start(s: Setup<'_>) -> Cluster {
     if !extra.iter().any(|a| a == "--eviction-hard") {
         extra.extend(["--eviction-hard".into(), LAB_EVICTION_HARD.into()]);
     }
+    // No service proxy in the host's nftables unless a test asks (service variables still work).
+    if !extra.iter().any(|a| a == "--proxy-mode") {
+        extra.extend(["--proxy-mode".into(), "none".into()]);
+    }
     // Image GC, in percentages of that disk too, is off as in the lab unless a test sets it.
     if !extra.iter().any(|a| a == "--image-gc-high-threshold") {
         extra.extend(["--image-gc-high-threshold".into(), "100".into()]);

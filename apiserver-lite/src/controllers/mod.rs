@@ -1,15 +1,17 @@
 //! The cluster's built-in control loops, run inside the API server on top of the [`Store`]: the system
 //! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
-//! (1 h) and the scheduler.
+//! (1 h), the scheduler, the endpoints controller and the `default/kubernetes` Service.
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
 
 mod bootstrap;
 pub mod csr;
+mod endpoints;
 mod event_ttl;
 mod events;
 mod ipam;
+mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
 mod object;
@@ -18,6 +20,7 @@ mod scheduler;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +42,12 @@ pub struct Config {
     pub cluster_cidr: ipnet::Ipv4Net,
     /// Prefix length of each node's pod CIDR (`--node-cidr-mask-size`).
     pub node_cidr_mask: u8,
+    /// Service cluster IPs (`--service-cluster-ip-range`); its first host is the `kubernetes` Service's.
+    pub service_cidr: ipnet::Ipv4Net,
+    /// This server's address for pods (`--advertise-address`): the `kubernetes` Endpoints.
+    pub advertise_address: IpAddr,
+    /// The port this server listens on (the bound one when `--secure-port` is 0).
+    pub secure_port: u16,
 }
 
 /// Run the controllers while this server holds the controllers' Lease (identity: this host's name, see
@@ -68,7 +77,8 @@ pub async fn run_elected(
     .await
 }
 
-/// Run node IPAM, node lifecycle, event expiry and the scheduler (no election) until `shutdown` turns true.
+/// Run node IPAM, node lifecycle, event expiry, the scheduler, the endpoints controller and the
+/// `kubernetes` Service (no election) until `shutdown` turns true.
 pub(crate) async fn run_with_grace(
     store: Arc<dyn Store>,
     config: Config,
@@ -83,8 +93,19 @@ pub(crate) async fn run_with_grace(
         shutdown.clone(),
     ));
     let expiry = tokio::spawn(event_ttl::run(store.clone(), shutdown.clone()));
-    let scheduler = tokio::spawn(scheduler::run(store, shutdown));
-    let (ipam, lifecycle, expiry, scheduler) = tokio::join!(ipam, lifecycle, expiry, scheduler);
+    let scheduler = tokio::spawn(scheduler::run(store.clone(), shutdown.clone()));
+    let endpoints = tokio::spawn(endpoints::run(store.clone(), shutdown.clone()));
+    let kubernetes = tokio::spawn(kubernetes_service::run(
+        store,
+        kubernetes_service::Settings {
+            service_cidr: config.service_cidr,
+            advertise_address: config.advertise_address,
+            secure_port: config.secure_port,
+        },
+        shutdown,
+    ));
+    let (ipam, lifecycle, expiry, scheduler, endpoints, kubernetes) =
+        tokio::join!(ipam, lifecycle, expiry, scheduler, endpoints, kubernetes);
     ipam.context("node IPAM task panicked")?
         .context("node IPAM failed")?;
     lifecycle
@@ -96,5 +117,11 @@ pub(crate) async fn run_with_grace(
     scheduler
         .context("scheduler task panicked")?
         .context("scheduler failed")?;
+    endpoints
+        .context("endpoints controller task panicked")?
+        .context("endpoints controller failed")?;
+    kubernetes
+        .context("kubernetes service task panicked")?
+        .context("kubernetes service failed")?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The controllers against a real RedbStore in a temp dir.
 
 mod bootstrap_ipam;
+mod endpoints;
 mod leader;
 mod node_lifecycle;
 mod scheduler;
@@ -26,6 +27,9 @@ pub(super) fn config() -> Config {
     Config {
         cluster_cidr: "10.244.0.0/16".parse().expect("cidr"),
         node_cidr_mask: 24,
+        service_cidr: "10.96.0.0/12".parse().expect("cidr"),
+        advertise_address: "192.0.2.10".parse().expect("ip"),
+        secure_port: 6443,
     }
 }
 
