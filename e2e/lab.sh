@@ -192,10 +192,11 @@ contains "a pod reaches nginx through the cluster IP" "$out" "Welcome to nginx!"
 check "kubectl delete pod web-1 web-2 client" timeout 120 kubectl --cache-dir "$cache" delete pod web-1 web-2 client
 no_endpoints() { [[ -z $(k get endpoints web -o 'jsonpath={.subsets[*].addresses[*].ip}') ]]; }
 verdict "the Endpoints of web are empty once the pods are gone" "$(k get endpoints web -o yaml 2>&1)" poll 20 no_endpoints
-refused() { curl -sS --max-time 5 "http://$cip/" 2>&1 | grep -q "Connection refused"; }
+# curl exits 7 when the connection is refused (a silent drop would be 28, a timeout).
+refused() { curl -sS --max-time 5 -o /dev/null "http://$cip/"; [[ $? -eq 7 ]]; }
 verdict "the cluster IP without endpoints refuses connections" "$(curl -sS --max-time 5 "http://$cip/" 2>&1)" poll 20 refused
 check "kubectl delete service web" k delete service web
-endpoints_gone() { k get endpoints web 2>&1 | grep -q NotFound; }
+endpoints_gone() { local out; out=$(k get endpoints web 2>&1); [[ $out == *NotFound* ]]; }
 verdict "the Endpoints of web are deleted with the Service" "$(k get endpoints web 2>&1)" poll 20 endpoints_gone
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -126,6 +126,7 @@ impl Services {
             return;
         }
         let mut last = String::new();
+        let mut failures = 0u32;
         let mut resync = tokio::time::interval(RESYNC);
         loop {
             let forced = tokio::select! {
@@ -155,11 +156,15 @@ impl Services {
                         tracing::debug!(?summary, "service rules applied");
                     }
                     last = batch;
+                    failures = 0;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "applying the service rules failed; retrying");
+                    // 1 s, 2 s, 4 s … 60 s (no `nft` on this host is not going to fix itself quickly).
+                    let delay = Duration::from_secs(1 << failures.min(6)).min(RESYNC);
+                    failures += 1;
+                    tracing::warn!(error = %e, "applying the service rules failed; retrying in {delay:?}");
                     last.clear();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(delay).await;
                     self.changed.notify_one();
                 }
                 Err(e) => tracing::warn!(error = %e, "service rules task failed"),
