@@ -38,13 +38,7 @@ fn port(name: &str, ip: Ipv4Addr, port: u16, endpoints: &[(Ipv4Addr, u16)]) -> S
 
 /// Apply a batch with `nft` started from a thread inside `ns`.
 fn apply_in(ns: &Path, batch: String) -> Result<(), String> {
-    let ns = ns.to_path_buf();
-    std::thread::spawn(move || {
-        enter(&ns);
-        proxy::apply(&batch)
-    })
-    .join()
-    .unwrap()
+    in_netns(ns, || async move { proxy::apply(&batch).await })
 }
 
 /// A pod namespace `sktest95-pod<i>` on the host's bridge at 10.250.95.<i+1>/24, wired as skiff-cni does.

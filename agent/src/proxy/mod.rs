@@ -145,20 +145,23 @@ impl Services {
             );
             rules::order(&mut ports);
             let batch = rules::render(&ports, local);
-            if batch == last && !forced {
+            // Unchanged: nothing to do, unless the resync finds the table gone (one netlink query).
+            if batch == last
+                && (!forced
+                    || skiff_cni::plugin::nftnl::get_chain(rules::TABLE, "services")
+                        .is_ok_and(|c| c.is_some()))
+            {
                 continue;
             }
-            let summary = rules::summary(&ports);
-            let input = batch.clone();
-            match tokio::task::spawn_blocking(move || apply(&input)).await {
-                Ok(Ok(())) => {
+            match apply(&batch).await {
+                Ok(()) => {
                     if batch != last {
-                        tracing::debug!(?summary, "service rules applied");
+                        tracing::debug!(summary = ?rules::summary(&ports), "service rules applied");
                     }
                     last = batch;
                     failures = 0;
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     // 1 s, 2 s, 4 s … 60 s (no `nft` on this host is not going to fix itself quickly).
                     let delay = Duration::from_secs(1 << failures.min(6)).min(RESYNC);
                     failures += 1;
@@ -167,7 +170,6 @@ impl Services {
                     tokio::time::sleep(delay).await;
                     self.changed.notify_one();
                 }
-                Err(e) => tracing::warn!(error = %e, "service rules task failed"),
             }
         }
     }
@@ -189,11 +191,35 @@ async fn feed<K>(
     }
 }
 
-/// Run one `nft -f -` batch.
-pub fn apply(batch: &str) -> Result<(), String> {
-    skiff_cni::plugin::firewall::nft(Some(batch), &["-f", "-"])
-        .map(|_| ())
-        .map_err(|e| format!("{}: {}", e.msg, e.details))
+/// Run one `nft -f -` batch (a child process of the tokio runtime: no blocking thread).
+pub async fn apply(batch: &str) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(skiff_cni::plugin::firewall::find_tool("nft"))
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("failed to run nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(batch.as_bytes())
+            .await
+            .map_err(|e| format!("failed to feed nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("failed to wait for nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft -f - failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP Service, with the ready

@@ -108,7 +108,7 @@ pub fn masquerade_batch(
 }
 
 /// Run `nft ARGS` (with `stdin` fed to it); its stdout, or an error whose details hold its stderr.
-pub fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
+pub(crate) fn nft(stdin: Option<&str>, args: &[&str]) -> Result<String, Error> {
     let mut child = Command::new(find_tool("nft"))
         .args(args)
         .stdin(if stdin.is_some() {

@@ -16,7 +16,7 @@ mod iptables;
 pub mod link;
 pub mod netlink;
 pub mod netns;
-mod nftnl;
+pub mod nftnl;
 mod status;
 pub mod sysctl;
 
