@@ -208,6 +208,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         arrivals: std::sync::atomic::AtomicU64::new(0),
         node_conditions: agent.conditions.clone(),
         services,
+        tokens: Default::default(),
     });
     let image_gc = Arc::new(node::image_gc::ImageGc::new(
         ctx.runtime.clone(),

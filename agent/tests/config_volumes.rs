@@ -22,6 +22,7 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
         reg,
         dir,
         server,
+        data_dir,
         node,
         agent,
         k,
@@ -69,7 +70,9 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
          command: [sh, -c, 'echo vol=$(cat /etc/app/greeting); echo item=$(cat /etc/items/c.txt); echo sec=$(cat /etc/creds/password); \
          echo proj=$(cat /etc/proj/pw)/$(cat /etc/proj/name)/$(cat /etc/proj/labels); echo env-pw=$PW; echo env-cm=$CM_color; \
          echo env-mem=$MEM; \
-         echo env-svc=$APP_SVC_SERVICE_HOST:$APP_SVC_SERVICE_PORT/$APP_SVC_PORT; echo env-k8s=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; (echo x > /etc/app/new) 2>/dev/null && echo writable || echo readonly; sleep 3600']\n    \
+         echo env-svc=$APP_SVC_SERVICE_HOST:$APP_SVC_SERVICE_PORT/$APP_SVC_PORT; echo env-k8s=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; \
+         echo tok=$(cut -c1-3 /etc/proj/token); SA=/var/run/secrets/kubernetes.io/serviceaccount; \
+         echo sa-ns=$(cat $SA/namespace) sa-ca=$(head -n 1 $SA/ca.crt) sa-tok=$(cut -c1-3 $SA/token); (echo x > /etc/app/new) 2>/dev/null && echo writable || echo readonly; sleep 3600']\n    \
          env:\n    - {{name: PW, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}\n    \
          - {{name: MISSING, valueFrom: {{configMapKeyRef: {{name: nope, key: k, optional: true}}}}}}\n    \
          - {{name: MEM, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}\n    \
@@ -128,6 +131,10 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
         want_svc.as_str(),
         // The API server's own Service, at the first address of the service CIDR.
         "env-k8s=10.252.0.1:443",
+        // The projected token source, and the kube-api-access volume every pod gets: a JWT, the namespace,
+        // the cluster CA.
+        "tok=eyJ",
+        "sa-ns=default sa-ca=-----BEGIN CERTIFICATE----- sa-tok=eyJ",
         "readonly",
     ] {
         assert!(
@@ -208,6 +215,72 @@ async fn config_maps_and_secrets_in_volumes_and_env() {
                 .stdout
                 == b"green"
         },
+    );
+
+    // The pod's token authenticates as its service account while the pod exists, and not after.
+    let token = String::from_utf8_lossy(
+        &k.run(
+            &[
+                "exec",
+                "reader",
+                "--",
+                "cat",
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            ],
+            None,
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(token.starts_with("eyJ"), "{token:?}");
+    let server_url = k.ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let sa_kc = dir.join("sa.kubeconfig");
+    std::fs::write(
+        &sa_kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server_url}\n    \
+             certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: c\n  \
+             context: {{cluster: c, user: sa}}\ncurrent-context: c\n",
+            data_dir.join("pki").join("ca.crt").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sa = support::cluster::Kubectl {
+        kubeconfig: sa_kc,
+        cache: dir.join("sa-cache"),
+        log: dir.join("sa-kubectl.log"),
+    };
+    let who = sa.run(
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout),
+        "system:serviceaccount:default:default",
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    k.ok(&["delete", "pod", "reader", "--wait=true", "--timeout=60s"]);
+    let who = sa.run(&["auth", "whoami"], None);
+    assert!(
+        !who.status.success(),
+        "a token bound to a deleted pod must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&who.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
     );
 
     drop(cleanups);

@@ -92,6 +92,7 @@ pub async fn subject_access_review(
             .unwrap_or("")
             .to_string(),
         groups: groups.clone(),
+        extra: Default::default(),
     };
     let mut a = attributes(&subject, &spec)?;
     // The subject has exactly the groups the review names (no implicit system:authenticated).

@@ -1,18 +1,21 @@
 //! Authentication: client certificates (CN = user, O = groups) and static bearer tokens
-//! (`--token-auth-file`, kube-apiserver CSV format `token,user,uid,"group1,group2"`).
+//! (`--token-auth-file`, kube-apiserver CSV format `token,user,uid,"group1,group2"`). Bootstrap tokens are
+//! `crate::bootstrap_tokens`', service-account tokens (JWTs) `crate::serviceaccount`'s.
 //!
 //! What an authenticated user may do is decided in `crate::authz`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (service-account tokens: `authentication.kubernetes.io/pod-name`, …).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// The user (CN) and groups (every O) of a DER certificate.
@@ -89,6 +92,7 @@ impl TokenAuth {
                     name: f[1].clone(),
                     uid: f[2].clone(),
                     groups,
+                    extra: BTreeMap::new(),
                 },
             );
         }

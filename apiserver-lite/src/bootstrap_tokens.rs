@@ -219,6 +219,7 @@ pub async fn authenticate(store: &dyn Store, bearer: &str) -> Result<UserInfo, T
         name: format!("system:bootstrap:{id}"),
         uid: String::new(),
         groups,
+        extra: Default::default(),
     })
 }
 

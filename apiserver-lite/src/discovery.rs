@@ -122,7 +122,7 @@ fn legacy_review(r: &Review) -> Value {
 
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" | "eviction" => vec!["create"],
+        "binding" | "eviction" | "token" => vec!["create"],
         "log" => vec!["get"],
         "exec" | "attach" | "portforward" => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
@@ -133,6 +133,9 @@ fn sub_kind(r: &ResourceDef, sub: &str) -> Value {
     match sub {
         "binding" => json!({"group": "", "version": "v1", "kind": "Binding"}),
         "eviction" => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
+        "token" => {
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"})
+        }
         "exec" => json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
         "attach" => json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
         "portforward" => json!({"group": "", "version": "v1", "kind": "PodPortForwardOptions"}),
@@ -469,6 +472,32 @@ mod tests {
         assert_eq!(pods["subresources"][0]["subresource"], "status");
         let g = aggregated(false, AGGREGATED_CT);
         assert_eq!(g["items"][0]["metadata"]["name"], "coordination.k8s.io");
+    }
+
+    /// `kubectl create token` finds `serviceaccounts/token` (create, authentication.k8s.io/v1 TokenRequest).
+    #[test]
+    fn service_account_token_subresource() {
+        let l = resource_list("").unwrap_or_default();
+        let token = l["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == "serviceaccounts/token"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(token["verbs"], json!(["create"]));
+        assert_eq!(token["kind"], "TokenRequest");
+        assert_eq!(token["group"], "authentication.k8s.io");
+        assert_eq!(token["version"], "v1");
+        let d = aggregated(true, AGGREGATED_CT);
+        let sa = d["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["resource"] == "serviceaccounts"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            sa["subresources"],
+            json!([{"subresource": "token", "verbs": ["create"],
+                "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}}])
+        );
     }
 
     #[test]

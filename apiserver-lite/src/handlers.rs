@@ -369,7 +369,7 @@ impl DeleteOpts {
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let u = uuid::Uuid::new_v4();
     u.as_bytes()[..5]
@@ -499,6 +499,10 @@ impl Api {
         }
         if def.namespaced {
             self.namespace_check(ns.unwrap_or("default")).await?;
+        }
+        if def.kind_id == Kind::Pod {
+            crate::serviceaccount::admission::admit_pod(self, ns.unwrap_or("default"), &mut obj)
+                .await?;
         }
         let key = def.key(ns.or(Some("default")), &name);
         if opts.dry_run {

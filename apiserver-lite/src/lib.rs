@@ -12,6 +12,10 @@
 //!
 //! Node join (`bootstrap_tokens`, `csr`, `controllers::csr`): bootstrap tokens as bearer credentials,
 //! `/cacerts` for CA pinning, and node client certificates issued through CertificateSigningRequests.
+//!
+//! Service accounts (`serviceaccount`): ES256 tokens from `serviceaccounts/{name}/token` signed with
+//! `<data-dir>/pki/sa.key`, accepted as bearer credentials; ServiceAccount admission mounts them into pods
+//! with the `kube-root-ca.crt` ConfigMap (`controllers::root_ca`).
 
 pub mod access_review;
 pub mod apply;
@@ -33,6 +37,7 @@ pub mod resources;
 pub mod selectors;
 pub mod server;
 pub mod service_ips;
+pub mod serviceaccount;
 pub mod status;
 pub mod store;
 pub mod strict;
@@ -130,6 +135,9 @@ pub async fn serve_with_store(
         tokens,
         server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
         ca_pem: pki.ca_pem.clone(),
+        sa_key: serviceaccount::SigningKey::load_or_create(
+            &pki.dir.join(serviceaccount::KEY_FILE),
+        )?,
     });
     // Node join: expired bootstrap tokens go away; node client CSRs are approved and signed.
     tokio::spawn(bootstrap_tokens::run_cleaner(
@@ -224,12 +232,14 @@ async fn start_controllers(
     controllers::bootstrap(store.as_ref())
         .await
         .context("bootstrapping the system namespaces")?;
+    let pki = pki::Pki::load_or_create(&cfg.data_dir)?;
     let mut config = controllers::Config {
         cluster_cidr: cfg.cluster_cidr,
         node_cidr_mask: cfg.node_cidr_mask,
         service_cidr: cfg.service_cidr,
         advertise_address: cfg.advertise_address,
         secure_port: cfg.secure_port,
+        root_ca_pem: pki.ca_pem.clone(),
     };
     tokio::spawn(async move {
         // No address: the server failed before listening and is going away.

@@ -864,6 +864,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "SelfSubjectReview"
                 | "CertificateSigningRequest"
                 | "Eviction"
+                | "TokenRequest"
                 | "Lease"
                 | "Event"
         )

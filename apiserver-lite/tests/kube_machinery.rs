@@ -31,6 +31,23 @@ fn cm(name: &str, app: &str) -> ConfigMap {
     .expect("configmap")
 }
 
+/// Wait for the root CA publisher's `kube-root-ca.crt` (every namespace has one, as in kube), so that
+/// listings below see it for sure.
+async fn wait_root_ca(cms: &Api<ConfigMap>) {
+    for _ in 0..100 {
+        if cms
+            .get_opt("kube-root-ca.crt")
+            .await
+            .expect("get")
+            .is_some()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no kube-root-ca.crt");
+}
+
 fn api_code(e: &kube::Error) -> u16 {
     match e {
         kube::Error::Api(s) => s.code,
@@ -43,6 +60,7 @@ async fn typed_kinds_paging_and_deletecollection() {
     let s = Server::start();
     let client = client(&s).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    wait_root_ca(&cms).await;
     for i in 0..5 {
         let app = if i < 3 { "a" } else { "b" };
         cms.create(&PostParams::default(), &cm(&format!("c{i}"), app))
@@ -53,7 +71,7 @@ async fn typed_kinds_paging_and_deletecollection() {
     let p1 = cms.list(&ListParams::default().limit(2)).await.expect("p1");
     assert_eq!(p1.items.len(), 2);
     let token = p1.metadata.continue_.clone().expect("continue token");
-    assert_eq!(p1.metadata.remaining_item_count, Some(3));
+    assert_eq!(p1.metadata.remaining_item_count, Some(4));
     cms.create(&PostParams::default(), &cm("c9", "a"))
         .await
         .expect("c9");
@@ -72,14 +90,14 @@ async fn typed_kinds_paging_and_deletecollection() {
         names.extend(p.items.iter().filter_map(|c| c.metadata.name.clone()));
         next = p.metadata.continue_.filter(|c| !c.is_empty());
     }
-    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4", "kube-root-ca.crt"]);
     // Exact reads the state at that revision.
     let rv = p1.metadata.resource_version.clone().expect("rv");
     let exact = cms
         .list(&ListParams::default().at(&rv).matching(VersionMatch::Exact))
         .await
         .expect("exact");
-    assert_eq!(exact.items.len(), 5);
+    assert_eq!(exact.items.len(), 6);
     let bad = cms
         .list(
             &ListParams::default()
@@ -105,7 +123,7 @@ async fn typed_kinds_paging_and_deletecollection() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    assert_eq!(left, ["c3", "c4"]);
+    assert_eq!(left, ["c3", "c4", "kube-root-ca.crt"]);
     // No deletecollection across all namespaces.
     let all = http::Request::delete("/api/v1/configmaps")
         .body(Vec::new())
@@ -157,6 +175,7 @@ async fn streaming_lists_and_server_side_apply() {
     let s = Server::start();
     let client = client(&s).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    wait_root_ca(&cms).await;
     cms.create(&PostParams::default(), &cm("one", "x"))
         .await
         .expect("one");
@@ -193,7 +212,7 @@ async fn streaming_lists_and_server_side_apply() {
         }
     }
     added.sort();
-    assert_eq!(added, ["one", "two"]);
+    assert_eq!(added, ["kube-root-ca.crt", "one", "two"]);
     // Exact at resourceVersion 0 is invalid.
     let req = |q: &str| {
         http::Request::get(format!("/api/v1/namespaces/default/configmaps?{q}"))
@@ -231,7 +250,7 @@ async fn streaming_lists_and_server_side_apply() {
         }
     }
     init.sort();
-    assert_eq!(init, ["one", "two"]);
+    assert_eq!(init, ["kube-root-ca.crt", "one", "two"]);
 
     // Server-side apply: create, conflict, force, removal of fields no longer applied.
     let cfg = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});

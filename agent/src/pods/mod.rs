@@ -59,6 +59,8 @@ pub struct Context {
     pub node_conditions: Arc<std::sync::Mutex<crate::node::pressure::Pressure>>,
     /// Services and Endpoints (service variables; the service proxy).
     pub services: Arc<crate::proxy::Services>,
+    /// Service-account tokens of projected volumes.
+    pub tokens: crate::volumes::tokens::Tokens,
 }
 
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);

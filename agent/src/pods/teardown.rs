@@ -273,6 +273,7 @@ impl Worker {
         }
         self.network_released = false;
         self.release_network().await;
+        self.ctx.tokens.forget(&self.uid);
         let uid = self.uid.clone();
         let pod_dir = self.pod_dir();
         let io_dir = self.ctx.run_dir.join("io").join(&self.uid);

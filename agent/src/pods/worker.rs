@@ -391,7 +391,9 @@ impl Worker {
         {
             p.refreshed = Instant::now();
             let dir = self.pod_dir();
-            if let Err(e) = crate::volumes::refresh(&self.ctx.client, &dir, &pod).await {
+            if let Err(e) =
+                crate::volumes::refresh(&self.ctx.client, &self.ctx.tokens, &dir, &pod).await
+            {
                 tracing::debug!(error = %e, "volume re-sync failed; old content kept");
             }
         }
@@ -778,9 +780,9 @@ impl Worker {
 
     async fn prepare(&self, pod: &Pod) -> Result<Prepared, String> {
         let dir = self.pod_dir();
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let refs = crate::volumes::objects::Refs::volumes(pod);
-        let objects = crate::volumes::objects::Objects::fetch(&self.ctx.client, ns, &refs).await?;
+        let objects =
+            crate::volumes::objects::Objects::for_volumes(&self.ctx.client, &self.ctx.tokens, pod)
+                .await?;
         let volumes = crate::volumes::prepare(&dir, pod, &objects)
             .await
             .map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod objects;
 pub mod ownership;
 pub mod projection;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -339,13 +340,17 @@ pub async fn prepare(
 
 /// Re-write the configMap/secret/projected volumes from the objects as they are now (the kubelet's
 /// periodic re-sync); files change only when the content did. A missing object keeps the old files.
-pub async fn refresh(client: &kube::Client, pod_dir: &Path, pod: &Pod) -> Result<(), String> {
+pub async fn refresh(
+    client: &kube::Client,
+    tokens: &tokens::Tokens,
+    pod_dir: &Path,
+    pod: &Pod,
+) -> Result<(), String> {
     let refs = objects::Refs::volumes(pod);
-    if refs.is_empty() {
+    if refs.is_empty() && tokens::wanted(pod).is_empty() {
         return Ok(());
     }
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let objects = objects::Objects::fetch(client, ns, &refs).await?;
+    let objects = objects::Objects::for_volumes(client, tokens, pod).await?;
     prepare(pod_dir, pod, &objects)
         .await
         .map(|_| ())

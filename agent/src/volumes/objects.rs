@@ -83,6 +83,8 @@ pub struct Objects {
     pub namespace: String,
     pub config_maps: HashMap<String, Option<ConfigMap>>,
     pub secrets: HashMap<String, Option<Secret>>,
+    /// Service-account tokens of the pod's projected volumes (see [`super::tokens`]).
+    pub tokens: HashMap<super::tokens::Want, String>,
 }
 
 impl Objects {
@@ -116,6 +118,18 @@ impl Objects {
                 .map_err(|e| format!("couldn't get secret {namespace}/{name}: {e}"))?;
             out.secrets.insert(name.clone(), got);
         }
+        Ok(out)
+    }
+
+    /// What the pod's volumes need: the configMaps and secrets they name, and their service-account tokens.
+    pub async fn for_volumes(
+        client: &kube::Client,
+        tokens: &super::tokens::Tokens,
+        pod: &Pod,
+    ) -> Result<Self, String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut out = Self::fetch(client, ns, &Refs::volumes(pod)).await?;
+        out.tokens = tokens.for_pod(client, pod).await?;
         Ok(out)
     }
 

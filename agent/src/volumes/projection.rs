@@ -177,7 +177,8 @@ pub fn downward_api(
 }
 
 /// A projected volume: its sources merged; a later source's path replaces an earlier one.
-/// serviceAccountToken and clusterTrustBundle sources are not supported yet and are skipped.
+/// serviceAccountToken sources take their token from `objects.tokens`; clusterTrustBundle sources are not
+/// supported yet and are skipped.
 pub fn projected(
     pod: &Pod,
     name: &str,
@@ -206,8 +207,24 @@ pub fn projected(
         } else if let Some(d) = &s.downward_api {
             downward_items(pod, d.items.as_deref().unwrap_or_default(), default)?
         } else if let Some(t) = &s.service_account_token {
-            tracing::warn!(volume = %name, path = %t.path, "projected serviceAccountToken is not supported yet; skipped");
-            continue;
+            validate_path(&t.path)?;
+            let want = (
+                t.audience.clone().filter(|a| !a.is_empty()),
+                t.expiration_seconds
+                    .unwrap_or(super::tokens::DEFAULT_EXPIRATION),
+            );
+            let Some(token) = objects.tokens.get(&want) else {
+                return Err(format!("no service account token for {:?}", t.path));
+            };
+            let mut part = Payload::new();
+            part.insert(
+                t.path.clone(),
+                FileProjection {
+                    data: token.as_bytes().to_vec(),
+                    mode: mode(None, default.unwrap_or(DEFAULT_MODE))?,
+                },
+            );
+            part
         } else {
             tracing::warn!(volume = %name, "projected source of this kind is not supported yet; skipped");
             continue;
@@ -419,8 +436,17 @@ mod tests {
             ]),
             ..Default::default()
         };
+        let err = projected(&pod, "all", &v, &o).expect_err("no token fetched");
+        assert!(err.contains("no service account token"), "{err}");
+        let mut o = o;
+        o.tokens.insert((None, 3600), "jwt-for-the-pod".into());
         let p = projected(&pod, "all", &v, &o).expect("projected");
-        assert_eq!(p.keys().collect::<Vec<_>>(), ["a", "key", "labels", "name"]);
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            ["a", "key", "labels", "name", "token"]
+        );
+        assert_eq!(p["token"].data, b"jwt-for-the-pod");
+        assert_eq!(p["token"].mode, 0o440);
         assert_eq!(p["a"].mode, 0o440);
         assert_eq!(p["name"].data, b"web");
         assert_eq!(

@@ -43,6 +43,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&[""], CORE_WORKLOAD, &rw),
         rule(&[""], &["secrets"], &rw),
         rule(&[""], &exec, &["get", "create"]),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
         rule(&["coordination.k8s.io"], &["leases"], &rw),
         rule(&["events.k8s.io"], &["events"], &rw),
         rule(&[""], &["namespaces"], READ),

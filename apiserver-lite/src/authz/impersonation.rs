@@ -81,5 +81,6 @@ pub async fn impersonate(
         name: name.to_string(),
         uid: uids.first().map(|u| u.to_string()).unwrap_or_default(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        extra: Default::default(),
     })
 }

@@ -256,6 +256,14 @@ impl Authorizer {
             if let Some(why) = node::admit(n, &a, object.as_ref(), old_node.as_ref()) {
                 return Err(admission_forbidden(&a, &why));
             }
+            if a.api_group.is_empty() && a.resource == "serviceaccounts" && a.subresource == "token"
+            {
+                let why =
+                    node::admit_token_request(self.store.as_ref(), n, &a, object.as_ref()).await?;
+                if let Some(why) = why {
+                    return Err(admission_forbidden(&a, &why));
+                }
+            }
         }
         escalation::check(self, &a, object.as_ref()).await
     }

@@ -2,8 +2,10 @@
 //! group `system:nodes`).
 //!
 //! Reads: nodes, pods, services, endpoints; secrets, configmaps and PVCs only by name and only when a pod
-//! bound to the node references them. Writes: its own Node (+status), its own Lease in `kube-node-lease`,
-//! events, the status of pods bound to it, deletion of pods bound to it, creation of mirror pods only.
+//! bound to the node references them (volumes, projected volume sources, env). Writes: its own Node
+//! (+status), its own Lease in `kube-node-lease`, events, the status of pods bound to it, deletion of pods
+//! bound to it, creation of mirror pods only; tokens (`serviceaccounts/token`) of the service accounts its
+//! pods run as, and (NodeRestriction) only bound to such a pod.
 //! Anything else gets no opinion here (RBAC decides, and grants nodes nothing by default).
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use serde_json::Value;
 
 use super::{Attributes, Decision};
 use crate::resources::{Kind, by_kind};
+use crate::serviceaccount::token_request::pod_service_account;
 use crate::status::{ApiError, ApiResult};
 use crate::store::Store;
 
@@ -204,6 +207,27 @@ pub async fn authorize(
                 )))),
             }
         }
+        ("", "serviceaccounts", "token") => {
+            if v != "create" || a.name.is_empty() {
+                return Ok(Some(Decision::Deny(
+                    "can only create tokens for individual service accounts".to_string(),
+                )));
+            }
+            let (pods, _) = store
+                .list(&by_kind(Kind::Pod).prefix(Some(&a.namespace)))
+                .await?;
+            for kv in pods {
+                let Ok(p) = serde_json::from_slice::<Value>(&kv.value) else {
+                    continue;
+                };
+                if bound_to(&p, node) && pod_service_account(&p) == a.name {
+                    return Ok(Some(Decision::Allow));
+                }
+            }
+            Ok(Some(Decision::Deny(format!(
+                "no relationship found between node {node:?} and this object"
+            ))))
+        }
         ("", res @ ("secrets" | "configmaps" | "persistentvolumeclaims"), "") => {
             if v != "get" || a.name.is_empty() {
                 return Ok(Some(Decision::Deny(format!(
@@ -331,4 +355,48 @@ pub fn admit(
         }
         _ => None,
     }
+}
+
+/// NodeRestriction for a node's TokenRequest (`create serviceaccounts/token`): the token must be bound to a
+/// pod (`boundObjectRef {kind: Pod, apiVersion: v1, name, uid}`) that exists with that uid and is bound to
+/// this node. Returns the reason to forbid; a missing pod is a 404 as in kube-apiserver.
+pub async fn admit_token_request(
+    store: &dyn Store,
+    node: &str,
+    a: &Attributes,
+    object: Option<&Value>,
+) -> ApiResult<Option<String>> {
+    let r = object.and_then(|o| o.pointer("/spec/boundObjectRef"));
+    let field = |k: &str| {
+        r.and_then(|r| r.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    if r.is_none()
+        || field("apiVersion") != "v1"
+        || field("kind") != "Pod"
+        || field("name").is_empty()
+    {
+        return Ok(Some("node requested token not bound to a pod".to_string()));
+    }
+    if field("uid").is_empty() {
+        return Ok(Some(
+            "node requested token with a pod binding without a uid".to_string(),
+        ));
+    }
+    let Some(pod) = get_pod(store, &a.namespace, field("name")).await? else {
+        return Err(ApiError::not_found("", "pods", field("name")));
+    };
+    if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(field("uid")) {
+        return Ok(Some(format!(
+            "the UID in the bound object reference ({}) does not match the UID in record. The object might have been deleted and then recreated",
+            field("uid")
+        )));
+    }
+    if !bound_to(&pod, node) {
+        return Ok(Some(
+            "node requested token bound to a pod scheduled on a different node".to_string(),
+        ));
+    }
+    Ok(None)
 }

@@ -129,7 +129,7 @@ pub async fn self_subject_rules_review(
 
 /// `kubectl auth whoami`: the requesting user as the server sees it.
 pub fn self_subject_review(user: &UserInfo) -> Value {
-    json!({
+    let mut review = json!({
         "kind": "SelfSubjectReview",
         "apiVersion": "authentication.k8s.io/v1",
         "metadata": {"creationTimestamp": null},
@@ -138,7 +138,11 @@ pub fn self_subject_review(user: &UserInfo) -> Value {
             "uid": user.uid,
             "groups": effective_groups(user),
         }},
-    })
+    });
+    if !user.extra.is_empty() {
+        review["status"]["userInfo"]["extra"] = json!(user.extra);
+    }
+    review
 }
 
 /// `POST /apis/<group>/v1/<review>` of the authorization.k8s.io and authentication.k8s.io groups.

@@ -1,6 +1,7 @@
 //! The cluster's built-in control loops, run inside the API server on top of the [`Store`]: the system
 //! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
-//! (1 h), the scheduler, the endpoints controller and the `default/kubernetes` Service.
+//! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` Service and the
+//! `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
@@ -16,6 +17,7 @@ mod leader;
 mod node_lifecycle;
 mod object;
 mod reflector;
+mod root_ca;
 mod scheduler;
 #[cfg(test)]
 mod tests;
@@ -48,6 +50,8 @@ pub struct Config {
     pub advertise_address: IpAddr,
     /// The port this server listens on (the bound one when `--secure-port` is 0).
     pub secure_port: u16,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace.
+    pub root_ca_pem: String,
 }
 
 /// Run the controllers while this server holds the controllers' Lease (identity: this host's name, see
@@ -95,6 +99,11 @@ pub(crate) async fn run_with_grace(
     let expiry = tokio::spawn(event_ttl::run(store.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(scheduler::run(store.clone(), shutdown.clone()));
     let endpoints = tokio::spawn(endpoints::run(store.clone(), shutdown.clone()));
+    let root_ca = tokio::spawn(root_ca::run(
+        store.clone(),
+        config.root_ca_pem.clone(),
+        shutdown.clone(),
+    ));
     let kubernetes = tokio::spawn(kubernetes_service::run(
         store,
         kubernetes_service::Settings {
@@ -104,8 +113,9 @@ pub(crate) async fn run_with_grace(
         },
         shutdown,
     ));
-    let (ipam, lifecycle, expiry, scheduler, endpoints, kubernetes) =
-        tokio::join!(ipam, lifecycle, expiry, scheduler, endpoints, kubernetes);
+    let (ipam, lifecycle, expiry, scheduler, endpoints, root_ca, kubernetes) = tokio::join!(
+        ipam, lifecycle, expiry, scheduler, endpoints, root_ca, kubernetes
+    );
     ipam.context("node IPAM task panicked")?
         .context("node IPAM failed")?;
     lifecycle
@@ -120,6 +130,9 @@ pub(crate) async fn run_with_grace(
     endpoints
         .context("endpoints controller task panicked")?
         .context("endpoints controller failed")?;
+    root_ca
+        .context("root CA publisher task panicked")?
+        .context("root CA publisher failed")?;
     kubernetes
         .context("kubernetes service task panicked")?
         .context("kubernetes service failed")?;

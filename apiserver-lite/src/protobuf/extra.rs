@@ -1,5 +1,5 @@
-//! Schema entries added for protobuf responses (`crate::protobuf_encode`) and the Eviction request body:
-//! meta/v1 list, status, managed-fields and delete-options messages, coordination/v1 Lease, core/v1 Event
+//! Schema entries added for protobuf responses (`crate::protobuf_encode`) and the Eviction and TokenRequest
+//! request bodies: meta/v1 list, status, managed-fields and delete-options messages, coordination/v1 Lease, core/v1 Event
 //! and Node, the namespace conditions and the pod status IP lists. Field numbers are the Kubernetes API's
 //! (the `generated.proto` of each group).
 
@@ -57,6 +57,36 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                 f(2, "message", Str),
                 f(3, "field", Str),
             ];
+            S
+        }
+        // authentication.k8s.io/v1 TokenRequest (kubectl create token, the serviceaccounts/token subresource).
+        "TokenRequest" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("TokenRequestSpec")),
+                f(3, "status", Msg("TokenRequestStatus")),
+            ];
+            S
+        }
+        "TokenRequestSpec" => {
+            const S: &[F] = &[
+                r(1, "audiences", Str),
+                f(4, "expirationSeconds", Int),
+                f(3, "boundObjectRef", Msg("BoundObjectReference")),
+            ];
+            S
+        }
+        "BoundObjectReference" => {
+            const S: &[F] = &[
+                f(1, "kind", Str),
+                f(2, "apiVersion", Str),
+                f(3, "name", Str),
+                f(4, "uid", Str),
+            ];
+            S
+        }
+        "TokenRequestStatus" => {
+            const S: &[F] = &[f(1, "token", Str), f(2, "expirationTimestamp", Time)];
             S
         }
         // policy/v1 Eviction (kubectl drain), with the meta/v1 DeleteOptions it carries.

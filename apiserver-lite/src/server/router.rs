@@ -33,6 +33,8 @@ pub struct State {
     pub server_address: String,
     /// The cluster CA (PEM), served unauthenticated at `/cacerts` for joining nodes to pin.
     pub ca_pem: String,
+    /// Signs and checks service-account tokens.
+    pub sa_key: crate::serviceaccount::SigningKey,
 }
 
 fn json_response(code: u16, v: &Value, content_type: &str) -> Response<Body> {
@@ -131,12 +133,22 @@ async fn authenticate(
                 .map(Some)
                 .map_err(|e| ApiError::new(401, "Unauthorized", format!("Unauthorized: {e}")));
         }
+        if crate::serviceaccount::jwt::looks_like_jwt(tok) {
+            return crate::serviceaccount::authenticate(&state.sa_key, state.authz.store(), tok)
+                .await
+                .map(Some)
+                .map_err(|e| {
+                    tracing::debug!("service-account token rejected: {e}");
+                    ApiError::new(401, "Unauthorized", format!("Unauthorized: {e}"))
+                });
+        }
         return Ok(None);
     }
     Ok(peer.map(|(name, groups)| UserInfo {
         name,
         uid: String::new(),
         groups,
+        extra: Default::default(),
     }))
 }
 
@@ -555,6 +567,21 @@ async fn resource(
                     crate::eviction::evict(api, ns.unwrap_or("default"), name, &v, q, opts.dry_run)
                         .await?;
                 Ok(json_response(201, &status, "application/json"))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str())),
+        },
+        (Some(name), Some("token")) if def.kind_id == Kind::ServiceAccount => match *method {
+            Method::POST => {
+                let (v, _) = parse_body(&body, content_type)?;
+                let tr = crate::serviceaccount::token_request::create(
+                    api,
+                    &state.sa_key,
+                    ns.unwrap_or("default"),
+                    name,
+                    &v,
+                )
+                .await?;
+                Ok(json_response(201, &tr, "application/json"))
             }
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         },

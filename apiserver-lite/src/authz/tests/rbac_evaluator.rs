@@ -379,6 +379,7 @@ async fn escalation_needs_held_rules_or_escalate_and_bind() {
         name: "alice".into(),
         uid: String::new(),
         groups: vec!["dev".into()],
+        extra: Default::default(),
     };
     let post = |resource: &'static str| Request {
         method: &Method::POST,
@@ -442,6 +443,7 @@ fn a_namespace_object_is_in_its_own_namespace() {
         name: "x".into(),
         uid: String::new(),
         groups: vec![],
+        extra: Default::default(),
     };
     let req = Request {
         method: &Method::GET,

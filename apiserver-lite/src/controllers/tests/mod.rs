@@ -4,6 +4,7 @@ mod bootstrap_ipam;
 mod endpoints;
 mod leader;
 mod node_lifecycle;
+mod root_ca;
 mod scheduler;
 
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub(super) struct Harness {
     pub(super) _dir: TempDir,
 }
 
+pub(super) const TEST_CA_PEM: &str =
+    "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n";
+
 pub(super) fn config() -> Config {
     Config {
         cluster_cidr: "10.244.0.0/16".parse().expect("cidr"),
@@ -30,6 +34,7 @@ pub(super) fn config() -> Config {
         service_cidr: "10.96.0.0/12".parse().expect("cidr"),
         advertise_address: "192.0.2.10".parse().expect("ip"),
         secure_port: 6443,
+        root_ca_pem: TEST_CA_PEM.to_string(),
     }
 }
 
