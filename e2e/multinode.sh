@@ -197,6 +197,11 @@ contains "  ... and a pod on another node sees the client's pod IP $cip" "$out" 
 cuid=$(k get pod "$cpod" -o 'jsonpath={.metadata.uid}' 2>/dev/null)
 out=$(in_machine lab-agent1 sh -c "printf 'GET /version HTTP/1.0\r\n\r\n' | nsenter --net=/run/skiff/pods/$cuid/ns/net openssl s_client -quiet -connect 10.96.0.1:443 2>/dev/null" 2>&1)
 contains "from $cpod's network namespace the kubernetes Service reaches the API server (https://10.96.0.1/version)" "$out" '"gitVersion"'
+# What an in-cluster client does: the pod's token and CA from its kube-api-access volume (the files the container
+# sees), TLS verified for 10.96.0.1. The service account has no RBAC grant, so the answer is a 403 naming it.
+api_dir="/var/lib/skiff/agent/pods/$cuid/volumes/kubernetes.io~projected"
+out=$(in_machine lab-agent1 sh -c "d=\$(echo $api_dir/kube-api-access-*); printf 'GET /api/v1/namespaces/default/pods HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n' \"\$(cat \$d/token)\" | nsenter --net=/run/skiff/pods/$cuid/ns/net openssl s_client -quiet -verify_return_error -verify_ip 10.96.0.1 -CAfile \$d/ca.crt -connect 10.96.0.1:443 2>&1" 2>&1)
+contains "  ... with the pod's token and CA (certificate verified for 10.96.0.1) it is system:serviceaccount:default:default" "$out" 'User \"system:serviceaccount:default:default\" cannot list resource \"pods\"'
 check "kubectl delete service web" k delete service web
 
 # ---------------------------------------------------------------------------------------------------
