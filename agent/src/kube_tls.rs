@@ -100,6 +100,8 @@ pub async fn client(
     let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            // Without a timer idle connections are never closed, only found stale when reused.
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(timeouts);
     // The layers kube-rs's own builder puts around the HTTP client (minus tracing spans).
     let retry = config
