@@ -85,6 +85,28 @@ async fn get_pod(store: &dyn Store, ns: &str, name: &str) -> ApiResult<Option<Va
     }
 }
 
+/// Allow when a pod of `ns` bound to `node` satisfies `wanted`, else deny: the node has no business with
+/// the object.
+async fn related(
+    store: &dyn Store,
+    ns: &str,
+    node: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> ApiResult<Option<Decision>> {
+    let (pods, _) = store.list(&by_kind(Kind::Pod).prefix(Some(ns))).await?;
+    for kv in pods {
+        let Ok(p) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        if bound_to(&p, node) && wanted(&p) {
+            return Ok(Some(Decision::Allow));
+        }
+    }
+    Ok(Some(Decision::Deny(format!(
+        "no relationship found between node {node:?} and this object"
+    ))))
+}
+
 fn bound_to(pod: &Value, node: &str) -> bool {
     pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
 }
@@ -213,20 +235,7 @@ pub async fn authorize(
                     "can only create tokens for individual service accounts".to_string(),
                 )));
             }
-            let (pods, _) = store
-                .list(&by_kind(Kind::Pod).prefix(Some(&a.namespace)))
-                .await?;
-            for kv in pods {
-                let Ok(p) = serde_json::from_slice::<Value>(&kv.value) else {
-                    continue;
-                };
-                if bound_to(&p, node) && pod_service_account(&p) == a.name {
-                    return Ok(Some(Decision::Allow));
-                }
-            }
-            Ok(Some(Decision::Deny(format!(
-                "no relationship found between node {node:?} and this object"
-            ))))
+            related(store, &a.namespace, node, |p| pod_service_account(p) == a.name).await
         }
         ("", res @ ("secrets" | "configmaps" | "persistentvolumeclaims"), "") => {
             if v != "get" || a.name.is_empty() {
@@ -234,20 +243,7 @@ pub async fn authorize(
                     "node {node:?} can only get individual {res} referenced by pods bound to it"
                 ))));
             }
-            let (pods, _) = store
-                .list(&by_kind(Kind::Pod).prefix(Some(&a.namespace)))
-                .await?;
-            for kv in pods {
-                let Ok(p) = serde_json::from_slice::<Value>(&kv.value) else {
-                    continue;
-                };
-                if bound_to(&p, node) && pod_references(&p, res, &a.name) {
-                    return Ok(Some(Decision::Allow));
-                }
-            }
-            Ok(Some(Decision::Deny(format!(
-                "no relationship found between node {node:?} and this object"
-            ))))
+            related(store, &a.namespace, node, |p| pod_references(p, res, &a.name)).await
         }
         _ => Ok(None),
     }

@@ -23,7 +23,6 @@ use crate::handlers::{Api, DeleteOpts, WriteOpts};
 use crate::resources::{Kind, by_kind};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{KeyValue, Store};
-use crate::strict::FieldValidation;
 
 /// The field manager of the controller's writes (kube-controller-manager's user agent).
 const MANAGER: &str = "kube-controller-manager";
@@ -272,12 +271,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<()> {
 }
 
 fn write_opts() -> WriteOpts {
-    WriteOpts {
-        dry_run: false,
-        field_validation: FieldValidation::Ignore,
-        field_manager: Some(MANAGER.into()),
-        apply: false,
-    }
+    super::object::write_opts(MANAGER)
 }
 
 fn stored_subsets(endpoints: &Value) -> Option<Vec<EndpointSubset>> {

@@ -15,7 +15,6 @@ use crate::handlers::{Api, WriteOpts};
 use crate::resources::{Kind, by_kind};
 use crate::status::ApiResult;
 use crate::store::Store;
-use crate::strict::FieldValidation;
 
 const NAMESPACE: &str = "default";
 const NAME: &str = "kubernetes";
@@ -34,12 +33,7 @@ pub struct Settings {
 }
 
 fn write_opts() -> WriteOpts {
-    WriteOpts {
-        dry_run: false,
-        field_validation: FieldValidation::Ignore,
-        field_manager: Some(MANAGER.into()),
-        apply: false,
-    }
+    super::object::write_opts(MANAGER)
 }
 
 fn desired_ports(secure_port: u16) -> Vec<ServicePort> {

@@ -2,6 +2,20 @@
 
 use serde_json::{Map, Value};
 
+use crate::handlers::WriteOpts;
+use crate::strict::FieldValidation;
+
+/// How a controller writes through the REST handlers' create/update paths: as `manager`, without
+/// strict field validation (the controller builds the object itself).
+pub fn write_opts(manager: &str) -> WriteOpts {
+    WriteOpts {
+        dry_run: false,
+        field_validation: FieldValidation::Ignore,
+        field_manager: Some(manager.into()),
+        apply: false,
+    }
+}
+
 /// Now, as Kubernetes writes `metav1.Time` (RFC 3339, whole seconds, UTC).
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()

@@ -15,7 +15,6 @@ use crate::resources::{Kind, by_kind};
 use crate::serviceaccount::admission::ROOT_CA_CONFIGMAP;
 use crate::status::ApiResult;
 use crate::store::{KeyValue, Store};
-use crate::strict::FieldValidation;
 
 const MANAGER: &str = "kube-controller-manager";
 const DATA_KEY: &str = "ca.crt";
@@ -24,12 +23,7 @@ const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the k
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 fn write_opts() -> WriteOpts {
-    WriteOpts {
-        dry_run: false,
-        field_validation: FieldValidation::Ignore,
-        field_manager: Some(MANAGER.into()),
-        apply: false,
-    }
+    super::object::write_opts(MANAGER)
 }
 
 /// The ConfigMap as the publisher creates it.
