@@ -235,7 +235,10 @@ pub async fn authorize(
                     "can only create tokens for individual service accounts".to_string(),
                 )));
             }
-            related(store, &a.namespace, node, |p| pod_service_account(p) == a.name).await
+            related(store, &a.namespace, node, |p| {
+                pod_service_account(p) == a.name
+            })
+            .await
         }
         ("", res @ ("secrets" | "configmaps" | "persistentvolumeclaims"), "") => {
             if v != "get" || a.name.is_empty() {
@@ -243,7 +246,10 @@ pub async fn authorize(
                     "node {node:?} can only get individual {res} referenced by pods bound to it"
                 ))));
             }
-            related(store, &a.namespace, node, |p| pod_references(p, res, &a.name)).await
+            related(store, &a.namespace, node, |p| {
+                pod_references(p, res, &a.name)
+            })
+            .await
         }
         _ => Ok(None),
     }
