@@ -38,6 +38,20 @@ fn whoami(s: &Server, token: &str) -> Output {
         .expect("kubectl")
 }
 
+/// Wait (up to 10 s) until the token is refused with 401.
+fn wait_refused(s: &Server, token: &str, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = whoami(s, token);
+        if !out.status.success() {
+            assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+            return;
+        }
+        assert!(Instant::now() < deadline, "token still valid after {after}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn user_info(s: &Server, token: &str) -> Value {
     let out = whoami(s, token);
     assert!(
@@ -123,14 +137,7 @@ fn create_token_and_authenticate_with_it() {
 
     // Deleting the service account invalidates its tokens; a new `default` has another uid.
     s.ok(&["delete", "serviceaccount", "default"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while whoami(&s, &token).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "token still valid after SA delete"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_refused(&s, &token, "SA delete");
 }
 
 #[test]
@@ -184,19 +191,7 @@ fn pod_bound_token_dies_with_the_pod() {
     assert!(err.contains("does not match the UID in record"), "{err}");
 
     s.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = whoami(&s, &token);
-        if !out.status.success() {
-            assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "token still valid after the pod is gone"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_refused(&s, &token, "the pod is gone");
 }
 
 #[test]
