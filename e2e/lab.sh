@@ -189,7 +189,36 @@ check "the client pod succeeds" k wait --for=jsonpath='{.status.phase}'=Succeede
 out=$(k logs client 2>&1)
 contains "the client pod has WEB_SERVICE_HOST and WEB_SERVICE_PORT" "$out" "host=$cip port=80"
 contains "a pod reaches nginx through the cluster IP" "$out" "Welcome to nginx!"
-check "kubectl delete pod web-1 web-2 client" timeout 120 kubectl --cache-dir "$cache" delete pod web-1 web-2 client
+
+echo "== cluster DNS (served by the agent on 10.96.0.10)"
+out=$(k get service -n kube-system kube-dns -o 'jsonpath={.spec.clusterIP} {.spec.ports[*].name}' 2>&1)
+contains "the kube-dns Service holds the cluster DNS address" "$out" "10.96.0.10 dns dns-tcp"
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-headless}' \
+    'spec: {clusterIP: None, selector: {app: web}, ports: [{name: http, port: 80}]}' | k create -f - 2>&1)
+contains "a headless Service over the same pods" "$out" "service/web-headless created"
+check "kubectl run dns-client (busybox, ClusterFirst)" k run dns-client --image=busybox:1.35 --command -- sleep 3600
+check "the dns-client pod becomes Ready" k wait --for=condition=Ready pod/dns-client --timeout=120s
+out=$(k exec dns-client -- cat /etc/resolv.conf 2>&1)
+contains "the pod's resolv.conf names the cluster DNS" "$out" "nameserver 10.96.0.10"
+contains "the pod's resolv.conf has the namespace's search path" "$out" "search default.svc.cluster.local svc.cluster.local cluster.local"
+contains "the pod's resolv.conf has ndots:5" "$out" "options ndots:5"
+out=$(k exec dns-client -- nslookup web.default.svc.cluster.local 2>&1)
+contains "nslookup web.default.svc.cluster.local answers the cluster IP" "$out" "Address: $cip"
+out=$(k exec dns-client -- wget -qO- http://web/ 2>&1)
+contains "wget http://web/ (short name, search path, getaddrinfo) reaches nginx" "$out" "Welcome to nginx!"
+headless_both() {
+    local out
+    out=$(k exec dns-client -- nslookup web-headless.default.svc.cluster.local 2>&1)
+    [[ $out == *"Address: $ip1"* && $out == *"Address: $ip2"* ]]
+}
+verdict "the headless Service's name answers both pod IPs" \
+    "$(k exec dns-client -- nslookup web-headless.default.svc.cluster.local 2>&1)" poll 20 headless_both
+out=$(k exec dns-client -- nslookup "$cip" 2>&1)
+contains "the cluster IP's reverse name is the Service's" "$out" "name = web.default.svc.cluster.local"
+out=$(k exec dns-client -- nslookup no-such-service.default.svc.cluster.local 2>&1)
+contains "an unknown Service name is NXDOMAIN" "$out" "NXDOMAIN"
+check "kubectl delete service web-headless" k delete service web-headless
+check "kubectl delete pod web-1 web-2 client dns-client" timeout 120 kubectl --cache-dir "$cache" delete pod web-1 web-2 client dns-client
 no_endpoints() { [[ -z $(k get endpoints web -o 'jsonpath={.subsets[*].addresses[*].ip}') ]]; }
 verdict "the Endpoints of web are empty once the pods are gone" "$(k get endpoints web -o yaml 2>&1)" poll 20 no_endpoints
 # curl exits 7 when the connection is refused (a silent drop would be 28, a timeout).
@@ -218,6 +247,7 @@ done
 verdict "bridge skiff0 is removed" "skiff0 still exists" sh -c '! ip link show skiff0 >/dev/null 2>&1'
 verdict "nft table ip skiff-cni is removed" "the table still exists" sh -c '! nft list table ip skiff-cni >/dev/null 2>&1'
 verdict "nft table ip skiff-proxy is removed" "the table still exists" sh -c '! nft list table ip skiff-proxy >/dev/null 2>&1'
+verdict "the cluster DNS address is removed from lo" "$(ip -4 -o addr show dev lo)" sh -c '! ip -4 -o addr show dev lo | grep -q "10.96.0.10/32"'
 verdict "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" sh -c "! grep -q ' /run/skiff' /proc/self/mountinfo"
 check "down.sh a second time" "$repo/scripts/down.sh"
 

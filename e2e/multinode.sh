@@ -202,6 +202,12 @@ contains "from $cpod's network namespace the kubernetes Service reaches the API 
 api_dir="/var/lib/skiff/agent/pods/$cuid/volumes/kubernetes.io~projected"
 out=$(in_machine lab-agent1 sh -c "d=\$(echo $api_dir/kube-api-access-*); printf 'GET /api/v1/namespaces/default/pods HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n' \"\$(cat \$d/token)\" | nsenter --net=/run/skiff/pods/$cuid/ns/net openssl s_client -quiet -verify_return_error -verify_ip 10.96.0.1 -CAfile \$d/ca.crt -connect 10.96.0.1:443 2>&1" 2>&1)
 contains "  ... with the pod's token and CA (certificate verified for 10.96.0.1) it is system:serviceaccount:default:default" "$out" 'User \"system:serviceaccount:default:default\" cannot list resource \"pods\"'
+# Cluster DNS: every node's agent answers on 10.96.0.10 itself.
+by_name() { k exec "$cpod" -- sh -c "printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n' | nc -w 5 web 80" 2>&1; }
+contains "$cpod reaches the Service by its short name (nc web 80, cluster DNS on its node)" "$(by_name)" "node=lab-"
+read -r dpod _ < <(pod_on lab-agent2)
+out=$(k exec "$dpod" -- nslookup web.default.svc.cluster.local 2>&1)
+contains "$dpod on lab-agent2 resolves web.default.svc.cluster.local to $svc_ip" "$out" "Address: $svc_ip"
 check "kubectl delete service web" k delete service web
 
 # ---------------------------------------------------------------------------------------------------

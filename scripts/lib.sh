@@ -37,6 +37,8 @@ CNI_NFT_TABLE=skiff-cni
 # The agent's service proxy (cluster IPs); see agent/src/proxy.
 PROXY_NFT_TABLE=skiff-proxy
 VXLAN_DEVICE=skiff.vxlan
+# The label of the agent's cluster DNS address on the loopback interface.
+DNS_ADDRESS_LABEL=lo:skiff-dns
 CNI_IPAM_DIR=/var/lib/cni/networks/$CNI_NETWORK
 CNI_RESULTS_DIR=/var/lib/cni/results
 # Written by up.sh only with SKIFF_CNI=reference.

@@ -89,6 +89,19 @@ pub struct Config {
     /// The service proxy: `nftables` (cluster IPs in the nftables table `ip skiff-proxy`) or `none`.
     #[arg(long, env = "SKIFF_PROXY_MODE", value_enum, default_value_t = crate::proxy::Mode::Nftables)]
     pub proxy_mode: crate::proxy::Mode,
+    /// The cluster DNS address (the kubelet's `clusterDNS`): this node answers DNS on it, held on
+    /// `--dns-interface`, and `dnsPolicy: ClusterFirst` pods name it in their resolv.conf. `none`: no cluster
+    /// DNS, and such pods get the host's resolv.conf (the kubelet without `clusterDNS`).
+    #[arg(long, env = "SKIFF_CLUSTER_DNS", default_value = "10.96.0.10")]
+    pub cluster_dns: crate::dns::Address,
+    /// The cluster domain (the kubelet's `clusterDomain`).
+    #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local",
+          value_parser = crate::dns::parse_domain)]
+    pub cluster_domain: String,
+    /// The resolv.conf whose nameservers answer names outside the cluster domain and which
+    /// `dnsPolicy: Default` pods get (the kubelet's `--resolv-conf`).
+    #[arg(long, env = "SKIFF_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
     /// How many CPU-bound start-up steps (pod sandbox setups: namespaces + CNI ADD; container starts: shim
     /// and runc spawns) run at once. Waiting steps go in the order their pods arrived, so a burst of pods
     /// finishes front to back instead of all at once at the end.

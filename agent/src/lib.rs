@@ -9,6 +9,7 @@ pub mod cni;
 pub mod config;
 pub mod config_file;
 pub mod containerd;
+pub mod dns;
 pub mod images;
 pub mod kube_tls;
 pub mod memory;
@@ -184,7 +185,20 @@ async fn start(config: Config) -> anyhow::Result<()> {
         config.proxy_mode,
         config.node_name.clone(),
         pod_cidr.parse().ok(),
+        config.cluster_dns.0,
     );
+    let dns = config.cluster_dns.0.map(|ip| dns::Settings {
+        ip,
+        domain: config.cluster_domain.clone(),
+        resolv_conf: config.resolv_conf.clone(),
+        port: 53,
+    });
+    if let Some(settings) = dns.clone() {
+        // The agent runs without cluster DNS rather than not at all; pods still start (their lookups fail).
+        if let Err(e) = dns::start(settings, services.clone()).await {
+            tracing::error!(error = %e, "cluster DNS cannot be served on this node");
+        }
+    }
     tokio::spawn(agent.clone().status_loop());
     tokio::spawn(
         cni.clone()
@@ -209,6 +223,10 @@ async fn start(config: Config) -> anyhow::Result<()> {
         node_conditions: agent.conditions.clone(),
         services,
         tokens: Default::default(),
+        dns: pods::files::Dns {
+            cluster: dns.map(|d| (d.ip, d.domain)),
+            resolv_conf: config.resolv_conf.clone(),
+        },
     });
     let image_gc = Arc::new(node::image_gc::ImageGc::new(
         ctx.runtime.clone(),

@@ -44,6 +44,8 @@ fn start_server(dir: &TempDir) -> Server {
         cluster_cidr: "10.233.0.0/16".parse().unwrap_or_else(|e| panic!("{e}")),
         node_cidr_mask: 24,
         service_cidr: "10.97.0.0/16".parse().unwrap_or_else(|e| panic!("{e}")),
+        // The agents of these tests serve no cluster DNS.
+        cluster_dns: None,
         token_auth_file: None,
     };
     let task = tokio::spawn(skiff_apiserver::run(cfg));
@@ -273,6 +275,7 @@ async fn agent_binary_joins_with_server_and_token_flags() {
         .arg("--registry-config")
         .arg(dir.join("registries.yaml"))
         .args(["--kubelet-port", "0"])
+        .args(["--proxy-mode", "none", "--cluster-dns", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -337,6 +340,8 @@ async fn agent_joined_with_a_token_registers_a_ready_node() {
         .arg("--registry-config")
         .arg(dir.join("registries.yaml"))
         .args(["--cluster-cidr", "10.233.0.0/16", "--kubelet-port", "0"])
+        // Neither the service proxy's nor the cluster DNS address's changes to the host's network.
+        .args(["--proxy-mode", "none", "--cluster-dns", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))

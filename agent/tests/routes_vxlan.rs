@@ -432,6 +432,8 @@ fn overlay_follows_nodes_from_the_api_server() {
         cluster_cidr: "10.246.0.0/16".parse().expect("net"),
         node_cidr_mask: 24,
         service_cidr: "10.98.0.0/16".parse().expect("net"),
+        // The agents of these tests serve no cluster DNS.
+        cluster_dns: None,
         token_auth_file: None,
     };
     let (stop_server, server) = run_in(&r, move || async move {

@@ -242,6 +242,8 @@ pub struct Api {
     pub store: Arc<dyn Store>,
     /// Where Service cluster IPs are allocated from.
     pub service_cidr: ipnet::Ipv4Net,
+    /// The cluster DNS address (`--cluster-dns`): given only to a Service that asks for it.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
     /// Namespaces (by uid) known to have their `default` ServiceAccount.
     sa_ensured: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -396,12 +398,18 @@ impl Api {
         Api {
             store,
             service_cidr: crate::service_ips::default_cidr(),
+            cluster_dns: None,
             sa_ensured: Default::default(),
         }
     }
 
     pub fn with_service_cidr(mut self, cidr: ipnet::Ipv4Net) -> Self {
         self.service_cidr = cidr;
+        self
+    }
+
+    pub fn with_cluster_dns(mut self, ip: Option<std::net::Ipv4Addr>) -> Self {
+        self.cluster_dns = ip;
         self
     }
 
@@ -547,6 +555,7 @@ impl Api {
         let ip = crate::service_ips::allocate(
             self.store.as_ref(),
             self.service_cidr,
+            self.cluster_dns,
             owner,
             requested.as_deref(),
         )

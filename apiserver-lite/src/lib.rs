@@ -44,7 +44,7 @@ pub mod strict;
 pub mod token_cmd;
 pub mod watch;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +66,21 @@ pub struct ServeConfig {
     pub node_cidr_mask: u8,
     /// Service cluster IPs come from here (`--service-cluster-ip-range`, default 10.96.0.0/12).
     pub service_cidr: ipnet::Ipv4Net,
+    /// The cluster DNS address (`--cluster-dns`, default the 10th of the service range): the
+    /// `kube-system/kube-dns` Service's, never allocated automatically. `None`: no such Service.
+    pub cluster_dns: Option<Ipv4Addr>,
     pub token_auth_file: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// Refuse settings that contradict each other.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(ip) = self.cluster_dns {
+            service_ips::check_dns_ip(self.service_cidr, ip)
+                .map_err(|why| anyhow::anyhow!("--cluster-dns {ip}: {why}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// The path of the store file inside the data directory.
@@ -130,7 +144,9 @@ pub async fn serve_with_store(
     let state = Arc::new(server::State {
         kubelet,
         authz: authz::Authorizer::new(store.clone()),
-        api: handlers::Api::new(store.clone()).with_service_cidr(cfg.service_cidr),
+        api: handlers::Api::new(store.clone())
+            .with_service_cidr(cfg.service_cidr)
+            .with_cluster_dns(cfg.cluster_dns),
         openapi: discovery::OpenApi::build(),
         tokens,
         server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
@@ -190,6 +206,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
 
 /// [`run`] on a store opened by the caller (`--storage etcd`).
 pub async fn run_with_store(cfg: ServeConfig, store: Arc<dyn Store>) -> Result<()> {
+    cfg.validate()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let (tx, rx) = tokio_watch::channel(false);
@@ -237,6 +254,7 @@ async fn start_controllers(
         cluster_cidr: cfg.cluster_cidr,
         node_cidr_mask: cfg.node_cidr_mask,
         service_cidr: cfg.service_cidr,
+        cluster_dns: cfg.cluster_dns,
         advertise_address: cfg.advertise_address,
         secure_port: cfg.secure_port,
         root_ca_pem: pki.ca_pem.clone(),

@@ -1,6 +1,6 @@
 //! skiff-apiserver command line: `serve` (the default) and `kubeconfig`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -100,6 +100,11 @@ struct ServeArgs {
         default_value = "10.96.0.0/12"
     )]
     service_cluster_ip_range: ipnet::Ipv4Net,
+    /// The cluster DNS Service `kube-system/kube-dns` (no endpoints: the agents answer on its address): an
+    /// IPv4 address in the service range, or `none` for no such Service [default: the range's 10th address,
+    /// 10.96.0.10].
+    #[arg(long, env = "SKIFF_CLUSTER_DNS", value_parser = parse_cluster_dns)]
+    cluster_dns: Option<ClusterDns>,
     /// Static tokens, kube-apiserver CSV format: token,user,uid,"group1,group2".
     #[arg(long, env = "SKIFF_TOKEN_AUTH_FILE")]
     token_auth_file: Option<PathBuf>,
@@ -131,6 +136,22 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
         .parse::<u64>()
         .map(|n| std::time::Duration::from_secs(n * unit))
         .map_err(|_| format!("{text:?}: expected seconds (300, 300s) or minutes (5m)"))
+}
+
+/// `--cluster-dns`.
+#[derive(Debug, Clone, Copy)]
+enum ClusterDns {
+    Off,
+    At(Ipv4Addr),
+}
+
+fn parse_cluster_dns(text: &str) -> Result<ClusterDns, String> {
+    if text == "none" {
+        return Ok(ClusterDns::Off);
+    }
+    text.parse()
+        .map(ClusterDns::At)
+        .map_err(|_| format!("{text:?}: expected an IPv4 address or `none`"))
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,8 +267,17 @@ fn serve(s: ServeArgs) -> Result<()> {
         cluster_cidr: s.cluster_cidr,
         node_cidr_mask: s.node_cidr_mask_size,
         service_cidr: s.service_cluster_ip_range,
+        cluster_dns: match s.cluster_dns {
+            None => Some(skiff_apiserver::service_ips::dns_ip(
+                s.service_cluster_ip_range,
+            )),
+            Some(ClusterDns::Off) => None,
+            Some(ClusterDns::At(ip)) => Some(ip),
+        },
         token_auth_file: s.token_auth_file.clone(),
     };
+    // Before anything is written or connected to.
+    cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -2,8 +2,9 @@
 //!
 //! Each allocated address is a store key `/registry/serviceips/<ip>` created with create-if-absent, so two
 //! API servers (or two concurrent creates) can never hand out the same address. The key is removed when the
-//! Service is deleted. The network address, the broadcast address and the first host (`.1`, conventionally
-//! the `kubernetes` service) are never allocated automatically.
+//! Service is deleted. The network address, the broadcast address, the first host (`.1`, conventionally
+//! the `kubernetes` service) and the cluster DNS address (`--cluster-dns`, the `kube-dns` Service's) are never
+//! allocated automatically: the controllers create those Services only after the server is serving.
 
 use std::net::Ipv4Addr;
 
@@ -26,6 +27,24 @@ pub fn kubernetes_ip(cidr: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1))
 }
 
+/// The tenth host of the service CIDR: the cluster DNS address by kubeadm's rule (10.96.0.10).
+pub fn dns_ip(cidr: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(10))
+}
+
+/// Why `ip` cannot be the cluster DNS address in `cidr`, if it cannot.
+pub fn check_dns_ip(cidr: Ipv4Net, ip: Ipv4Addr) -> Result<(), String> {
+    if !cidr.contains(&ip) || ip == cidr.network() || ip == cidr.broadcast() {
+        return Err(format!(
+            "{ip} is not a host address of the service cluster IP range {cidr}"
+        ));
+    }
+    if ip == kubernetes_ip(cidr) {
+        return Err(format!("{ip} is the kubernetes Service's address"));
+    }
+    Ok(())
+}
+
 fn key(ip: Ipv4Addr) -> String {
     format!("{PREFIX}{ip}")
 }
@@ -43,10 +62,12 @@ fn invalid(ip: &str, why: &str) -> ApiError {
     )
 }
 
-/// Reserve `requested` (must be inside `cidr` and free) or the first free address after a random start.
+/// Reserve `requested` (must be inside `cidr` and free) or the first free address after a random start,
+/// never `dns` (the cluster DNS address, which only its Service may ask for).
 pub async fn allocate(
     store: &dyn Store,
     cidr: Ipv4Net,
+    dns: Option<Ipv4Addr>,
     owner: &str,
     requested: Option<&str>,
 ) -> ApiResult<String> {
@@ -93,7 +114,7 @@ pub async fn allocate(
         let off = 2 + (start + i) % usable;
         let ip = Ipv4Addr::from(base.wrapping_add(off as u32));
         let s = ip.to_string();
-        if taken.contains(s.as_str()) {
+        if dns == Some(ip) || taken.contains(s.as_str()) {
             continue;
         }
         match store.create(&key(ip), owner.as_bytes().to_vec()).await {
@@ -144,7 +165,7 @@ mod tests {
         let cidr: Ipv4Net = "10.96.0.0/29".parse().expect("cidr");
         let mut got = Vec::new();
         for i in 0..5 {
-            let ip = allocate(&store, cidr, &format!("svc{i}"), None)
+            let ip = allocate(&store, cidr, None, &format!("svc{i}"), None)
                 .await
                 .expect("alloc");
             assert!(cidr.contains(&ip.parse::<Ipv4Addr>().expect("ip")));
@@ -152,15 +173,17 @@ mod tests {
             assert!(ip != "10.96.0.0" && ip != "10.96.0.1" && ip != "10.96.0.7");
             got.push(ip);
         }
-        assert!(allocate(&store, cidr, "full", None).await.is_err());
+        assert!(allocate(&store, cidr, None, "full", None).await.is_err());
         release(&store, &got[0]).await.expect("release");
-        let again = allocate(&store, cidr, "again", None).await.expect("alloc");
+        let again = allocate(&store, cidr, None, "again", None)
+            .await
+            .expect("alloc");
         assert_eq!(again, got[0]);
-        let e = allocate(&store, cidr, "x", Some(&got[1]))
+        let e = allocate(&store, cidr, None, "x", Some(&got[1]))
             .await
             .expect_err("taken");
         assert_eq!(e.code, 422);
-        let e = allocate(&store, cidr, "x", Some("10.0.0.1"))
+        let e = allocate(&store, cidr, None, "x", Some("10.0.0.1"))
             .await
             .expect_err("range");
         assert!(e.message.contains("not in the valid range"));
@@ -170,6 +193,7 @@ mod tests {
         allocate(
             &store,
             cidr,
+            None,
             "/registry/services/default/kubernetes",
             Some("10.96.0.1"),
         )
@@ -179,15 +203,62 @@ mod tests {
             .await
             .expect("kept");
         assert!(
-            allocate(&store, cidr, "x", Some("10.96.0.1"))
+            allocate(&store, cidr, None, "x", Some("10.96.0.1"))
                 .await
                 .is_err()
         );
         release_if_owned(&store, first, "/registry/services/default/kubernetes")
             .await
             .expect("released");
-        allocate(&store, cidr, "y", Some("10.96.0.1"))
+        allocate(&store, cidr, None, "y", Some("10.96.0.1"))
             .await
             .expect("free again");
+    }
+
+    #[tokio::test]
+    async fn the_cluster_dns_address_is_only_given_on_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::redb::RedbStore::open(&dir.path().join("s.redb")).expect("store");
+        let cidr: Ipv4Net = "10.96.0.0/28".parse().expect("cidr");
+        let dns = dns_ip(cidr);
+        assert_eq!(dns, Ipv4Addr::new(10, 96, 0, 10));
+        // .2 to .14 are allocatable: 13 addresses, all but the DNS one handed out automatically.
+        for i in 0..12 {
+            let ip = allocate(&store, cidr, Some(dns), &format!("svc{i}"), None)
+                .await
+                .expect("alloc");
+            assert_ne!(ip, "10.96.0.10");
+        }
+        let e = allocate(&store, cidr, Some(dns), "full", None)
+            .await
+            .expect_err("full");
+        assert!(e.message.contains("is full"), "{}", e.message);
+        allocate(&store, cidr, Some(dns), "dns", Some("10.96.0.10"))
+            .await
+            .expect("on request");
+    }
+
+    #[test]
+    fn cluster_dns_addresses_are_checked() {
+        let cidr = default_cidr();
+        assert_eq!(dns_ip(cidr), Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(check_dns_ip(cidr, dns_ip(cidr)), Ok(()));
+        assert_eq!(check_dns_ip(cidr, Ipv4Addr::new(10, 111, 255, 254)), Ok(()));
+        let e = check_dns_ip(cidr, Ipv4Addr::new(10, 0, 0, 10)).expect_err("outside");
+        assert_eq!(
+            e,
+            "10.0.0.10 is not a host address of the service cluster IP range 10.96.0.0/12"
+        );
+        for edge in [
+            Ipv4Addr::new(10, 96, 0, 0),
+            Ipv4Addr::new(10, 111, 255, 255),
+        ] {
+            assert!(check_dns_ip(cidr, edge).is_err(), "{edge}");
+        }
+        let e = check_dns_ip(cidr, Ipv4Addr::new(10, 96, 0, 1)).expect_err("kubernetes");
+        assert_eq!(e, "10.96.0.1 is the kubernetes Service's address");
+        // A range too small for kubeadm's rule has no default DNS address.
+        let tiny: Ipv4Net = "10.96.0.0/29".parse().expect("cidr");
+        assert!(check_dns_ip(tiny, dns_ip(tiny)).is_err());
     }
 }

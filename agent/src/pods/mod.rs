@@ -61,6 +61,8 @@ pub struct Context {
     pub services: Arc<crate::proxy::Services>,
     /// Service-account tokens of projected volumes.
     pub tokens: crate::volumes::tokens::Tokens,
+    /// What pods' resolv.conf is made of.
+    pub dns: files::Dns,
 }
 
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);

@@ -787,7 +787,7 @@ impl Worker {
             .await
             .map_err(|e| e.to_string())?;
         let etc = EtcFiles::in_dir(&dir);
-        super::files::write(&etc, pod, &hostname(pod), self.pod_ip)
+        super::files::write(&etc, pod, &hostname(pod), self.pod_ip, &self.ctx.dns)
             .await
             .map_err(|e| format!("write pod files: {e}"))?;
         Ok(Prepared {

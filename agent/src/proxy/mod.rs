@@ -54,12 +54,14 @@ pub struct Services {
 
 impl Services {
     /// Watch Services and Endpoints; with [`Mode::Nftables`], keep the node's proxy rules in step.
-    /// `local` is this node's pod CIDR.
+    /// `local` is this node's pod CIDR; `dns` the cluster DNS address this node serves itself (not
+    /// proxied: the kube-dns Service that reserves it has no endpoints).
     pub fn start(
         client: Client,
         mode: Mode,
         node: String,
         local: Option<Ipv4Net>,
+        dns: Option<Ipv4Addr>,
     ) -> Arc<Services> {
         let (services, svc_writer) = reflector::store();
         let (endpoints, ep_writer) = reflector::store();
@@ -73,7 +75,7 @@ impl Services {
             changed.clone(),
             "service",
         ));
-        if mode == Mode::Nftables {
+        if mode == Mode::Nftables || dns.is_some() {
             let ep_api: Api<Endpoints> = Api::all(client);
             tokio::spawn(feed(
                 reflector::reflector(
@@ -90,7 +92,7 @@ impl Services {
             changed,
         });
         if mode == Mode::Nftables {
-            tokio::spawn(this.clone().program(node, local));
+            tokio::spawn(this.clone().program(node, local, dns));
         }
         this
     }
@@ -119,7 +121,7 @@ impl Services {
     }
 
     /// Apply the rules after every change (coalesced) and every [`RESYNC`].
-    async fn program(self: Arc<Self>, node: String, local: Option<Ipv4Net>) {
+    async fn program(self: Arc<Self>, node: String, local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) {
         if self.services.wait_until_ready().await.is_err()
             || self.endpoints.wait_until_ready().await.is_err()
         {
@@ -143,6 +145,7 @@ impl Services {
                 },
                 &node,
             );
+            ports.retain(|p| Some(p.ip) != dns);
             rules::order(&mut ports);
             let batch = rules::render(&ports, local);
             // Unchanged: nothing to do, unless the resync finds the table gone (one netlink query).
@@ -172,6 +175,22 @@ impl Services {
                 }
             }
         }
+    }
+}
+
+impl crate::dns::zone::Catalog for Services {
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+    }
+
+    fn endpoints(&self, namespace: &str, name: &str) -> Option<Arc<Endpoints>> {
+        self.endpoints
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+    }
+
+    fn services(&self) -> Vec<Arc<Service>> {
+        self.services.state()
     }
 }
 

@@ -403,6 +403,8 @@ pub fn start(s: Setup<'_>) -> Cluster {
         cluster_cidr: s.cluster_cidr.parse().unwrap_or_else(|e| panic!("{e}")),
         node_cidr_mask: 24,
         service_cidr: s.service_cidr.parse().unwrap_or_else(|e| panic!("{e}")),
+        // The agents of these tests serve no cluster DNS.
+        cluster_dns: None,
         token_auth_file: None,
     };
     let server = tokio::spawn(skiff_apiserver::run(cfg));
@@ -462,6 +464,10 @@ pub fn start(s: Setup<'_>) -> Cluster {
     // No service proxy in the host's nftables unless a test asks (service variables still work).
     if !extra.iter().any(|a| a == "--proxy-mode") {
         extra.extend(["--proxy-mode".into(), "none".into()]);
+    }
+    // No cluster DNS address on the host's interfaces unless a test asks (it would be the lab's).
+    if !extra.iter().any(|a| a == "--cluster-dns") {
+        extra.extend(["--cluster-dns".into(), "none".into()]);
     }
     // Image GC, in percentages of that disk too, is off as in the lab unless a test sets it.
     if !extra.iter().any(|a| a == "--image-gc-high-threshold") {

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, ServicePort};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::handlers::{Api, WriteOpts};
+use super::system_service::{self, SystemService, Ticks};
+use crate::handlers::Api;
 use crate::resources::{Kind, by_kind};
 use crate::status::ApiResult;
 use crate::store::Store;
@@ -19,8 +18,6 @@ use crate::store::Store;
 const NAMESPACE: &str = "default";
 const NAME: &str = "kubernetes";
 const MANAGER: &str = "kube-apiserver";
-/// kube-apiserver's `--endpoint-reconciler` period and its master service check.
-const INTERVAL: Duration = Duration::from_secs(10);
 /// kube-apiserver keeps its Endpoints out of EndpointSlice mirroring.
 const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 
@@ -32,35 +29,20 @@ pub struct Settings {
     pub secure_port: u16,
 }
 
-fn write_opts() -> WriteOpts {
-    super::object::write_opts(MANAGER)
-}
-
 fn desired_ports(secure_port: u16) -> Vec<ServicePort> {
-    vec![ServicePort {
-        name: Some("https".into()),
-        port: 443,
-        protocol: Some("TCP".into()),
-        target_port: Some(IntOrString::Int(i32::from(secure_port))),
-        ..ServicePort::default()
-    }]
+    vec![system_service::port("https", 443, "TCP", secure_port)]
 }
 
 /// The Service as kube-apiserver creates it.
-pub fn service(settings: &Settings) -> Value {
-    let ip = crate::service_ips::kubernetes_ip(settings.service_cidr).to_string();
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": NAME, "namespace": NAMESPACE,
-                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": ip,
-            "clusterIPs": [ip],
-            "ports": desired_ports(settings.secure_port),
-            "sessionAffinity": "None",
-        },
-    })
+pub fn service(settings: &Settings) -> SystemService {
+    SystemService {
+        namespace: NAMESPACE,
+        name: NAME,
+        manager: MANAGER,
+        labels: &[("component", "apiserver"), ("provider", "kubernetes")],
+        ip: crate::service_ips::kubernetes_ip(settings.service_cidr),
+        ports: desired_ports(settings.secure_port),
+    }
 }
 
 /// The subsets of the `kubernetes` Endpoints; `None` when the advertise address cannot be reached from pods.
@@ -88,16 +70,12 @@ pub fn endpoints_subsets(settings: &Settings) -> Option<Vec<EndpointSubset>> {
 pub async fn run(
     store: Arc<dyn Store>,
     settings: Settings,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let api = Api::new(store).with_service_cidr(settings.service_cidr);
     let mut told_loopback = false;
-    let mut tick = tokio::time::interval(INTERVAL);
-    while !*shutdown.borrow() {
-        tokio::select! {
-            changed = shutdown.changed() => if changed.is_err() { break } else { continue },
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Ticks::new(shutdown);
+    while ticks.next().await {
         if let Err(e) = ensure_service(&api, &settings).await {
             tracing::warn!(error = %e.message, "failed to ensure the kubernetes service");
         }
@@ -132,48 +110,34 @@ pub async fn run(
 
 /// Create the Service if it is missing; put its ports right if they changed (another secure port).
 async fn ensure_service(api: &Api, settings: &Settings) -> ApiResult<()> {
-    let def = by_kind(Kind::Service);
-    match api.get(def, Some(NAMESPACE), NAME).await {
-        Ok(current) => {
-            let wanted = desired_ports(settings.secure_port);
-            let ports: Option<Vec<ServicePort>> = current
-                .pointer("/spec/ports")
-                .and_then(|p| serde_json::from_value(p.clone()).ok());
-            if ports.as_ref() == Some(&wanted) {
-                return Ok(());
-            }
-            let mut next = current;
-            next["spec"]["ports"] = json!(wanted);
-            api.update(def, Some(NAMESPACE), NAME, None, next, &[], &write_opts())
-                .await?;
-            tracing::info!(
-                port = settings.secure_port,
-                "updated the ports of the kubernetes service"
-            );
-            Ok(())
-        }
-        Err(e) if e.code == 404 => {
-            let ip = crate::service_ips::kubernetes_ip(settings.service_cidr);
-            crate::service_ips::release_if_owned(
-                api.store.as_ref(),
-                ip,
-                &def.key(Some(NAMESPACE), NAME),
-            )
-            .await?;
-            match api
-                .create(def, Some(NAMESPACE), service(settings), &[], &write_opts())
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(cluster_ip = %ip, "created the kubernetes service");
-                    Ok(())
-                }
-                Err(e) if e.code == 409 => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
+    let Some(current) = service(settings).get_or_create(api).await? else {
+        return Ok(());
+    };
+    let wanted = desired_ports(settings.secure_port);
+    let ports: Option<Vec<ServicePort>> = current
+        .pointer("/spec/ports")
+        .and_then(|p| serde_json::from_value(p.clone()).ok());
+    if ports.as_ref() == Some(&wanted) {
+        return Ok(());
     }
+    let mut next = current;
+    next["spec"]["ports"] = json!(wanted);
+    let opts = super::object::write_opts(MANAGER);
+    api.update(
+        by_kind(Kind::Service),
+        Some(NAMESPACE),
+        NAME,
+        None,
+        next,
+        &[],
+        &opts,
+    )
+    .await?;
+    tracing::info!(
+        port = settings.secure_port,
+        "updated the ports of the kubernetes service"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -190,7 +154,7 @@ mod tests {
 
     #[test]
     fn service_and_endpoints_shape() {
-        let s = service(&settings("192.168.1.10"));
+        let s = service(&settings("192.168.1.10")).object();
         assert_eq!(s["spec"]["clusterIP"], "10.100.0.1");
         assert_eq!(s["spec"]["clusterIPs"], json!(["10.100.0.1"]));
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The cluster's built-in control loops, run inside the API server on top of the [`Store`]: the system
 //! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
-//! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` Service and the
-//! `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`).
+//! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` and `kube-system/kube-dns`
+//! Services and the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
@@ -12,6 +12,7 @@ mod endpoints;
 mod event_ttl;
 mod events;
 mod ipam;
+mod kube_dns;
 mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
@@ -19,10 +20,11 @@ mod object;
 mod reflector;
 mod root_ca;
 mod scheduler;
+mod system_service;
 #[cfg(test)]
 mod tests;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub node_cidr_mask: u8,
     /// Service cluster IPs (`--service-cluster-ip-range`); its first host is the `kubernetes` Service's.
     pub service_cidr: ipnet::Ipv4Net,
+    /// The cluster DNS address (`--cluster-dns`): the `kube-dns` Service's; `None` keeps no such Service.
+    pub cluster_dns: Option<Ipv4Addr>,
     /// This server's address for pods (`--advertise-address`): the `kubernetes` Endpoints.
     pub advertise_address: IpAddr,
     /// The port this server listens on (the bound one when `--secure-port` is 0).
@@ -82,7 +86,7 @@ pub async fn run_elected(
 }
 
 /// Run node IPAM, node lifecycle, event expiry, the scheduler, the endpoints controller and the
-/// `kubernetes` Service (no election) until `shutdown` turns true.
+/// `kubernetes` and `kube-dns` Services (no election) until `shutdown` turns true.
 pub(crate) async fn run_with_grace(
     store: Arc<dyn Store>,
     config: Config,
@@ -104,6 +108,12 @@ pub(crate) async fn run_with_grace(
         config.root_ca_pem.clone(),
         shutdown.clone(),
     ));
+    let kube_dns = tokio::spawn(kube_dns::run(
+        store.clone(),
+        config.service_cidr,
+        config.cluster_dns,
+        shutdown.clone(),
+    ));
     let kubernetes = tokio::spawn(kubernetes_service::run(
         store,
         kubernetes_service::Settings {
@@ -113,8 +123,8 @@ pub(crate) async fn run_with_grace(
         },
         shutdown,
     ));
-    let (ipam, lifecycle, expiry, scheduler, endpoints, root_ca, kubernetes) = tokio::join!(
-        ipam, lifecycle, expiry, scheduler, endpoints, root_ca, kubernetes
+    let (ipam, lifecycle, expiry, scheduler, endpoints, root_ca, kube_dns, kubernetes) = tokio::join!(
+        ipam, lifecycle, expiry, scheduler, endpoints, root_ca, kube_dns, kubernetes
     );
     ipam.context("node IPAM task panicked")?
         .context("node IPAM failed")?;
@@ -133,6 +143,9 @@ pub(crate) async fn run_with_grace(
     root_ca
         .context("root CA publisher task panicked")?
         .context("root CA publisher failed")?;
+    kube_dns
+        .context("kube-dns service task panicked")?
+        .context("kube-dns service failed")?;
     kubernetes
         .context("kubernetes service task panicked")?
         .context("kubernetes service failed")?;

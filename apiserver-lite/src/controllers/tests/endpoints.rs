@@ -7,40 +7,18 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::controllers::bootstrap;
-use crate::handlers::{Api, WriteOpts};
+use crate::handlers::Api;
 use crate::resources::{Kind, by_kind};
 use crate::store::Store;
 use crate::store::redb::RedbStore;
 use crate::store::redb::tests::TempDir;
-use crate::strict::FieldValidation;
 
 const EP: &str = "/registry/endpoints/default/web";
-
-fn opts() -> WriteOpts {
-    WriteOpts {
-        dry_run: false,
-        field_validation: FieldValidation::Strict,
-        field_manager: None,
-        apply: false,
-    }
-}
 
 /// The controllers without election, on a store with the system namespaces.
 async fn start_on(store: Arc<dyn Store>, dir: TempDir) -> Harness {
     bootstrap(store.as_ref()).await.expect("bootstrap");
-    let (shutdown, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run_with_grace(
-        store.clone(),
-        config(),
-        Duration::from_secs(40),
-        rx,
-    ));
-    Harness {
-        store,
-        shutdown,
-        task,
-        _dir: dir,
-    }
+    Harness::start_unelected(store, dir, config(), Duration::from_secs(40))
 }
 
 async fn start() -> Harness {
@@ -138,13 +116,10 @@ async fn kubernetes_service_and_endpoints_are_created() {
     );
     assert!(svc["metadata"]["creationTimestamp"].is_string());
     // The address is reserved like any allocated one.
-    let owner = h
-        .store
-        .get("/registry/serviceips/10.96.0.1")
-        .await
-        .expect("get")
-        .expect("10.96.0.1 reserved");
-    assert_eq!(owner.value, b"/registry/services/default/kubernetes");
+    assert_eq!(
+        h.ip_owner("10.96.0.1").await.as_deref(),
+        Some("/registry/services/default/kubernetes")
+    );
     let ep = h
         .wait_for("/registry/endpoints/default/kubernetes", "created", |_| {
             true

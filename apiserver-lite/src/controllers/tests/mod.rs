@@ -2,6 +2,7 @@
 
 mod bootstrap_ipam;
 mod endpoints;
+mod kube_dns;
 mod leader;
 mod node_lifecycle;
 mod root_ca;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Config, run, run_with_grace};
+use crate::handlers::WriteOpts;
 use crate::store::Store;
 use crate::store::redb::RedbStore;
 use crate::store::redb::tests::TempDir;
@@ -27,11 +29,22 @@ pub(super) struct Harness {
 pub(super) const TEST_CA_PEM: &str =
     "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n";
 
+/// How a user writes: strict field validation, no field manager.
+pub(super) fn opts() -> WriteOpts {
+    WriteOpts {
+        dry_run: false,
+        field_validation: crate::strict::FieldValidation::Strict,
+        field_manager: None,
+        apply: false,
+    }
+}
+
 pub(super) fn config() -> Config {
     Config {
         cluster_cidr: "10.244.0.0/16".parse().expect("cidr"),
         node_cidr_mask: 24,
         service_cidr: "10.96.0.0/12".parse().expect("cidr"),
+        cluster_dns: Some("10.96.0.10".parse().expect("ip")),
         advertise_address: "192.0.2.10".parse().expect("ip"),
         secure_port: 6443,
         root_ca_pem: TEST_CA_PEM.to_string(),
@@ -50,8 +63,18 @@ impl Harness {
         let dir = TempDir::new();
         let store: Arc<dyn Store> =
             Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open store"));
+        Harness::start_unelected(store, dir, config(), grace)
+    }
+
+    /// The controllers without election.
+    pub(super) fn start_unelected(
+        store: Arc<dyn Store>,
+        dir: TempDir,
+        config: Config,
+        node_grace: Duration,
+    ) -> Harness {
         let (shutdown, rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(run_with_grace(store.clone(), config(), grace, rx));
+        let task = tokio::spawn(run_with_grace(store.clone(), config, node_grace, rx));
         Harness {
             store,
             shutdown,
@@ -92,6 +115,16 @@ impl Harness {
     pub(super) async fn get(&self, key: &str) -> Option<Value> {
         let kv = self.store.get(key).await.expect("get")?;
         Some(serde_json::from_slice(&kv.value).expect("stored JSON"))
+    }
+
+    /// The key of the Service the cluster IP `ip` is reserved for.
+    pub(super) async fn ip_owner(&self, ip: &str) -> Option<String> {
+        let kv = self
+            .store
+            .get(&format!("/registry/serviceips/{ip}"))
+            .await
+            .expect("get")?;
+        Some(String::from_utf8(kv.value).expect("owner key"))
     }
 
     /// Poll `key` until `check` holds; return the object.
