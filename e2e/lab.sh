@@ -51,6 +51,12 @@ dump_logs() {
     done
 }
 
+# The agent's cluster DNS forwards names outside cluster.local to the nameservers of its --resolv-conf. This
+# test asks for cluster names only, but a resolver walking a search path could still send one out: the agent
+# gets a resolv.conf without nameservers, so no query leaves the machine (such names get SERVFAIL).
+printf '# e2e/lab.sh: no upstream nameservers\n' >"$work/resolv.conf"
+export SKIFF_RESOLV_CONF=$work/resolv.conf
+
 # ---------------------------------------------------------------------------------------------------------------
 echo "== up.sh"
 if ! "$repo/scripts/up.sh" >"$work/up1.out" 2>&1; then
@@ -182,6 +188,20 @@ for pod in web-1 web-2; do
     out=$(k logs "$pod" 2>&1)
     contains "connections to the cluster IP reach $pod" "$out" '"GET / HTTP/1.1" 200'
 done
+# A NodePort Service: every local address but 127.0.0.0/8 serves the node port; the lab's API address on lo
+# (169.254.64.1) is one of them, and traffic to it never leaves the machine.
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-np}' \
+    'spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 30080}]}' | k create -f - 2>&1)
+contains "a NodePort Service asking for node port 30080" "$out" "service/web-np created"
+out=$(k get service web-np 2>&1)
+contains "kubectl get service shows the node port" "$out" "80:30080/TCP"
+verdict "curl http://169.254.64.1:30080/ (a node address, the node port) reaches nginx" \
+    "$(curl -sS --max-time 5 http://169.254.64.1:30080/ 2>&1)" \
+    poll 20 sh -c "curl -sS --max-time 5 http://169.254.64.1:30080/ | grep -q 'Welcome to nginx!'"
+check "kubectl delete service web-np" k delete service web-np
+refused_np() { curl -sS --max-time 5 -o /dev/null http://169.254.64.1:30080/; [[ $? -eq 7 ]]; }
+verdict "the node port is closed once the Service is gone" "$(curl -sS --max-time 5 http://169.254.64.1:30080/ 2>&1)" \
+    poll 20 refused_np
 # shellcheck disable=SC2016 # expanded inside the pod
 check "kubectl run client (busybox, wget through the service variables)" k run client --image=busybox:1.35 \
     --restart=Never --command -- sh -c 'echo "host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT"; wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/"'
@@ -217,6 +237,22 @@ out=$(k exec dns-client -- nslookup "$cip" 2>&1)
 contains "the cluster IP's reverse name is the Service's" "$out" "name = web.default.svc.cluster.local"
 out=$(k exec dns-client -- nslookup no-such-service.default.svc.cluster.local 2>&1)
 contains "an unknown Service name is NXDOMAIN" "$out" "NXDOMAIN"
+# In-cluster clients: the kubernetes Service leads to the API server's lab address on lo. busybox's TLS client
+# cannot talk to the API server (handshake failure), so curl runs on the host inside the pod's network namespace,
+# with the pod's token and CA as an in-cluster client reads them from its kube-api-access volume.
+out=$(k get endpoints kubernetes -o 'jsonpath={.subsets[*].addresses[*].ip}:{.subsets[*].ports[*].port}' 2>&1)
+contains "the kubernetes Endpoints point at the API server's lab address" "$out" "169.254.64.1:6443"
+duid=$(k get pod dns-client -o 'jsonpath={.metadata.uid}' 2>/dev/null)
+api_dir=$(echo "${SKIFF_STATE:-/var/lib/skiff}/agent/pods/$duid/volumes/kubernetes.io~projected"/kube-api-access-*)
+in_pod() { nsenter --net="/run/skiff/pods/$duid/ns/net" "$@"; }
+out=$(in_pod curl -sS --max-time 5 --cacert "$api_dir/ca.crt" https://10.96.0.1/version 2>&1)
+contains "from the pod's network namespace https://10.96.0.1/version answers (certificate verified)" "$out" '"gitVersion"'
+out=$(in_pod curl -sS --max-time 5 --cacert "$api_dir/ca.crt" -H "Authorization: Bearer $(cat "$api_dir/token" 2>/dev/null)" \
+    https://10.96.0.1/api/v1/namespaces/default/pods 2>&1)
+contains "  ... with the pod's token it is system:serviceaccount:default:default" "$out" \
+    'User \"system:serviceaccount:default:default\" cannot list resource \"pods\"'
+out=$(k exec dns-client -- nslookup example.invalid 2>&1)
+contains "a name outside the cluster goes upstream (none here: SERVFAIL)" "$out" "SERVFAIL"
 check "kubectl delete service web-headless" k delete service web-headless
 check "kubectl delete pod web-1 web-2 client dns-client" timeout 120 kubectl --cache-dir "$cache" delete pod web-1 web-2 client dns-client
 no_endpoints() { [[ -z $(k get endpoints web -o 'jsonpath={.subsets[*].addresses[*].ip}') ]]; }
@@ -247,7 +283,8 @@ done
 verdict "bridge skiff0 is removed" "skiff0 still exists" sh -c '! ip link show skiff0 >/dev/null 2>&1'
 verdict "nft table ip skiff-cni is removed" "the table still exists" sh -c '! nft list table ip skiff-cni >/dev/null 2>&1'
 verdict "nft table ip skiff-proxy is removed" "the table still exists" sh -c '! nft list table ip skiff-proxy >/dev/null 2>&1'
-verdict "the cluster DNS address is removed from lo" "$(ip -4 -o addr show dev lo)" sh -c '! ip -4 -o addr show dev lo | grep -q "10.96.0.10/32"'
+verdict "the cluster DNS and API addresses are removed from lo" "$(ip -4 -o addr show dev lo)" \
+    sh -c '! ip -4 -o addr show dev lo | grep -qE "10.96.0.10/32|169.254.64.1/32"'
 verdict "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" sh -c "! grep -q ' /run/skiff' /proc/self/mountinfo"
 check "down.sh a second time" "$repo/scripts/down.sh"
 

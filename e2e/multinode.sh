@@ -208,6 +208,17 @@ contains "$cpod reaches the Service by its short name (nc web 80, cluster DNS on
 read -r dpod _ < <(pod_on lab-agent2)
 out=$(k exec "$dpod" -- nslookup web.default.svc.cluster.local 2>&1)
 contains "$dpod on lab-agent2 resolves web.default.svc.cluster.local to $svc_ip" "$out" "Address: $svc_ip"
+# A NodePort Service: every node's address serves the node port, whichever node the chosen pod is on.
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-np}' \
+    'spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, targetPort: 8080, nodePort: 30080}]}' |
+    k create -f - 2>&1)
+contains "a NodePort Service on node port 30080" "$out" "service/web-np created"
+for addr in 10.213.1.10 10.213.1.11 10.213.1.12; do
+    np_answers() { curl -sS --max-time 5 "http://$addr:30080/cgi-bin/ip" | grep -q 'node=lab-'; }
+    verdict "curl http://$addr:30080/ from the host reaches a web pod" \
+        "$(curl -sS --max-time 5 "http://$addr:30080/cgi-bin/ip" 2>&1)" wait_for 20 np_answers
+done
+check "kubectl delete service web-np" k delete service web-np
 check "kubectl delete service web" k delete service web
 
 # ---------------------------------------------------------------------------------------------------

@@ -138,9 +138,13 @@ skiff_iptables_rules() {
 	done
 }
 
-# dns_addresses: the agent's cluster DNS addresses (CIDR form) on the loopback interface.
-dns_addresses() {
-	ip -4 -o addr show dev lo label "$DNS_ADDRESS_LABEL" 2>/dev/null | awk '{print $4}'
+# lo_addresses: skiff's addresses (CIDR form) on the loopback interface: the agent's cluster DNS address
+# and the lab API server's in-cluster address.
+lo_addresses() {
+	local label
+	for label in "$DNS_ADDRESS_LABEL" "$API_ADDRESS_LABEL"; do
+		ip -4 -o addr show dev lo label "$label" 2>/dev/null | awk -v l="$label" '{print $4, l}'
+	done
 	return 0
 }
 
@@ -156,7 +160,7 @@ list_leftovers() {
 	[[ -e /run/netns/$SELFTEST_NETNS ]] && echo "netns: /run/netns/$SELFTEST_NETNS"
 	ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && echo "link: $CNI_BRIDGE"
 	ip link show "$VXLAN_DEVICE" >/dev/null 2>&1 && echo "link: $VXLAN_DEVICE"
-	dns_addresses | sed 's/^/address (cluster DNS, on lo): /'
+	lo_addresses | sed -E 's/^([^ ]+) (.*)$/address: \1 on lo (\2)/'
 	ip route show proto 83 2>/dev/null | sed 's/^/route (host-gw): /'
 	ip route show proto 84 2>/dev/null | sed 's/^/route (vxlan): /'
 	while read -r entry; do [[ -n $entry ]] && echo "link: $entry (on $CNI_BRIDGE)"; done < <(bridge_veths)
@@ -254,11 +258,11 @@ remove_network() {
 	if ip link show "$VXLAN_DEVICE" >/dev/null 2>&1; then
 		ip link del "$VXLAN_DEVICE" || log "cannot delete link $VXLAN_DEVICE"
 	fi
-	# The cluster DNS address the agent serves on.
-	while read -r addr; do
+	# The cluster DNS address the agent serves on, the API server's in-cluster address.
+	while read -r addr _; do
 		[[ -n $addr ]] || continue
 		ip addr del "$addr" dev lo || log "cannot delete address $addr from lo"
-	done < <(dns_addresses)
+	done < <(lo_addresses)
 	for table in "$CNI_NFT_TABLE" "$PROXY_NFT_TABLE"; do
 		if nft list table ip "$table" >/dev/null 2>&1; then
 			nft delete table ip "$table" || log "cannot delete nft table ip $table"

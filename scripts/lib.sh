@@ -39,6 +39,10 @@ PROXY_NFT_TABLE=skiff-proxy
 VXLAN_DEVICE=skiff.vxlan
 # The label of the agent's cluster DNS address on the loopback interface.
 DNS_ADDRESS_LABEL=lo:skiff-dns
+# Where pods reach the one-node lab's API server (the `kubernetes` Service's endpoint): an address of the
+# loopback interface, as pods cannot reach 127.0.0.1 of the host. Link-local, so it never leaves the host.
+API_ADDRESS=169.254.64.1
+API_ADDRESS_LABEL=lo:skiff-api
 CNI_IPAM_DIR=/var/lib/cni/networks/$CNI_NETWORK
 CNI_RESULTS_DIR=/var/lib/cni/results
 # Written by up.sh only with SKIFF_CNI=reference.

@@ -236,6 +236,14 @@ ensure_images() {
 # --- API server -------------------------------------------------------------------------
 apiserver_ready() { curl -ksf -o /dev/null --max-time 2 "https://127.0.0.1:$APISERVER_PORT/readyz"; }
 
+# ensure_api_address: $API_ADDRESS on the loopback interface (the API server's advertise address: the
+# `kubernetes` Service sends pods there). down.sh removes it.
+ensure_api_address() {
+	ip -4 -o addr show dev lo | grep -q " $API_ADDRESS/32 " && return 0
+	ip addr add "$API_ADDRESS/32" dev lo label "$API_ADDRESS_LABEL" ||
+		die "cannot add the API server's in-cluster address $API_ADDRESS to lo"
+}
+
 start_apiserver() {
 	local pid
 	if pid=$(lab_pid apiserver skiff-apiserver); then
@@ -245,9 +253,10 @@ start_apiserver() {
 	fi
 	ensure_port_free "$APISERVER_PORT" "skiff-apiserver"
 	mkdir -p "$APISERVER_DIR"
+	ensure_api_address
 	start_daemon apiserver env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$BIN_DIR/skiff-apiserver" serve \
 		--data-dir "$APISERVER_DIR" --bind-address 0.0.0.0 --secure-port "$APISERVER_PORT" \
-		--advertise-address 127.0.0.1 --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24
+		--advertise-address "$API_ADDRESS" --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24
 	wait_ready "skiff-apiserver" apiserver 60 apiserver_ready
 	[[ -f $ADMIN_KUBECONFIG ]] || die "skiff-apiserver did not write $ADMIN_KUBECONFIG"
 	log "skiff-apiserver started on https://127.0.0.1:$APISERVER_PORT (pid $(<"$(pid_file apiserver)"))"

@@ -194,10 +194,16 @@ async fn start(config: Config) -> anyhow::Result<()> {
         port: 53,
     });
     if let Some(settings) = dns.clone() {
-        // The agent runs without cluster DNS rather than not at all; pods still start (their lookups fail).
-        if let Err(e) = dns::start(settings, services.clone()).await {
-            tracing::error!(error = %e, "cluster DNS cannot be served on this node");
-        }
+        let services = services.clone();
+        tokio::spawn(async move {
+            // Answer only once the Services and Endpoints are listed (a name missing meanwhile would be
+            // cached as NXDOMAIN), as CoreDNS waits for its informers.
+            services.synced(std::time::Duration::from_secs(5)).await;
+            // The agent runs without cluster DNS rather than not at all; pods still start (lookups fail).
+            if let Err(e) = dns::start(settings, services).await {
+                tracing::error!(error = %e, "cluster DNS cannot be served on this node");
+            }
+        });
     }
     tokio::spawn(agent.clone().status_loop());
     tokio::spawn(

@@ -61,6 +61,23 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
         "pod/talker",
         "--timeout=120s",
     ]);
+    // A running container that has printed nothing: an empty log, not "waiting to start".
+    let quiet = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: quiet}}\nspec:\n  nodeName: {node}\n  hostNetwork: true\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: q\n    image: busybox:test\n    \
+         command: [sleep, '3600']\n"
+    );
+    let quiet_manifest = dir.join("quiet.yaml");
+    std::fs::write(&quiet_manifest, quiet).unwrap_or_else(|e| panic!("{e}"));
+    let _cleanup_quiet = PodCleanup(k.clone(), vec!["quiet"]);
+    k.ok(&["create", "-f", &quiet_manifest.to_string_lossy()]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/quiet",
+        "--timeout=120s",
+    ]);
+    assert_eq!(k.ok(&["logs", "quiet"]), "");
     let node_json = k.ok(&["get", "node", &node, "-o", "json"]);
     assert!(
         node_json.contains(&format!("\"Port\": {kubelet_port}")),

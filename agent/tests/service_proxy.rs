@@ -33,6 +33,8 @@ fn port(name: &str, ip: Ipv4Addr, port: u16, endpoints: &[(Ipv4Addr, u16)]) -> S
         protocol: Protocol::Tcp,
         port,
         endpoints: rules::sorted(endpoints.to_vec()),
+        node_port: None,
+        external_local: false,
     }
 }
 
@@ -118,6 +120,20 @@ fn cluster_ips_reach_ready_endpoints_and_nothing_else() {
     );
     let one = port("one", svc_ip(11), 80, &[(pod_ip(1), 8080)]);
     let empty = port("empty", svc_ip(12), 81, &[]);
+    // Node ports: web (externalTrafficPolicy Cluster), one (Local), empty (no endpoint).
+    let both = ServicePort {
+        node_port: Some(30080),
+        ..both
+    };
+    let one = ServicePort {
+        node_port: Some(30081),
+        external_local: true,
+        ..one
+    };
+    let empty = ServicePort {
+        node_port: Some(30082),
+        ..empty
+    };
     let batch = rules::render(&[both, one.clone(), empty.clone()], Some(local));
     apply_in(&host.path(), batch.clone()).expect("apply");
     apply_in(&host.path(), batch).expect("applying the same batch again");
@@ -154,6 +170,34 @@ fn cluster_ips_reach_ready_endpoints_and_nothing_else() {
         fetch(&pods[1].path(), pod_ip(1), 8080).expect("pod2 -> pod1"),
         format!("pod1 saw {}", pod_ip(2))
     );
+
+    // Node ports on the host's address. Cluster policy: masqueraded to the bridge address (the reply must
+    // come back through the node); Local: the client's address is kept.
+    for _ in 0..10 {
+        let answer =
+            fetch(&net.outside.path(), net.host_ip(), 30080).expect("outside -> node port");
+        assert!(answer.ends_with(&format!(" saw {gateway}")), "{answer}");
+    }
+    assert_eq!(
+        fetch(&net.outside.path(), net.host_ip(), 30081).expect("outside -> local node port"),
+        format!("pod1 saw {}", net.outside_ip())
+    );
+    // From a pod and from the host itself, to the node's address.
+    assert!(
+        fetch(&pods[1].path(), net.host_ip(), 30080)
+            .expect("pod2 -> node port")
+            .contains(" saw ")
+    );
+    assert!(
+        fetch(&host.path(), net.host_ip(), 30080)
+            .expect("host -> node port")
+            .contains(" saw ")
+    );
+    let err =
+        fetch(&net.outside.path(), net.host_ip(), 30082).expect_err("node port without endpoints");
+    assert!(err.contains("refused"), "{err}");
+    // Not on localhost (kube-proxy's nftables mode does not serve node ports there either).
+    assert!(fetch(&host.path(), Ipv4Addr::LOCALHOST, 30080).is_err());
 
     // No ready endpoint: refused at once, from the host (output) and from a pod (forward).
     for ns in [host.path(), pods[1].path()] {

@@ -244,6 +244,8 @@ pub struct Api {
     pub service_cidr: ipnet::Ipv4Net,
     /// The cluster DNS address (`--cluster-dns`): given only to a Service that asks for it.
     pub cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Where NodePort and LoadBalancer Services get their node ports (`--service-node-port-range`).
+    pub node_port_range: crate::node_ports::PortRange,
     /// Namespaces (by uid) known to have their `default` ServiceAccount.
     sa_ensured: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -399,6 +401,7 @@ impl Api {
             store,
             service_cidr: crate::service_ips::default_cidr(),
             cluster_dns: None,
+            node_port_range: Default::default(),
             sa_ensured: Default::default(),
         }
     }
@@ -410,6 +413,11 @@ impl Api {
 
     pub fn with_cluster_dns(mut self, ip: Option<std::net::Ipv4Addr>) -> Self {
         self.cluster_dns = ip;
+        self
+    }
+
+    pub fn with_node_port_range(mut self, range: crate::node_ports::PortRange) -> Self {
+        self.node_port_range = range;
         self
     }
 
@@ -520,13 +528,21 @@ impl Api {
             return Ok((obj, warnings));
         }
         let allocated = self.allocate_cluster_ip(def, &mut obj, &key).await?;
-        let rev = match self.store.create(&key, encode_for(def, &obj)).await {
+        let written = async {
+            let ports = self.allocate_node_ports(def, None, &mut obj, &key).await?;
+            let created = self.store.create(&key, encode_for(def, &obj)).await;
+            if created.is_err() {
+                ports.revert(self.store.as_ref()).await;
+            }
+            created.map_err(|e| ApiError::from_store(e, def.group, def.plural, &name))
+        };
+        let rev = match written.await {
             Ok(rev) => rev,
             Err(e) => {
                 if let Some(ip) = allocated {
                     crate::service_ips::release(self.store.as_ref(), &ip).await?;
                 }
-                return Err(ApiError::from_store(e, def.group, def.plural, &name));
+                return Err(e);
             }
         };
         set_rv(&mut obj, rev);
@@ -563,6 +579,34 @@ impl Api {
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
         Ok(Some(ip))
+    }
+
+    /// Node ports of a created (`old` is `None`) or updated Service, reserved for `owner` (its key).
+    async fn allocate_node_ports(
+        &self,
+        def: &ResourceDef,
+        old: Option<&Value>,
+        new: &mut Value,
+        owner: &str,
+    ) -> ApiResult<crate::node_ports::Allocation> {
+        if def.kind_id != Kind::Service {
+            return Ok(Default::default());
+        }
+        let store = self.store.as_ref();
+        crate::node_ports::allocate(store, self.node_port_range, owner, old, new).await
+    }
+
+    /// Everything the deleted Service `gone`, stored under `key`, held goes back to its range.
+    async fn release_allocations(&self, def: &ResourceDef, key: &str, gone: &Value) {
+        if def.kind_id != Kind::Service {
+            return;
+        }
+        if let Some(ip) = gone.pointer("/spec/clusterIP").and_then(Value::as_str)
+            && let Err(e) = crate::service_ips::release(self.store.as_ref(), ip).await
+        {
+            tracing::warn!(ip, "releasing a cluster IP: {e}");
+        }
+        crate::node_ports::release(self.store.as_ref(), key, gone).await;
     }
 
     /// Every namespace has a `default` ServiceAccount (what kube-controller-manager's serviceaccounts
@@ -638,17 +682,24 @@ impl Api {
                         set_rv(&mut new, kv.mod_revision);
                         return Ok(new);
                     }
-                    match self
-                        .store
+                    let ports = self
+                        .allocate_node_ports(def, Some(&cur), &mut new, &key)
+                        .await?;
+                    let store = self.store.as_ref();
+                    match store
                         .update(&key, encode_for(def, &new), kv.mod_revision)
                         .await
                     {
                         Ok(rev) => {
+                            ports.commit(store).await;
                             set_rv(&mut new, rev);
                             return Ok(new);
                         }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(ApiError::from_store(e, def.group, def.plural, name)),
+                        Err(StoreError::Conflict { .. }) => ports.revert(store).await,
+                        Err(e) => {
+                            ports.revert(store).await;
+                            return Err(ApiError::from_store(e, def.group, def.plural, name));
+                        }
                     }
                 }
                 Next::Delete => {
@@ -657,6 +708,7 @@ impl Api {
                     }
                     match self.store.delete(&key, Some(kv.mod_revision)).await {
                         Ok((_, rev)) => {
+                            self.release_allocations(def, &key, &cur).await;
                             let mut gone = cur;
                             set_rv(&mut gone, rev);
                             return Ok(gone);
@@ -956,19 +1008,10 @@ impl Api {
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
             )));
         }
-        let out = self
-            .modify(def, ns, name, dry_run, |cur| {
-                Self::delete_step(def, cur, opts)
-            })
-            .await?;
-        if def.kind_id == Kind::Service
-            && !dry_run
-            && self.store.get(&def.key(ns, name)).await?.is_none()
-            && let Some(ip) = out.pointer("/spec/clusterIP").and_then(Value::as_str)
-        {
-            crate::service_ips::release(self.store.as_ref(), ip).await?;
-        }
-        Ok(out)
+        self.modify(def, ns, name, dry_run, |cur| {
+            Self::delete_step(def, cur, opts)
+        })
+        .await
     }
 
     fn delete_step(def: &ResourceDef, cur: &Value, opts: &DeleteOpts) -> ApiResult<Next> {

@@ -5,8 +5,9 @@
 //!
 //! Kinds: namespaces, pods, nodes, core/v1 and events.k8s.io/v1 events (one storage, converted on read and
 //! write), leases, configmaps, secrets, services (cluster IPs from `--service-cluster-ip-range`, see
-//! `service_ips`), endpoints, serviceaccounts (a `default` one per namespace) and the RBAC kinds. Lists page
-//! with `limit`/`continue` over one snapshot (`list`); server-side apply tracks `managedFields` (`apply`).
+//! `service_ips`; node ports from `--service-node-port-range`, see `node_ports`), endpoints, serviceaccounts
+//! (a `default` one per namespace) and the RBAC kinds. Lists page with `limit`/`continue` over one snapshot
+//! (`list`); server-side apply tracks `managedFields` (`apply`).
 //!
 //! Authorization (`authz`): `system:masters`, the Node authorizer with NodeRestriction, then RBAC.
 //!
@@ -28,11 +29,13 @@ pub mod discovery;
 pub mod eviction;
 pub mod handlers;
 pub mod list;
+pub mod node_ports;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
 pub mod protobuf_encode;
 pub mod proxy;
+pub mod reservations;
 pub mod resources;
 pub mod selectors;
 pub mod server;
@@ -70,6 +73,14 @@ pub struct ServeConfig {
     /// `kube-system/kube-dns` Service's, never allocated automatically. `None`: no such Service.
     pub cluster_dns: Option<Ipv4Addr>,
     pub token_auth_file: Option<PathBuf>,
+}
+
+/// Settings with a default, kept apart from [`ServeConfig`] so that a new one does not break the struct
+/// literals that build a `ServeConfig` in other crates (the agent's tests): [`run`] takes the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Node ports of NodePort and LoadBalancer Services (`--service-node-port-range`, default 30000-32767).
+    pub service_node_port_range: node_ports::PortRange,
 }
 
 impl ServeConfig {
@@ -117,6 +128,7 @@ pub fn ensure_admin_kubeconfig(pki: &pki::Pki, cfg: &ServeConfig, port: u16) -> 
 /// listener is up (and the PKI and admin kubeconfig exist).
 pub async fn serve_with_store(
     cfg: &ServeConfig,
+    opts: &ServeOptions,
     store: Arc<dyn Store>,
     shutdown: tokio_watch::Receiver<bool>,
     ready: Option<oneshot::Sender<SocketAddr>>,
@@ -146,7 +158,8 @@ pub async fn serve_with_store(
         authz: authz::Authorizer::new(store.clone()),
         api: handlers::Api::new(store.clone())
             .with_service_cidr(cfg.service_cidr)
-            .with_cluster_dns(cfg.cluster_dns),
+            .with_cluster_dns(cfg.cluster_dns)
+            .with_node_port_range(opts.service_node_port_range),
         openapi: discovery::OpenApi::build(),
         tokens,
         server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
@@ -198,14 +211,23 @@ pub async fn serve_with_store(
 
 /// Open the store, bootstrap, start the controllers and serve until SIGINT/SIGTERM.
 pub async fn run(cfg: ServeConfig) -> Result<()> {
+    run_with(cfg, ServeOptions::default()).await
+}
+
+/// [`run`] with settings other than the defaults.
+pub async fn run_with(cfg: ServeConfig, opts: ServeOptions) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> = open_store(&cfg)?;
-    run_with_store(cfg, store).await
+    run_with_store(cfg, opts, store).await
 }
 
-/// [`run`] on a store opened by the caller (`--storage etcd`).
-pub async fn run_with_store(cfg: ServeConfig, store: Arc<dyn Store>) -> Result<()> {
+/// [`run_with`] on a store opened by the caller (`--storage etcd`).
+pub async fn run_with_store(
+    cfg: ServeConfig,
+    opts: ServeOptions,
+    store: Arc<dyn Store>,
+) -> Result<()> {
     cfg.validate()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
@@ -228,7 +250,7 @@ pub async fn run_with_store(cfg: ServeConfig, store: Arc<dyn Store>) -> Result<(
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    serve_with_store(&cfg, store, rx, Some(bound_tx)).await
+    serve_with_store(&cfg, &opts, store, rx, Some(bound_tx)).await
 }
 
 fn open_store(cfg: &ServeConfig) -> Result<Arc<dyn Store>> {

@@ -105,6 +105,14 @@ struct ServeArgs {
     /// 10.96.0.10].
     #[arg(long, env = "SKIFF_CLUSTER_DNS", value_parser = parse_cluster_dns)]
     cluster_dns: Option<ClusterDns>,
+    /// Where NodePort and LoadBalancer Services get their node ports (kube-apiserver's flag): `FIRST-LAST`,
+    /// `FIRST+COUNT` or one port.
+    #[arg(
+        long,
+        env = "SKIFF_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767"
+    )]
+    service_node_port_range: skiff_apiserver::node_ports::PortRange,
     /// Static tokens, kube-apiserver CSV format: token,user,uid,"group1,group2".
     #[arg(long, env = "SKIFF_TOKEN_AUTH_FILE")]
     token_auth_file: Option<PathBuf>,
@@ -276,13 +284,16 @@ fn serve(s: ServeArgs) -> Result<()> {
         },
         token_auth_file: s.token_auth_file.clone(),
     };
+    let opts = skiff_apiserver::ServeOptions {
+        service_node_port_range: s.service_node_port_range,
+    };
     // Before anything is written or connected to.
     cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match s.storage {
-        Storage::Embedded => rt.block_on(skiff_apiserver::run(cfg)),
+        Storage::Embedded => rt.block_on(skiff_apiserver::run_with(cfg, opts)),
         Storage::Etcd => rt.block_on(async {
             let store =
                 skiff_apiserver::store::etcd::EtcdStore::connect(&s.etcd_servers, &s.etcd_prefix)
@@ -297,7 +308,7 @@ fn serve(s: ServeArgs) -> Result<()> {
                     s.etcd_compaction_interval,
                 );
             }
-            skiff_apiserver::run_with_store(cfg, store).await
+            skiff_apiserver::run_with_store(cfg, opts, store).await
         }),
     }
 }

@@ -99,10 +99,23 @@ impl Pki {
         let crt = self.dir.join("apiserver.crt");
         let key = self.dir.join("apiserver.key");
         if crt.exists() && key.exists() {
-            return Ok((
+            let (c, k) = (
                 std::fs::read_to_string(&crt)?,
                 std::fs::read_to_string(&key)?,
-            ));
+            );
+            let missing: Vec<&String> = match cert_sans(&c) {
+                Some(have) => sans.iter().filter(|s| !have.contains(s)).collect(),
+                None => sans.iter().collect(),
+            };
+            if missing.is_empty() {
+                return Ok((c, k));
+            }
+            // A data dir from an older version, a new advertise address or host name: the same CA signs a
+            // certificate that names them, so clients that verify them keep working.
+            tracing::info!(
+                ?missing,
+                "the serving certificate lacks names; issuing a new one"
+            );
         }
         let kp = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans.to_vec()).context("serving cert SANs")?;
@@ -290,6 +303,33 @@ pub fn host_ipv4s() -> Vec<IpAddr> {
 }
 
 /// Subject alternative names for the serving certificate.
+/// The DNS names and IP addresses (as text) a PEM certificate is valid for; None if it does not parse.
+fn cert_sans(pem: &str) -> Option<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = block.parse_x509().ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    Some(
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => <[u8; 4]>::try_from(*b)
+                        .ok()
+                        .map(|a| IpAddr::from(a).to_string()),
+                    16 => <[u8; 16]>::try_from(*b)
+                        .ok()
+                        .map(|a| IpAddr::from(a).to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
 pub fn serving_sans(advertise: IpAddr, service_cidr: ipnet::Ipv4Net) -> Vec<String> {
     let mut sans = vec![
         "127.0.0.1".to_string(),
@@ -358,25 +398,7 @@ mod tests {
             ))
             .expect("serving");
         assert!(s.contains("BEGIN CERTIFICATE"));
-        let (_, pem) = x509_parser::pem::parse_x509_pem(s.as_bytes()).expect("pem");
-        let cert = pem.parse_x509().expect("x509");
-        let san = cert
-            .subject_alternative_name()
-            .expect("extension parses")
-            .expect("has SANs");
-        let names: Vec<String> = san
-            .value
-            .general_names
-            .iter()
-            .map(|n| match n {
-                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
-                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
-                    4 => IpAddr::from(<[u8; 4]>::try_from(*ip).expect("v4")).to_string(),
-                    _ => format!("{ip:?}"),
-                },
-                other => format!("{other:?}"),
-            })
-            .collect();
+        let names = cert_sans(&s).expect("SANs");
         for want in [
             "10.96.0.1",
             "127.0.0.1",
@@ -396,5 +418,23 @@ mod tests {
             )
             .expect("kc");
         assert!(kc.contains("client-certificate-data"));
+    }
+
+    #[test]
+    fn a_serving_cert_missing_names_is_reissued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::load_or_create(dir.path()).expect("pki");
+        let cidr = "10.96.0.0/12".parse().expect("cidr");
+        let old = serving_sans("127.0.0.1".parse().expect("ip"), cidr);
+        let (first, _) = pki.serving_cert(&old).expect("serving");
+        let (again, _) = pki.serving_cert(&old).expect("serving");
+        assert_eq!(first, again, "the same names keep the certificate");
+        let new = serving_sans("169.254.64.1".parse().expect("ip"), cidr);
+        let (second, _) = pki.serving_cert(&new).expect("serving");
+        assert_ne!(first, second);
+        let names = cert_sans(&second).expect("SANs");
+        assert!(names.iter().any(|n| n == "169.254.64.1"), "{names:?}");
+        // Written to disk: the next start keeps it.
+        assert_eq!(pki.serving_cert(&new).expect("serving").0, second);
     }
 }

@@ -489,9 +489,12 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 r(5, "externalIPs", Str),
                 f(7, "sessionAffinity", Str),
                 f(10, "externalName", Str),
+                f(11, "externalTrafficPolicy", Str),
+                f(12, "healthCheckNodePort", Int),
                 f(13, "publishNotReadyAddresses", Bool),
                 r(19, "ipFamilies", Str),
                 f(17, "ipFamilyPolicy", Str),
+                f(20, "allocateLoadBalancerNodePorts", Bool),
                 f(22, "internalTrafficPolicy", Str),
             ];
             S

@@ -1,20 +1,22 @@
 //! Cluster IP allocation for Services from the service CIDR (`--service-cluster-ip-range`).
 //!
-//! Each allocated address is a store key `/registry/serviceips/<ip>` created with create-if-absent, so two
-//! API servers (or two concurrent creates) can never hand out the same address. The key is removed when the
-//! Service is deleted. The network address, the broadcast address, the first host (`.1`, conventionally
-//! the `kubernetes` service) and the cluster DNS address (`--cluster-dns`, the `kube-dns` Service's) are never
-//! allocated automatically: the controllers create those Services only after the server is serving.
+//! Each allocated address is a store key `/registry/serviceips/<ip>` created with create-if-absent
+//! (`crate::reservations`), so two API servers (or two concurrent creates) can never hand out the same
+//! address. The key is removed when the Service is deleted. The network address, the broadcast address, the
+//! first host (`.1`, conventionally the `kubernetes` service) and the cluster DNS address (`--cluster-dns`,
+//! the `kube-dns` Service's) are never allocated automatically: the controllers create those Services only
+//! after the server is serving.
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::reservations::{Reservations, random_scan};
 use crate::status::{ApiError, ApiResult, FieldError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
-const PREFIX: &str = "/registry/serviceips/";
+const IPS: Reservations = Reservations::new("/registry/serviceips/");
 
 pub fn default_cidr() -> Ipv4Net {
     DEFAULT_SERVICE_CIDR
@@ -43,10 +45,6 @@ pub fn check_dns_ip(cidr: Ipv4Net, ip: Ipv4Addr) -> Result<(), String> {
         return Err(format!("{ip} is the kubernetes Service's address"));
     }
     Ok(())
-}
-
-fn key(ip: Ipv4Addr) -> String {
-    format!("{PREFIX}{ip}")
 }
 
 fn invalid(ip: &str, why: &str) -> ApiError {
@@ -86,14 +84,13 @@ pub async fn allocate(
                 ),
             ));
         }
-        return match store.create(&key(ip), owner.as_bytes().to_vec()).await {
-            Ok(_) => Ok(ip.to_string()),
-            Err(StoreError::AlreadyExists(_)) => Err(invalid(
+        if !IPS.claim(store, ip, owner).await? {
+            return Err(invalid(
                 r,
                 &format!("failed to allocate IP {r}: provided IP is already allocated"),
-            )),
-            Err(e) => Err(e.into()),
-        };
+            ));
+        }
+        return Ok(ip.to_string());
     }
     let base = u32::from(cidr.network());
     let size = 1u64 << (32 - u32::from(cidr.prefix_len()));
@@ -103,29 +100,15 @@ pub async fn allocate(
         )));
     }
     // Offsets 2..size-1: skip the network address, .1 and the broadcast address.
-    let usable = size - 3;
-    let start = u64::from(uuid::Uuid::new_v4().as_u128() as u32) % usable;
-    let (used, _) = store.list(PREFIX).await?;
-    let taken: std::collections::HashSet<&str> = used
-        .iter()
-        .filter_map(|kv| kv.key.strip_prefix(PREFIX))
-        .collect();
-    for i in 0..usable {
-        let off = 2 + (start + i) % usable;
-        let ip = Ipv4Addr::from(base.wrapping_add(off as u32));
-        let s = ip.to_string();
-        if dns == Some(ip) || taken.contains(s.as_str()) {
-            continue;
-        }
-        match store.create(&key(ip), owner.as_bytes().to_vec()).await {
-            Ok(_) => return Ok(s),
-            Err(StoreError::AlreadyExists(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    let candidates = random_scan(size - 3)
+        .map(|off| Ipv4Addr::from(base.wrapping_add(2 + off as u32)))
+        .filter(|ip| dns != Some(*ip));
+    match IPS.claim_first(store, candidates, owner).await? {
+        Some(ip) => Ok(ip.to_string()),
+        None => Err(ApiError::internal(format!(
+            "failed to allocate a serviceIP: range {cidr} is full"
+        ))),
     }
-    Err(ApiError::internal(format!(
-        "failed to allocate a serviceIP: range {cidr} is full"
-    )))
 }
 
 /// Give an address back (a missing key is fine).
@@ -133,25 +116,13 @@ pub async fn release(store: &dyn Store, ip: &str) -> ApiResult<()> {
     let Ok(ip) = ip.parse::<Ipv4Addr>() else {
         return Ok(());
     };
-    match store.delete(&key(ip), None).await {
-        Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(IPS.release(store, ip).await?)
 }
 
 /// Give `ip` back only if `owner` holds it: a reservation left behind by an interrupted create of the Service
 /// `owner` must not block creating it again.
 pub async fn release_if_owned(store: &dyn Store, ip: Ipv4Addr, owner: &str) -> ApiResult<()> {
-    let Some(kv) = store.get(&key(ip)).await? else {
-        return Ok(());
-    };
-    if kv.value != owner.as_bytes() {
-        return Ok(());
-    }
-    match store.delete(&key(ip), Some(kv.mod_revision)).await {
-        Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(IPS.release_if_owned(store, ip, owner).await?)
 }
 
 #[cfg(test)]

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, have, tail};
+use common::{Server, have, refused, tail};
 
 /// `kubectl get` output once `args` succeeds (the controllers start shortly after the server).
 fn wait_get(s: &Server, args: &[&str]) -> String {
@@ -92,27 +91,6 @@ fn cluster_dns_none_keeps_no_service() {
         String::from_utf8_lossy(&out.stderr).contains("No resources found"),
         "{out:?}"
     );
-}
-
-/// Start the server with `args`; it must refuse at once, before creating its data directory.
-fn refused(args: &[&str]) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff-apiserver"))
-        .env_remove("SKIFF_CONFIG")
-        .env_remove("SKIFF_CLUSTER_DNS")
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(args)
-        .output()
-        .expect("run skiff-apiserver");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        !data.exists(),
-        "the server did something before refusing: {err}"
-    );
-    err
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Cluster DNS, served by the agent on every node, as NodeLocal DNSCache does beside CoreDNS: the node holds
 //! the cluster DNS address (`--cluster-dns`, the kubelet's `clusterDNS`, 10.96.0.10 by default) as a local
-//! address ([`link`]) and answers on its port 53 (UDP and TCP). Pods with `dnsPolicy: ClusterFirst` name it in their
-//! resolv.conf, so their queries never leave the node.
+//! address ([`link`]) and answers on its port 53 (UDP and TCP). Pods with `dnsPolicy: ClusterFirst` name
+//! it in their resolv.conf, so their queries never leave the node.
 //!
 //! Names in the cluster domain (and the reverse names of cluster IPs) are answered from the Services and
 //! Endpoints the agent already watches for its service proxy ([`zone`]); every other name is forwarded to
@@ -151,7 +151,12 @@ async fn serve(
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         addr,
     });
-    tracing::info!(%addr, domain = %server.settings.domain, upstreams = ?server.upstreams(), "cluster DNS serving");
+    tracing::info!(
+        %addr,
+        domain = %server.settings.domain,
+        upstreams = ?server.upstreams(),
+        "cluster DNS serving"
+    );
     tokio::spawn(server.clone().serve_udp(udp));
     tokio::spawn(server.clone().serve_tcp(tcp));
     Ok(server)
@@ -211,7 +216,7 @@ impl Server {
                     let _ = sock.send_to(&m, peer).await;
                 }
                 Reply::Drop => {}
-                Reply::Forward => {
+                upstream => {
                     let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                         if let Some(m) = failure(query, RCODE::ServerFailure) {
                             let _ = sock.send_to(&m, peer).await;
@@ -220,11 +225,8 @@ impl Server {
                     };
                     let (query, sock, ups) = (query.to_vec(), sock.clone(), self.upstreams());
                     tokio::spawn(async move {
-                        let reply = match forward_udp(&query, &ups).await {
-                            Some(r) => Some(r),
-                            None => failure(&query, RCODE::ServerFailure),
-                        };
-                        if let Some(r) = reply {
+                        if let Some(r) = ask_upstream(upstream, &query, &ups, Transport::Udp).await
+                        {
                             let _ = sock.send_to(&r, peer).await;
                         }
                         drop(permit);
@@ -267,10 +269,7 @@ impl Server {
             ) {
                 Reply::Message(m) => Some(m),
                 Reply::Drop => None,
-                Reply::Forward => match forward_tcp(&query, &self.upstreams()).await {
-                    Some(r) => Some(r),
-                    None => failure(&query, RCODE::ServerFailure),
-                },
+                upstream => ask_upstream(upstream, &query, &self.upstreams(), Transport::Tcp).await,
             };
             let Some(reply) = reply else { return };
             if write_frame(&mut conn, &reply).await.is_err() {
@@ -278,6 +277,57 @@ impl Server {
             }
         }
     }
+}
+
+/// The reply to `query` that needs the upstream servers: the query forwarded as it is, or an ExternalName's
+/// CNAME completed with the target's records. SERVFAIL when no upstream answers a forwarded query.
+async fn ask_upstream(
+    step: Reply,
+    query: &[u8],
+    upstreams: &[SocketAddr],
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let ask = |q: Vec<u8>| async move {
+        match transport {
+            Transport::Udp => forward_udp(&q, upstreams).await,
+            Transport::Tcp => forward_tcp(&q, upstreams).await,
+        }
+    };
+    match step {
+        Reply::Forward => match ask(query.to_vec()).await {
+            Some(r) => Some(r),
+            None => failure(query, RCODE::ServerFailure),
+        },
+        Reply::Chase {
+            reply,
+            query: target,
+            limit,
+        } => Some(match ask(target).await {
+            Some(found) => complete(&reply, &found, limit).unwrap_or(reply),
+            // The CNAME alone: the client may still resolve the target itself.
+            None => reply,
+        }),
+        Reply::Message(m) => Some(m),
+        Reply::Drop => None,
+    }
+}
+
+/// `reply` with the answer records of `upstream` appended (what the target name resolved to); None when
+/// `upstream` is not a usable answer. Over `limit`, the truncated form.
+fn complete(reply: &[u8], upstream: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let found = Packet::parse(upstream).ok()?;
+    if found.rcode() != RCODE::NoError {
+        return None;
+    }
+    let mut out = Packet::parse(reply).ok()?;
+    out.answers.extend(found.answers);
+    let bytes = out.build_bytes_vec_compressed().ok()?;
+    if bytes.len() <= limit {
+        return Some(bytes);
+    }
+    out.answers.clear();
+    out.set_flags(PacketFlag::TRUNCATION);
+    out.build_bytes_vec_compressed().ok()
 }
 
 async fn read_frame(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
@@ -362,6 +412,14 @@ pub enum Reply {
     Message(Vec<u8>),
     /// Not ours: pass the query, unchanged, to an upstream server.
     Forward,
+    /// An ExternalName Service's CNAME (`reply`) to a name outside the cluster, to be completed with what the
+    /// upstream servers answer to `query` (the target, of the asked type), as CoreDNS does; `limit` is the
+    /// client's size limit.
+    Chase {
+        reply: Vec<u8>,
+        query: Vec<u8>,
+        limit: usize,
+    },
     /// Not a query at all (a response, less than a header): no answer.
     Drop,
 }
@@ -417,7 +475,7 @@ pub fn respond(domain: &str, query: &[u8], transport: Transport, catalog: &dyn C
         return Reply::Forward;
     }
     let qname = question.qname.to_string();
-    let answer = zone::lookup(domain, &qname, wanted(question.qtype), catalog);
+    let mut answer = zone::lookup(domain, &qname, wanted(question.qtype), catalog);
     if answer == Answer::Forward {
         return Reply::Forward;
     }
@@ -427,12 +485,69 @@ pub fn respond(domain: &str, query: &[u8], transport: Transport, catalog: &dyn C
             usize::from(o.udp_packet_size.clamp(512, EDNS_UDP_SIZE))
         }),
     };
+    // An ExternalName's CNAME is followed one step: in the zone here, outside it by the upstream servers.
+    let mut chase = None;
+    if let Answer::Records { answers, .. } = &mut answer
+        && let [
+            Record {
+                data: Data::Cname(target),
+                ..
+            },
+        ] = answers.as_slice()
+        && !matches!(question.qtype, QTYPE::ANY | QTYPE::TYPE(TYPE::CNAME))
+    {
+        match zone::lookup(domain, target, wanted(question.qtype), catalog) {
+            Answer::Forward => chase = target_query(target, question.qtype),
+            Answer::Records { answers: more, .. } => answers.extend(more),
+            _ => {}
+        }
+    }
+    if let Some(target) = chase {
+        return match build(domain, &q, &answer, false) {
+            Some(reply) => Reply::Chase {
+                reply,
+                query: target,
+                limit,
+            },
+            None => failure(query, RCODE::ServerFailure).map_or(Reply::Drop, Reply::Message),
+        };
+    }
     match build(domain, &q, &answer, false) {
         Some(m) if m.len() <= limit => Reply::Message(m),
         // Too big for this UDP client: an empty truncated reply sends it to TCP.
         Some(_) => build(domain, &q, &answer, true).map_or(Reply::Drop, Reply::Message),
         None => failure(query, RCODE::ServerFailure).map_or(Reply::Drop, Reply::Message),
     }
+}
+
+/// A recursive query for `target` of type `qtype` (EDNS, so large answers come over UDP).
+fn target_query(target: &str, qtype: QTYPE) -> Option<Vec<u8>> {
+    let mut p = Packet::new_query(rand_id());
+    p.set_flags(PacketFlag::RECURSION_DESIRED);
+    p.questions.push(simple_dns::Question::new(
+        Name::new(target).ok()?,
+        qtype,
+        CLASS::IN.into(),
+        false,
+    ));
+    *p.opt_mut() = Some(OPT {
+        opt_codes: Vec::new(),
+        udp_packet_size: EDNS_UDP_SIZE,
+        version: 0,
+    });
+    p.build_bytes_vec().ok()
+}
+
+/// A query id nobody can guess from outside (the forwarded query's own socket port is random too).
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u16
 }
 
 fn rdata<'a>(soa_names: &'a (String, String), data: &'a Data) -> Option<RData<'a>> {

@@ -179,48 +179,57 @@ fn settings_parse() {
     assert!(parse_domain("bad..domain").is_err());
 }
 
-/// A fake upstream on loopback: answers every query with its own id and the answer 192.0.2.1, and a second
-/// server that never answers. Forwarding skips the silent one and relays the answer as is.
+/// Answers every query with the query's id and name and the address 192.0.2.1.
+fn upstream_answer(q: &[u8]) -> Vec<u8> {
+    let q = Packet::parse(q).unwrap_or_else(|e| panic!("{e}"));
+    let mut r = Packet::new_reply(q.id());
+    r.questions = q.questions.clone();
+    r.answers.push(ResourceRecord::new(
+        q.questions[0].qname.clone(),
+        CLASS::IN,
+        60,
+        RData::A(A {
+            address: u32::from(Ipv4Addr::new(192, 0, 2, 1)),
+        }),
+    ));
+    r.build_bytes_vec().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fake upstream on loopback (UDP and TCP, answering with [`upstream_answer`]).
+async fn fake_upstream() -> (SocketAddr, SocketAddr) {
+    let udp = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tcp = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addrs = (
+        udp.local_addr().unwrap_or_else(|e| panic!("{e}")),
+        tcp.local_addr().unwrap_or_else(|e| panic!("{e}")),
+    );
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+            let _ = udp.send_to(&upstream_answer(&buf[..n]), peer).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = tcp.accept().await {
+            if let Ok(Some(q)) = read_frame(&mut conn).await {
+                let _ = write_frame(&mut conn, &upstream_answer(&q)).await;
+            }
+        }
+    });
+    addrs
+}
+
+/// Forwarding skips an upstream that never answers and relays the next one's answer as is.
 #[tokio::test]
 async fn forwards_to_the_first_upstream_that_answers() {
     let silent = UdpSocket::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let upstream = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let tcp_upstream = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    fn answer(q: &[u8]) -> Vec<u8> {
-        let q = Packet::parse(q).unwrap_or_else(|e| panic!("{e}"));
-        let mut r = Packet::new_reply(q.id());
-        r.questions = q.questions.clone();
-        r.answers.push(ResourceRecord::new(
-            q.questions[0].qname.clone(),
-            CLASS::IN,
-            60,
-            RData::A(A {
-                address: u32::from(Ipv4Addr::new(192, 0, 2, 1)),
-            }),
-        ));
-        r.build_bytes_vec().unwrap_or_else(|e| panic!("{e}"))
-    }
-    let up_addr = upstream.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let tcp_addr = tcp_upstream.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        while let Ok((n, peer)) = upstream.recv_from(&mut buf).await {
-            let _ = upstream.send_to(&answer(&buf[..n]), peer).await;
-        }
-    });
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = tcp_upstream.accept().await {
-            if let Ok(Some(q)) = read_frame(&mut conn).await {
-                let _ = write_frame(&mut conn, &answer(&q)).await;
-            }
-        }
-    });
+    let (up_addr, tcp_addr) = fake_upstream().await;
     let q = query("example.com", TYPE::A, None);
     let ups = [
         silent.local_addr().unwrap_or_else(|e| panic!("{e}")),
@@ -236,13 +245,71 @@ async fn forwards_to_the_first_upstream_that_answers() {
         .await
         .unwrap_or_else(|| panic!("no TCP answer"));
     assert_eq!(Packet::parse(&r).map(|p| p.answers.len()).ok(), Some(1));
-    // Nobody answers: None (the caller sends SERVFAIL).
-    assert_eq!(forward_udp(&q, &ups[..1]).await, None);
-    let f = failure(&q, RCODE::ServerFailure).unwrap_or_else(|| panic!("no failure reply"));
+    // Nobody answers: SERVFAIL.
+    let r = ask_upstream(Reply::Forward, &q, &ups[..1], Transport::Udp)
+        .await
+        .unwrap_or_else(|| panic!("no failure reply"));
     assert_eq!(
-        Packet::parse(&f).map(|p| (p.id(), p.rcode())).ok(),
+        Packet::parse(&r).map(|p| (p.id(), p.rcode())).ok(),
         Some((0x4242, RCODE::ServerFailure))
     );
+}
+
+/// An ExternalName's CNAME comes with the target's addresses: from the zone when the target is a cluster
+/// name, from the upstream servers otherwise (CoreDNS's behaviour).
+#[tokio::test]
+async fn external_names_are_followed() {
+    let mut c = zone::tests::catalog();
+    c.services.push(zone::tests::external(
+        "default",
+        "alias",
+        "web.default.svc.cluster.local",
+    ));
+    let q = query("alias.default.svc.cluster.local", TYPE::A, None);
+    let m = message(respond("cluster.local", &q, Transport::Udp, &c));
+    let p = Packet::parse(&m).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(p.answers[0].rdata, RData::CNAME(_)));
+    assert_eq!(
+        p.answers[1].rdata,
+        RData::A(A {
+            address: u32::from(Ipv4Addr::new(10, 96, 12, 34))
+        })
+    );
+
+    let q = query("docs.default.svc.cluster.local", TYPE::A, None);
+    let step = respond("cluster.local", &q, Transport::Udp, &c);
+    assert!(matches!(step, Reply::Chase { .. }), "{step:?}");
+    let (udp, _) = fake_upstream().await;
+    let r = ask_upstream(step, &q, &[udp], Transport::Udp)
+        .await
+        .unwrap_or_else(|| panic!("no reply"));
+    let p = Packet::parse(&r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.id(), 0x4242);
+    assert_eq!(p.answers.len(), 2);
+    assert_eq!(p.answers[1].name.to_string(), "docs.example.org");
+    // A CNAME question is answered with the CNAME alone; no upstream: the CNAME alone.
+    assert!(matches!(
+        respond(
+            "cluster.local",
+            &query("docs.default.svc.cluster.local", TYPE::CNAME, None),
+            Transport::Udp,
+            &c
+        ),
+        Reply::Message(_)
+    ));
+    let silent = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let step = respond("cluster.local", &q, Transport::Udp, &c);
+    let r = ask_upstream(
+        step,
+        &q,
+        &[silent.local_addr().unwrap_or_else(|e| panic!("{e}"))],
+        Transport::Udp,
+    )
+    .await
+    .unwrap_or_else(|| panic!("no reply"));
+    assert_eq!(Packet::parse(&r).map(|p| p.answers.len()).ok(), Some(1));
 }
 
 /// The server itself on a loopback port, over UDP and TCP.

@@ -23,7 +23,7 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use rules::{Protocol, ServicePort};
 
@@ -50,6 +50,11 @@ pub struct Services {
     services: Store<Service>,
     endpoints: Store<Endpoints>,
     changed: Arc<Notify>,
+    /// True once each store has been listed. (Not `Store::wait_until_ready`: in kube-runtime 5 only the
+    /// last of several concurrent waiters is woken, which left the rule writer waiting forever while the
+    /// DNS server started.)
+    services_listed: watch::Receiver<bool>,
+    endpoints_listed: watch::Receiver<bool>,
 }
 
 impl Services {
@@ -66,6 +71,8 @@ impl Services {
         let (services, svc_writer) = reflector::store();
         let (endpoints, ep_writer) = reflector::store();
         let changed = Arc::new(Notify::new());
+        let (svc_listed, services_listed) = watch::channel(false);
+        let (ep_listed, endpoints_listed) = watch::channel(false);
         let svc_api: Api<Service> = Api::all(client.clone());
         tokio::spawn(feed(
             reflector::reflector(
@@ -73,6 +80,7 @@ impl Services {
                 watcher::watcher(svc_api, watcher::Config::default()).default_backoff(),
             ),
             changed.clone(),
+            svc_listed,
             "service",
         ));
         if mode == Mode::Nftables || dns.is_some() {
@@ -83,6 +91,7 @@ impl Services {
                     watcher::watcher(ep_api, watcher::Config::default()).default_backoff(),
                 ),
                 changed.clone(),
+                ep_listed,
                 "endpoints",
             ));
         }
@@ -90,6 +99,8 @@ impl Services {
             services,
             endpoints,
             changed,
+            services_listed,
+            endpoints_listed,
         });
         if mode == Mode::Nftables {
             tokio::spawn(this.clone().program(node, local, dns));
@@ -104,9 +115,9 @@ impl Services {
         namespace: &str,
         enable_service_links: bool,
     ) -> Result<Vec<(String, String)>, String> {
-        if tokio::time::timeout(SYNC_WAIT, self.services.wait_until_ready())
+        if tokio::time::timeout(SYNC_WAIT, listed(&self.services_listed))
             .await
-            .map_or(true, |r| r.is_err())
+            .is_err()
         {
             return Err(
                 "services have not yet been read at least once, cannot construct envvars".into(),
@@ -120,13 +131,19 @@ impl Services {
         ))
     }
 
+    /// Wait until Services and Endpoints have been listed once, or `limit` has passed.
+    pub async fn synced(&self, limit: Duration) {
+        let both = async {
+            listed(&self.services_listed).await;
+            listed(&self.endpoints_listed).await;
+        };
+        let _ = tokio::time::timeout(limit, both).await;
+    }
+
     /// Apply the rules after every change (coalesced) and every [`RESYNC`].
     async fn program(self: Arc<Self>, node: String, local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) {
-        if self.services.wait_until_ready().await.is_err()
-            || self.endpoints.wait_until_ready().await.is_err()
-        {
-            return;
-        }
+        listed(&self.services_listed).await;
+        listed(&self.endpoints_listed).await;
         let mut last = String::new();
         let mut failures = 0u32;
         let mut resync = tokio::time::interval(RESYNC);
@@ -194,16 +211,27 @@ impl crate::dns::zone::Catalog for Services {
     }
 }
 
-/// Drive a reflector stream, waking the rule writer on every change.
+/// Until the store behind `flag` has been listed once (forever if its watch never runs).
+async fn listed(flag: &watch::Receiver<bool>) {
+    let _ = flag.clone().wait_for(|l| *l).await;
+}
+
+/// Drive a reflector stream, waking the rule writer on every change and raising `listed` once the store
+/// holds a whole listing (the reflector applies each event to the store before passing it on).
 async fn feed<K>(
     stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     changed: Arc<Notify>,
+    listed: watch::Sender<bool>,
     what: &'static str,
 ) {
     let mut stream = std::pin::pin!(stream);
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => changed.notify_one(),
+            Ok(Event::InitDone) => {
+                listed.send_replace(true);
+                changed.notify_one();
+            }
+            Ok(Event::Apply(_) | Event::Delete(_)) => changed.notify_one(),
             Ok(Event::Init | Event::InitApply(_)) => {}
             Err(e) => tracing::warn!(error = %e, "{what} watch failed; retrying"),
         }
@@ -241,9 +269,9 @@ pub async fn apply(batch: &str) -> Result<(), String> {
     }
 }
 
-/// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP Service, with the ready
-/// endpoint addresses whose Endpoints port has the Service port's name and protocol (only those on `node`
-/// with `internalTrafficPolicy: Local`).
+/// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP, NodePort or LoadBalancer
+/// Service, with the ready endpoint addresses whose Endpoints port has the Service port's name and protocol
+/// (only those on `node` with `internalTrafficPolicy: Local`) and the node port, if any.
 pub fn service_ports<'a>(
     services: impl Iterator<Item = &'a Service>,
     endpoints: impl Fn(&str, &str) -> Option<Arc<Endpoints>>,
@@ -273,6 +301,8 @@ pub fn service_ports<'a>(
             continue;
         }
         let local_only = spec.internal_traffic_policy.as_deref() == Some("Local");
+        let with_node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+        let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
         let eps = endpoints(ns, name);
         for sp in spec.ports.iter().flatten() {
             let (Some(protocol), Ok(port)) = (
@@ -282,6 +312,10 @@ pub fn service_ports<'a>(
                 continue;
             };
             let port_name = sp.name.clone().unwrap_or_default();
+            let node_port = sp
+                .node_port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n > 0);
             let mut addrs = Vec::new();
             for subset in eps.iter().flat_map(|e| e.subsets.iter().flatten()) {
                 let Some(target) = subset.ports.iter().flatten().find(|p| {
@@ -316,6 +350,8 @@ pub fn service_ports<'a>(
                     protocol,
                     port,
                     endpoints: endpoints.clone(),
+                    node_port: node_port.filter(|_| with_node_ports),
+                    external_local,
                 });
             }
         }

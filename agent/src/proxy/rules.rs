@@ -9,13 +9,22 @@
 //!   client sees "connection refused" at once) in the filter forward and output hooks;
 //! - masquerade for a pod of this node that reaches a pod of this node through a service (itself
 //!   included): the reply would otherwise go straight back over the bridge, past the DNAT, and the
-//!   client would drop it. The endpoint chain marks such packets with [`MASQ_MARK`].
+//!   client would drop it. The endpoint chain marks such packets with [`MASQ_MARK`];
+//! - map `service-nodeports`: `protocol . node port` → `goto ext-<service chain>`, looked up for traffic to
+//!   any local address but 127.0.0.0/8 (kube-proxy's nftables mode does not serve node ports on localhost
+//!   either). With `externalTrafficPolicy: Cluster` the external chain marks the packet for masquerade
+//!   (the reply must come back through this node) and goes on to the service chain; with `Local` it picks
+//!   among this node's endpoints only and keeps the client's address. Node ports without a usable endpoint
+//!   are in set `no-endpoint-nodeports`, rejected in the filter input hook.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+
+/// Endpoint addresses and ports.
+type Endpoints = Vec<(Ipv4Addr, u16)>;
 
 /// The nftables table (family `ip`) the proxy owns.
 pub const TABLE: &str = "skiff-proxy";
@@ -61,6 +70,10 @@ pub struct ServicePort {
     pub port: u16,
     /// Ready endpoints, sorted and without duplicates.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
+    /// The node port of a NodePort or LoadBalancer Service.
+    pub node_port: Option<u16>,
+    /// `externalTrafficPolicy: Local`: node port traffic goes only to this node's endpoints, unmasqueraded.
+    pub external_local: bool,
 }
 
 impl ServicePort {
@@ -85,6 +98,22 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
 
     let (live, dead): (Vec<&ServicePort>, Vec<&ServicePort>) =
         ports.iter().partition(|p| !p.endpoints.is_empty());
+    // Node ports (one entry per protocol and number, whatever the number of cluster IPs), with the
+    // endpoints their traffic may go to.
+    let mut node_ports: BTreeMap<(Protocol, u16), (&ServicePort, Endpoints)> = BTreeMap::new();
+    for p in ports {
+        if let Some(np) = p.node_port {
+            let eps: Endpoints = p
+                .endpoints
+                .iter()
+                .filter(|(ip, _)| !p.external_local || local.is_some_and(|n| n.contains(ip)))
+                .copied()
+                .collect();
+            node_ports.entry((p.protocol, np)).or_insert((p, eps));
+        }
+    }
+    let (np_live, np_dead): (Vec<_>, Vec<_>) =
+        node_ports.iter().partition(|(_, (_, eps))| !eps.is_empty());
     let key = |p: &ServicePort| format!("{} . {} . {}", p.ip, p.protocol.nft(), p.port);
 
     out.push_str("\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n");
@@ -103,8 +132,28 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
     }
     out.push_str("\t}\n");
 
+    out.push_str("\tmap service-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n");
+    if !np_live.is_empty() {
+        let elems: Vec<String> = np_live
+            .iter()
+            .map(|((proto, np), (p, _))| format!("{} . {np} : goto ext-{}", proto.nft(), p.chain()))
+            .collect();
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
+    }
+    out.push_str("\t}\n");
+    out.push_str("\tset no-endpoint-nodeports {\n\t\ttype inet_proto . inet_service\n");
+    if !np_dead.is_empty() {
+        let elems: Vec<String> = np_dead
+            .iter()
+            .map(|((proto, np), _)| format!("{} . {np}", proto.nft()))
+            .collect();
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
+    }
+    out.push_str("\t}\n");
+
     out.push_str(
-        "\tchain services {\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t}\n",
+        "\tchain services {\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t\t\
+         fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n\t}\n",
     );
     out.push_str(
         "\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}\n",
@@ -122,6 +171,10 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
             "\tchain filter-{hook} {{\n\t\ttype filter hook {hook} priority filter - 10; policy accept;\n\t\tct state new ip daddr . meta l4proto . th dport @no-endpoints reject\n\t}}"
         );
     }
+    out.push_str(
+        "\tchain filter-input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\t\
+         ct state new ip daddr != 127.0.0.0/8 meta l4proto . th dport @no-endpoint-nodeports reject\n\t}\n",
+    );
 
     for p in &live {
         let svc = p.chain();
@@ -165,6 +218,30 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
                 p.protocol.nft()
             );
         }
+    }
+    for ((_, _), (p, eps)) in &np_live {
+        let svc = p.chain();
+        let _ = writeln!(out, "\tchain ext-{svc} {{");
+        if p.external_local {
+            // Only this node's endpoints, the client's address kept.
+            let arms: Vec<String> = eps
+                .iter()
+                .enumerate()
+                .map(|(i, (ip, port))| format!("{i} : goto {svc}__{ip}/{port}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\t\tnumgen random mod {} vmap {{ {} }}",
+                eps.len(),
+                arms.join(", ")
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\t\tmeta mark set meta mark | {MASQ_MARK:#x}\n\t\tgoto {svc}"
+            );
+        }
+        out.push_str("\t}\n");
     }
     out.push_str("}\n");
     out
@@ -220,6 +297,8 @@ mod tests {
             protocol: Protocol::Tcp,
             port,
             endpoints: sorted(eps.iter().map(|(i, p)| (Ipv4Addr::from(*i), *p)).collect()),
+            node_port: None,
+            external_local: false,
         }
     }
 

@@ -240,6 +240,23 @@ pub async fn handle(
     };
     let (path, watch_id) = match choose_file(&loc, &opts, &pod, &container) {
         Ok(x) => x,
+        // A running container that has not written anything yet (the copier creates the file with the first
+        // line): an empty log, as the kubelet answers, rather than "waiting to start".
+        Err(r) if !opts.previous => match &loc.container_id {
+            Some(id) if locate::running(&ctx, id).await => {
+                let current = loc.log_dir.join(format!("{}.log", loc.attempt));
+                if let Err(e) = tokio::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&current)
+                    .await
+                {
+                    tracing::debug!(log = %current.display(), error = %e, "cannot create the log file");
+                }
+                (current, Some(id.clone()))
+            }
+            _ => return *r,
+        },
         Err(r) => return *r,
     };
     let file = match tokio::fs::File::open(&path).await {

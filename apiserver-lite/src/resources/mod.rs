@@ -461,8 +461,9 @@ impl ResourceDef {
         match self.kind_id {
             Kind::Secret => config::secret_defaults(new),
             Kind::Service => {
-                service::keep_allocated(old, new);
                 service::defaults(new);
+                service::keep_allocated(old, new);
+                service::drop_type_dependent(old, new);
             }
             _ => {}
         }

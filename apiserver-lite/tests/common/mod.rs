@@ -178,6 +178,32 @@ impl Drop for Server {
     }
 }
 
+/// Start the server with `args` (and no `SKIFF_*` settings from the environment); it must refuse at once,
+/// before creating its data directory. Returns what it printed.
+pub fn refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff-apiserver"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SKIFF_") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(args)
+        .output()
+        .expect("run skiff-apiserver");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !data.exists(),
+        "the server did something before refusing: {err}"
+    );
+    err
+}
+
 pub fn have(bin: &str) -> bool {
     Command::new("sh")
         .arg("-c")

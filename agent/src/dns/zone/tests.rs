@@ -93,16 +93,20 @@ pub fn endpoints(
     })
 }
 
-pub fn catalog() -> Fixed {
-    let external = Arc::new(Service {
-        metadata: meta("default", "docs"),
+pub fn external(ns: &str, name: &str, target: &str) -> Arc<Service> {
+    Arc::new(Service {
+        metadata: meta(ns, name),
         spec: Some(ServiceSpec {
             type_: Some("ExternalName".into()),
-            external_name: Some("Docs.Example.ORG.".into()),
+            external_name: Some(target.into()),
             ..Default::default()
         }),
         ..Default::default()
-    });
+    })
+}
+
+pub fn catalog() -> Fixed {
+    let external = external("default", "docs", "Docs.Example.ORG.");
     Fixed {
         services: vec![
             service(

@@ -18,7 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::{KeyValue, Revision, Store, StoreError, StoreResult, WatchStream};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod watch;
 
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
