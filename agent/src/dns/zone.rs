@@ -252,11 +252,7 @@ fn service_records(
     catalog: &dyn Catalog,
     port: Option<(&str, &str)>,
 ) -> (Vec<Record>, Vec<Record>) {
-    let (Some(ns), Some(name), Some(spec)) = (
-        svc.metadata.namespace.as_deref(),
-        svc.metadata.name.as_deref(),
-        svc.spec.as_ref(),
-    ) else {
+    let Some((ns, name, spec)) = crate::proxy::parts(svc) else {
         return (Vec::new(), Vec::new());
     };
     let own = fqdn(zone, ns, name);
@@ -384,11 +380,7 @@ fn reverse(zone: &str, rest: &str, wanted: Wanted, catalog: &dyn Catalog) -> Ans
     let text = ip.to_string();
     let mut names = Vec::new();
     for svc in catalog.services() {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
+        let Some((ns, name, spec)) = crate::proxy::parts(&svc) else {
             continue;
         };
         let ips = spec

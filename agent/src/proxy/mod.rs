@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServiceSpec};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -269,6 +269,15 @@ pub async fn apply(batch: &str) -> Result<(), String> {
     }
 }
 
+/// A Service's namespace, name and spec, when it has all three.
+pub fn parts(svc: &Service) -> Option<(&str, &str, &ServiceSpec)> {
+    Some((
+        svc.metadata.namespace.as_deref()?,
+        svc.metadata.name.as_deref()?,
+        svc.spec.as_ref()?,
+    ))
+}
+
 /// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP, NodePort or LoadBalancer
 /// Service, with the ready endpoint addresses whose Endpoints port has the Service port's name and protocol
 /// (only those on `node` with `internalTrafficPolicy: Local`) and the node port, if any.
@@ -279,11 +288,7 @@ pub fn service_ports<'a>(
 ) -> Vec<ServicePort> {
     let mut out = Vec::new();
     for svc in services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
+        let Some((ns, name, spec)) = parts(svc) else {
             continue;
         };
         if spec.type_.as_deref() == Some("ExternalName") {

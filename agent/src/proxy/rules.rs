@@ -116,40 +116,35 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
         node_ports.iter().partition(|(_, (_, eps))| !eps.is_empty());
     let key = |p: &ServicePort| format!("{} . {} . {}", p.ip, p.protocol.nft(), p.port);
 
-    out.push_str("\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n");
-    if !live.is_empty() {
-        let elems: Vec<String> = live
+    collection(
+        &mut out,
+        "map service-ips",
+        "ipv4_addr . inet_proto . inet_service : verdict",
+        live.iter()
+            .map(|p| format!("{} : goto {}", key(p), p.chain())),
+    );
+    collection(
+        &mut out,
+        "set no-endpoints",
+        "ipv4_addr . inet_proto . inet_service",
+        dead.iter().map(|p| key(p)),
+    );
+    collection(
+        &mut out,
+        "map service-nodeports",
+        "inet_proto . inet_service : verdict",
+        np_live.iter().map(|((proto, np), (p, _))| {
+            format!("{} . {np} : goto ext-{}", proto.nft(), p.chain())
+        }),
+    );
+    collection(
+        &mut out,
+        "set no-endpoint-nodeports",
+        "inet_proto . inet_service",
+        np_dead
             .iter()
-            .map(|p| format!("{} : goto {}", key(p), p.chain()))
-            .collect();
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
-    }
-    out.push_str("\t}\n");
-    out.push_str("\tset no-endpoints {\n\t\ttype ipv4_addr . inet_proto . inet_service\n");
-    if !dead.is_empty() {
-        let elems: Vec<String> = dead.iter().map(|p| key(p)).collect();
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
-    }
-    out.push_str("\t}\n");
-
-    out.push_str("\tmap service-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n");
-    if !np_live.is_empty() {
-        let elems: Vec<String> = np_live
-            .iter()
-            .map(|((proto, np), (p, _))| format!("{} . {np} : goto ext-{}", proto.nft(), p.chain()))
-            .collect();
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
-    }
-    out.push_str("\t}\n");
-    out.push_str("\tset no-endpoint-nodeports {\n\t\ttype inet_proto . inet_service\n");
-    if !np_dead.is_empty() {
-        let elems: Vec<String> = np_dead
-            .iter()
-            .map(|((proto, np), _)| format!("{} . {np}", proto.nft()))
-            .collect();
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
-    }
-    out.push_str("\t}\n");
+            .map(|((proto, np), _)| format!("{} . {np}", proto.nft())),
+    );
 
     out.push_str(
         "\tchain services {\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t\t\
@@ -245,6 +240,17 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// `map`/`set` `NAME { type …; elements = { … } }`, without an elements line when there are none (nft
+/// refuses an empty list).
+fn collection(out: &mut String, what: &str, ty: &str, elems: impl Iterator<Item = String>) {
+    let elems: Vec<String> = elems.collect();
+    let _ = writeln!(out, "\t{what} {{\n\t\ttype {ty}");
+    if !elems.is_empty() {
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
+    }
+    out.push_str("\t}\n");
 }
 
 /// The batch that removes the table (nothing if it is absent).
