@@ -179,24 +179,7 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
             .map(|(ip, port)| format!("{svc}__{ip}/{port}"))
             .collect();
         let _ = writeln!(out, "\tchain {svc} {{");
-        match eps.as_slice() {
-            [one] => {
-                let _ = writeln!(out, "\t\tgoto {one}");
-            }
-            _ => {
-                let arms: Vec<String> = eps
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{i} : goto {c}"))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "\t\tnumgen random mod {} vmap {{ {} }}",
-                    eps.len(),
-                    arms.join(", ")
-                );
-            }
-        }
+        pick(&mut out, &eps);
         out.push_str("\t}\n");
         for ((ip, port), chain) in p.endpoints.iter().zip(&eps) {
             let _ = writeln!(out, "\tchain {chain} {{");
@@ -219,17 +202,11 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
         let _ = writeln!(out, "\tchain ext-{svc} {{");
         if p.external_local {
             // Only this node's endpoints, the client's address kept.
-            let arms: Vec<String> = eps
+            let chains: Vec<String> = eps
                 .iter()
-                .enumerate()
-                .map(|(i, (ip, port))| format!("{i} : goto {svc}__{ip}/{port}"))
+                .map(|(ip, port)| format!("{svc}__{ip}/{port}"))
                 .collect();
-            let _ = writeln!(
-                out,
-                "\t\tnumgen random mod {} vmap {{ {} }}",
-                eps.len(),
-                arms.join(", ")
-            );
+            pick(&mut out, &chains);
         } else {
             let _ = writeln!(
                 out,
@@ -240,6 +217,28 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Jump to one of `chains`: the only one, or one at random (`numgen random`) per new connection.
+fn pick(out: &mut String, chains: &[String]) {
+    match chains {
+        [one] => {
+            let _ = writeln!(out, "\t\tgoto {one}");
+        }
+        _ => {
+            let arms: Vec<String> = chains
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{i} : goto {c}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\t\tnumgen random mod {} vmap {{ {} }}",
+                chains.len(),
+                arms.join(", ")
+            );
+        }
+    }
 }
 
 /// `map`/`set` `NAME { type …; elements = { … } }`, without an elements line when there are none (nft
