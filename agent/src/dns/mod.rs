@@ -95,12 +95,9 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
 
 /// The nameservers of a resolv.conf, port 53, without `skip` (our own address: no forwarding loop).
 pub fn upstreams(resolv_conf: &str, skip: Ipv4Addr) -> Vec<SocketAddr> {
-    resolv_conf
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver")).then(|| w.next())?
-        })
+    crate::pods::files::parse_resolv(resolv_conf)
+        .nameservers
+        .iter()
         .filter_map(|a| a.split('%').next()?.parse::<IpAddr>().ok())
         .filter(|ip| *ip != IpAddr::V4(skip))
         .map(|ip| SocketAddr::new(ip, 53))

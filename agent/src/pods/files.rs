@@ -76,15 +76,16 @@ const MAX_NAMESERVERS: usize = 3;
 const MAX_SEARCHES: usize = 32;
 const MAX_SEARCH_CHARS: usize = 2048;
 
-/// nameservers, search domains, options.
+/// A resolv.conf's nameservers, search domains and options.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Resolver {
-    nameservers: Vec<String>,
-    searches: Vec<String>,
-    options: Vec<String>,
+pub struct Resolver {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
-fn parse_resolv(text: &str) -> Resolver {
+/// Parse a resolv.conf (comments after `#` or `;`).
+pub fn parse_resolv(text: &str) -> Resolver {
     let mut r = Resolver::default();
     for line in text.lines() {
         let line = line.split(['#', ';']).next().unwrap_or_default();
