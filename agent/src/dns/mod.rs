@@ -7,6 +7,7 @@
 //! Endpoints the agent already watches for its service proxy ([`zone`]); every other name is forwarded to
 //! the nameservers of `--resolv-conf` (the host's), over the transport the query came on.
 
+pub mod cache;
 pub mod link;
 pub mod zone;
 
@@ -109,6 +110,8 @@ struct Server {
     settings: Settings,
     catalog: Arc<dyn Catalog + Send + Sync>,
     upstreams: RwLock<Arc<Vec<SocketAddr>>>,
+    /// Answers of the upstream servers.
+    cache: Arc<cache::Cache>,
     in_flight: Arc<Semaphore>,
     /// Where it listens.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -145,6 +148,7 @@ async fn serve(
         )),
         settings,
         catalog,
+        cache: Arc::default(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         addr,
     });
@@ -221,9 +225,10 @@ impl Server {
                         continue;
                     };
                     let (query, sock, ups) = (query.to_vec(), sock.clone(), self.upstreams());
+                    let cache = self.cache.clone();
                     tokio::spawn(async move {
-                        if let Some(r) = ask_upstream(upstream, &query, &ups, Transport::Udp).await
-                        {
+                        let asked = ask_upstream(upstream, &query, &ups, &cache, Transport::Udp);
+                        if let Some(r) = asked.await {
                             let _ = sock.send_to(&r, peer).await;
                         }
                         drop(permit);
@@ -266,7 +271,10 @@ impl Server {
             ) {
                 Reply::Message(m) => Some(m),
                 Reply::Drop => None,
-                upstream => ask_upstream(upstream, &query, &self.upstreams(), Transport::Tcp).await,
+                upstream => {
+                    let ups = self.upstreams();
+                    ask_upstream(upstream, &query, &ups, &self.cache, Transport::Tcp).await
+                }
             };
             let Some(reply) = reply else { return };
             if write_frame(&mut conn, &reply).await.is_err() {
@@ -277,21 +285,30 @@ impl Server {
 }
 
 /// The reply to `query` that needs the upstream servers: the query forwarded as it is, or an ExternalName's
-/// CNAME completed with the target's records. SERVFAIL when no upstream answers a forwarded query.
+/// CNAME completed with the target's records. SERVFAIL when no upstream answers a forwarded query. Answers
+/// come from `cache` while they live there, and go into it.
 async fn ask_upstream(
     step: Reply,
     query: &[u8],
     upstreams: &[SocketAddr],
+    cache: &cache::Cache,
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    let ask = |q: Vec<u8>| async move {
-        match transport {
+    let ask = |q: Vec<u8>, limit: usize| async move {
+        if let Some(hit) = cache.get(&q, limit) {
+            return Some(hit);
+        }
+        let answer = match transport {
             Transport::Udp => forward_udp(&q, upstreams).await,
             Transport::Tcp => forward_tcp(&q, upstreams).await,
+        };
+        if let Some(a) = &answer {
+            cache.put(&q, a);
         }
+        answer
     };
     match step {
-        Reply::Forward => match ask(query.to_vec()).await {
+        Reply::Forward => match ask(query.to_vec(), size_limit(query, transport)).await {
             Some(r) => Some(r),
             None => failure(query, RCODE::ServerFailure),
         },
@@ -299,7 +316,7 @@ async fn ask_upstream(
             reply,
             query: target,
             limit,
-        } => Some(match ask(target).await {
+        } => Some(match ask(target, usize::from(u16::MAX)).await {
             Some(found) => complete(&reply, &found, limit).unwrap_or(reply),
             // The CNAME alone: the client may still resolve the target itself.
             None => reply,
@@ -476,12 +493,7 @@ pub fn respond(domain: &str, query: &[u8], transport: Transport, catalog: &dyn C
     if answer == Answer::Forward {
         return Reply::Forward;
     }
-    let limit = match transport {
-        Transport::Tcp => usize::from(u16::MAX),
-        Transport::Udp => q.opt().map_or(512, |o| {
-            usize::from(o.udp_packet_size.clamp(512, EDNS_UDP_SIZE))
-        }),
-    };
+    let limit = limit(&q, transport);
     // An ExternalName's CNAME is followed one step: in the zone here, outside it by the upstream servers.
     let mut chase = None;
     if let Answer::Records { answers, .. } = &mut answer
@@ -514,6 +526,26 @@ pub fn respond(domain: &str, query: &[u8], transport: Transport, catalog: &dyn C
         // Too big for this UDP client: an empty truncated reply sends it to TCP.
         Some(_) => build(domain, &q, &answer, true).map_or(Reply::Drop, Reply::Message),
         None => failure(query, RCODE::ServerFailure).map_or(Reply::Drop, Reply::Message),
+    }
+}
+
+/// The largest reply `q`'s sender takes: 512 bytes over UDP, or what its EDNS record says (at most ours);
+/// anything over TCP.
+fn limit(q: &Packet<'_>, transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Udp => q.opt().map_or(512, |o| {
+            usize::from(o.udp_packet_size.clamp(512, EDNS_UDP_SIZE))
+        }),
+    }
+}
+
+/// [`limit`] of a raw query (512 over UDP when it does not parse).
+fn size_limit(query: &[u8], transport: Transport) -> usize {
+    match Packet::parse(query) {
+        Ok(q) => limit(&q, transport),
+        Err(_) if transport == Transport::Tcp => usize::from(u16::MAX),
+        Err(_) => 512,
     }
 }
 

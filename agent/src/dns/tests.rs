@@ -1,3 +1,4 @@
+use super::cache::Cache;
 use super::*;
 use simple_dns::Question;
 
@@ -246,9 +247,15 @@ async fn forwards_to_the_first_upstream_that_answers() {
         .unwrap_or_else(|| panic!("no TCP answer"));
     assert_eq!(Packet::parse(&r).map(|p| p.answers.len()).ok(), Some(1));
     // Nobody answers: SERVFAIL.
-    let r = ask_upstream(Reply::Forward, &q, &ups[..1], Transport::Udp)
-        .await
-        .unwrap_or_else(|| panic!("no failure reply"));
+    let r = ask_upstream(
+        Reply::Forward,
+        &q,
+        &ups[..1],
+        &Cache::default(),
+        Transport::Udp,
+    )
+    .await
+    .unwrap_or_else(|| panic!("no failure reply"));
     assert_eq!(
         Packet::parse(&r).map(|p| (p.id(), p.rcode())).ok(),
         Some((0x4242, RCODE::ServerFailure))
@@ -280,7 +287,7 @@ async fn external_names_are_followed() {
     let step = respond("cluster.local", &q, Transport::Udp, &c);
     assert!(matches!(step, Reply::Chase { .. }), "{step:?}");
     let (udp, _) = fake_upstream().await;
-    let r = ask_upstream(step, &q, &[udp], Transport::Udp)
+    let r = ask_upstream(step, &q, &[udp], &Cache::default(), Transport::Udp)
         .await
         .unwrap_or_else(|| panic!("no reply"));
     let p = Packet::parse(&r).unwrap_or_else(|e| panic!("{e}"));
@@ -305,11 +312,54 @@ async fn external_names_are_followed() {
         step,
         &q,
         &[silent.local_addr().unwrap_or_else(|e| panic!("{e}"))],
+        &Cache::default(),
         Transport::Udp,
     )
     .await
     .unwrap_or_else(|| panic!("no reply"));
     assert_eq!(Packet::parse(&r).map(|p| p.answers.len()).ok(), Some(1));
+}
+
+/// A forwarded answer is served from the cache while it lives, with the asking client's id: a second query
+/// gets it although no upstream answers any more.
+#[tokio::test]
+async fn forwarded_answers_are_cached() {
+    let (up, _) = fake_upstream().await;
+    let silent = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let silent = [silent.local_addr().unwrap_or_else(|e| panic!("{e}"))];
+    let cache = Cache::default();
+    let q = query("example.com", TYPE::A, None);
+    let first = ask_upstream(Reply::Forward, &q, &[up], &cache, Transport::Udp)
+        .await
+        .unwrap_or_else(|| panic!("no answer"));
+    assert_eq!(Packet::parse(&first).map(|p| p.answers.len()).ok(), Some(1));
+
+    let mut again = q.clone();
+    again[..2].copy_from_slice(&0x1717u16.to_be_bytes());
+    let r = ask_upstream(Reply::Forward, &again, &silent, &cache, Transport::Udp)
+        .await
+        .unwrap_or_else(|| panic!("no answer"));
+    let p = Packet::parse(&r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (p.id(), p.rcode(), p.answers.len()),
+        (0x1717, RCODE::NoError, 1)
+    );
+    // Without the cache the same query fails.
+    let r = ask_upstream(
+        Reply::Forward,
+        &again,
+        &silent,
+        &Cache::default(),
+        Transport::Udp,
+    )
+    .await
+    .unwrap_or_else(|| panic!("no failure reply"));
+    assert_eq!(
+        Packet::parse(&r).map(|p| p.rcode()).ok(),
+        Some(RCODE::ServerFailure)
+    );
 }
 
 /// The server itself on a loopback port, over UDP and TCP.
