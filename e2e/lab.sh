@@ -265,6 +265,70 @@ endpoints_gone() { local out; out=$(k get endpoints web 2>&1); [[ $out == *NotFo
 verdict "the Endpoints of web are deleted with the Service" "$(k get endpoints web 2>&1)" poll 20 endpoints_gone
 
 # ---------------------------------------------------------------------------------------------------------------
+echo "== workloads: a Deployment, its rollout and its deletion; a DaemonSet; a Job"
+check "kubectl create deployment hello --image=nginx --replicas=2" k create deployment hello --image=nginx --replicas=2
+check "kubectl rollout status deployment/hello" k rollout status deployment/hello --timeout=120s
+out=$(k get deployment hello 2>&1)
+contains "kubectl get deployment shows 2/2 ready" "$out" "2/2"
+rs1=$(k get rs -l app=hello -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null)
+owners=$(k get pods -l app=hello -o 'jsonpath={range .items[*]}{.metadata.ownerReferences[0].name}{" "}{end}' 2>&1)
+contains "both pods belong to the ReplicaSet $rs1" "$owners" "$rs1 $rs1"
+out=$(k expose deployment hello --port=80 2>&1)
+contains "kubectl expose deployment hello" "$out" "service/hello exposed"
+hcip=$(k get service hello -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
+verdict "curl http://<hello cluster IP>/ reaches the Deployment's nginx" "$(curl -sS --max-time 5 "http://$hcip/" 2>&1)" \
+    poll 30 sh -c "curl -sS --max-time 5 http://$hcip/ | grep -q 'Welcome to nginx!'"
+check "kubectl scale deployment/hello --replicas=3" k scale deployment/hello --replicas=3
+check "the third replica becomes ready" k rollout status deployment/hello --timeout=120s
+three_pods() { [[ $(k get pods -l app=hello --field-selector=status.phase=Running -o name | wc -l) -eq 3 ]]; }
+verdict "three hello pods run" "$(k get pods -l app=hello 2>&1)" poll 30 three_pods
+check "kubectl rollout restart deployment/hello" k rollout restart deployment/hello
+check "the restart rolls out" k rollout status deployment/hello --timeout=180s
+rs2=$(k get deployment hello -o 'jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}' 2>/dev/null)
+contains "the Deployment is at revision 2" "$rs2" "2"
+only_new() {
+    local hashes
+    hashes=$(k get pods -l app=hello -o 'jsonpath={range .items[*]}{.metadata.labels.pod-template-hash}{"\n"}{end}' | sort -u)
+    [[ $(wc -l <<<"$hashes") -eq 1 && "hello-$hashes" != "$rs1" ]]
+}
+verdict "after the rollout every pod comes from the new ReplicaSet" "$(k get pods -l app=hello --show-labels 2>&1)" poll 60 only_new
+out=$(k rollout history deployment/hello 2>&1)
+contains "kubectl rollout history lists revision 2" "$out" "2 "
+check "kubectl rollout undo deployment/hello" k rollout undo deployment/hello
+check "the undo rolls out" k rollout status deployment/hello --timeout=180s
+back_to_first() {
+    [[ $(k get pods -l app=hello -o 'jsonpath={range .items[*]}{.metadata.ownerReferences[0].name}{"\n"}{end}' | sort -u) == "$rs1" ]]
+}
+verdict "after the undo every pod comes from the first ReplicaSet again" "$(k get pods -l app=hello -o wide 2>&1)" poll 60 back_to_first
+check "kubectl delete deployment hello" timeout 120 kubectl --cache-dir "$cache" delete deployment hello
+hello_gone() { [[ -z $(k get rs,pods -l app=hello -o name 2>/dev/null) ]]; }
+verdict "its ReplicaSets and pods are deleted (garbage collector)" "$(k get rs,pods -l app=hello 2>&1)" poll 120 hello_gone
+check "kubectl delete service hello" k delete service hello
+
+out=$(printf '%s\n' 'apiVersion: apps/v1' 'kind: DaemonSet' 'metadata: {name: node-agent}' \
+    'spec:' '  selector: {matchLabels: {app: node-agent}}' \
+    '  template:' '    metadata: {labels: {app: node-agent}}' \
+    '    spec: {containers: [{name: agent, image: "busybox:1.35", command: [sleep, "3600"]}]}' | k apply -f - 2>&1)
+contains "kubectl apply -f of a DaemonSet" "$out" "daemonset.apps/node-agent created"
+check "kubectl rollout status daemonset/node-agent" k rollout status daemonset/node-agent --timeout=120s
+node=$(k get nodes -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null)
+out=$(k get pods -l app=node-agent -o wide 2>&1)
+contains "the DaemonSet's pod runs on $node" "$out" "$node"
+check "kubectl delete daemonset node-agent" timeout 120 kubectl --cache-dir "$cache" delete daemonset node-agent
+agent_gone() { [[ -z $(k get pods -l app=node-agent -o name 2>/dev/null) ]]; }
+verdict "the DaemonSet's pod is deleted" "$(k get pods -l app=node-agent 2>&1)" poll 120 agent_gone
+
+check "kubectl create job hello-job" k create job hello-job --image=busybox:1.35 -- sh -c 'echo job done'
+check "kubectl wait --for=condition=complete job/hello-job" k wait --for=condition=complete job/hello-job --timeout=120s
+out=$(k get job hello-job 2>&1)
+contains "kubectl get job shows 1/1 completions" "$out" "1/1"
+out=$(k logs job/hello-job 2>&1)
+contains "kubectl logs job/hello-job" "$out" "job done"
+check "kubectl delete job hello-job" timeout 120 kubectl --cache-dir "$cache" delete job hello-job
+job_pods_gone() { [[ -z $(k get pods -l job-name=hello-job -o name 2>/dev/null) ]]; }
+verdict "the Job's pod is deleted with it" "$(k get pods -l job-name=hello-job 2>&1)" poll 60 job_pods_gone
+
+# ---------------------------------------------------------------------------------------------------------------
 echo "== bad input"
 out=$(printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n' | k create -f - 2>&1)
 contains "a pod without image is Invalid" "$out" 'spec.containers[0].image: Required value'

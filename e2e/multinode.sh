@@ -222,6 +222,22 @@ check "kubectl delete service web-np" k delete service web-np
 check "kubectl delete service web" k delete service web
 
 # ---------------------------------------------------------------------------------------------------
+echo "== a DaemonSet runs one pod on every node"
+out=$(printf '%s\n' 'apiVersion: apps/v1' 'kind: DaemonSet' 'metadata: {name: node-agent}' \
+    'spec:' '  selector: {matchLabels: {app: node-agent}}' \
+    '  template:' '    metadata: {labels: {app: node-agent}}' \
+    '    spec: {containers: [{name: agent, image: "busybox:1.35", command: [sleep, "3600"]}]}' | k apply -f - 2>&1)
+contains "kubectl apply -f of a DaemonSet" "$out" "daemonset.apps/node-agent created"
+check "kubectl rollout status daemonset/node-agent" k rollout status daemonset/node-agent --timeout=180s
+ds_nodes=$(k get pods -l app=node-agent -o 'jsonpath={range .items[*]}{.spec.nodeName}{"\n"}{end}' 2>&1 | sort | tr '\n' ' ')
+contains "one node-agent pod on each of the 3 nodes" "$ds_nodes" "lab-agent1 lab-agent2 lab-server "
+out=$(k get daemonset node-agent -o 'jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}' 2>&1)
+contains "the DaemonSet's status: 3 desired, 3 ready, 3 up to date" "$out" "3 3 3"
+check "kubectl delete daemonset node-agent" timeout 120 kubectl --cache-dir "$cache" delete daemonset node-agent
+ds_gone() { [[ -z $(k get pods -l app=node-agent -o name 2>/dev/null) ]]; }
+verdict "the DaemonSet's pods are deleted on every node" "$(k get pods -l app=node-agent -o wide 2>&1)" wait_for 120 ds_gone
+
+# ---------------------------------------------------------------------------------------------------
 echo "== a second lab.sh up changes nothing (install.sh run twice)"
 declare -A before=()
 for m in "${nodes[@]}"; do before[$m]="$(unit_pid "$m" skiff-agent) $(unit_pid "$m" skiff-apiserver) $(unit_pid "$m" containerd)"; done

@@ -139,6 +139,7 @@ fn sub_kind(r: &ResourceDef, sub: &str) -> Value {
         "exec" => json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
         "attach" => json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
         "portforward" => json!({"group": "", "version": "v1", "kind": "PodPortForwardOptions"}),
+        "scale" => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
     }
 }
@@ -345,10 +346,11 @@ pub fn openapi_group_doc(group: &str) -> Value {
             })
         };
         let mut patch = op("patch", "patch");
-        patch["requestBody"] = json!({"content": {
+        let patch_body = json!({"content": {
             "application/apply-patch+yaml": {}, "application/json-patch+json": {},
             "application/merge-patch+json": {}, "application/strategic-merge-patch+json": {}
         }, "required": true});
+        patch["requestBody"] = patch_body.clone();
         paths.insert(item.clone(), json!({"get": op("get", "read"), "put": op("put", "replace"), "patch": patch, "delete": op("delete", "delete")}));
         paths.insert(
             coll,
@@ -358,6 +360,21 @@ pub fn openapi_group_doc(group: &str) -> Value {
             let mut sp = op("patch", "patchStatus");
             sp["operationId"] = json!(format!("patch{}Status", r.kind));
             paths.insert(format!("{item}/status"), json!({"patch": sp}));
+        }
+        if r.subresources.contains(&"scale") {
+            let scale_gvk = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+            let sop = |action: &str, verb: &str| {
+                let mut o = op(action, verb);
+                o["operationId"] = json!(format!("{verb}{}Scale", r.kind));
+                o["x-kubernetes-group-version-kind"] = scale_gvk.clone();
+                o
+            };
+            let mut sp = sop("patch", "patch");
+            sp["requestBody"] = patch_body.clone();
+            paths.insert(
+                format!("{item}/scale"),
+                json!({"get": sop("get", "read"), "put": sop("put", "replace"), "patch": sp}),
+            );
         }
     }
     json!({
@@ -498,6 +515,76 @@ mod tests {
             json!([{"subresource": "token", "verbs": ["create"],
                 "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}}])
         );
+    }
+
+    /// apps/v1: Deployments and ReplicaSets with `status` and `scale` (autoscaling/v1 Scale), in legacy and
+    /// aggregated discovery and in the group's OpenAPI document.
+    #[test]
+    fn apps_group() {
+        assert!(
+            api_group_list()["groups"]
+                .as_array()
+                .is_some_and(|gs| gs.iter().any(|g| g["name"] == "apps"))
+        );
+        assert_eq!(
+            group("apps").unwrap_or_default()["preferredVersion"]["groupVersion"],
+            "apps/v1"
+        );
+        let l = resource_list("apps").unwrap_or_default();
+        let find = |n: &str| {
+            l["resources"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|r| r["name"] == n))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(find("deployments")["shortNames"], json!(["deploy"]));
+        assert_eq!(find("replicasets")["shortNames"], json!(["rs"]));
+        assert_eq!(find("deployments")["categories"], json!(["all"]));
+        for n in ["deployments/scale", "replicasets/scale"] {
+            let s = find(n);
+            assert_eq!(
+                (&s["group"], &s["version"], &s["kind"]),
+                (&json!("autoscaling"), &json!("v1"), &json!("Scale"))
+            );
+            assert_eq!(s["verbs"], json!(["get", "patch", "update"]));
+        }
+        assert_eq!(find("deployments/status")["kind"], "Deployment");
+        let d = aggregated(false, AGGREGATED_CT);
+        let apps = d["items"]
+            .as_array()
+            .and_then(|gs| gs.iter().find(|g| g["metadata"]["name"] == "apps"))
+            .cloned()
+            .unwrap_or_default();
+        let deploy = &apps["versions"][0]["resources"][0];
+        assert_eq!(deploy["resource"], "deployments");
+        assert_eq!(deploy["singularResource"], "deployment");
+        assert_eq!(
+            deploy["subresources"][1],
+            json!({"subresource": "scale", "verbs": ["get", "patch", "update"],
+                "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}})
+        );
+        let o = OpenApi::build();
+        let doc: Value = serde_json::from_slice(
+            &o.doc("apis/apps/v1")
+                .map(|d| d.2.clone())
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        let item = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}";
+        assert_eq!(
+            doc["paths"][item]["patch"]["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert_eq!(
+            doc["paths"][format!("{item}/scale")]["patch"]["x-kubernetes-group-version-kind"],
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+        );
+        assert_eq!(
+            doc["paths"][format!("{item}/scale")]["patch"]["operationId"],
+            "patchDeploymentScale"
+        );
+        assert_eq!(doc["paths"][item]["get"]["tags"][0], "apps_v1");
     }
 
     #[test]

@@ -313,12 +313,53 @@ pub struct DeleteOpts {
     pub grace: Option<i64>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `propagationPolicy` (or `orphanDependents`: `true` is `Orphan`, `false` is `Background`); `None`
+    /// keeps what the object's finalizers say, else background (see `crate::controllers` garbage collector).
+    pub propagation: Option<Propagation>,
+}
+
+/// What happens to the dependents of a deleted object (`DeleteOptions.propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// The owner gets the `orphan` finalizer; the garbage collector removes the owner's references from
+    /// its dependents, then the finalizer.
+    Orphan,
+    /// The owner goes at once; the garbage collector deletes the dependents afterwards.
+    Background,
+    /// The owner gets the `foregroundDeletion` finalizer and stays until the garbage collector has deleted
+    /// every dependent that blocks it (`blockOwnerDeletion: true`).
+    Foreground,
+}
+
+/// The finalizer of an owner whose dependents are orphaned.
+pub const FINALIZER_ORPHAN: &str = "orphan";
+/// The finalizer of an owner deleted in the foreground.
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+
+impl Propagation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Propagation::Orphan => "Orphan",
+            Propagation::Background => "Background",
+            Propagation::Foreground => "Foreground",
+        }
+    }
 }
 
 impl DeleteOpts {
     pub fn from_request(q: &Query, body: &[u8]) -> ApiResult<Self> {
         let mut o = DeleteOpts::default();
         let mut policy: Option<String> = q.get("propagationPolicy").map(str::to_string);
+        let mut orphan: Option<bool> = match q.get("orphanDependents") {
+            None => None,
+            Some("true" | "1") => Some(true),
+            Some("false" | "0") => Some(false),
+            Some(o) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid orphanDependents {o:?}"
+                )));
+            }
+        };
         if !body.iter().all(u8::is_ascii_whitespace) {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
@@ -334,18 +375,27 @@ impl DeleteOpts {
             if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
                 policy = Some(p.to_string());
             }
-            if v.get("orphanDependents").is_some_and(|x| !x.is_null()) && policy.is_some() {
-                return Err(ApiError::invalid(
-                    "",
-                    "DeleteOptions",
-                    "",
-                    &[FieldError::invalid(
-                        "orphanDependents",
-                        &Value::Bool(true),
-                        "orphanDependents and deletionPropagation cannot be both set",
-                    )],
-                ));
+            match v.get("orphanDependents") {
+                None | Some(Value::Null) => {}
+                Some(Value::Bool(b)) => orphan = Some(*b),
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "error decoding DeleteOptions: orphanDependents: expected a boolean, got {other}"
+                    )));
+                }
             }
+        }
+        if orphan.is_some() && policy.is_some() {
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                &[FieldError::invalid(
+                    "orphanDependents",
+                    &Value::Bool(orphan.unwrap_or(true)),
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
+            ));
         }
         if let Some(g) = q.get("gracePeriodSeconds") {
             o.grace =
@@ -353,22 +403,64 @@ impl DeleteOpts {
                     ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))
                 })?);
         }
-        if let Some(p) = policy
-            && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
-        {
-            return Err(ApiError::invalid(
-                "",
-                "DeleteOptions",
-                "",
-                &[FieldError::not_supported(
-                    "propagationPolicy",
-                    &Value::String(p),
-                    &["Foreground", "Background", "Orphan", "nil"],
-                )],
-            ));
-        }
+        o.propagation = match policy.as_deref() {
+            None => orphan.map(|o| {
+                if o {
+                    Propagation::Orphan
+                } else {
+                    Propagation::Background
+                }
+            }),
+            Some("Orphan") => Some(Propagation::Orphan),
+            Some("Background") => Some(Propagation::Background),
+            Some("Foreground") => Some(Propagation::Foreground),
+            Some(p) => {
+                return Err(ApiError::invalid(
+                    "",
+                    "DeleteOptions",
+                    "",
+                    &[FieldError::not_supported(
+                        "propagationPolicy",
+                        &Value::String(p.to_string()),
+                        &["Foreground", "Background", "Orphan", "nil"],
+                    )],
+                ));
+            }
+        };
         Ok(o)
     }
+}
+
+/// The policy of a DELETE that names none, for kinds whose default is not background: batch/v1 Jobs
+/// keep their pods (kube keeps this for compatibility; kubectl always sends a policy).
+fn default_propagation(kind: Kind) -> Option<Propagation> {
+    (kind == Kind::Job).then_some(Propagation::Orphan)
+}
+
+/// The finalizers of an object being deleted with `propagation`: the garbage collector's (`orphan`,
+/// `foregroundDeletion`) as the policy asks, or as the object already has them when no policy is given,
+/// else as the kind's `default` (none: background); the others kept in order.
+pub fn gc_finalizers(
+    current: &[&str],
+    propagation: Option<Propagation>,
+    default: Option<Propagation>,
+) -> Vec<String> {
+    let from_finalizers = current.iter().find_map(|f| match *f {
+        FINALIZER_ORPHAN => Some(Propagation::Orphan),
+        FINALIZER_FOREGROUND => Some(Propagation::Foreground),
+        _ => None,
+    });
+    let mut out: Vec<String> = current
+        .iter()
+        .filter(|f| **f != FINALIZER_ORPHAN && **f != FINALIZER_FOREGROUND)
+        .map(|f| f.to_string())
+        .collect();
+    match propagation.or(from_finalizers).or(default) {
+        Some(Propagation::Orphan) => out.push(FINALIZER_ORPHAN.into()),
+        Some(Propagation::Foreground) => out.push(FINALIZER_FOREGROUND.into()),
+        Some(Propagation::Background) | None => {}
+    }
+    out
 }
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -776,16 +868,7 @@ impl Api {
             return Ok(Next::Update(n));
         }
         let mut new = if sub == Some("status") {
-            let mut n = cur.clone();
-            match body.get("status") {
-                Some(s) if !s.is_null() => n["status"] = s.clone(),
-                _ => {
-                    if let Some(m) = n.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-            n
+            def.status_update(cur, body)
         } else {
             let mut n = body.clone();
             n["apiVersion"] = json!(def.api_version());
@@ -828,7 +911,7 @@ impl Api {
                 }
             }
             // Finalizers may be removed from a terminating object, but none added.
-            if cur.get("spec") != n.get("spec") {
+            if def.bumps_generation(cur, &n) {
                 let g = cm.get("generation").and_then(Value::as_i64).unwrap_or(1);
                 meta_mut(&mut n).insert("generation".into(), json!(g.saturating_add(1)));
             }
@@ -1055,10 +1138,28 @@ impl Api {
             n["status"] = json!({"phase": "Terminating"});
             return Ok(Next::Update(n));
         }
-        let has_finalizers = cur
+        let finalizers: Vec<&str> = cur
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
+            .map(|f| f.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // The garbage collector's finalizers as the propagation policy asks (kube's registry does this
+        // on every delete that is not a pending graceful one).
+        let wanted = gc_finalizers(
+            &finalizers,
+            opts.propagation,
+            default_propagation(def.kind_id),
+        );
+        let finalizers_change = {
+            let mut a = finalizers.clone();
+            let mut b: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            a.sort_unstable();
+            a.dedup();
+            b.sort_unstable();
+            b.dedup();
+            a != b
+        };
+        let has_finalizers = !wanted.is_empty();
         let mut grace = opts.grace.unwrap_or(0).max(0);
         let mut graceful = false;
         if def.kind_id == Kind::Pod {
@@ -1081,24 +1182,39 @@ impl Api {
             }
             graceful = bound && !terminal && grace > 0;
         }
+        let existing_grace = cur
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        // Terminating without a grace period (held by finalizers): no graceful deletion any more.
+        if terminating && existing_grace.is_none_or(|e| e == 0) {
+            graceful = false;
+        }
         if graceful {
-            let existing = cur
-                .pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64);
-            if terminating && existing.is_some_and(|e| grace >= e) {
+            if terminating && existing_grace.is_some_and(|e| grace >= e) {
                 return Ok(Next::Unchanged);
             }
             let mut n = cur.clone();
             let m = meta_mut(&mut n);
             m.insert("deletionTimestamp".into(), json!(rfc3339_after(grace)));
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if finalizers_change {
+                m.insert("finalizers".into(), json!(wanted));
+            }
             return Ok(Next::Update(n));
         }
         if has_finalizers {
             let mut n = cur.clone();
             let m = meta_mut(&mut n);
+            if finalizers_change {
+                m.insert("finalizers".into(), json!(wanted));
+            }
             if !terminating {
                 m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                if let Some(g) = m.get("generation").and_then(Value::as_i64)
+                    && g > 0
+                {
+                    m.insert("generation".into(), json!(g.saturating_add(1)));
+                }
             }
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
             if objects_equal_ignoring_rv(cur, &n) {
@@ -1221,10 +1337,12 @@ impl Api {
                         continue;
                     }
                     let n = meta_str(&it, "name").to_string();
-                    match self
-                        .delete(def, Some(&name), &n, &DeleteOpts::default(), false)
-                        .await
-                    {
+                    // As kube's namespace controller: dependents go in the background.
+                    let opts = DeleteOpts {
+                        propagation: Some(Propagation::Background),
+                        ..DeleteOpts::default()
+                    };
+                    match self.delete(def, Some(&name), &n, &opts, false).await {
                         Ok(_) | Err(ApiError { code: 404, .. }) => {}
                         Err(e) => {
                             tracing::warn!("namespace {name}: deleting {} {n}: {e}", def.plural)
@@ -1271,7 +1389,7 @@ impl Api {
             let opts = DeleteOpts {
                 grace: Some(0),
                 uid: Some(meta_str(&p, "uid").to_string()),
-                resource_version: None,
+                ..DeleteOpts::default()
             };
             let _ = self
                 .delete(

@@ -37,6 +37,7 @@ pub mod protobuf_encode;
 pub mod proxy;
 pub mod reservations;
 pub mod resources;
+pub mod scale;
 pub mod selectors;
 pub mod server;
 pub mod service_ips;

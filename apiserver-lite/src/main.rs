@@ -133,6 +133,10 @@ struct ServeArgs {
     /// How often etcd history is compacted (kube-apiserver's flag): `300`, `300s` or `5m`; 0 disables.
     #[arg(long, env = "SKIFF_ETCD_COMPACTION_INTERVAL", default_value = "5m", value_parser = parse_interval)]
     etcd_compaction_interval: std::time::Duration,
+    /// The Job controller's first delay before replacing a failed pod (doubling per failure, at most
+    /// 10m): `10s`, `500ms`, `1m`; kube-controller-manager's fixed 10s by default.
+    #[arg(long, env = "SKIFF_JOB_POD_FAILURE_BACKOFF", default_value = "10s", value_parser = skiff_apiserver::controllers::parse_job_backoff)]
+    job_pod_failure_backoff: std::time::Duration,
 }
 
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
@@ -287,6 +291,7 @@ fn serve(s: ServeArgs) -> Result<()> {
     let opts = skiff_apiserver::ServeOptions {
         service_node_port_range: s.service_node_port_range,
     };
+    skiff_apiserver::controllers::set_job_pod_failure_backoff(s.job_pod_failure_backoff);
     // Before anything is written or connected to.
     cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()

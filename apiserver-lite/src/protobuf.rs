@@ -57,6 +57,8 @@ const fn r(num: u64, name: &'static str, ty: Ty) -> F {
 
 use Ty::*;
 
+mod apps;
+mod batch;
 mod extra;
 
 pub(crate) fn schema(msg: &str) -> &'static [F] {
@@ -544,7 +546,13 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
             S
         }
 
-        _ => extra::schema(msg),
+        _ => match extra::schema(msg) {
+            [] => match apps::schema(msg) {
+                [] => batch::schema(msg),
+                s => s,
+            },
+            s => s,
+        },
     }
 }
 
@@ -778,6 +786,11 @@ fn message(name: &str, b: &[u8], depth: usize) -> Result<Map<String, Value>, Str
             }
         }
     }
+    // Go writes ObjectMeta.generation (a plain int64) even when 0; its JSON tag omits it then. A pod
+    // template's metadata would otherwise carry `generation: 0` where kube-apiserver shows none.
+    if name == "ObjectMeta" && out.get("generation").and_then(Value::as_i64) == Some(0) {
+        out.remove("generation");
+    }
     Ok(out)
 }
 
@@ -870,6 +883,9 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "TokenRequest"
                 | "Lease"
                 | "Event"
+                | "Deployment"
+                | "ReplicaSet"
+                | "Job"
         )
     {
         return Err(format!(

@@ -1,5 +1,7 @@
 //! The default cluster roles and bindings every cluster starts with (kube-apiserver's bootstrap policy,
-//! reduced to the kinds skiff serves). Created when absent; a user's changes to them are kept.
+//! reduced to the kinds skiff serves). Created when absent. Like kube-apiserver's reconciliation, a stored
+//! default ClusterRole that keeps `rbac.authorization.kubernetes.io/autoupdate: "true"` gets the rules of
+//! this policy it lacks (so an upgraded cluster learns new kinds); nothing is ever taken away.
 
 use serde_json::{Value, json};
 
@@ -20,6 +22,20 @@ const CORE_WORKLOAD: &[&str] = &[
     "serviceaccounts",
     "events",
     "persistentvolumeclaims",
+];
+
+/// apps resources: written by admin and edit, read by view (kube's bootstrap policy; statuses are read-only).
+const APPS_WRITE: &[&str] = &[
+    "deployments",
+    "deployments/scale",
+    "replicasets",
+    "replicasets/scale",
+    "daemonsets",
+];
+const APPS_STATUS: &[&str] = &[
+    "deployments/status",
+    "replicasets/status",
+    "daemonsets/status",
 ];
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
@@ -47,6 +63,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&["coordination.k8s.io"], &["leases"], &rw),
         rule(&["events.k8s.io"], &["events"], &rw),
         rule(&[""], &["namespaces"], READ),
+        rule(&["apps"], APPS_WRITE, &rw),
+        rule(&["apps"], APPS_STATUS, READ),
     ];
     let mut admin = edit.clone();
     admin.push(rule(
@@ -68,6 +86,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&[""], &["namespaces"], READ),
                 rule(&["coordination.k8s.io"], &["leases"], READ),
                 rule(&["events.k8s.io"], &["events"], READ),
+                rule(&["apps"], APPS_WRITE, READ),
+                rule(&["apps"], APPS_STATUS, READ),
             ],
         ),
         (
@@ -161,6 +181,49 @@ async fn create_absent(store: &dyn Store, key: &str, value: &Value) -> Result<()
     }
 }
 
+/// Append to the stored role at `key` the `rules` it does not have, unless its autoupdate annotation was
+/// turned off.
+async fn add_missing_rules(
+    store: &dyn Store,
+    key: &str,
+    rules: &[Value],
+) -> Result<(), StoreError> {
+    let Some(kv) = store.get(key).await? else {
+        return Ok(());
+    };
+    let Ok(mut role) = serde_json::from_slice::<Value>(&kv.value) else {
+        return Ok(());
+    };
+    if role
+        .pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+        .and_then(Value::as_str)
+        != Some("true")
+    {
+        return Ok(());
+    }
+    let mut have = role
+        .get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let before = have.len();
+    for r in rules {
+        if !have.contains(r) {
+            have.push(r.clone());
+        }
+    }
+    if have.len() == before {
+        return Ok(());
+    }
+    role["rules"] = Value::Array(have);
+    let bytes = serde_json::to_vec(&role).map_err(|e| StoreError::Backend(e.to_string()))?;
+    match store.update(key, bytes, kv.mod_revision).await {
+        // Someone else changed it meanwhile: the next start reconciles again.
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Create the default roles and bindings that do not exist yet. Safe to run on every start.
 pub async fn ensure_defaults(store: &dyn Store) -> Result<(), StoreError> {
     let roles = by_kind(Kind::ClusterRole);
@@ -172,6 +235,7 @@ pub async fn ensure_defaults(store: &dyn Store) -> Result<(), StoreError> {
             "rules": rules,
         });
         create_absent(store, &roles.key(None, name), &obj).await?;
+        add_missing_rules(store, &roles.key(None, name), &rules).await?;
     }
     let bindings = by_kind(Kind::ClusterRoleBinding);
     for (name, group) in cluster_role_bindings() {

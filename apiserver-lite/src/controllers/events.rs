@@ -1,4 +1,4 @@
-//! Recording core/v1 Events about pods.
+//! Recording core/v1 Events about pods and other objects.
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -14,6 +14,30 @@ pub struct PodRef {
     pub resource_version: String,
 }
 
+/// Any object an event is about (`involvedObject`).
+#[derive(Debug, Clone)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+}
+
+impl From<&PodRef> for ObjectRef {
+    fn from(pod: &PodRef) -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            resource_version: pod.resource_version.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum EventType {
     Normal,
@@ -25,6 +49,18 @@ pub async fn record(
     store: &dyn Store,
     component: &str,
     pod: &PodRef,
+    type_: EventType,
+    reason: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    record_about(store, component, &pod.into(), type_, reason, message).await
+}
+
+/// Write one Event (count 1) from `component` about `object`.
+pub async fn record_about(
+    store: &dyn Store,
+    component: &str,
+    pod: &ObjectRef,
     type_: EventType,
     reason: &str,
     message: &str,
@@ -44,8 +80,8 @@ pub async fn record(
                 ..ObjectMeta::default()
             },
             involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
+                api_version: Some(pod.api_version.clone()),
+                kind: Some(pod.kind.clone()),
                 name: Some(pod.name.clone()),
                 namespace: Some(pod.namespace.clone()),
                 uid: Some(pod.uid.clone()),

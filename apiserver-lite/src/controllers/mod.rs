@@ -1,23 +1,31 @@
 //! The cluster's built-in control loops, run inside the API server on top of the [`Store`]: the system
 //! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
 //! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` and `kube-system/kube-dns`
-//! Services and the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`).
+//! Services, the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`), the ReplicaSet and
+//! Deployment controllers (`replicaset`, `deployment`) and the garbage collector (ownerReferences and
+//! deletion propagation, `garbage_collector`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
 
 mod bootstrap;
 pub mod csr;
+mod daemonset;
+mod deployment;
 mod endpoints;
 mod event_ttl;
 mod events;
+mod garbage_collector;
 mod ipam;
+mod job;
 mod kube_dns;
 mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
 mod object;
+mod owners;
 mod reflector;
+mod replicaset;
 mod root_ca;
 mod scheduler;
 mod system_service;
@@ -32,6 +40,9 @@ use anyhow::Context;
 
 use crate::store::Store;
 pub use bootstrap::{SYSTEM_NAMESPACES, bootstrap};
+pub use job::{
+    parse_backoff as parse_job_backoff, set_pod_failure_backoff as set_job_pod_failure_backoff,
+};
 pub use leader::{Election, LEASE_KEY, host_identity};
 
 pub(crate) const PODS_PREFIX: &str = "/registry/pods/";
@@ -101,8 +112,13 @@ pub(crate) async fn run_with_grace(
         shutdown.clone(),
     ));
     let expiry = tokio::spawn(event_ttl::run(store.clone(), shutdown.clone()));
+    let garbage = tokio::spawn(garbage_collector::run(store.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(scheduler::run(store.clone(), shutdown.clone()));
     let endpoints = tokio::spawn(endpoints::run(store.clone(), shutdown.clone()));
+    let daemonsets = tokio::spawn(daemonset::run(store.clone(), shutdown.clone()));
+    let replicasets = tokio::spawn(replicaset::run(store.clone(), shutdown.clone()));
+    let deployments = tokio::spawn(deployment::run(store.clone(), shutdown.clone()));
+    let jobs = tokio::spawn(job::run(store.clone(), shutdown.clone()));
     let root_ca = tokio::spawn(root_ca::run(
         store.clone(),
         config.root_ca_pem.clone(),
@@ -149,5 +165,24 @@ pub(crate) async fn run_with_grace(
     kubernetes
         .context("kubernetes service task panicked")?
         .context("kubernetes service failed")?;
+    daemonsets
+        .await
+        .context("daemonset controller task panicked")?
+        .context("daemonset controller failed")?;
+    garbage
+        .await
+        .context("garbage collector task panicked")?
+        .context("garbage collector failed")?;
+    replicasets
+        .await
+        .context("replicaset controller task panicked")?
+        .context("replicaset controller failed")?;
+    deployments
+        .await
+        .context("deployment controller task panicked")?
+        .context("deployment controller failed")?;
+    jobs.await
+        .context("job controller task panicked")?
+        .context("job controller failed")?;
     Ok(())
 }

@@ -36,6 +36,11 @@ impl Reflector {
         }
     }
 
+    /// The store revision this view has reached: every change up to it has been handed out.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
     /// The next change. Never fails: store errors are logged and retried. Cancel-safe.
     pub async fn next(&mut self) -> Change {
         loop {

@@ -2,11 +2,14 @@
 //! validation and table columns.
 
 pub mod config;
+pub mod daemonset;
 pub mod event_v1;
+pub mod job;
 pub mod pod;
 pub mod service;
 pub mod table;
 pub mod validation;
+pub mod workloads;
 
 use serde_json::Value;
 
@@ -33,6 +36,13 @@ pub enum Kind {
     ClusterRoleBinding,
     /// certificates.k8s.io/v1 (see `crate::csr`).
     CertificateSigningRequest,
+    // apps/v1 (defaults, validation and columns live in `workloads`; the `scale` subresource in `crate::scale`).
+    Deployment,
+    ReplicaSet,
+    /// apps/v1 (see `daemonset`).
+    DaemonSet,
+    /// batch/v1 (see `job`).
+    Job,
 }
 
 #[derive(Debug)]
@@ -281,6 +291,58 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &["approval", "status"],
         has_status: true,
     },
+    ResourceDef {
+        kind_id: Kind::Deployment,
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::ReplicaSet,
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::DaemonSet,
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::Job,
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: &[],
+        categories: &["all"],
+        subresources: &["status"],
+        has_status: true,
+    },
 ];
 
 impl ResourceDef {
@@ -352,9 +414,12 @@ impl ResourceDef {
                 "spec.clusterIP",
                 "spec.type",
             ],
-            Kind::ConfigMap | Kind::Endpoints | Kind::ServiceAccount => {
+            Kind::ConfigMap | Kind::Endpoints | Kind::ServiceAccount | Kind::Deployment => {
                 &["metadata.name", "metadata.namespace"]
             }
+            Kind::ReplicaSet => &["metadata.name", "metadata.namespace", "status.replicas"],
+            Kind::DaemonSet => &["metadata.name", "metadata.namespace"],
+            Kind::Job => &["metadata.name", "metadata.namespace", "status.successful"],
             Kind::EventV1 => &[
                 "metadata.name",
                 "metadata.namespace",
@@ -388,6 +453,22 @@ impl ResourceDef {
                 .pointer(&p)
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
+                .to_string();
+        }
+        if self.kind_id == Kind::ReplicaSet && field == "status.replicas" {
+            // kube formats the int32 (0 when unset).
+            return obj
+                .pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string();
+        }
+        if self.kind_id == Kind::Job && field == "status.successful" {
+            // kube formats `status.succeeded` (0 when unset).
+            return obj
+                .pointer("/status/succeeded")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
                 .to_string();
         }
         if field == "source" {
@@ -431,6 +512,9 @@ impl ResourceDef {
                 crate::authz::kinds::normalize(self.kind_id, v)
             }
             Kind::CertificateSigningRequest => crate::csr::normalize(v),
+            Kind::Deployment | Kind::ReplicaSet => workloads::normalize(self.kind_id, v),
+            Kind::DaemonSet => daemonset::normalize(v),
+            Kind::Job => job::normalize(v),
         }
     }
 
@@ -452,6 +536,12 @@ impl ResourceDef {
             }
             Kind::Secret => config::secret_defaults(obj),
             Kind::Service => service::defaults(obj),
+            Kind::Deployment | Kind::ReplicaSet => {
+                workloads::defaults(self.kind_id, obj);
+                workloads::reset_status(self.kind_id, obj);
+            }
+            Kind::DaemonSet => daemonset::prepare_create(obj),
+            Kind::Job => job::prepare_create(obj),
             _ => {}
         }
     }
@@ -465,6 +555,9 @@ impl ResourceDef {
                 service::keep_allocated(old, new);
                 service::drop_type_dependent(old, new);
             }
+            Kind::Deployment | Kind::ReplicaSet => workloads::defaults(self.kind_id, new),
+            Kind::DaemonSet => daemonset::prepare_update(old, new),
+            Kind::Job => job::defaults(new),
             _ => {}
         }
     }
@@ -491,10 +584,43 @@ impl ResourceDef {
             Kind::Service => errs.extend(service::validate(obj)),
             Kind::Endpoints => errs.extend(service::validate_endpoints(obj)),
             Kind::CertificateSigningRequest => errs.extend(crate::csr::validate(obj)),
+            Kind::Deployment | Kind::ReplicaSet => {
+                errs.extend(workloads::validate(self.kind_id, obj))
+            }
+            Kind::DaemonSet => errs.extend(daemonset::validate(obj)),
+            Kind::Job => errs.extend(job::validate(obj)),
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
         errs
+    }
+
+    /// The object a write of the `status` subresource proposes: the stored object with the body's status
+    /// (and, for Deployments and ReplicaSets, the body's annotations, as kube's status strategies allow).
+    pub fn status_update(&self, cur: &Value, body: &Value) -> Value {
+        let mut n = cur.clone();
+        match body.get("status") {
+            Some(s) if !s.is_null() => n["status"] = s.clone(),
+            _ => {
+                if let Some(m) = n.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        if matches!(self.kind_id, Kind::Deployment | Kind::ReplicaSet) {
+            workloads::status_metadata(self.kind_id, body, &mut n);
+        }
+        n
+    }
+
+    /// Whether an update from `old` to `new` of the main resource bumps `metadata.generation`.
+    pub fn bumps_generation(&self, old: &Value, new: &Value) -> bool {
+        match self.kind_id {
+            Kind::Deployment | Kind::ReplicaSet => {
+                workloads::bumps_generation(self.kind_id, old, new)
+            }
+            _ => old.get("spec") != new.get("spec"),
+        }
     }
 
     /// Validation of an update from `old` to `new`.
@@ -512,6 +638,11 @@ impl ResourceDef {
             Kind::Secret => errs.extend(config::validate_secret_update(old, new)),
             Kind::Service => errs.extend(service::validate_update(old, new)),
             Kind::CertificateSigningRequest => errs.extend(crate::csr::validate_update(old, new)),
+            Kind::Deployment | Kind::ReplicaSet => {
+                errs.extend(workloads::validate_update(old, new))
+            }
+            Kind::DaemonSet => errs.extend(daemonset::validate_update(old, new)),
+            Kind::Job => errs.extend(job::validate_update(old, new)),
             _ => {}
         }
         errs.extend(crate::authz::kinds::validate_update(self.kind_id, old, new));

@@ -17,6 +17,26 @@ fn set_default(obj: &mut Value, key: &str, v: Value) {
 
 /// The defaults every container gets (init, app and ephemeral).
 pub fn default_container(c: &mut Value) {
+    default_template_container(c);
+    // Requests default to limits.
+    if let Some(limits) = c
+        .pointer("/resources/limits")
+        .and_then(Value::as_object)
+        .cloned()
+    {
+        let res = &mut c["resources"];
+        set_default(res, "requests", json!({}));
+        if let Some(req) = res.get_mut("requests").and_then(Value::as_object_mut) {
+            for (k, v) in limits {
+                req.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
+/// The defaults of a container in a pod template (kube's `SetDefaults_Container`, `SetDefaults_ContainerPort`):
+/// those of [`default_container`] without the pod-only requests-from-limits.
+pub fn default_template_container(c: &mut Value) {
     let image = c
         .get("image")
         .and_then(Value::as_str)
@@ -34,20 +54,6 @@ pub fn default_container(c: &mut Value) {
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
             set_default(p, "protocol", json!("TCP"));
-        }
-    }
-    // Requests default to limits.
-    if let Some(limits) = c
-        .pointer("/resources/limits")
-        .and_then(Value::as_object)
-        .cloned()
-    {
-        let res = &mut c["resources"];
-        set_default(res, "requests", json!({}));
-        if let Some(req) = res.get_mut("requests").and_then(Value::as_object_mut) {
-            for (k, v) in limits {
-                req.entry(k).or_insert(v);
-            }
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn human_duration(secs: i64) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
-fn since(ts: Option<&str>) -> String {
+pub(crate) fn since(ts: Option<&str>) -> String {
     let Some(ts) = ts.filter(|s| !s.is_empty()) else {
         return "<unknown>".into();
     };
@@ -387,6 +387,9 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
             crate::authz::kinds::columns(def.kind_id, name, age)
         }
         Kind::CertificateSigningRequest => crate::csr::columns(name, age),
+        Kind::Deployment | Kind::ReplicaSet => super::workloads::columns(def.kind_id, name, age),
+        Kind::DaemonSet => super::daemonset::columns(name, age),
+        Kind::Job => super::job::columns(name, age),
     }
 }
 
@@ -595,6 +598,9 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
             crate::authz::kinds::cells(def.kind_id, obj, name, age)
         }
         Kind::CertificateSigningRequest => crate::csr::cells(obj, name, age),
+        Kind::Deployment | Kind::ReplicaSet => super::workloads::cells(def.kind_id, obj, name, age),
+        Kind::DaemonSet => super::daemonset::cells(obj, name, age),
+        Kind::Job => super::job::cells(obj, name, age),
     }
 }
 

@@ -21,7 +21,7 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
-fn is_label_value(s: &str) -> bool {
+pub fn is_label_value(s: &str) -> bool {
     let b = s.as_bytes();
     b.is_empty()
         || (b.len() <= 63
@@ -31,7 +31,9 @@ fn is_label_value(s: &str) -> bool {
             && b[b.len() - 1].is_ascii_alphanumeric())
 }
 
-fn is_qualified_name(s: &str) -> bool {
+pub const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
+pub fn is_qualified_name(s: &str) -> bool {
     let (prefix, name) = match s.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
@@ -77,18 +79,107 @@ pub fn validate_meta(obj: &Value, namespaced: bool, label_name: bool) -> Vec<Fie
             errs.push(FieldError::required("metadata.namespace", ""));
         }
     }
+    errs.extend(validate_owner_references(obj));
+    errs.extend(validate_gc_finalizers(obj));
     if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
-        for (k, v) in labels {
-            if !is_qualified_name(k) {
-                errs.push(FieldError::invalid("metadata.labels", &Value::String(k.clone()), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+        errs.extend(validate_labels(labels, "metadata.labels"));
+    }
+    errs
+}
+
+/// Label keys and values (kube's `ValidateLabels`), reported at `field`.
+pub fn validate_labels(labels: &serde_json::Map<String, Value>, field: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (k, v) in labels {
+        if !is_qualified_name(k) {
+            errs.push(FieldError::invalid(
+                field,
+                &Value::String(k.clone()),
+                QUALIFIED_NAME_MSG,
+            ));
+        }
+        match v.as_str() {
+            Some(s) if is_label_value(s) => {}
+            _ => errs.push(FieldError::invalid(field, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")),
+        }
+    }
+    errs
+}
+
+/// kube's `ValidateOwnerReferences`: apiVersion, kind, name and uid set, no core/v1 Event as an owner, at
+/// most one reference with `controller: true`. Field paths as kube's (without the index).
+pub fn validate_owner_references(obj: &Value) -> Vec<FieldError> {
+    const PATH: &str = "metadata.ownerReferences";
+    let mut errs = Vec::new();
+    let Some(refs) = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    else {
+        return errs;
+    };
+    let mut first_controller: Option<String> = None;
+    for r in refs {
+        let text = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or("");
+        let api_version = text("apiVersion");
+        // The version is what follows the group's slash (`v1`, `apps/v1`).
+        let version = api_version.rsplit('/').next().unwrap_or("");
+        if version.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{PATH}.apiVersion"),
+                &Value::String(api_version.into()),
+                "version must not be empty",
+            ));
+        }
+        for (field, what) in [("kind", "kind"), ("name", "name"), ("uid", "uid")] {
+            if text(field).is_empty() {
+                errs.push(FieldError::invalid(
+                    format!("{PATH}.{field}"),
+                    &Value::String(text(field).into()),
+                    &format!("{what} must not be empty"),
+                ));
             }
-            match v.as_str() {
-                Some(s) if is_label_value(s) => {}
-                _ => errs.push(FieldError::invalid("metadata.labels", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")),
+        }
+        if api_version == "v1" && text("kind") == "Event" {
+            errs.push(FieldError::invalid(
+                PATH,
+                r,
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
+        }
+        if r.get("controller").and_then(Value::as_bool) == Some(true) {
+            let this = format!("{}/{}", text("kind"), text("name"));
+            match &first_controller {
+                Some(first) => errs.push(FieldError::invalid(
+                    PATH,
+                    &Value::Array(refs.clone()),
+                    &format!(
+                        "Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"
+                    ),
+                )),
+                None => first_controller = Some(this),
             }
         }
     }
     errs
+}
+
+/// The garbage collector's two finalizers exclude each other (kube's `ValidateFinalizers`).
+fn validate_gc_finalizers(obj: &Value) -> Vec<FieldError> {
+    let Some(finalizers) = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    let has = |f: &str| finalizers.iter().any(|x| x.as_str() == Some(f));
+    if has(crate::handlers::FINALIZER_ORPHAN) && has(crate::handlers::FINALIZER_FOREGROUND) {
+        return vec![FieldError::invalid(
+            "metadata.finalizers",
+            &Value::Array(finalizers.clone()),
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        )];
+    }
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -105,6 +196,50 @@ mod tests {
         assert!(is_dns1123_subdomain("a.b-c.d"));
         assert!(!is_dns1123_subdomain("a..b"));
         assert!(!is_dns1123_subdomain("a_b"));
+    }
+
+    #[test]
+    fn owner_references() {
+        let obj = |refs: Value| json!({"metadata": {"name": "a", "ownerReferences": refs}});
+        let good = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1",
+                          "controller": true, "blockOwnerDeletion": true});
+        assert!(validate_owner_references(&obj(json!([good.clone()]))).is_empty());
+        let e = validate_owner_references(&obj(
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": ""}]),
+        ));
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e[0].to_line(),
+            "metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"
+        );
+        let e = validate_owner_references(&obj(json!([{"apiVersion": "apps/", "uid": "u"}])));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.ownerReferences.apiVersion",
+                "metadata.ownerReferences.kind",
+                "metadata.ownerReferences.name"
+            ]
+        );
+        let mut second = good.clone();
+        second["name"] = json!("rs2");
+        let e = validate_owner_references(&obj(json!([good, second])));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.ends_with(
+            "Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/rs and ReplicaSet/rs2"
+        ));
+        let e = validate_owner_references(&obj(
+            json!([{"apiVersion": "v1", "kind": "Event", "name": "e", "uid": "u"}]),
+        ));
+        assert_eq!(e.len(), 1);
+        let e = validate_meta(
+            &json!({"metadata": {"name": "a", "finalizers": ["orphan", "foregroundDeletion"]}}),
+            false,
+            false,
+        );
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].field, "metadata.finalizers");
     }
 
     #[test]

@@ -559,6 +559,12 @@ async fn resource(
             }
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         },
+        (Some(name), Some("scale")) => {
+            let (code, v, w) =
+                crate::scale::serve(api, def, ns, name, method, content_type, q, &body, repr)
+                    .await?;
+            Ok(with_warnings(ok(code, &v), &w))
+        }
         (Some(name), Some("eviction")) if def.kind_id == Kind::Pod => match *method {
             Method::POST => {
                 let opts = WriteOpts::from_query(q)?;

@@ -462,3 +462,80 @@ fn a_namespace_object_is_in_its_own_namespace() {
         r#"namespaces "team" is forbidden: User "x" cannot get resource "namespaces" in API group "" in the namespace "team""#
     );
 }
+
+/// apps/v1 in the default roles: edit writes Deployments, ReplicaSets and their scale, reads their status;
+/// view reads them; nodes get nothing of them. An older stored `edit` learns the rules on the next start.
+#[tokio::test]
+async fn default_roles_cover_apps_workloads() {
+    let f = fixture().await;
+    for (user, role) in [("alice", "edit"), ("bob", "view")] {
+        f.put(
+            Kind::ClusterRoleBinding,
+            None,
+            json!({"metadata": {"name": format!("{user}-{role}")},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                   "subjects": [{"kind": "User", "name": user}]}),
+        )
+        .await;
+    }
+    let a = |verb, res, sub| attrs(verb, "apps", res, sub, "team", "web");
+    let bob = |x: Attributes| as_user(x, "bob", &[]);
+    for x in [
+        a("create", "deployments", ""),
+        a("patch", "deployments", "scale"),
+        a("update", "replicasets", "scale"),
+        a("delete", "replicasets", ""),
+        a("get", "deployments", "status"),
+        bob(a("get", "deployments", "scale")),
+        bob(a("list", "replicasets", "")),
+        bob(a("get", "replicasets", "status")),
+    ] {
+        assert!(f.allowed(&x).await, "should be allowed: {x:?}");
+    }
+    for x in [
+        a("update", "deployments", "status"),
+        bob(a("patch", "deployments", "scale")),
+        bob(a("create", "deployments", "")),
+        node_attrs("n1", "get", "apps", "deployments", "", "team", "web"),
+        node_attrs("n1", "list", "apps", "replicasets", "", "", ""),
+    ] {
+        assert!(!f.allowed(&x).await, "should be denied: {x:?}");
+    }
+    // Reconciliation: the stored role gets the missing rules back unless autoupdate is off.
+    let key = by_kind(Kind::ClusterRole).key(None, "edit");
+    let kv = f.store.get(&key).await.expect("get").expect("edit exists");
+    let mut old: Value = serde_json::from_slice(&kv.value).expect("json");
+    old["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
+    f.store
+        .update(
+            &key,
+            serde_json::to_vec(&old).expect("json"),
+            kv.mod_revision,
+        )
+        .await
+        .expect("update");
+    bootstrap::ensure_defaults(f.store.as_ref())
+        .await
+        .expect("defaults");
+    assert!(f.allowed(&a("create", "deployments", "")).await);
+    let kv = f.store.get(&key).await.expect("get").expect("edit exists");
+    let mut now: Value = serde_json::from_slice(&kv.value).expect("json");
+    assert_eq!(
+        now["rules"][0], old["rules"][0],
+        "existing rules kept first"
+    );
+    now["rules"] = json!([]);
+    now["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] = json!("false");
+    f.store
+        .update(
+            &key,
+            serde_json::to_vec(&now).expect("json"),
+            kv.mod_revision,
+        )
+        .await
+        .expect("update");
+    bootstrap::ensure_defaults(f.store.as_ref())
+        .await
+        .expect("defaults");
+    assert!(!f.allowed(&a("create", "deployments", "")).await);
+}

@@ -6,7 +6,7 @@
 //! burst of pods is placed without waiting on a commit per pod and without overcommitting a node.
 
 mod binding;
-mod predicates;
+pub(crate) mod predicates;
 mod resources;
 mod select;
 #[cfg(test)]

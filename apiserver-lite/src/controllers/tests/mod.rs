@@ -1,10 +1,15 @@
 //! The controllers against a real RedbStore in a temp dir.
 
 mod bootstrap_ipam;
+mod daemonset;
+mod deployment;
 mod endpoints;
+mod gc;
+mod job;
 mod kube_dns;
 mod leader;
 mod node_lifecycle;
+mod replicaset;
 mod root_ca;
 mod scheduler;
 

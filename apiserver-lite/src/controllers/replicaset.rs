@@ -1,0 +1,442 @@
+//! The ReplicaSet controller (kube-controller-manager's): every ReplicaSet keeps `spec.replicas` active
+//! pods made from its template.
+//!
+//! ReplicaSets and pods are followed with list-then-watch; a pod change requeues its controller (and, for
+//! an orphan, the ReplicaSets of its namespace whose selector picks it), so the status follows pod
+//! readiness within milliseconds. A sync claims pods (adopts selected orphans, releases pods that no longer
+//! match), creates missing pods in slow-start batches (1, 2, 4, …) or deletes the surplus through the REST
+//! delete (graceful), records events, and writes the status when it changed.
+//!
+//! Like kube's expectations, a ReplicaSet is not synced again until the pod view has caught up with the
+//! pods it wrote (the store revision of its last write), so a slow watch never makes it create twice.
+
+pub(crate) mod pods;
+mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::Value;
+
+use super::events::{self, EventType, ObjectRef};
+use super::owners::{self, Claim, Key, Selector, Stored, int_at, key_of};
+use super::reflector::{Change, Reflector};
+use crate::handlers::{Api, DeleteOpts};
+use crate::resources::{Kind, by_kind};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{Revision, Store};
+
+/// The component of the controller's events and its field manager.
+const COMPONENT: &str = "replicaset-controller";
+const MANAGER: &str = "kube-controller-manager";
+/// At most this many pods are created or deleted in one sync (kube's `burstReplicas`).
+const BURST: usize = 500;
+/// Failed syncs are tried again this often.
+/// At most this many already-delivered changes are folded into one round before syncing.
+const BATCH: usize = 512;
+
+struct Cache {
+    rs_prefix: String,
+    sets: BTreeMap<Key, Stored>,
+    pods: BTreeMap<Key, Stored>,
+    dirty: BTreeSet<Key>,
+    /// Consecutive failed syncs, for the back-off of their retries.
+    failures: HashMap<Key, u32>,
+    /// ReplicaSets waiting for the pod view to reach the revision of their last pod write.
+    expect: HashMap<Key, Revision>,
+    /// ReplicaSets to look at again at a UNIX time (pods becoming available after minReadySeconds).
+    timers: BTreeMap<Key, i64>,
+    sets_listed: bool,
+    pods_listed: bool,
+}
+
+impl Cache {
+    fn new() -> Cache {
+        Cache {
+            rs_prefix: by_kind(Kind::ReplicaSet).prefix(None),
+            sets: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            failures: HashMap::new(),
+            expect: HashMap::new(),
+            timers: BTreeMap::new(),
+            sets_listed: false,
+            pods_listed: false,
+        }
+    }
+
+    fn rs_change(&mut self, change: Change) {
+        match change {
+            Change::Reset(items) => {
+                self.sets = items
+                    .iter()
+                    .filter_map(|kv| Some((key_of(&self.rs_prefix, kv)?, Stored::parse(kv)?)))
+                    .collect();
+                self.dirty.extend(self.sets.keys().cloned());
+                self.sets_listed = true;
+            }
+            Change::Put(kv) => {
+                if let Some(key) = key_of(&self.rs_prefix, &kv)
+                    && let Some(rs) = Stored::parse(&kv)
+                {
+                    self.sets.insert(key.clone(), rs);
+                    self.dirty.insert(key);
+                }
+            }
+            Change::Delete(kv) => {
+                if let Some(key) = key_of(&self.rs_prefix, &kv) {
+                    self.sets.remove(&key);
+                    self.expect.remove(&key);
+                    self.timers.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Requeue the controller of `pod` or, for an orphan, every ReplicaSet of its namespace selecting it.
+    fn touch_owners_of(&mut self, ns: &str, pod: &Stored) {
+        let owner = pod.controller_uid();
+        for ((rs_ns, name), rs) in self.sets.range((ns.to_string(), String::new())..) {
+            if rs_ns != ns {
+                break;
+            }
+            let wanted = match owner {
+                Some(uid) => uid == rs.uid(),
+                None => Selector::parse(rs.value.pointer("/spec/selector"))
+                    .is_some_and(|s| s.matches(&pod.labels())),
+            };
+            if wanted {
+                self.dirty.insert((rs_ns.clone(), name.clone()));
+            }
+        }
+    }
+
+    fn pod_change(&mut self, change: Change) {
+        match change {
+            Change::Reset(items) => {
+                self.pods = items
+                    .iter()
+                    .filter_map(|kv| Some((key_of(super::PODS_PREFIX, kv)?, Stored::parse(kv)?)))
+                    .collect();
+                self.dirty.extend(self.sets.keys().cloned());
+                self.pods_listed = true;
+            }
+            Change::Put(kv) => {
+                let Some(key) = key_of(super::PODS_PREFIX, &kv) else {
+                    return;
+                };
+                let old = match Stored::parse(&kv) {
+                    Some(pod) => {
+                        self.touch_owners_of(&key.0, &pod);
+                        self.pods.insert(key.clone(), pod)
+                    }
+                    None => self.pods.remove(&key),
+                };
+                if let Some(old) = old {
+                    self.touch_owners_of(&key.0, &old);
+                }
+            }
+            Change::Delete(kv) => {
+                if let Some(key) = key_of(super::PODS_PREFIX, &kv)
+                    && let Some(old) = self.pods.remove(&key)
+                {
+                    self.touch_owners_of(&key.0, &old);
+                }
+            }
+        }
+    }
+}
+
+/// Run the ReplicaSet controller until `shutdown` turns true.
+pub async fn run(
+    store: Arc<dyn Store>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let api = Api::new(store.clone());
+    let mut cache = Cache::new();
+    let mut sets = Reflector::new(store.clone(), &cache.rs_prefix);
+    let mut pods = Reflector::new(store, super::PODS_PREFIX);
+    while !*shutdown.borrow() {
+        let timer = next_timer(&cache.timers);
+        tokio::select! {
+            changed = shutdown.changed() => if changed.is_err() { break },
+            change = sets.next() => cache.rs_change(change),
+            change = pods.next() => cache.pod_change(change),
+            _ = tokio::time::sleep(timer) => {}
+        }
+        for _ in 0..BATCH {
+            match pods.try_next() {
+                Some(change) => cache.pod_change(change),
+                None => break,
+            }
+        }
+        for _ in 0..BATCH {
+            match sets.try_next() {
+                Some(change) => cache.rs_change(change),
+                None => break,
+            }
+        }
+        if !(cache.sets_listed && cache.pods_listed) {
+            continue;
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let due: Vec<Key> = cache
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            cache.timers.remove(&key);
+            cache.dirty.insert(key);
+        }
+        let seen = pods.revision();
+        cache.expect.retain(|_, rev| *rev > seen);
+        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
+        for key in dirty {
+            if cache.expect.contains_key(&key) {
+                // Synced again once the pod view has caught up (the loop re-marks it then).
+                cache.dirty.insert(key);
+                continue;
+            }
+            let result = sync(&api, &mut cache, &key).await;
+            if result.is_ok() {
+                cache.failures.remove(&key);
+            }
+            match result {
+                Ok(Some(rev)) if rev > seen => {
+                    cache.expect.insert(key, rev);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), error = %err.message,
+                        "failed to sync replica set; will retry");
+                    let n = cache.failures.entry(key.clone()).or_insert(0);
+                    *n = n.saturating_add(1);
+                    let at = jiff::Timestamp::now().as_second() + owners::backoff_secs(*n);
+                    let timer = cache.timers.entry(key).or_insert(at);
+                    *timer = (*timer).min(at);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long until the first timer (a day when there is none).
+fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
+    let now = jiff::Timestamp::now().as_second();
+    timers
+        .values()
+        .min()
+        .map(|at| Duration::from_secs((at - now).max(0) as u64))
+        .unwrap_or(Duration::from_secs(86_400))
+}
+
+fn event_ref(rs: &Value) -> ObjectRef {
+    ObjectRef {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        namespace: owners::str_at(rs, "/metadata/namespace").into(),
+        name: owners::str_at(rs, "/metadata/name").into(),
+        uid: owners::str_at(rs, "/metadata/uid").into(),
+        resource_version: owners::str_at(rs, "/metadata/resourceVersion").into(),
+    }
+}
+
+async fn event(api: &Api, rs: &Value, type_: EventType, reason: &str, message: &str) {
+    let object = event_ref(rs);
+    if let Err(err) = events::record_about(
+        api.store.as_ref(),
+        COMPONENT,
+        &object,
+        type_,
+        reason,
+        message,
+    )
+    .await
+    {
+        tracing::warn!(replicaset = %object.name, error = %err, "failed to record event");
+    }
+}
+
+/// Sync one ReplicaSet; `Some(revision)` of the last pod write it made.
+async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revision>> {
+    let Some(rs) = cache.sets.get(key).cloned() else {
+        return Ok(None);
+    };
+    let (ns, _) = key;
+    let Some(selector) = Selector::parse(rs.value.pointer("/spec/selector")) else {
+        tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), "invalid selector; not syncing");
+        return Ok(None);
+    };
+    let mut last_write: Option<Revision> = None;
+    // Claim the active pods of the namespace.
+    let candidates: Vec<Stored> = cache
+        .pods
+        .range((ns.clone(), String::new())..)
+        .take_while(|((pod_ns, _), _)| pod_ns == ns)
+        .map(|(_, p)| p)
+        .filter(|p| pods::active(p))
+        .cloned()
+        .collect();
+    let pod_def = by_kind(Kind::Pod);
+    let mut owned: Vec<Stored> = Vec::new();
+    for pod in candidates {
+        let adopt = match owners::claim(rs.uid(), rs.deleting(), &selector, &pod) {
+            Claim::Owned => {
+                owned.push(pod);
+                continue;
+            }
+            Claim::Ignore => continue,
+            Claim::Adopt => true,
+            Claim::Release => false,
+        };
+        let written = owners::rewrite_owner(api, pod_def, ns, pod.name(), &rs.value, adopt).await?;
+        if let Some(written) = written {
+            owners::note_write(&mut last_write, &written);
+            if adopt {
+                owned.push(Stored {
+                    value: written,
+                    revision: pod.revision,
+                });
+            }
+        }
+    }
+    let owned_refs: Vec<&Stored> = owned.iter().collect();
+    let mut manage_error: Option<(String, ApiError)> = None;
+    if !rs.deleting() {
+        let want = int_at(&rs.value, "/spec/replicas").unwrap_or(1).max(0) as usize;
+        if owned.len() < want {
+            let (rev, err) = create_pods(api, &rs.value, (want - owned.len()).min(BURST)).await;
+            if let Some(rev) = rev {
+                last_write = Some(last_write.map_or(rev, |l| l.max(rev)));
+            }
+            manage_error = err.map(|e| ("FailedCreate".to_string(), e));
+        } else if owned.len() > want {
+            let victims = pods::to_delete(&owned_refs, (owned.len() - want).min(BURST));
+            let (rev, err) = delete_pods(api, &rs.value, &victims).await;
+            if let Some(rev) = rev {
+                last_write = Some(last_write.map_or(rev, |l| l.max(rev)));
+            }
+            manage_error = err.map(|e| ("FailedDelete".to_string(), e));
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let counts = pods::counts(&rs.value, &owned_refs, now);
+    match counts.recheck_at {
+        Some(at) => cache.timers.insert(key.clone(), at),
+        None => cache.timers.remove(key),
+    };
+    status::write(api, &rs.value, &counts, manage_error.as_ref()).await?;
+    match manage_error {
+        Some((_, e)) => Err(e),
+        None => Ok(last_write),
+    }
+}
+
+/// Create `count` pods in slow-start batches (1, 2, 4, …), stopping at the first batch with an error.
+async fn create_pods(api: &Api, rs: &Value, count: usize) -> (Option<Revision>, Option<ApiError>) {
+    let def = by_kind(Kind::Pod);
+    let ns = owners::str_at(rs, "/metadata/namespace");
+    let opts = super::object::write_opts(MANAGER);
+    let mut last: Option<Revision> = None;
+    let mut remaining = count;
+    let mut batch = 1usize;
+    while remaining > 0 {
+        let size = batch.min(remaining);
+        let results = join_all(
+            (0..size).map(|_| api.create(def, Some(ns), pods::from_template(rs), &[], &opts)),
+        )
+        .await;
+        let mut error = None;
+        for result in results {
+            match result {
+                Ok((pod, _)) => {
+                    let name = owners::str_at(&pod, "/metadata/name");
+                    owners::note_write(&mut last, &pod);
+                    event(
+                        api,
+                        rs,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        &format!("Created pod: {name}"),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    event(
+                        api,
+                        rs,
+                        EventType::Warning,
+                        "FailedCreate",
+                        &format!("Error creating: {}", e.message),
+                    )
+                    .await;
+                    error = Some(e);
+                }
+            }
+        }
+        if error.is_some() {
+            return (last, error);
+        }
+        remaining -= size;
+        batch = batch.saturating_mul(2);
+    }
+    (last, None)
+}
+
+/// Delete `victims` through the REST delete (graceful), each guarded by its uid.
+async fn delete_pods(
+    api: &Api,
+    rs: &Value,
+    victims: &[Stored],
+) -> (Option<Revision>, Option<ApiError>) {
+    let def = by_kind(Kind::Pod);
+    let ns = owners::str_at(rs, "/metadata/namespace");
+    let results = join_all(victims.iter().map(|pod| {
+        let opts = DeleteOpts {
+            uid: Some(pod.uid().to_string()),
+            ..DeleteOpts::default()
+        };
+        async move {
+            (
+                pod.name(),
+                api.delete(def, Some(ns), pod.name(), &opts, false).await,
+            )
+        }
+    }))
+    .await;
+    let mut last: Option<Revision> = None;
+    let mut error = None;
+    for (name, result) in results {
+        match result {
+            Ok(gone) => {
+                owners::note_write(&mut last, &gone);
+                event(
+                    api,
+                    rs,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {name}"),
+                )
+                .await;
+            }
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                event(
+                    api,
+                    rs,
+                    EventType::Warning,
+                    "FailedDelete",
+                    &format!("Error deleting: {}", e.message),
+                )
+                .await;
+                error = Some(e);
+            }
+        }
+    }
+    (last, error)
+}
