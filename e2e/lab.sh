@@ -265,7 +265,11 @@ endpoints_gone() { local out; out=$(k get endpoints web 2>&1); [[ $out == *NotFo
 verdict "the Endpoints of web are deleted with the Service" "$(k get endpoints web 2>&1)" poll 20 endpoints_gone
 
 # ---------------------------------------------------------------------------------------------------------------
-echo "== workloads: a Deployment, its rollout and its deletion; a DaemonSet; a Job"
+echo "== workloads: a Deployment, its rollout and its deletion; a DaemonSet; a Job; a StatefulSet; a CronJob"
+# The CronJob runs every minute; its first scheduled Job is checked at the end of this section.
+# none_left ARGS...: `kubectl get ARGS -o name` answers, and with nothing.
+none_left() { local out; out=$(k get "$@" -o name 2>/dev/null) || return 1; [[ -z $out ]]; }
+check "kubectl create cronjob tick (every minute)" k create cronjob tick --image=busybox:1.35 --schedule='*/1 * * * *' -- echo tick
 check "kubectl create deployment hello --image=nginx --replicas=2" k create deployment hello --image=nginx --replicas=2
 check "kubectl rollout status deployment/hello" k rollout status deployment/hello --timeout=120s
 out=$(k get deployment hello 2>&1)
@@ -301,8 +305,7 @@ back_to_first() {
 }
 verdict "after the undo every pod comes from the first ReplicaSet again" "$(k get pods -l app=hello -o wide 2>&1)" poll 60 back_to_first
 check "kubectl delete deployment hello" timeout 120 kubectl --cache-dir "$cache" delete deployment hello
-hello_gone() { [[ -z $(k get rs,pods -l app=hello -o name 2>/dev/null) ]]; }
-verdict "its ReplicaSets and pods are deleted (garbage collector)" "$(k get rs,pods -l app=hello 2>&1)" poll 120 hello_gone
+verdict "its ReplicaSets and pods are deleted (garbage collector)" "$(k get rs,pods -l app=hello 2>&1)" poll 120 none_left rs,pods -l app=hello
 check "kubectl delete service hello" k delete service hello
 
 out=$(printf '%s\n' 'apiVersion: apps/v1' 'kind: DaemonSet' 'metadata: {name: node-agent}' \
@@ -315,8 +318,7 @@ node=$(k get nodes -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null)
 out=$(k get pods -l app=node-agent -o wide 2>&1)
 contains "the DaemonSet's pod runs on $node" "$out" "$node"
 check "kubectl delete daemonset node-agent" timeout 120 kubectl --cache-dir "$cache" delete daemonset node-agent
-agent_gone() { [[ -z $(k get pods -l app=node-agent -o name 2>/dev/null) ]]; }
-verdict "the DaemonSet's pod is deleted" "$(k get pods -l app=node-agent 2>&1)" poll 120 agent_gone
+verdict "the DaemonSet's pod is deleted" "$(k get pods -l app=node-agent 2>&1)" poll 120 none_left pods -l app=node-agent
 
 check "kubectl create job hello-job" k create job hello-job --image=busybox:1.35 -- sh -c 'echo job done'
 check "kubectl wait --for=condition=complete job/hello-job" k wait --for=condition=complete job/hello-job --timeout=120s
@@ -325,8 +327,46 @@ contains "kubectl get job shows 1/1 completions" "$out" "1/1"
 out=$(k logs job/hello-job 2>&1)
 contains "kubectl logs job/hello-job" "$out" "job done"
 check "kubectl delete job hello-job" timeout 120 kubectl --cache-dir "$cache" delete job hello-job
-job_pods_gone() { [[ -z $(k get pods -l job-name=hello-job -o name 2>/dev/null) ]]; }
-verdict "the Job's pod is deleted with it" "$(k get pods -l job-name=hello-job 2>&1)" poll 60 job_pods_gone
+verdict "the Job's pod is deleted with it" "$(k get pods -l job-name=hello-job 2>&1)" poll 60 none_left pods -l job-name=hello-job
+
+# A StatefulSet behind a headless Service: stable pod names, created in order, each with its own DNS name.
+printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: db}' \
+    'spec: {clusterIP: None, selector: {app: db}, ports: [{port: 80}]}' '---' \
+    'apiVersion: apps/v1' 'kind: StatefulSet' 'metadata: {name: db}' \
+    'spec:' '  serviceName: db' '  replicas: 2' '  selector: {matchLabels: {app: db}}' \
+    '  template:' '    metadata: {labels: {app: db}}' \
+    '    spec: {containers: [{name: nginx, image: nginx}]}' >"$work/sts.yml"
+check "kubectl apply -f a headless Service and a StatefulSet" k apply -f "$work/sts.yml"
+check "kubectl rollout status statefulset/db" k rollout status statefulset/db --timeout=180s
+out=$(k get pods -l app=db -o 'jsonpath={range .items[*]}{.metadata.name}{" "}{end}' 2>&1)
+contains "the StatefulSet's pods are db-0 and db-1" "$out" "db-0 db-1"
+check "kubectl run sts-client (busybox)" k run sts-client --image=busybox:1.35 --command -- sleep 3600
+check "the sts-client pod becomes Ready" k wait --for=condition=Ready pod/sts-client --timeout=120s
+db0=$(k get pod db-0 -o 'jsonpath={.status.podIP}' 2>/dev/null)
+out=$(k exec sts-client -- nslookup db-0.db.default.svc.cluster.local 2>&1)
+contains "db-0.db.default.svc.cluster.local resolves to db-0's IP $db0" "$out" "Address: $db0"
+check "kubectl scale statefulset db --replicas=1" k scale statefulset db --replicas=1
+db1_gone() { [[ $(k get pods -l app=db -o name 2>/dev/null) == "pod/db-0" ]]; }
+verdict "scaling down removes db-1 and keeps db-0" "$(k get pods -l app=db 2>&1)" poll 120 db1_gone
+check "kubectl delete statefulset db" timeout 120 kubectl --cache-dir "$cache" delete statefulset db
+verdict "the StatefulSet's pods are deleted" "$(k get pods -l app=db 2>&1)" poll 120 none_left pods -l app=db
+check "kubectl delete service db; kubectl delete pod sts-client" \
+    timeout 120 sh -c "kubectl --cache-dir $cache delete service db && kubectl --cache-dir $cache delete pod sts-client"
+
+# The CronJob created at the start of this section: a Job by hand from it, and its first scheduled run.
+check "kubectl create job tick-now --from=cronjob/tick" k create job tick-now --from=cronjob/tick
+check "kubectl wait --for=condition=complete job/tick-now" k wait --for=condition=complete job/tick-now --timeout=120s
+scheduled_done() {
+    k get jobs -o 'jsonpath={range .items[*]}{.metadata.ownerReferences[0].name}/{.metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}/{.status.succeeded}{"\n"}{end}' |
+        grep -qE '^tick/[0-9]{4}-.*/1$'
+}
+verdict "the CronJob's scheduled Job ran to completion (within 2 minutes)" "$(k get cronjob,jobs 2>&1)" poll 150 scheduled_done
+out=$(k get cronjob tick 2>&1)
+contains "kubectl get cronjob shows its schedule" "$out" "*/1 * * * *"
+check "kubectl delete cronjob tick; kubectl delete job tick-now" \
+    timeout 120 sh -c "kubectl --cache-dir $cache delete cronjob tick && kubectl --cache-dir $cache delete job tick-now --ignore-not-found"
+tick_gone() { local out; out=$(k get jobs,pods -o name 2>/dev/null) || return 1; ! grep -q tick <<<"$out"; }
+verdict "the CronJob's Jobs and pods are deleted" "$(k get jobs,pods 2>&1)" poll 120 tick_gone
 
 # ---------------------------------------------------------------------------------------------------------------
 echo "== bad input"

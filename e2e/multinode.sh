@@ -234,7 +234,7 @@ contains "one node-agent pod on each of the 3 nodes" "$ds_nodes" "lab-agent1 lab
 out=$(k get daemonset node-agent -o 'jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}' 2>&1)
 contains "the DaemonSet's status: 3 desired, 3 ready, 3 up to date" "$out" "3 3 3"
 check "kubectl delete daemonset node-agent" timeout 120 kubectl --cache-dir "$cache" delete daemonset node-agent
-ds_gone() { [[ -z $(k get pods -l app=node-agent -o name 2>/dev/null) ]]; }
+ds_gone() { local out; out=$(k get pods -l app=node-agent -o name 2>/dev/null) || return 1; [[ -z $out ]]; }
 verdict "the DaemonSet's pods are deleted on every node" "$(k get pods -l app=node-agent -o wide 2>&1)" wait_for 120 ds_gone
 
 # ---------------------------------------------------------------------------------------------------

@@ -886,6 +886,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "Deployment"
                 | "ReplicaSet"
                 | "Job"
+                | "CronJob"
         )
     {
         return Err(format!(

@@ -1,4 +1,4 @@
-//! The `scale` subresource of apps/v1 Deployments and ReplicaSets: an `autoscaling/v1 Scale` view of the
+//! The `scale` subresource of apps/v1 Deployments, ReplicaSets and StatefulSets: an `autoscaling/v1 Scale` view of the
 //! parent (name, namespace, uid, resourceVersion and creationTimestamp of the parent; `spec.replicas`;
 //! `status.replicas` and the selector string) that reads and writes the parent's `spec.replicas`, as
 //! kube-apiserver's `ScaleREST` does.
@@ -24,7 +24,8 @@ fn meta_str<'a>(v: &'a Value, k: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// The Scale of a Deployment or ReplicaSet (kube's `scaleFromDeployment` / `scaleFromReplicaSet`).
+/// The Scale of a Deployment, ReplicaSet or StatefulSet (kube's `scaleFromDeployment`,
+/// `scaleFromReplicaSet`, `scaleFromStatefulSet`).
 pub fn scale_of(parent: &Value) -> Value {
     let mut meta = serde_json::Map::new();
     for k in [

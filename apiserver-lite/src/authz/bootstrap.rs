@@ -31,12 +31,19 @@ const APPS_WRITE: &[&str] = &[
     "replicasets",
     "replicasets/scale",
     "daemonsets",
+    "statefulsets",
+    "statefulsets/scale",
 ];
 const APPS_STATUS: &[&str] = &[
     "deployments/status",
     "replicasets/status",
     "daemonsets/status",
+    "statefulsets/status",
 ];
+
+/// batch resources, as kube's bootstrap policy has them (statuses are read-only).
+const BATCH_WRITE: &[&str] = &["jobs", "cronjobs"];
+const BATCH_STATUS: &[&str] = &["jobs/status", "cronjobs/status"];
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
@@ -65,6 +72,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&[""], &["namespaces"], READ),
         rule(&["apps"], APPS_WRITE, &rw),
         rule(&["apps"], APPS_STATUS, READ),
+        rule(&["batch"], BATCH_WRITE, &rw),
+        rule(&["batch"], BATCH_STATUS, READ),
     ];
     let mut admin = edit.clone();
     admin.push(rule(
@@ -88,6 +97,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&["events.k8s.io"], &["events"], READ),
                 rule(&["apps"], APPS_WRITE, READ),
                 rule(&["apps"], APPS_STATUS, READ),
+                rule(&["batch"], BATCH_WRITE, READ),
+                rule(&["batch"], BATCH_STATUS, READ),
             ],
         ),
         (

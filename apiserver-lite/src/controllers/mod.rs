@@ -2,13 +2,14 @@
 //! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
 //! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` and `kube-system/kube-dns`
 //! Services, the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`), the ReplicaSet and
-//! Deployment controllers (`replicaset`, `deployment`) and the garbage collector (ownerReferences and
-//! deletion propagation, `garbage_collector`).
+//! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`) and the
+//! garbage collector (ownerReferences and deletion propagation, `garbage_collector`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
 
 mod bootstrap;
+pub(crate) mod cronjob;
 pub mod csr;
 mod daemonset;
 mod deployment;
@@ -28,6 +29,7 @@ mod reflector;
 mod replicaset;
 mod root_ca;
 mod scheduler;
+mod statefulset;
 mod system_service;
 #[cfg(test)]
 mod tests;
@@ -119,6 +121,8 @@ pub(crate) async fn run_with_grace(
     let replicasets = tokio::spawn(replicaset::run(store.clone(), shutdown.clone()));
     let deployments = tokio::spawn(deployment::run(store.clone(), shutdown.clone()));
     let jobs = tokio::spawn(job::run(store.clone(), shutdown.clone()));
+    let cronjobs = tokio::spawn(cronjob::run(store.clone(), shutdown.clone()));
+    let statefulsets = tokio::spawn(statefulset::run(store.clone(), shutdown.clone()));
     let root_ca = tokio::spawn(root_ca::run(
         store.clone(),
         config.root_ca_pem.clone(),
@@ -184,5 +188,13 @@ pub(crate) async fn run_with_grace(
     jobs.await
         .context("job controller task panicked")?
         .context("job controller failed")?;
+    cronjobs
+        .await
+        .context("cronjob controller task panicked")?
+        .context("cronjob controller failed")?;
+    statefulsets
+        .await
+        .context("statefulset controller task panicked")?
+        .context("statefulset controller failed")?;
     Ok(())
 }

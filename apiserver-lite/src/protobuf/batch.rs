@@ -1,4 +1,5 @@
-//! Schema entries of batch/v1 Jobs (kubectl's `create job` sends a Job in protobuf). Field numbers are
+//! Schema entries of batch/v1 Jobs and CronJobs (kubectl's `create job` and `create cronjob` send
+//! protobuf). Field numbers are
 //! those of `k8s.io/api/batch/v1/generated.proto`; `podFailurePolicy` and `successPolicy` are not
 //! decoded from protobuf (kubectl's generators never set them).
 
@@ -58,6 +59,42 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                 f(4, "lastTransitionTime", Time),
                 f(5, "reason", Str),
                 f(6, "message", Str),
+            ];
+            S
+        }
+        "CronJob" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("CronJobSpec")),
+                f(3, "status", Msg("CronJobStatus")),
+            ];
+            S
+        }
+        "CronJobSpec" => {
+            const S: &[F] = &[
+                f(1, "schedule", Str),
+                f(8, "timeZone", Str),
+                f(2, "startingDeadlineSeconds", Int),
+                f(3, "concurrencyPolicy", Str),
+                f(4, "suspend", Bool),
+                f(5, "jobTemplate", Msg("JobTemplateSpec")),
+                f(6, "successfulJobsHistoryLimit", Int),
+                f(7, "failedJobsHistoryLimit", Int),
+            ];
+            S
+        }
+        "JobTemplateSpec" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "spec", Msg("JobSpec")),
+            ];
+            S
+        }
+        "CronJobStatus" => {
+            const S: &[F] = &[
+                r(1, "active", Msg("ObjectReference")),
+                f(4, "lastScheduleTime", Time),
+                f(5, "lastSuccessfulTime", Time),
             ];
             S
         }

@@ -249,6 +249,13 @@ fn validate_restart_policy(spec: &Value, errs: &mut Vec<FieldError>) {
 
 /// kube's `validateJobSpec` and `ValidateJobSpec` (the pod template through the pod checks).
 fn validate_spec(spec: &Value) -> Vec<FieldError> {
+    let mut errs = validate_template_spec(spec);
+    validate_selector(spec, &mut errs);
+    errs
+}
+
+/// kube's `validateJobSpec`: what a Job's spec and a CronJob's job template share (paths `spec.…`).
+pub(crate) fn validate_template_spec(spec: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for key in [
         "parallelism",
@@ -345,7 +352,12 @@ fn validate_spec(spec: &Value) -> Vec<FieldError> {
         errs.push(e);
     }
     validate_restart_policy(spec, &mut errs);
-    // The selector, and whether it matches the template.
+    errs
+}
+
+/// The selector, and whether it matches the template.
+fn validate_selector(spec: &Value, errs: &mut Vec<FieldError>) {
+    let template = spec.get("template").cloned().unwrap_or(json!({}));
     match spec.get("selector").filter(|s| !s.is_null()) {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
@@ -368,7 +380,6 @@ fn validate_spec(spec: &Value) -> Vec<FieldError> {
             }
         }
     }
-    errs
 }
 
 /// kube's `ValidateJob` (the metadata is checked by the caller): every version written must pass.

@@ -2,11 +2,13 @@
 //! validation and table columns.
 
 pub mod config;
+pub mod cronjob;
 pub mod daemonset;
 pub mod event_v1;
 pub mod job;
 pub mod pod;
 pub mod service;
+pub mod statefulset;
 pub mod table;
 pub mod validation;
 pub mod workloads;
@@ -43,6 +45,10 @@ pub enum Kind {
     DaemonSet,
     /// batch/v1 (see `job`).
     Job,
+    /// batch/v1 (see `cronjob`).
+    CronJob,
+    /// apps/v1 (see `statefulset`).
+    StatefulSet,
 }
 
 #[derive(Debug)]
@@ -343,6 +349,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &["status"],
         has_status: true,
     },
+    ResourceDef {
+        kind_id: Kind::CronJob,
+        group: "batch",
+        version: "v1",
+        plural: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        categories: &["all"],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::StatefulSet,
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        has_status: true,
+    },
 ];
 
 impl ResourceDef {
@@ -418,8 +450,9 @@ impl ResourceDef {
                 &["metadata.name", "metadata.namespace"]
             }
             Kind::ReplicaSet => &["metadata.name", "metadata.namespace", "status.replicas"],
-            Kind::DaemonSet => &["metadata.name", "metadata.namespace"],
+            Kind::DaemonSet | Kind::StatefulSet => &["metadata.name", "metadata.namespace"],
             Kind::Job => &["metadata.name", "metadata.namespace", "status.successful"],
+            Kind::CronJob => &["metadata.name", "metadata.namespace"],
             Kind::EventV1 => &[
                 "metadata.name",
                 "metadata.namespace",
@@ -515,6 +548,8 @@ impl ResourceDef {
             Kind::Deployment | Kind::ReplicaSet => workloads::normalize(self.kind_id, v),
             Kind::DaemonSet => daemonset::normalize(v),
             Kind::Job => job::normalize(v),
+            Kind::CronJob => cronjob::normalize(v),
+            Kind::StatefulSet => statefulset::normalize(v),
         }
     }
 
@@ -542,6 +577,8 @@ impl ResourceDef {
             }
             Kind::DaemonSet => daemonset::prepare_create(obj),
             Kind::Job => job::prepare_create(obj),
+            Kind::CronJob => cronjob::prepare_create(obj),
+            Kind::StatefulSet => statefulset::prepare_create(obj),
             _ => {}
         }
     }
@@ -558,6 +595,8 @@ impl ResourceDef {
             Kind::Deployment | Kind::ReplicaSet => workloads::defaults(self.kind_id, new),
             Kind::DaemonSet => daemonset::prepare_update(old, new),
             Kind::Job => job::defaults(new),
+            Kind::CronJob => cronjob::defaults(new),
+            Kind::StatefulSet => statefulset::defaults(new),
             _ => {}
         }
     }
@@ -567,6 +606,9 @@ impl ResourceDef {
         let mut errs = self.validate_object(obj);
         if self.kind_id == Kind::Pod {
             errs.extend(pod::validate_new(obj));
+        }
+        if self.kind_id == Kind::CronJob {
+            errs.extend(cronjob::validate_create(obj));
         }
         errs
     }
@@ -589,6 +631,7 @@ impl ResourceDef {
             }
             Kind::DaemonSet => errs.extend(daemonset::validate(obj)),
             Kind::Job => errs.extend(job::validate(obj)),
+            Kind::StatefulSet => errs.extend(statefulset::validate(obj)),
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
@@ -643,6 +686,8 @@ impl ResourceDef {
             }
             Kind::DaemonSet => errs.extend(daemonset::validate_update(old, new)),
             Kind::Job => errs.extend(job::validate_update(old, new)),
+            Kind::CronJob => errs.extend(cronjob::validate_update(old, new)),
+            Kind::StatefulSet => errs.extend(statefulset::validate_update(old, new)),
             _ => {}
         }
         errs.extend(crate::authz::kinds::validate_update(self.kind_id, old, new));

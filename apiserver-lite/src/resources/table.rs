@@ -390,6 +390,8 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
         Kind::Deployment | Kind::ReplicaSet => super::workloads::columns(def.kind_id, name, age),
         Kind::DaemonSet => super::daemonset::columns(name, age),
         Kind::Job => super::job::columns(name, age),
+        Kind::CronJob => super::cronjob::columns(name, age),
+        Kind::StatefulSet => super::statefulset::columns(name, age),
     }
 }
 
@@ -601,6 +603,8 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         Kind::Deployment | Kind::ReplicaSet => super::workloads::cells(def.kind_id, obj, name, age),
         Kind::DaemonSet => super::daemonset::cells(obj, name, age),
         Kind::Job => super::job::cells(obj, name, age),
+        Kind::CronJob => super::cronjob::cells(obj, name, age),
+        Kind::StatefulSet => super::statefulset::cells(obj, name, age),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The controllers against a real RedbStore in a temp dir.
 
 mod bootstrap_ipam;
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
@@ -12,6 +13,7 @@ mod node_lifecycle;
 mod replicaset;
 mod root_ca;
 mod scheduler;
+mod statefulset;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
