@@ -1,3 +1,7 @@
+use serde_json::json;
+
+use super::cache::{Backoff, backoff_holds};
+use super::writes::next_status;
 use super::*;
 
 #[test]

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::resources::{Kind, ResourceDef, by_kind};
+use crate::status::FieldError;
 
 fn def() -> &'static ResourceDef {
     by_kind(Kind::Job)

@@ -1,5 +1,7 @@
+use super::validation::validate_strategy;
 use super::*;
 use crate::resources::{ResourceDef, by_kind};
+use crate::status::FieldError;
 
 fn deployment() -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",

@@ -1,0 +1,214 @@
+//! The DaemonSet controller's views of DaemonSets, pods and nodes, the sets to sync (dirty, failed,
+//! timers), the expectations, and the per-node back-off of failed daemon pods.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use serde_json::{Value, json};
+
+use super::super::owners::{Key, Selector, Stored, key_of};
+use super::super::reflector::Change;
+use super::super::{NODES_PREFIX, PODS_PREFIX};
+use crate::resources::{Kind, by_kind};
+use crate::store::{KeyValue, Revision};
+
+/// kube's `failedPodsBackoff`: 1 s, doubling, at most 15 min.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// A node as the eligibility checks see it, and what about it requeues DaemonSets.
+pub(super) struct NodeEntry {
+    pub(super) node: Node,
+    /// Labels and taints: a change may change where daemon pods belong.
+    shape: Value,
+}
+
+impl NodeEntry {
+    fn parse(kv: &KeyValue) -> Option<(String, NodeEntry)> {
+        let value: Value = serde_json::from_slice(&kv.value).ok()?;
+        let node: Node = serde_json::from_value(value.clone()).ok()?;
+        let name = node.metadata.name.clone()?;
+        let shape = json!([
+            value.pointer("/metadata/labels"),
+            value.pointer("/spec/taints")
+        ]);
+        Some((name, NodeEntry { node, shape }))
+    }
+}
+
+/// Per (DaemonSet uid, node): the current delay and when it was last raised.
+pub(super) type Backoff = HashMap<(String, String), (Duration, Instant)>;
+
+pub(super) struct Cache {
+    pub(super) ds_prefix: String,
+    pub(super) sets: BTreeMap<Key, Stored>,
+    pub(super) pods: BTreeMap<Key, Stored>,
+    pub(super) nodes: BTreeMap<String, NodeEntry>,
+    pub(super) dirty: BTreeSet<Key>,
+    pub(super) failed: BTreeSet<Key>,
+    /// DaemonSets waiting for the pod view to reach the revision of their last pod write.
+    pub(super) expect: HashMap<Key, Revision>,
+    /// DaemonSets to look at again at an instant (minReadySeconds, failed-pod backoff).
+    pub(super) timers: BTreeMap<Key, Instant>,
+    pub(super) backoff: Backoff,
+    pub(super) listed: [bool; 3],
+}
+
+impl Cache {
+    pub(super) fn new() -> Cache {
+        Cache {
+            ds_prefix: by_kind(Kind::DaemonSet).prefix(None),
+            sets: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            expect: HashMap::new(),
+            timers: BTreeMap::new(),
+            backoff: HashMap::new(),
+            listed: [false; 3],
+        }
+    }
+
+    pub(super) fn ds_change(&mut self, change: Change) {
+        match change {
+            Change::Reset(items) => {
+                self.sets = items
+                    .iter()
+                    .filter_map(|kv| Some((key_of(&self.ds_prefix, kv)?, Stored::parse(kv)?)))
+                    .collect();
+                self.dirty.extend(self.sets.keys().cloned());
+                self.listed[0] = true;
+            }
+            Change::Put(kv) => {
+                if let Some(key) = key_of(&self.ds_prefix, &kv)
+                    && let Some(ds) = Stored::parse(&kv)
+                {
+                    self.sets.insert(key.clone(), ds);
+                    self.dirty.insert(key);
+                }
+            }
+            Change::Delete(kv) => {
+                if let Some(key) = key_of(&self.ds_prefix, &kv)
+                    && let Some(gone) = self.sets.remove(&key)
+                {
+                    self.expect.remove(&key);
+                    self.timers.remove(&key);
+                    self.backoff.retain(|(uid, _), _| uid != gone.uid());
+                }
+            }
+        }
+    }
+
+    /// Requeue the controller of `pod` or, for an orphan, every DaemonSet of its namespace selecting it.
+    fn touch_owners_of(&mut self, ns: &str, pod: &Stored) {
+        let owner = pod.controller_uid();
+        for ((ds_ns, name), ds) in self.sets.range((ns.to_string(), String::new())..) {
+            if ds_ns != ns {
+                break;
+            }
+            let wanted = match owner {
+                Some(uid) => uid == ds.uid(),
+                None => Selector::parse(ds.value.pointer("/spec/selector"))
+                    .is_some_and(|s| s.matches(&pod.labels())),
+            };
+            if wanted {
+                self.dirty.insert((ds_ns.clone(), name.clone()));
+            }
+        }
+    }
+
+    pub(super) fn pod_change(&mut self, change: Change) {
+        match change {
+            Change::Reset(items) => {
+                self.pods = items
+                    .iter()
+                    .filter_map(|kv| Some((key_of(PODS_PREFIX, kv)?, Stored::parse(kv)?)))
+                    .collect();
+                self.dirty.extend(self.sets.keys().cloned());
+                self.listed[1] = true;
+            }
+            Change::Put(kv) => {
+                let Some(key) = key_of(PODS_PREFIX, &kv) else {
+                    return;
+                };
+                let old = match Stored::parse(&kv) {
+                    Some(pod) => {
+                        self.touch_owners_of(&key.0, &pod);
+                        self.pods.insert(key.clone(), pod)
+                    }
+                    None => self.pods.remove(&key),
+                };
+                if let Some(old) = old {
+                    self.touch_owners_of(&key.0, &old);
+                }
+            }
+            Change::Delete(kv) => {
+                if let Some(key) = key_of(PODS_PREFIX, &kv)
+                    && let Some(old) = self.pods.remove(&key)
+                {
+                    self.touch_owners_of(&key.0, &old);
+                }
+            }
+        }
+    }
+
+    pub(super) fn node_change(&mut self, change: Change) {
+        let changed = match change {
+            Change::Reset(items) => {
+                self.nodes = items.iter().filter_map(NodeEntry::parse).collect();
+                self.listed[2] = true;
+                true
+            }
+            Change::Put(kv) => match NodeEntry::parse(&kv) {
+                Some((name, entry)) => {
+                    let shape = entry.shape.clone();
+                    self.nodes
+                        .insert(name, entry)
+                        .is_none_or(|old| old.shape != shape)
+                }
+                None => false,
+            },
+            Change::Delete(kv) => {
+                let name = kv.key.strip_prefix(NODES_PREFIX).unwrap_or("");
+                self.nodes.remove(name).is_some()
+            }
+        };
+        if changed {
+            self.dirty.extend(self.sets.keys().cloned());
+        }
+    }
+}
+
+/// kube's `flowcontrol.Backoff` as the failed-pod check uses it: `true` while the node is backing off
+/// (then `retry_at` is when to look again); otherwise the delay grows and the pod may go.
+pub(super) fn backoff_holds(
+    backoff: &mut Backoff,
+    key: (String, String),
+    now: Instant,
+) -> Result<(), Instant> {
+    match backoff.get_mut(&key) {
+        Some((delay, last)) if now.duration_since(*last) < *delay => Err(*last + *delay),
+        Some((delay, last)) => {
+            *delay = if now.duration_since(*last) > 2 * BACKOFF_MAX {
+                BACKOFF_INITIAL
+            } else {
+                (*delay * 2).min(BACKOFF_MAX)
+            };
+            *last = now;
+            Ok(())
+        }
+        None => {
+            backoff.insert(key, (BACKOFF_INITIAL, now));
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn set_timer(cache: &mut Cache, key: &Key, at: Instant) {
+    let slot = cache.timers.entry(key.clone()).or_insert(at);
+    if at < *slot {
+        *slot = at;
+    }
+}
