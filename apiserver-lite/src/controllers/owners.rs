@@ -1,7 +1,8 @@
 //! What the workload controllers share: controller ownerReferences (kube's `ControllerRef`), the
 //! `metav1.LabelSelector` of a ReplicaSet or Deployment, and the stored objects they follow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::{Value, json};
 
@@ -17,31 +18,74 @@ pub fn key_of(prefix: &str, kv: &KeyValue) -> Option<Key> {
     Some((ns.to_string(), name.to_string()))
 }
 
-/// A stored object as JSON (what is written back, so unknown fields survive) with its revision.
+/// A stored object as JSON (what is written back, so unknown fields survive) with its revision. The value
+/// is shared: every controller following the same key sees one parsed copy per revision (see [`shared`]).
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub value: Value,
+    pub value: Arc<Value>,
     pub revision: Revision,
+}
+
+/// One parsed value per stored key and revision for all the controllers of this process: the ReplicaSet,
+/// Deployment, DaemonSet, StatefulSet, Job and CronJob controllers each follow every pod, and would
+/// otherwise each hold their own copy of it (kube's controllers share informers for the same reason).
+/// Entries hold weak references, so a value lives only as long as some controller keeps it.
+fn shared(kv: &KeyValue) -> Option<Arc<Value>> {
+    static POOL: Mutex<Option<Pool>> = Mutex::new(None);
+    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = guard.get_or_insert_with(Pool::default);
+    // The bytes' hash too: tests run several stores in one process, where a key and revision may repeat.
+    let digest = {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        kv.value.hash(&mut h);
+        h.finish()
+    };
+    if let Some((revision, hash, weak)) = pool.values.get(&kv.key)
+        && *revision == kv.mod_revision
+        && *hash == digest
+        && let Some(value) = weak.upgrade()
+    {
+        return Some(value);
+    }
+    let value = match serde_json::from_slice::<Value>(&kv.value) {
+        Ok(mut value) if value.is_object() => {
+            // The stored bytes carry no resourceVersion: it is the key's revision. Writes send it
+            // back, so they fail with a conflict instead of overwriting a newer version.
+            crate::handlers::set_rv(&mut value, kv.mod_revision);
+            Arc::new(value)
+        }
+        Ok(_) => return None,
+        Err(err) => {
+            tracing::warn!(key = %kv.key, error = %err, "cannot parse stored object");
+            return None;
+        }
+    };
+    pool.values.insert(
+        kv.key.clone(),
+        (kv.mod_revision, digest, Arc::downgrade(&value)),
+    );
+    pool.inserts += 1;
+    if pool.inserts.is_multiple_of(1024) {
+        pool.values
+            .retain(|_, (_, _, weak)| weak.strong_count() > 0);
+    }
+    Some(value)
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Key → (revision, hash of the stored bytes, the value).
+    values: HashMap<String, (Revision, u64, Weak<Value>)>,
+    inserts: u64,
 }
 
 impl Stored {
     pub fn parse(kv: &KeyValue) -> Option<Stored> {
-        match serde_json::from_slice::<Value>(&kv.value) {
-            Ok(mut value) if value.is_object() => {
-                // The stored bytes carry no resourceVersion: it is the key's revision. Writes send it
-                // back, so they fail with a conflict instead of overwriting a newer version.
-                crate::handlers::set_rv(&mut value, kv.mod_revision);
-                Some(Stored {
-                    value,
-                    revision: kv.mod_revision,
-                })
-            }
-            Ok(_) => None,
-            Err(err) => {
-                tracing::warn!(key = %kv.key, error = %err, "cannot parse stored object");
-                None
-            }
-        }
+        Some(Stored {
+            value: shared(kv)?,
+            revision: kv.mod_revision,
+        })
     }
 
     pub fn uid(&self) -> &str {
@@ -307,7 +351,45 @@ mod tests {
         if let Some(uid) = owner {
             value["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid, "controller": true}]);
         }
-        Stored { value, revision: 1 }
+        Stored {
+            value: std::sync::Arc::new(value),
+            revision: 1,
+        }
+    }
+
+    /// Controllers following the same key share one parsed value per revision; a new revision is parsed
+    /// anew, and a value nobody holds any more is not kept alive by the pool.
+    #[test]
+    fn stored_values_are_shared_per_revision() {
+        let kv = |rev: i64, phase: &str| KeyValue {
+            key: "/registry/pods/default/shared-test".into(),
+            value: serde_json::to_vec(
+                &json!({"metadata": {"name": "shared-test"}, "status": {"phase": phase}}),
+            )
+            .expect("json"),
+            create_revision: 1,
+            mod_revision: rev,
+        };
+        let a = Stored::parse(&kv(7, "Pending")).expect("parsed");
+        let b = Stored::parse(&kv(7, "Pending")).expect("parsed");
+        assert!(Arc::ptr_eq(&a.value, &b.value));
+        assert_eq!(str_at(&a.value, "/metadata/resourceVersion"), "7");
+        let c = Stored::parse(&kv(8, "Running")).expect("parsed");
+        assert!(!Arc::ptr_eq(&a.value, &c.value));
+        assert_eq!(str_at(&c.value, "/status/phase"), "Running");
+        let weak = Arc::downgrade(&c.value);
+        drop(c);
+        assert!(
+            weak.upgrade().is_none(),
+            "the pool holds no strong reference"
+        );
+        assert!(
+            Stored::parse(&KeyValue {
+                value: b"[1]".to_vec(),
+                ..kv(9, "")
+            })
+            .is_none()
+        );
     }
 
     #[test]

@@ -299,7 +299,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
             owners::note_write(&mut last_write, &written);
             if adopt {
                 owned.push(Stored {
-                    value: written,
+                    value: std::sync::Arc::new(written),
                     revision: pod.revision,
                 });
             }

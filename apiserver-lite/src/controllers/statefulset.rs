@@ -318,7 +318,7 @@ async fn claim_pods(
                 owned.push((
                     ordinal,
                     Stored {
-                        value: written,
+                        value: std::sync::Arc::new(written),
                         revision: pod.revision,
                     },
                 ));

@@ -297,7 +297,10 @@ mod tests {
             value["status"]["conditions"] = json!([{"type": "Ready", "status": "True",
                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]);
         }
-        Stored { value, revision: 1 }
+        Stored {
+            value: std::sync::Arc::new(value),
+            revision: 1,
+        }
     }
 
     fn ctx(ds: &Value) -> Ctx<'_> {
@@ -330,15 +333,16 @@ mod tests {
         assert_eq!(names(&plan.delete), ["a", "b"]);
         // Failed and succeeded pods are reported; no new pod until they are gone.
         let mut failed = a.clone();
-        failed.value["status"]["phase"] = json!("Failed");
+        std::sync::Arc::make_mut(&mut failed.value)["status"]["phase"] = json!("Failed");
         let plan = node_plan(&c, true, true, &[failed]);
         assert_eq!((names(&plan.failed), plan.create), (vec!["a"], false));
         let mut done = a.clone();
-        done.value["status"]["phase"] = json!("Succeeded");
+        std::sync::Arc::make_mut(&mut done.value)["status"]["phase"] = json!("Succeeded");
         assert_eq!(names(&node_plan(&c, true, true, &[done]).succeeded), ["a"]);
         // A pod being deleted is left alone.
         let mut going = b.clone();
-        going.value["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        std::sync::Arc::make_mut(&mut going.value)["metadata"]["deletionTimestamp"] =
+            json!("2026-01-01T00:00:00Z");
         let plan = node_plan(&c, true, true, &[a.clone(), going]);
         assert!(plan.delete.is_empty() && !plan.create);
     }

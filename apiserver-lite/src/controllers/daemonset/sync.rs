@@ -226,7 +226,7 @@ async fn claim(
                 note_write(last_write, &written);
                 if adopt {
                     owned.push(Stored {
-                        value: written,
+                        value: std::sync::Arc::new(written),
                         revision: pod.revision,
                     });
                 }

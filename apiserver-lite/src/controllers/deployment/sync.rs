@@ -52,7 +52,7 @@ impl<'a> Sync<'a> {
         let old_status = d.value.get("status").cloned().unwrap_or(json!({}));
         Sync {
             api,
-            d: d.value.clone(),
+            d: Value::clone(&d.value),
             status: old_status.clone(),
             old_status,
             revision: None,
@@ -154,7 +154,7 @@ impl<'a> Sync<'a> {
         for rs in candidates {
             let adopt = match owners::claim(&uid, deleting, selector, &rs) {
                 Claim::Owned => {
-                    self.sets.push(rs.value);
+                    self.sets.push(Value::clone(&rs.value));
                     continue;
                 }
                 Claim::Ignore => continue,

@@ -216,7 +216,7 @@ mod tests {
 
     fn pod(v: Value) -> Stored {
         Stored {
-            value: v,
+            value: std::sync::Arc::new(v),
             revision: 1,
         }
     }

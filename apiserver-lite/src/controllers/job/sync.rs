@@ -34,7 +34,7 @@ pub(super) async fn sync(
     };
     let (ns, _) = key;
     let uid = stored.uid().to_string();
-    let mut job = stored.value.clone();
+    let mut job = Value::clone(&stored.value);
     let owned_now = |cache: &Cache| -> Vec<Stored> {
         cache
             .pods
@@ -424,7 +424,7 @@ async fn claim(
                 expect.pod(&written);
                 if adopt {
                     owned.push(Stored {
-                        value: written,
+                        value: std::sync::Arc::new(written),
                         revision: pod.revision,
                     });
                 }

@@ -50,7 +50,7 @@ pub(super) async fn remove_finalizer(
 ) -> ApiResult<bool> {
     let def = by_kind(Kind::Pod);
     let ns = str_at(&pod.value, "/metadata/namespace");
-    let mut current = pod.value.clone();
+    let mut current = Value::clone(&pod.value);
     for _ in 0..3 {
         if !pods::has_tracking_finalizer(&current) {
             return Ok(true);

@@ -216,7 +216,10 @@ mod tests {
             value["status"]["conditions"] =
                 json!([{"type": "Ready", "status": "True", "lastTransitionTime": at}]);
         }
-        Stored { value, revision: 1 }
+        Stored {
+            value: std::sync::Arc::new(value),
+            revision: 1,
+        }
     }
 
     fn names(pods: Vec<Stored>) -> Vec<String> {

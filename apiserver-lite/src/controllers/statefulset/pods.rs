@@ -199,9 +199,11 @@ mod tests {
     #[test]
     fn counts_follow_revisions_and_readiness() {
         let mk = |name: &str, rev: &str, ready: bool| Stored {
-            value: json!({"metadata": {"name": name, "labels": {REVISION_LABEL: rev}},
+            value: std::sync::Arc::new(
+                json!({"metadata": {"name": name, "labels": {REVISION_LABEL: rev}},
                 "status": {"phase": "Running", "conditions": [{"type": "Ready",
                     "status": if ready { "True" } else { "False" }}]}}),
+            ),
             revision: 1,
         };
         let pods = [mk("web-0", "a", true), mk("web-1", "b", false)];
