@@ -32,8 +32,7 @@ pub struct Stored {
 /// Entries hold weak references, so a value lives only as long as some controller keeps it.
 fn shared(kv: &KeyValue) -> Option<Arc<Value>> {
     static POOL: Mutex<Option<Pool>> = Mutex::new(None);
-    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    let pool = guard.get_or_insert_with(Pool::default);
+    let lock = || POOL.lock().unwrap_or_else(|e| e.into_inner());
     // The bytes' hash too: tests run several stores in one process, where a key and revision may repeat.
     let digest = {
         use std::hash::{Hash as _, Hasher as _};
@@ -41,13 +40,14 @@ fn shared(kv: &KeyValue) -> Option<Arc<Value>> {
         kv.value.hash(&mut h);
         h.finish()
     };
-    if let Some((revision, hash, weak)) = pool.values.get(&kv.key)
-        && *revision == kv.mod_revision
-        && *hash == digest
-        && let Some(value) = weak.upgrade()
-    {
+    let found = |pool: &Pool| {
+        let (revision, hash, weak) = pool.values.get(&kv.key)?;
+        (*revision == kv.mod_revision && *hash == digest).then(|| weak.upgrade())?
+    };
+    if let Some(value) = lock().as_ref().and_then(found) {
         return Some(value);
     }
+    // Parsed outside the lock, so controllers following different keys do not wait for each other.
     let value = match serde_json::from_slice::<Value>(&kv.value) {
         Ok(mut value) if value.is_object() => {
             // The stored bytes carry no resourceVersion: it is the key's revision. Writes send it
@@ -61,6 +61,12 @@ fn shared(kv: &KeyValue) -> Option<Arc<Value>> {
             return None;
         }
     };
+    let mut guard = lock();
+    let pool = guard.get_or_insert_with(Pool::default);
+    // Another controller may have parsed the same revision meanwhile: share its value.
+    if let Some(theirs) = found(pool) {
+        return Some(theirs);
+    }
     pool.values.insert(
         kv.key.clone(),
         (kv.mod_revision, digest, Arc::downgrade(&value)),
