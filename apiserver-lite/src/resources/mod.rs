@@ -9,6 +9,7 @@ pub mod job;
 pub mod pod;
 pub mod service;
 pub mod statefulset;
+pub mod storage;
 pub mod table;
 pub mod validation;
 pub mod workloads;
@@ -49,6 +50,10 @@ pub enum Kind {
     CronJob,
     /// apps/v1 (see `statefulset`).
     StatefulSet,
+    // core/v1 and storage.k8s.io/v1 storage (defaults, validation and columns live in `storage`).
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
 }
 
 #[derive(Debug)]
@@ -375,6 +380,45 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &["status", "scale"],
         has_status: true,
     },
+    ResourceDef {
+        kind_id: Kind::PersistentVolume,
+        group: "",
+        version: "v1",
+        plural: "persistentvolumes",
+        singular: "persistentvolume",
+        kind: "PersistentVolume",
+        namespaced: false,
+        short_names: &["pv"],
+        categories: &[],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::PersistentVolumeClaim,
+        group: "",
+        version: "v1",
+        plural: "persistentvolumeclaims",
+        singular: "persistentvolumeclaim",
+        kind: "PersistentVolumeClaim",
+        namespaced: true,
+        short_names: &["pvc"],
+        categories: &[],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::StorageClass,
+        group: "storage.k8s.io",
+        version: "v1",
+        plural: "storageclasses",
+        singular: "storageclass",
+        kind: "StorageClass",
+        namespaced: false,
+        short_names: &["sc"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
 ];
 
 impl ResourceDef {
@@ -453,6 +497,8 @@ impl ResourceDef {
             Kind::DaemonSet | Kind::StatefulSet => &["metadata.name", "metadata.namespace"],
             Kind::Job => &["metadata.name", "metadata.namespace", "status.successful"],
             Kind::CronJob => &["metadata.name", "metadata.namespace"],
+            Kind::PersistentVolumeClaim => &["metadata.name", "metadata.namespace"],
+            Kind::PersistentVolume | Kind::StorageClass => &["metadata.name"],
             Kind::EventV1 => &[
                 "metadata.name",
                 "metadata.namespace",
@@ -550,6 +596,9 @@ impl ResourceDef {
             Kind::Job => job::normalize(v),
             Kind::CronJob => cronjob::normalize(v),
             Kind::StatefulSet => statefulset::normalize(v),
+            Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
+                storage::normalize(self.kind_id, v)
+            }
         }
     }
 
