@@ -353,6 +353,77 @@ verdict "the StatefulSet's pods are deleted" "$(k get pods -l app=db 2>&1)" poll
 check "kubectl delete service db; kubectl delete pod sts-client" \
     timeout 120 sh -c "kubectl --cache-dir $cache delete service db && kubectl --cache-dir $cache delete pod sts-client"
 
+# ---------------------------------------------------------------------------------------------------------------
+echo "== storage: the local-path class, a claim written and read by two pods, a StatefulSet's claim templates"
+storage=$state/storage
+out=$(k get storageclass 2>&1)
+contains "kubectl get storageclass shows local-path (default)" "$out" "local-path (default)"
+printf '%s\n' 'apiVersion: v1' 'kind: PersistentVolumeClaim' 'metadata: {name: data}' \
+    'spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 64Mi}}}' '---' \
+    'apiVersion: v1' 'kind: Pod' 'metadata: {name: writer}' \
+    'spec:' '  terminationGracePeriodSeconds: 1' \
+    '  containers: [{name: w, image: "busybox:1.35", command: [sh, -c, "echo persisted > /data/hello && sleep 3600"], volumeMounts: [{name: d, mountPath: /data}]}]' \
+    '  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]' >"$work/pvc.yml"
+check "kubectl apply -f a claim and a pod using it" k apply -f "$work/pvc.yml"
+check "the writer pod becomes Ready" k wait --for=condition=Ready pod/writer --timeout=120s
+check "the claim is Bound" k wait --for=jsonpath='{.status.phase}'=Bound pvc/data --timeout=60s
+out=$(k get pvc data 2>&1)
+contains "kubectl get pvc shows the class and RWO" "$out" "local-path"
+contains "kubectl get pvc shows RWO" "$out" "RWO"
+pvc_uid=$(k get pvc data -o 'jsonpath={.metadata.uid}' 2>/dev/null)
+pv=$(k get pvc data -o 'jsonpath={.spec.volumeName}' 2>/dev/null)
+contains "the claim's volume is pvc-<claim uid>" "$pv" "pvc-$pvc_uid"
+pv_path=$(k get pv "$pv" -o 'jsonpath={.spec.hostPath.path}' 2>/dev/null)
+contains "the volume is a directory under $storage" "$pv_path" "$storage/pvc-${pvc_uid}_default_data"
+verdict "the pod's file is on the host" "$(ls -la "$pv_path" 2>&1)" sh -c "[ \"\$(cat '$pv_path/hello')\" = persisted ]"
+check "kubectl delete pod writer" timeout 60 kubectl --cache-dir "$cache" delete pod writer
+printf '%s\n' 'apiVersion: v1' 'kind: Pod' 'metadata: {name: reader}' \
+    'spec:' '  restartPolicy: Never' \
+    '  containers: [{name: r, image: "busybox:1.35", command: [cat, /data/hello], volumeMounts: [{name: d, mountPath: /data}]}]' \
+    '  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]' >"$work/reader.yml"
+check "kubectl create a second pod on the same claim" k create -f "$work/reader.yml"
+check "the reader pod succeeds" k wait --for=jsonpath='{.status.phase}'=Succeeded pod/reader --timeout=120s
+out=$(k logs reader 2>&1)
+contains "the second pod reads what the first wrote" "$out" "persisted"
+check "kubectl delete pod reader; kubectl delete pvc data" \
+    timeout 120 sh -c "kubectl --cache-dir $cache delete pod reader && kubectl --cache-dir $cache delete pvc data"
+pv_gone() { local out; out=$(k get pv "$pv" 2>&1); [[ $out == *NotFound* ]]; }
+verdict "the volume is deleted with its claim (reclaimPolicy Delete)" "$(k get pv 2>&1)" poll 60 pv_gone
+
+printf '%s\n' 'apiVersion: apps/v1' 'kind: StatefulSet' 'metadata: {name: www}' \
+    'spec:' '  serviceName: www' '  replicas: 2' '  selector: {matchLabels: {app: www}}' \
+    '  template:' '    metadata: {labels: {app: www}}' \
+    '    spec:' '      terminationGracePeriodSeconds: 1' \
+    '      containers: [{name: c, image: "busybox:1.35", command: [sleep, "3600"], volumeMounts: [{name: data, mountPath: /data}]}]' \
+    '  volumeClaimTemplates:' \
+    '  - metadata: {name: data}' '    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 16Mi}}}' >"$work/www.yml"
+check "kubectl apply -f a StatefulSet with volumeClaimTemplates" k apply -f "$work/www.yml"
+check "kubectl rollout status statefulset/www" k rollout status statefulset/www --timeout=180s
+out=$(k get pvc 2>&1)
+contains "claim data-www-0 is Bound" "$out" "data-www-0"
+contains "claim data-www-1 exists" "$out" "data-www-1"
+token=skiff-$RANDOM$RANDOM
+check "kubectl exec www-0 writes a token to its volume" k exec www-0 -- sh -c "echo $token > /data/token"
+old_uid=$(k get pod www-0 -o 'jsonpath={.metadata.uid}' 2>/dev/null)
+check "kubectl delete pod www-0" timeout 60 kubectl --cache-dir "$cache" delete pod www-0
+www0_back() { local u; u=$(k get pod www-0 -o 'jsonpath={.metadata.uid}' 2>/dev/null) && [[ -n $u && $u != "$old_uid" ]]; }
+verdict "www-0 is created again" "$(k get pods -l app=www 2>&1)" poll 60 www0_back
+check "the new www-0 becomes Ready" k wait --for=condition=Ready pod/www-0 --timeout=120s
+out=$(k exec www-0 -- cat /data/token 2>&1)
+contains "the new www-0 finds the token on the same volume" "$out" "$token"
+check "kubectl delete statefulset www" timeout 120 kubectl --cache-dir "$cache" delete statefulset www
+verdict "the StatefulSet's pods are deleted" "$(k get pods -l app=www 2>&1)" poll 120 none_left pods -l app=www
+out=$(k get pvc data-www-0 data-www-1 -o name 2>&1)
+contains "its claims are kept (persistentVolumeClaimRetentionPolicy Retain)" "$out" "persistentvolumeclaim/data-www-1"
+www_paths=$(k get pv -o 'jsonpath={range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null)
+both_dirs() { [[ $(wc -w <<<"$www_paths") -eq 2 ]] && for d in $www_paths; do [[ -d $d ]] || return 1; done; }
+verdict "the two claims' directories exist on the host" "$www_paths" both_dirs
+check "kubectl delete pvc data-www-0 data-www-1" timeout 120 kubectl --cache-dir "$cache" delete pvc data-www-0 data-www-1
+verdict "their volumes are deleted" "$(k get pv 2>&1)" poll 60 none_left pv
+
+# The node removes a deleted volume's directory within a minute (checked after the CronJob section, which waits anyway).
+storage_dirs="$pv_path $www_paths"
+
 # The CronJob created at the start of this section: a Job by hand from it, and its first scheduled run.
 check "kubectl create job tick-now --from=cronjob/tick" k create job tick-now --from=cronjob/tick
 check "kubectl wait --for=condition=complete job/tick-now" k wait --for=condition=complete job/tick-now --timeout=120s
@@ -367,6 +438,9 @@ check "kubectl delete cronjob tick; kubectl delete job tick-now" \
     timeout 120 sh -c "kubectl --cache-dir $cache delete cronjob tick && kubectl --cache-dir $cache delete job tick-now --ignore-not-found"
 tick_gone() { local out; out=$(k get jobs,pods -o name 2>/dev/null) || return 1; ! grep -q tick <<<"$out"; }
 verdict "the CronJob's Jobs and pods are deleted" "$(k get jobs,pods 2>&1)" poll 120 tick_gone
+
+dirs_gone() { for d in $storage_dirs; do [[ ! -e $d ]] || return 1; done; [[ -n ${storage_dirs// /} ]]; }
+verdict "the node removes the deleted volumes' directories" "$(ls -la "$storage" 2>&1)" poll 120 dirs_gone
 
 # ---------------------------------------------------------------------------------------------------------------
 echo "== bad input"

@@ -238,6 +238,27 @@ ds_gone() { local out; out=$(k get pods -l app=node-agent -o name 2>/dev/null) |
 verdict "the DaemonSet's pods are deleted on every node" "$(k get pods -l app=node-agent -o wide 2>&1)" wait_for 120 ds_gone
 
 # ---------------------------------------------------------------------------------------------------
+echo "== a claim is provisioned on the node its first pod runs on (local-path, WaitForFirstConsumer)"
+printf '%s\n' 'apiVersion: v1' 'kind: PersistentVolumeClaim' 'metadata: {name: notes}' \
+    'spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 8Mi}}}' '---' \
+    'apiVersion: v1' 'kind: Pod' 'metadata: {name: notes-writer}' \
+    'spec:' '  terminationGracePeriodSeconds: 1' '  nodeSelector: {kubernetes.io/hostname: lab-agent2}' \
+    '  containers: [{name: w, image: "busybox:1.35", command: [sh, -c, "echo on-agent2 > /data/note && sleep 3600"], volumeMounts: [{name: d, mountPath: /data}]}]' \
+    '  volumes: [{name: d, persistentVolumeClaim: {claimName: notes}}]' >"$work/notes.yml"
+check "kubectl apply -f a claim and a pod pinned to lab-agent2" k apply -f "$work/notes.yml"
+check "the pod becomes Ready" k wait --for=condition=Ready pod/notes-writer --timeout=180s
+pv=$(k get pvc notes -o 'jsonpath={.spec.volumeName}' 2>/dev/null)
+out=$(k get pv "$pv" -o 'jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}' 2>&1)
+contains "its volume $pv is pinned to lab-agent2" "$out" "lab-agent2"
+pv_path=$(k get pv "$pv" -o 'jsonpath={.spec.hostPath.path}' 2>/dev/null)
+out=$(in_machine lab-agent2 cat "$pv_path/note" 2>&1)
+contains "the pod's file is in lab-agent2's storage dir" "$out" "on-agent2"
+check "kubectl delete pod notes-writer; kubectl delete pvc notes" \
+    timeout 120 sh -c "kubectl --cache-dir $cache delete pod notes-writer && kubectl --cache-dir $cache delete pvc notes"
+dir_gone() { [[ -n $pv_path ]] && in_machine lab-agent2 sh -c "test ! -e '$pv_path'" 2>/dev/null; }
+verdict "lab-agent2 removes the directory once the volume is deleted" "$(k get pv 2>&1)" wait_for 150 dir_gone
+
+# ---------------------------------------------------------------------------------------------------
 echo "== a second lab.sh up changes nothing (install.sh run twice)"
 declare -A before=()
 for m in "${nodes[@]}"; do before[$m]="$(unit_pid "$m" skiff-agent) $(unit_pid "$m" skiff-apiserver) $(unit_pid "$m" containerd)"; done

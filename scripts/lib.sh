@@ -27,6 +27,8 @@ FLOOR_NAMESPACE=skiff-bench-floor
 APISERVER_DIR=$STATE/apiserver
 ADMIN_KUBECONFIG=$APISERVER_DIR/admin.kubeconfig
 AGENT_DIR=$STATE/agent
+# local-path volumes (the API server's --local-path-root and the agent's --storage-dir)
+STORAGE_DIR=$STATE/storage
 NODE_KUBECONFIG=$AGENT_DIR/kubeconfig
 REGISTRIES_YAML=$AGENT_DIR/registries.yaml
 CNI_CONF_DIR=$STATE/cni/net.d

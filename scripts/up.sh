@@ -256,7 +256,8 @@ start_apiserver() {
 	ensure_api_address
 	start_daemon apiserver env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$BIN_DIR/skiff-apiserver" serve \
 		--data-dir "$APISERVER_DIR" --bind-address 0.0.0.0 --secure-port "$APISERVER_PORT" \
-		--advertise-address "$API_ADDRESS" --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24
+		--advertise-address "$API_ADDRESS" --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
+		--local-path-root "$STORAGE_DIR"
 	wait_ready "skiff-apiserver" apiserver 60 apiserver_ready
 	[[ -f $ADMIN_KUBECONFIG ]] || die "skiff-apiserver did not write $ADMIN_KUBECONFIG"
 	log "skiff-apiserver started on https://127.0.0.1:$APISERVER_PORT (pid $(<"$(pid_file apiserver)"))"
@@ -347,7 +348,7 @@ start_agent() {
 	start_daemon agent env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 SKIFF_CNI_BIN_DIR="$CNI_BIN_DIRS" \
 		"$BIN_DIR/skiff-agent" --kubeconfig "$NODE_KUBECONFIG" --node-name "$NODE_NAME" \
 		--containerd-socket "$CONTAINERD_SOCK" --containerd-namespace "$CTR_NAMESPACE" \
-		--root-dir "$AGENT_DIR" --run-dir "$RUN_DIR" --pod-log-dir "$POD_LOG_DIR" \
+		--root-dir "$AGENT_DIR" --run-dir "$RUN_DIR" --pod-log-dir "$POD_LOG_DIR" --storage-dir "$STORAGE_DIR" \
 		--cni-conf-dir "$CNI_CONF_DIR" --cni-bin-dir "$CNI_BIN_DIRS" \
 		--registry-config "$REGISTRIES_YAML" --containerd-root "$CONTAINERD_DIR/root" \
 		--eviction-hard "$EVICTION_HARD" --image-gc-high-threshold "$IMAGE_GC_HIGH"

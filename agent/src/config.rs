@@ -31,6 +31,14 @@ pub struct Config {
     /// Persistent agent state (pod volumes, generated files).
     #[arg(long, env = "SKIFF_ROOT_DIR", default_value = "/var/lib/skiff/agent")]
     pub root_dir: PathBuf,
+    /// Where local-path PersistentVolumes live (`<dir>/pvc-<uid>_<ns>_<claim>`): must be the API server's
+    /// `--local-path-root`. Directories there whose volume is gone are removed.
+    #[arg(
+        long,
+        env = "SKIFF_STORAGE_DIR",
+        default_value = "/var/lib/skiff/storage"
+    )]
+    pub storage_dir: PathBuf,
     /// Volatile state (pinned namespaces, stdio FIFOs).
     #[arg(long, env = "SKIFF_RUN_DIR", default_value = "/run/skiff")]
     pub run_dir: PathBuf,
@@ -174,4 +182,40 @@ pub struct Config {
         default_value = "/var/lib/skiff/containerd/root"
     )]
     pub containerd_root: PathBuf,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Config;
+    use crate::config_file::settings_args;
+    #[test]
+    fn the_agents_storage_dir_from_a_file() {
+        let base = [
+            "skiff-agent",
+            "--kubeconfig=/k",
+            "--node-name=n",
+            "--registry-config=/r",
+        ];
+        let cli: Vec<OsString> = base.iter().map(OsString::from).collect();
+        let extra = settings_args(
+            &Config::command(),
+            &cli,
+            Path::new("/etc/skiff/agent.yaml"),
+            "storage-dir: /data/storage\n",
+        )
+        .unwrap();
+        assert_eq!(extra, [OsString::from("--storage-dir=/data/storage")]);
+        if std::env::var_os("SKIFF_STORAGE_DIR").is_none() {
+            let c = Config::try_parse_from(cli.iter().chain(&extra)).unwrap();
+            assert_eq!(c.storage_dir, Path::new("/data/storage"));
+            let c = Config::try_parse_from(&cli).unwrap();
+            assert_eq!(c.storage_dir, Path::new("/var/lib/skiff/storage"));
+        }
+    }
 }

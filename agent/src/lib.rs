@@ -213,6 +213,9 @@ async fn start(config: Config) -> anyhow::Result<()> {
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     runtime::events::spawn(runtime.clone(), ev_tx);
+    // Volume paths are compared with it (local-path's mode, the clean-up): make it absolute once.
+    let storage_dir = std::path::absolute(&config.storage_dir)
+        .with_context(|| format!("bad --storage-dir {}", config.storage_dir.display()))?;
     let ctx = Arc::new(pods::Context {
         recorder: pods::recorder::Recorder::spawn(client.clone(), config.node_name.clone()),
         client,
@@ -229,6 +232,8 @@ async fn start(config: Config) -> anyhow::Result<()> {
         node_conditions: agent.conditions.clone(),
         services,
         tokens: Default::default(),
+        storage_dir: storage_dir.clone(),
+        claims_in_use: Default::default(),
         dns: pods::files::Dns {
             cluster: dns.map(|d| (d.ip, d.domain)),
             resolv_conf: config.resolv_conf.clone(),
@@ -242,6 +247,12 @@ async fn start(config: Config) -> anyhow::Result<()> {
         image_gc,
     ));
     tokio::spawn(image_gc.clone().run(config.image_gc_period));
+    tokio::spawn(volumes::storage_gc::run(
+        ctx.client.clone(),
+        storage_dir,
+        ctx.claims_in_use.clone(),
+        volumes::storage_gc::PERIOD,
+    ));
     let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(pods::eviction::run(
         ctx.clone(),

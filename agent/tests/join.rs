@@ -272,6 +272,8 @@ async fn agent_binary_joins_with_server_and_token_flags() {
         .arg(dir.join("root"))
         .arg("--run-dir")
         .arg(dir.join("run"))
+        .arg("--storage-dir")
+        .arg(dir.join("storage"))
         .arg("--registry-config")
         .arg(dir.join("registries.yaml"))
         .args(["--kubelet-port", "0"])
@@ -337,6 +339,9 @@ async fn agent_joined_with_a_token_registers_a_ready_node() {
         .arg(dir.join("net.d"))
         .arg("--cni-cache-dir")
         .arg(dir.join("cni-cache"))
+        // Not the host's: the storage clean-up asks this test's API server about what is there.
+        .arg("--storage-dir")
+        .arg(dir.join("storage"))
         .arg("--registry-config")
         .arg(dir.join("registries.yaml"))
         .args(["--cluster-cidr", "10.233.0.0/16", "--kubelet-port", "0"])

@@ -612,6 +612,8 @@ impl Api {
             crate::serviceaccount::admission::admit_pod(self, ns.unwrap_or("default"), &mut obj)
                 .await?;
         }
+        // DefaultStorageClass and StorageObjectInUseProtection.
+        crate::resources::storage::admission::admit_create(self, def.kind_id, &mut obj).await?;
         let key = def.key(ns.or(Some("default")), &name);
         if opts.dry_run {
             if self.store.get(&key).await?.is_some() {
@@ -770,6 +772,11 @@ impl Api {
             match f(&cur)? {
                 Next::Unchanged => return Ok(cur),
                 Next::Update(mut new) => {
+                    if def.kind_id == Kind::PersistentVolumeClaim {
+                        // PersistentVolumeClaimResize: the class must allow a larger request.
+                        crate::resources::storage::admission::admit_update(self, &cur, &new)
+                            .await?;
+                    }
                     if dry_run {
                         set_rv(&mut new, kv.mod_revision);
                         return Ok(new);

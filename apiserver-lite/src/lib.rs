@@ -78,10 +78,26 @@ pub struct ServeConfig {
 
 /// Settings with a default, kept apart from [`ServeConfig`] so that a new one does not break the struct
 /// literals that build a `ServeConfig` in other crates (the agent's tests): [`run`] takes the defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Node ports of NodePort and LoadBalancer Services (`--service-node-port-range`, default 30000-32767).
     pub service_node_port_range: node_ports::PortRange,
+    /// Create the default StorageClass `local-path` at start when absent (`--default-storage-class`,
+    /// default true).
+    pub default_storage_class: bool,
+    /// Where the local-path provisioner puts volumes on the nodes (`--local-path-root`, default
+    /// `/var/lib/skiff/storage`; must be absolute and agree with the agents' `--storage-dir`).
+    pub local_path_root: PathBuf,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            service_node_port_range: Default::default(),
+            default_storage_class: true,
+            local_path_root: PathBuf::from(controllers::DEFAULT_LOCAL_PATH_ROOT),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -152,6 +168,11 @@ pub async fn serve_with_store(
     authz::bootstrap::ensure_defaults(store.as_ref())
         .await
         .context("creating the default RBAC roles and bindings")?;
+    if opts.default_storage_class {
+        resources::storage::bootstrap::ensure_default_class(store.as_ref())
+            .await
+            .context("creating the default StorageClass")?;
+    }
     let (kc_cert, kc_key) = pki.kubelet_client_cert()?;
     let kubelet = proxy::KubeletClient::new(&kc_cert, &kc_key)?;
     let state = Arc::new(server::State {
@@ -230,11 +251,17 @@ pub async fn run_with_store(
     store: Arc<dyn Store>,
 ) -> Result<()> {
     cfg.validate()?;
+    if !opts.local_path_root.is_absolute() {
+        anyhow::bail!(
+            "--local-path-root {}: must be an absolute path",
+            opts.local_path_root.display()
+        );
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let (tx, rx) = tokio_watch::channel(false);
     let (bound_tx, bound_rx) = oneshot::channel();
-    start_controllers(&cfg, store.clone(), rx.clone(), bound_rx).await?;
+    start_controllers(&cfg, &opts, store.clone(), rx.clone(), bound_rx).await?;
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -265,6 +292,7 @@ fn open_store(cfg: &ServeConfig) -> Result<Arc<dyn Store>> {
 /// `kubernetes` Service names the port actually bound (`--secure-port 0`).
 async fn start_controllers(
     cfg: &ServeConfig,
+    opts: &ServeOptions,
     store: Arc<dyn Store>,
     shutdown: tokio_watch::Receiver<bool>,
     bound: oneshot::Receiver<SocketAddr>,
@@ -281,6 +309,7 @@ async fn start_controllers(
         advertise_address: cfg.advertise_address,
         secure_port: cfg.secure_port,
         root_ca_pem: pki.ca_pem.clone(),
+        local_path_root: opts.local_path_root.clone(),
     };
     tokio::spawn(async move {
         // No address: the server failed before listening and is going away.

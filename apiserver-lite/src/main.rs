@@ -137,6 +137,25 @@ struct ServeArgs {
     /// 10m): `10s`, `500ms`, `1m`; kube-controller-manager's fixed 10s by default.
     #[arg(long, env = "SKIFF_JOB_POD_FAILURE_BACKOFF", default_value = "10s", value_parser = skiff_apiserver::controllers::parse_job_backoff)]
     job_pod_failure_backoff: std::time::Duration,
+    /// Create the default StorageClass `local-path` (provisioner `skiff.io/local-path`) at start when it
+    /// does not exist; `false` leaves StorageClasses to the admin.
+    #[arg(long, env = "SKIFF_DEFAULT_STORAGE_CLASS", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    default_storage_class: bool,
+    /// The directory local-path volumes are created under on every node (`<root>/pvc-<uid>_<ns>_<claim>`);
+    /// absolute, and the same as the agents' `--storage-dir`.
+    #[arg(long, env = "SKIFF_LOCAL_PATH_ROOT", default_value = skiff_apiserver::controllers::DEFAULT_LOCAL_PATH_ROOT,
+          value_parser = parse_absolute_path)]
+    local_path_root: PathBuf,
+}
+
+fn parse_absolute_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("{text:?}: must be an absolute path"))
+    }
 }
 
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
@@ -290,6 +309,8 @@ fn serve(s: ServeArgs) -> Result<()> {
     };
     let opts = skiff_apiserver::ServeOptions {
         service_node_port_range: s.service_node_port_range,
+        default_storage_class: s.default_storage_class,
+        local_path_root: s.local_path_root.clone(),
     };
     skiff_apiserver::controllers::set_job_pod_failure_backoff(s.job_pod_failure_backoff);
     // Before anything is written or connected to.

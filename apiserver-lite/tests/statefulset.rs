@@ -1,5 +1,6 @@
 //! apps/v1 StatefulSets through kubectl against the real server (its controllers). No agent and no node
-//! run: the pods stay unscheduled, and the test plays the kubelet by patching pod status Ready.
+//! run: the pods stay unscheduled, and the test plays the kubelet by patching pod status Ready. A set
+//! with `volumeClaimTemplates` gets its claims (unbound: no node takes the pods).
 
 mod common;
 
@@ -155,16 +156,88 @@ fn statefulset_with_kubectl() {
         "{events}"
     );
 
-    // skiff serves no PersistentVolumeClaims.
-    let with_claims = MANIFEST.split("---\n").nth(1).unwrap_or("").replace(
-        "name: web\nspec:",
-        "name: data\nspec:\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}",
-    );
-    let err = s.fails(&["apply", "-f", "-"], Some(&with_claims));
+    // volumeClaimTemplates: each pod's claim `<template>-<set>-<ordinal>` comes first, labelled with the
+    // set's selector, in the default class; the pod mounts it.
+    let with_claims = MANIFEST
+        .split("---\n")
+        .nth(1)
+        .unwrap_or("")
+        .replace("app: web", "app: data")
+        .replace(
+            "name: web\nspec:",
+            "name: data\nspec:\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}",
+        )
+        .replace(
+            "        image: 127.0.0.1:5000/library/nginx:1.27\n",
+            "        image: 127.0.0.1:5000/library/nginx:1.27\n        volumeMounts:\n        - {name: www, mountPath: /usr/share/nginx/html}\n",
+        );
+    let f = s.write("data.yaml", &with_claims);
+    s.ok(&["apply", "-f", path_str(&f)]);
+    wait_for(&s, "data-0", || {
+        s.ok(&["get", "pods", "-l", "app=data", "-o", "name"]) == "pod/data-0\n"
+    });
+    let claim = s.ok(&[
+        "get",
+        "pvc",
+        "www-data-0",
+        "-o",
+        "jsonpath={.metadata.labels.app} {.spec.storageClassName} {.spec.resources.requests.storage} {.spec.volumeMode}",
+    ]);
+    assert_eq!(claim, "data local-path 1Gi Filesystem");
+    let volume = s.ok(&[
+        "get",
+        "pod",
+        "data-0",
+        "-o",
+        "jsonpath={.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}",
+    ]);
+    assert_eq!(volume, "www-data-0");
+    let template = s.ok(&[
+        "get",
+        "sts",
+        "data",
+        "-o",
+        "jsonpath={.spec.volumeClaimTemplates[0].spec.volumeMode} {.spec.persistentVolumeClaimRetentionPolicy.whenDeleted}",
+    ]);
+    assert_eq!(template, "Filesystem Retain");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=data",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
     assert!(
-        err.contains("The StatefulSet \"data\" is invalid: spec.volumeClaimTemplates: Forbidden: skiff serves no PersistentVolumeClaims"),
+        events.contains(
+            "SuccessfulCreate: create Claim www-data-0 Pod data-0 in StatefulSet data success"
+        ),
+        "{events}"
+    );
+    // The templates cannot change, and a template that is no claim is refused.
+    let err = s.fails(
+        &["patch", "sts", "data", "--type=json", "-p",
+          r#"[{"op":"replace","path":"/spec/volumeClaimTemplates/0/spec/resources/requests/storage","value":"2Gi"}]"#],
+        None,
+    );
+    assert!(
+        err.contains("spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"),
         "{err}"
     );
+    let bad = with_claims
+        .replace("name: data\nspec:", "name: bad\nspec:")
+        .replace("      accessModes: [ReadWriteOnce]\n", "");
+    let err = s.fails(&["apply", "-f", "-"], Some(&bad));
+    assert!(
+        err.contains("The StatefulSet \"bad\" is invalid: spec.volumeClaimTemplates[0].spec.accessModes: Required value: at least 1 access mode is required"),
+        "{err}"
+    );
+    // Retain: the claim outlives its set.
+    s.ok(&["delete", "sts", "data"]);
+    wait_for(&s, "data-0 gone", || {
+        s.ok(&["get", "pods", "-l", "app=data", "-o", "name"])
+            .is_empty()
+    });
+    s.ok(&["get", "pvc", "www-data-0"]);
 
     // Deleting the set: the garbage collector deletes its pods.
     s.ok(&["delete", "sts", "web"]);

@@ -61,6 +61,10 @@ pub struct Context {
     pub services: Arc<crate::proxy::Services>,
     /// Service-account tokens of projected volumes.
     pub tokens: crate::volumes::tokens::Tokens,
+    /// Where local-path PersistentVolumes live (`--storage-dir`).
+    pub storage_dir: PathBuf,
+    /// The claims this node's pods use, for the storage clean-up; kept by the pod manager.
+    pub claims_in_use: crate::volumes::storage_gc::InUse,
     /// What pods' resolv.conf is made of.
     pub dns: files::Dns,
 }
@@ -89,6 +93,10 @@ impl Manager {
                 )
             })
             .unwrap_or_else(|| "-".into());
+        match &pod {
+            Some(p) => self.ctx.claims_in_use.pod(&uid, p),
+            None => self.ctx.claims_in_use.unknown(&uid),
+        }
         let span = tracing::info_span!("pod", pod.uid = %uid, pod.name = %name);
         let mut w = Worker::new(self.ctx.clone(), uid.clone(), pod, rx);
         w.probe_tx = Some(tx.downgrade());
@@ -103,6 +111,7 @@ impl Manager {
         };
         let pod = Arc::new(pod);
         if let Some(tx) = self.workers.get(&uid) {
+            self.ctx.claims_in_use.pod(&uid, &pod);
             let _ = tx.send(Msg::Pod(pod));
             return;
         }
@@ -230,6 +239,7 @@ pub async fn run(
                     if !synced {
                         synced = true;
                         m.collect_orphans().await;
+                        m.ctx.claims_in_use.mark_synced();
                     }
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
@@ -243,6 +253,7 @@ pub async fn run(
             }
             Some(uid) = done_rx.recv() => {
                 m.workers.remove(&uid);
+                m.ctx.claims_in_use.remove(&uid);
                 if m.finished.len() >= FINISHED_MEMORY {
                     m.finished.clear();
                 }

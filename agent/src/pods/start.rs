@@ -296,7 +296,7 @@ fn build_spec(
             readonly: false,
         },
     ];
-    mounts.extend(crate::volumes::mounts(c, &plan.volumes).map_err(|e| e.to_string())?);
+    mounts.extend(crate::volumes::mounts(&plan.pod, c, &plan.volumes).map_err(|e| e.to_string())?);
     let term_path = c
         .termination_message_path
         .clone()

@@ -47,6 +47,8 @@ pub(crate) enum Flow {
 
 pub struct Prepared {
     pub volumes: HashMap<String, PathBuf>,
+    /// The pod's claims as resolved at its start (re-syncs do not ask the API again).
+    pub claims: HashMap<String, crate::volumes::claims::Resolved>,
     pub etc: EtcFiles,
     /// When configMap/secret volumes were last re-synced.
     pub refreshed: Instant,
@@ -54,6 +56,15 @@ pub struct Prepared {
 
 /// How often configMap/secret/projected volume content is re-synced from the API.
 const VOLUME_RESYNC: Duration = Duration::from_secs(60);
+
+/// Why a pod's volumes could not be prepared.
+enum PrepareError {
+    /// Its claims are not usable yet (the kubelet's volume manager wait): a `FailedMount` event, the
+    /// containers stay ContainerCreating.
+    Mount(String),
+    /// Anything else: a `FailedMount` event and CreateContainerConfigError.
+    Config(String),
+}
 
 pub struct Worker {
     pub(crate) ctx: Arc<Context>,
@@ -357,7 +368,13 @@ impl Worker {
         if self.prepared.is_none() {
             match self.prepare(&pod).await {
                 Ok(p) => self.prepared = Some(p),
-                Err(msg) => {
+                Err(PrepareError::Mount(msg)) => {
+                    tracing::debug!(error = %msg, "pod volumes not ready; retrying");
+                    self.ctx.recorder.warning(&pod, None, "FailedMount", msg);
+                    self.push_status(&pod).await;
+                    return Flow::Wake(Some(now + Duration::from_secs(10)));
+                }
+                Err(PrepareError::Config(msg)) => {
                     self.ctx
                         .recorder
                         .warning(&pod, None, "FailedMount", msg.clone());
@@ -390,9 +407,11 @@ impl Worker {
             && p.refreshed.elapsed() >= VOLUME_RESYNC
         {
             p.refreshed = Instant::now();
+            let claims = p.claims.clone();
             let dir = self.pod_dir();
             if let Err(e) =
-                crate::volumes::refresh(&self.ctx.client, &self.ctx.tokens, &dir, &pod).await
+                crate::volumes::refresh(&self.ctx.client, &self.ctx.tokens, &dir, &pod, &claims)
+                    .await
             {
                 tracing::debug!(error = %e, "volume re-sync failed; old content kept");
             }
@@ -778,20 +797,27 @@ impl Worker {
         Ok(())
     }
 
-    async fn prepare(&self, pod: &Pod) -> Result<Prepared, String> {
+    async fn prepare(&self, pod: &Pod) -> Result<Prepared, PrepareError> {
         let dir = self.pod_dir();
-        let objects =
+        // Claims first, as the kubelet waits for them before it sets up any volume.
+        let claims = crate::volumes::claims::resolve(&self.ctx.client, pod, &self.ctx.storage_dir)
+            .await
+            .map_err(|e| PrepareError::Mount(e.to_string()))?;
+        let mut objects =
             crate::volumes::objects::Objects::for_volumes(&self.ctx.client, &self.ctx.tokens, pod)
-                .await?;
+                .await
+                .map_err(PrepareError::Config)?;
+        objects.claims = claims.clone();
         let volumes = crate::volumes::prepare(&dir, pod, &objects)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PrepareError::Config(e.to_string()))?;
         let etc = EtcFiles::in_dir(&dir);
         super::files::write(&etc, pod, &hostname(pod), self.pod_ip, &self.ctx.dns)
             .await
-            .map_err(|e| format!("write pod files: {e}"))?;
+            .map_err(|e| PrepareError::Config(format!("write pod files: {e}")))?;
         Ok(Prepared {
             volumes,
+            claims,
             etc,
             refreshed: Instant::now(),
         })

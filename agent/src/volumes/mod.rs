@@ -1,11 +1,15 @@
-//! Pod volumes on the host: emptyDir directories under the pod directory, hostPath checks, and the
-//! kubelet-style atomically written configMap, secret (on a tmpfs), downwardAPI and projected volumes.
-//! Other volume types are reported as a clear configuration error for now.
+//! Pod volumes on the host: emptyDir directories under the pod directory, hostPath checks, the
+//! kubelet-style atomically written configMap, secret (on a tmpfs), downwardAPI and projected volumes, and
+//! persistentVolumeClaim volumes whose PersistentVolume is a `hostPath` or `local` directory ([`claims`];
+//! their clean-up is [`storage_gc`]). Other volume types are reported as a clear configuration error.
 
 pub mod atomic;
+pub mod claims;
+mod host_path;
 pub mod objects;
 pub mod ownership;
 pub mod projection;
+pub mod storage_gc;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -18,7 +22,7 @@ use crate::runtime::spec::BindMount;
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("volume {name:?}: {kind} volumes are not supported yet")]
-    Unsupported { name: String, kind: &'static str },
+    Unsupported { name: String, kind: String },
     #[error("volume {name:?}: {message}")]
     Invalid { name: String, message: String },
     /// The kubelet's wording for a configMap/secret/downwardAPI/projected volume that cannot be built.
@@ -120,98 +124,19 @@ async fn write_volume(
     Ok(())
 }
 
-fn kind(v: &Volume) -> &'static str {
-    if v.config_map.is_some() {
-        "configMap"
-    } else if v.secret.is_some() {
-        "secret"
-    } else if v.projected.is_some() {
-        "projected"
-    } else if v.downward_api.is_some() {
-        "downwardAPI"
-    } else if v.persistent_volume_claim.is_some() {
-        "persistentVolumeClaim"
-    } else {
-        "this kind of"
-    }
-}
-
-async fn host_path(name: &str, path: &str, typ: &str) -> Result<PathBuf, VolumeError> {
-    let p = PathBuf::from(path);
-    if !p.is_absolute() {
-        return Err(VolumeError::Invalid {
-            name: name.into(),
-            message: format!("hostPath {path:?} is not absolute"),
-        });
-    }
-    let io = |source| VolumeError::Io {
-        name: name.into(),
-        path: path.into(),
-        source,
-    };
-    let meta = tokio::fs::metadata(&p).await;
-    let wrong = |what: &str| VolumeError::Invalid {
-        name: name.into(),
-        message: format!("hostPath {path:?} is not {what}"),
-    };
-    match typ {
-        "" => {}
-        "DirectoryOrCreate" => {
-            if meta.is_err() {
-                tokio::fs::create_dir_all(&p).await.map_err(io)?;
-            } else if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
-                return Err(wrong("a directory"));
-            }
-        }
-        "Directory" => {
-            if !meta.map_err(io)?.is_dir() {
-                return Err(wrong("a directory"));
-            }
-        }
-        "FileOrCreate" => {
-            if meta.is_err() {
-                if let Some(parent) = p.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(io)?;
-                }
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&p)
-                    .await
-                    .map_err(io)?;
-            } else if !meta.as_ref().is_ok_and(|m| m.is_file()) {
-                return Err(wrong("a file"));
-            }
-        }
-        "File" => {
-            if !meta.map_err(io)?.is_file() {
-                return Err(wrong("a file"));
-            }
-        }
-        "Socket" | "CharDevice" | "BlockDevice" => {
-            use std::os::unix::fs::FileTypeExt;
-            let ft = meta.map_err(io)?.file_type();
-            let ok = match typ {
-                "Socket" => ft.is_socket(),
-                "CharDevice" => ft.is_char_device(),
-                _ => ft.is_block_device(),
-            };
-            if !ok {
-                return Err(wrong(typ));
-            }
-        }
-        other => {
-            return Err(VolumeError::Invalid {
-                name: name.into(),
-                message: format!("unknown hostPath type {other:?}"),
-            });
-        }
-    }
-    Ok(p)
+/// The volume source a volume has, as the pod spec names it (`nfs`, `csi`, …).
+fn kind(v: &Volume) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| {
+            j.as_object()
+                .and_then(|m| m.keys().find(|k| k.as_str() != "name").cloned())
+        })
+        .unwrap_or_else(|| "sourceless".into())
 }
 
 /// Create what the pod's volumes need on the host; returns volume name → host path. `objects` holds the
-/// configMaps and secrets the volumes refer to ([`objects::Refs::volumes`]).
+/// configMaps and secrets the volumes refer to ([`objects::Refs::volumes`]) and the resolved claims.
 pub async fn prepare(
     pod_dir: &Path,
     pod: &Pod,
@@ -292,7 +217,16 @@ pub async fn prepare(
             }
             p
         } else if let Some(hp) = &v.host_path {
-            host_path(&v.name, &hp.path, hp.type_.as_deref().unwrap_or_default()).await?
+            host_path::host_path(
+                &v.name,
+                &hp.path,
+                hp.type_.as_deref().unwrap_or_default(),
+                claims::DIR_MODE,
+            )
+            .await?
+        } else if v.persistent_volume_claim.is_some() {
+            // Bind-mounted as it is: the kubelet changes no ownership of host-path volumes (no fsGroup).
+            host_path::claim_path(&v.name, objects.claims.get(&v.name)).await?
         } else if let Some(cm) = &v.config_map {
             let p = volume_path(pod_dir, WRITTEN_KINDS[0], &v.name);
             write_volume(
@@ -340,17 +274,20 @@ pub async fn prepare(
 
 /// Re-write the configMap/secret/projected volumes from the objects as they are now (the kubelet's
 /// periodic re-sync); files change only when the content did. A missing object keeps the old files.
+/// `claims` are the pod's claims as resolved at its start (not fetched again).
 pub async fn refresh(
     client: &kube::Client,
     tokens: &tokens::Tokens,
     pod_dir: &Path,
     pod: &Pod,
+    claims: &HashMap<String, claims::Resolved>,
 ) -> Result<(), String> {
     let refs = objects::Refs::volumes(pod);
     if refs.is_empty() && tokens::wanted(pod).is_empty() {
         return Ok(());
     }
-    let objects = objects::Objects::for_volumes(client, tokens, pod).await?;
+    let mut objects = objects::Objects::for_volumes(client, tokens, pod).await?;
+    objects.claims = claims.clone();
     prepare(pod_dir, pod, &objects)
         .await
         .map(|_| ())
@@ -406,8 +343,10 @@ pub fn unmount_below(pod_dir: &Path) -> Vec<String> {
     errors
 }
 
-/// The container's volumeMounts as bind mounts (subPath joined without escaping the volume).
+/// The container's volumeMounts as bind mounts (subPath joined without escaping the volume); read-only when
+/// the mount says so, for content the agent writes, and for claims the pod asks read-only.
 pub fn mounts(
+    pod: &Pod,
     container: &Container,
     volumes: &HashMap<String, PathBuf>,
 ) -> Result<Vec<BindMount>, VolumeError> {
@@ -437,7 +376,9 @@ pub fn mounts(
         out.push(BindMount {
             source,
             destination: m.mount_path.clone(),
-            readonly: m.read_only.unwrap_or(false) || is_written_volume(src),
+            readonly: m.read_only.unwrap_or(false)
+                || is_written_volume(src)
+                || claims::read_only(pod, &m.name),
         });
     }
     Ok(out)

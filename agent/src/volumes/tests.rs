@@ -27,7 +27,7 @@ async fn empty_dir_and_unsupported() {
     assert!(path.is_dir());
     let p = pod(vec![Volume {
         name: "s".into(),
-        persistent_volume_claim: Some(Default::default()),
+        nfs: Some(Default::default()),
         ..Default::default()
     }]);
     let e = prepare(&dir, &p, &objects::Objects::default())
@@ -36,7 +36,7 @@ async fn empty_dir_and_unsupported() {
         .map(|e| e.to_string());
     assert_eq!(
         e.as_deref(),
-        Some("volume \"s\": persistentVolumeClaim volumes are not supported yet")
+        Some("volume \"s\": nfs volumes are not supported yet")
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -140,7 +140,7 @@ async fn config_map_and_secret_volumes() {
         }]),
         ..Default::default()
     };
-    let m = mounts(&ct, &vols).expect("mounts");
+    let m = mounts(&Pod::default(), &ct, &vols).expect("mounts");
     assert!(m[0].readonly, "configMap volumes are mounted read-only");
     objs.config_maps.insert("cfg".into(), None);
     let e = prepare(&dir, &p, &objs).await.err().map(|e| e.to_string());
@@ -170,7 +170,7 @@ fn mounts_and_sub_paths() {
         }]),
         ..Default::default()
     };
-    let m = mounts(&c, &vols).expect("mounts");
+    let m = mounts(&Pod::default(), &c, &vols).expect("mounts");
     assert_eq!(
         m,
         vec![BindMount {
@@ -182,10 +182,122 @@ fn mounts_and_sub_paths() {
     if let Some(vm) = c.volume_mounts.as_mut() {
         vm[0].sub_path = Some("../etc".into());
     }
-    assert!(mounts(&c, &vols).is_err());
+    assert!(mounts(&Pod::default(), &c, &vols).is_err());
     if let Some(vm) = c.volume_mounts.as_mut() {
         vm[0].sub_path = None;
         vm[0].name = "nope".into();
     }
-    assert!(mounts(&c, &vols).is_err());
+    assert!(mounts(&Pod::default(), &c, &vols).is_err());
+}
+
+#[tokio::test]
+async fn claim_volumes_on_the_host() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("skiff-vol-{}", uuid::Uuid::new_v4()));
+    let claim_volume = |name: &str, read_only| Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: format!("c-{name}"),
+            read_only,
+        }),
+        ..Default::default()
+    };
+    let p = pod(vec![
+        claim_volume("lp", None),
+        claim_volume("hp", Some(true)),
+        claim_volume("local", None),
+    ]);
+    let resolved = |name: &str, source| claims::Resolved {
+        claim: format!("c-{name}"),
+        volume: format!("pv-{name}"),
+        source,
+    };
+    let (lp, hp, local) = (dir.join("storage/pvc-1"), dir.join("a/b"), dir.join("disk"));
+    let mut objs = objects::Objects::default();
+    objs.claims.insert(
+        "lp".into(),
+        resolved(
+            "lp",
+            claims::Source::HostPath {
+                path: lp.display().to_string(),
+                type_: "DirectoryOrCreate".into(),
+                dir_mode: claims::LOCAL_PATH_DIR_MODE,
+            },
+        ),
+    );
+    objs.claims.insert(
+        "hp".into(),
+        resolved(
+            "hp",
+            claims::Source::HostPath {
+                path: hp.display().to_string(),
+                type_: "DirectoryOrCreate".into(),
+                dir_mode: claims::DIR_MODE,
+            },
+        ),
+    );
+    objs.claims.insert(
+        "local".into(),
+        resolved(
+            "local",
+            claims::Source::Local {
+                path: local.display().to_string(),
+            },
+        ),
+    );
+    // A `local` volume's path must exist: nothing is created for it.
+    let e = prepare(&dir, &p, &objs).await.err().map(|e| e.to_string());
+    assert_eq!(
+        e,
+        Some(format!(
+            "MountVolume.SetUp failed for volume \"local\" : path {:?} of PersistentVolume pv-local does not exist",
+            local.display().to_string()
+        ))
+    );
+    std::fs::create_dir_all(&local).expect("local disk");
+    let vols = prepare(&dir, &p, &objs).await.expect("prepare");
+    assert_eq!(vols.get("lp"), Some(&lp));
+    assert_eq!(vols.get("hp"), Some(&hp));
+    assert_eq!(vols.get("local"), Some(&local));
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .ok()
+    };
+    assert_eq!(
+        mode(&lp),
+        Some(0o777),
+        "local-path's world-writable directory"
+    );
+    assert_eq!(mode(&hp), Some(0o755));
+    assert_eq!(mode(&dir.join("storage")), Some(0o755), "parents get 0755");
+    // A container's mounts: read-only when the pod asks for the claim read-only.
+    let ct = Container {
+        name: "x".into(),
+        volume_mounts: Some(
+            ["lp", "hp"]
+                .iter()
+                .map(|n| VolumeMount {
+                    name: (*n).into(),
+                    mount_path: format!("/{n}"),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let m = mounts(&p, &ct, &vols).expect("mounts");
+    assert_eq!(
+        m.iter().map(|b| b.readonly).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+    // A claim volume the worker did not resolve is an error, not an empty mount.
+    objs.claims.remove("hp");
+    let e = prepare(&dir, &p, &objs).await.err().map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("volume \"hp\": its claim was not resolved")
+    );
+    std::fs::remove_dir_all(&dir).expect("temp dir removable");
 }

@@ -449,6 +449,11 @@ pub fn start(s: Setup<'_>) -> Cluster {
             dir.join("containers").into_os_string(),
         ]);
     }
+    // Never the host's /var/lib/skiff/storage: the agent removes directories there whose PersistentVolume
+    // this test's API server does not know, which would be the lab's volumes.
+    if !extra.iter().any(|a| a == "--storage-dir") {
+        extra.extend(["--storage-dir".into(), dir.join("storage").into_os_string()]);
+    }
     // A cgroup parent of the test's own, not the lab's `skiff`, named as its containerd namespace.
     let namespace = format!("skiff-{}-test", s.tag);
     let cgroup_parent = (!extra.iter().any(|a| a == "--cgroup-parent")).then(|| {

@@ -24,6 +24,10 @@ const CORE_WORKLOAD: &[&str] = &[
     "persistentvolumeclaims",
 ];
 
+/// Statuses of core resources that admin, edit and view only read (kube's view role, which admin and edit
+/// aggregate).
+const CORE_STATUS: &[&str] = &["persistentvolumeclaims/status"];
+
 /// apps resources: written by admin and edit, read by view (kube's bootstrap policy; statuses are read-only).
 const APPS_WRITE: &[&str] = &[
     "deployments",
@@ -64,6 +68,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
     let exec = ["pods/exec", "pods/attach", "pods/portforward"];
     let edit = vec![
         rule(&[""], CORE_WORKLOAD, &rw),
+        rule(&[""], CORE_STATUS, READ),
         rule(&[""], &["secrets"], &rw),
         rule(&[""], &exec, &["get", "create"]),
         rule(&[""], &["serviceaccounts/token"], &["create"]),
@@ -92,6 +97,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
             "view",
             vec![
                 rule(&[""], CORE_WORKLOAD, READ),
+                rule(&[""], CORE_STATUS, READ),
                 rule(&[""], &["namespaces"], READ),
                 rule(&["coordination.k8s.io"], &["leases"], READ),
                 rule(&["events.k8s.io"], &["events"], READ),
@@ -134,6 +140,30 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 &["/healthz", "/livez", "/readyz", "/version", "/version/"],
                 &["get"],
             )],
+        ),
+        // For an out-of-tree provisioner's service account (kube's, unbound): PersistentVolumes and
+        // StorageClasses are cluster-scoped, so admin/edit/view never grant them.
+        (
+            "system:persistent-volume-provisioner",
+            vec![
+                rule(
+                    &[""],
+                    &["persistentvolumes"],
+                    &["get", "list", "watch", "create", "delete"],
+                ),
+                rule(
+                    &[""],
+                    &["persistentvolumeclaims"],
+                    &["get", "list", "watch", "update"],
+                ),
+                rule(&["storage.k8s.io"], &["storageclasses"], READ),
+                rule(&[""], &["events"], &["watch"]),
+                rule(
+                    &["", "events.k8s.io"],
+                    &["events"],
+                    &["create", "update", "patch"],
+                ),
+            ],
         ),
         // Node join: bootstrap tokens ask for a node certificate, nodes for its renewal
         // (`crate::controllers::csr` decides what is approved).

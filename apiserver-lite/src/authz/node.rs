@@ -2,7 +2,8 @@
 //! group `system:nodes`).
 //!
 //! Reads: nodes, pods, services, endpoints; secrets, configmaps and PVCs only by name and only when a pod
-//! bound to the node references them (volumes, projected volume sources, env). Writes: its own Node
+//! bound to the node references them (volumes, projected volume sources, env); PVs by name as `volumes`
+//! says (through its pods' claims, its node affinity, or absent). Writes: its own Node
 //! (+status), its own Lease in `kube-node-lease`, events, the status of pods bound to it, deletion of pods
 //! bound to it, creation of mirror pods only; tokens (`serviceaccounts/token`) of the service accounts its
 //! pods run as, and (NodeRestriction) only bound to such a pod.
@@ -17,6 +18,8 @@ use crate::resources::{Kind, by_kind};
 use crate::serviceaccount::token_request::pod_service_account;
 use crate::status::{ApiError, ApiResult};
 use crate::store::Store;
+
+mod volumes;
 
 pub const NODES_GROUP: &str = "system:nodes";
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -102,9 +105,14 @@ async fn related(
             return Ok(Some(Decision::Allow));
         }
     }
-    Ok(Some(Decision::Deny(format!(
+    Ok(Some(no_relationship(node)))
+}
+
+/// The denial for an object the node has no business with.
+fn no_relationship(node: &str) -> Decision {
+    Decision::Deny(format!(
         "no relationship found between node {node:?} and this object"
-    ))))
+    ))
 }
 
 fn bound_to(pod: &Value, node: &str) -> bool {
@@ -239,6 +247,14 @@ pub async fn authorize(
                 pod_service_account(p) == a.name
             })
             .await
+        }
+        ("", "persistentvolumes", "") => {
+            if v != "get" || a.name.is_empty() {
+                return Ok(Some(Decision::Deny(format!(
+                    "node {node:?} can only get individual persistentvolumes used by pods bound to it"
+                ))));
+            }
+            volumes::authorize_get(store, node, &a.name).await.map(Some)
         }
         ("", res @ ("secrets" | "configmaps" | "persistentvolumeclaims"), "") => {
             if v != "get" || a.name.is_empty() {

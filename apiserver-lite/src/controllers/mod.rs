@@ -2,8 +2,9 @@
 //! namespaces at start, node IPAM (pod CIDRs), node lifecycle (stale nodes become `Unknown`), event expiry
 //! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` and `kube-system/kube-dns`
 //! Services, the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`), the ReplicaSet and
-//! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`) and the
-//! garbage collector (ownerReferences and deletion propagation, `garbage_collector`).
+//! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`), the
+//! garbage collector (ownerReferences and deletion propagation, `garbage_collector`) and the volume binder,
+//! local-path provisioner and storage protection finalizers (`volumes`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
@@ -33,6 +34,7 @@ mod statefulset;
 mod system_service;
 #[cfg(test)]
 mod tests;
+mod volumes;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub use job::{
     parse_backoff as parse_job_backoff, set_pod_failure_backoff as set_job_pod_failure_backoff,
 };
 pub use leader::{Election, LEASE_KEY, host_identity};
+pub use volumes::{DEFAULT_LOCAL_PATH_ROOT, LOCAL_PATH};
 
 pub(crate) const PODS_PREFIX: &str = "/registry/pods/";
 pub(crate) const NODES_PREFIX: &str = "/registry/nodes/";
@@ -69,6 +72,8 @@ pub struct Config {
     pub secure_port: u16,
     /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: String,
+    /// Where the local-path provisioner puts volumes on the nodes (`--local-path-root`, absolute).
+    pub local_path_root: std::path::PathBuf,
 }
 
 /// Run the controllers while this server holds the controllers' Lease (identity: this host's name, see
@@ -123,6 +128,13 @@ pub(crate) async fn run_with_grace(
     let jobs = tokio::spawn(job::run(store.clone(), shutdown.clone()));
     let cronjobs = tokio::spawn(cronjob::run(store.clone(), shutdown.clone()));
     let statefulsets = tokio::spawn(statefulset::run(store.clone(), shutdown.clone()));
+    let volumes = tokio::spawn(volumes::run(
+        store.clone(),
+        volumes::Settings {
+            local_path_root: config.local_path_root.clone(),
+        },
+        shutdown.clone(),
+    ));
     let root_ca = tokio::spawn(root_ca::run(
         store.clone(),
         config.root_ca_pem.clone(),
@@ -196,5 +208,9 @@ pub(crate) async fn run_with_grace(
         .await
         .context("statefulset controller task panicked")?
         .context("statefulset controller failed")?;
+    volumes
+        .await
+        .context("volume controller task panicked")?
+        .context("volume controller failed")?;
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! The StatefulSet controller (kube-controller-manager's): every StatefulSet keeps pods
 //! `<set>-<ordinal>` for the ordinals `[spec.ordinals.start, start + spec.replicas)`, each with a stable
 //! hostname and the subdomain `spec.serviceName`, in the order `podManagementPolicy` asks for, and rolls
-//! template changes out from the highest ordinal down to the partition (see [`plan`]).
+//! template changes out from the highest ordinal down to the partition (see [`plan`]). Each pod's
+//! claims `<template>-<set>-<ordinal>` are made before it from `volumeClaimTemplates` and owned as the
+//! `persistentVolumeClaimRetentionPolicy` says (see [`claims`]).
 //!
-//! StatefulSets and pods are followed with list-then-watch; a pod change requeues its controller (and,
-//! for an orphan, the sets of its namespace whose selector picks it). Like the ReplicaSet controller, a
-//! set is not synced again until the pod view has caught up with its last pod write.
+//! StatefulSets, pods and claims are followed with list-then-watch; a pod change requeues its
+//! controller (and, for an orphan, the sets of its namespace whose selector picks it), a claim change
+//! the set it belongs to. Like the ReplicaSet controller, a set is not synced again until the pod view
+//! has caught up with its last pod write.
 //!
 //! Revisions: no ControllerRevision objects; a revision is `<set>-<hash of the template>`, kept on the
 //! pods as `controller-revision-hash` and in `status.currentRevision` / `updateRevision`. The templates of
@@ -13,23 +16,27 @@
 //! comes back from the current revision's template; after a restart of the controllers, when that
 //! template is not known any more, it comes back from the update revision's.
 
+mod cache;
+mod claims;
+mod control;
 mod plan;
 mod pods;
 mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::events::{self, EventType, ObjectRef};
-use super::owners::{self, Claim, Key, Selector, Stored, int_at, key_of, str_at};
-use super::reflector::{Change, Reflector};
-use crate::handlers::{Api, DeleteOpts};
+use super::owners::{self, Claim, Key, Selector, Stored, int_at, str_at};
+use super::reflector::Reflector;
+use crate::handlers::Api;
 use crate::resources::{Kind, by_kind};
-use crate::status::ApiResult;
+use crate::status::{ApiError, ApiResult};
 use crate::store::{Revision, Store};
+use cache::Cache;
+use claims::PodRef;
 use plan::Action;
 
 /// The component of the controller's events and its field manager.
@@ -37,144 +44,6 @@ const COMPONENT: &str = "statefulset-controller";
 const MANAGER: &str = "kube-controller-manager";
 /// At most this many already-delivered changes are folded into one round before syncing.
 const BATCH: usize = 512;
-
-struct Cache {
-    prefix: String,
-    sets: BTreeMap<Key, Stored>,
-    pods: BTreeMap<Key, Stored>,
-    /// Templates of the revisions of each set (its current and its update revision).
-    templates: HashMap<Key, BTreeMap<String, Value>>,
-    dirty: BTreeSet<Key>,
-    failures: HashMap<Key, u32>,
-    /// Sets waiting for the pod view to reach the revision of their last pod write.
-    expect: HashMap<Key, Revision>,
-    /// Sets to look at again at a UNIX time (minReadySeconds, retries).
-    timers: BTreeMap<Key, i64>,
-    sets_listed: bool,
-    pods_listed: bool,
-}
-
-impl Cache {
-    fn new() -> Cache {
-        Cache {
-            prefix: by_kind(Kind::StatefulSet).prefix(None),
-            sets: BTreeMap::new(),
-            pods: BTreeMap::new(),
-            templates: HashMap::new(),
-            dirty: BTreeSet::new(),
-            failures: HashMap::new(),
-            expect: HashMap::new(),
-            timers: BTreeMap::new(),
-            sets_listed: false,
-            pods_listed: false,
-        }
-    }
-
-    fn remember(&mut self, key: &Key, set: &Stored) {
-        let template = set
-            .value
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let revision = pods::revision_name(&set.value, &template);
-        let current = str_at(&set.value, "/status/currentRevision").to_string();
-        let known = self.templates.entry(key.clone()).or_default();
-        known.retain(|r, _| *r == current);
-        known.insert(revision, template);
-    }
-
-    fn set_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.sets = items
-                    .iter()
-                    .filter_map(|kv| Some((key_of(&self.prefix, kv)?, Stored::parse(kv)?)))
-                    .collect();
-                let sets: Vec<(Key, Stored)> = self
-                    .sets
-                    .iter()
-                    .map(|(k, s)| (k.clone(), s.clone()))
-                    .collect();
-                for (key, set) in &sets {
-                    self.remember(key, set);
-                }
-                self.dirty.extend(self.sets.keys().cloned());
-                self.sets_listed = true;
-            }
-            Change::Put(kv) => {
-                if let Some(key) = key_of(&self.prefix, &kv)
-                    && let Some(set) = Stored::parse(&kv)
-                {
-                    self.remember(&key, &set);
-                    self.sets.insert(key.clone(), set);
-                    self.dirty.insert(key);
-                }
-            }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(&self.prefix, &kv) {
-                    self.sets.remove(&key);
-                    self.templates.remove(&key);
-                    self.expect.remove(&key);
-                    self.timers.remove(&key);
-                    self.failures.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Requeue the controller of `pod` or, for an orphan, every set of its namespace selecting it.
-    fn touch_owners_of(&mut self, ns: &str, pod: &Stored) {
-        let owner = pod.controller_uid();
-        for ((set_ns, name), set) in self.sets.range((ns.to_string(), String::new())..) {
-            if set_ns != ns {
-                break;
-            }
-            let wanted = match owner {
-                Some(uid) => uid == set.uid(),
-                None => Selector::parse(set.value.pointer("/spec/selector"))
-                    .is_some_and(|s| s.matches(&pod.labels())),
-            };
-            if wanted {
-                self.dirty.insert((set_ns.clone(), name.clone()));
-            }
-        }
-    }
-
-    fn pod_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.pods = items
-                    .iter()
-                    .filter_map(|kv| Some((key_of(super::PODS_PREFIX, kv)?, Stored::parse(kv)?)))
-                    .collect();
-                self.dirty.extend(self.sets.keys().cloned());
-                self.pods_listed = true;
-            }
-            Change::Put(kv) => {
-                let Some(key) = key_of(super::PODS_PREFIX, &kv) else {
-                    return;
-                };
-                let old = match Stored::parse(&kv) {
-                    Some(pod) => {
-                        self.touch_owners_of(&key.0, &pod);
-                        self.pods.insert(key.clone(), pod)
-                    }
-                    None => self.pods.remove(&key),
-                };
-                if let Some(old) = old {
-                    self.touch_owners_of(&key.0, &old);
-                }
-            }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(super::PODS_PREFIX, &kv)
-                    && let Some(old) = self.pods.remove(&key)
-                {
-                    self.touch_owners_of(&key.0, &old);
-                }
-            }
-        }
-    }
-}
 
 /// Run the StatefulSet controller until `shutdown` turns true.
 pub async fn run(
@@ -184,13 +53,16 @@ pub async fn run(
     let api = Api::new(store.clone());
     let mut cache = Cache::new();
     let mut sets = Reflector::new(store.clone(), &cache.prefix);
-    let mut pods = Reflector::new(store, super::PODS_PREFIX);
+    let mut pods = Reflector::new(store.clone(), super::PODS_PREFIX);
+    let claims_prefix = by_kind(Kind::PersistentVolumeClaim).prefix(None);
+    let mut claims = Reflector::new(store, &claims_prefix);
     while !*shutdown.borrow() {
         let timer = next_timer(&cache.timers);
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = sets.next() => cache.set_change(change),
             change = pods.next() => cache.pod_change(change),
+            change = claims.next() => cache.claim_change(change),
             _ = tokio::time::sleep(timer) => {}
         }
         for _ in 0..BATCH {
@@ -205,7 +77,13 @@ pub async fn run(
                 None => break,
             }
         }
-        if !(cache.sets_listed && cache.pods_listed) {
+        for _ in 0..BATCH {
+            match claims.try_next() {
+                Some(change) => cache.claim_change(change),
+                None => break,
+            }
+        }
+        if !cache.listed() {
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
@@ -257,29 +135,6 @@ fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
         .min()
         .map(|at| Duration::from_secs((at - now).max(0) as u64))
         .unwrap_or(Duration::from_secs(86_400))
-}
-
-async fn event(api: &Api, set: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = ObjectRef {
-        api_version: "apps/v1".into(),
-        kind: "StatefulSet".into(),
-        namespace: str_at(set, "/metadata/namespace").into(),
-        name: str_at(set, "/metadata/name").into(),
-        uid: str_at(set, "/metadata/uid").into(),
-        resource_version: str_at(set, "/metadata/resourceVersion").into(),
-    };
-    if let Err(err) = events::record_about(
-        api.store.as_ref(),
-        COMPONENT,
-        &object,
-        type_,
-        reason,
-        message,
-    )
-    .await
-    {
-        tracing::warn!(statefulset = %object.name, error = %err, "failed to record event");
-    }
 }
 
 /// Claim the pods of the set's namespace that are its members (`<set>-<ordinal>`): adopt selected
@@ -359,6 +214,9 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
         .then(|| int_at(&set.value, "/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0));
     let mut failure = None;
     if !set.deleting() {
+        failure = sync_claims(api, cache, &set.value, &owned).await.err();
+    }
+    if !set.deleting() && failure.is_none() {
         let states: Vec<plan::PodState> = owned
             .iter()
             .map(|(ordinal, pod)| pods::state(pod, *ordinal, min_ready, now))
@@ -381,11 +239,17 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
                         Some(t) => (t, &current_revision),
                         None => (&template, &update_revision),
                     };
-                    let pod = pods::new_pod(&set.value, template, revision, ordinal);
-                    create_pod(api, &set.value, pod).await
+                    let mut pod = pods::new_pod(&set.value, template, revision, ordinal);
+                    claims::add_volumes(&set.value, &mut pod, ordinal);
+                    if stale_claim(cache, &set.value, ordinal) {
+                        // Made again once the claim of the pod scaled down before is gone.
+                        Ok(None)
+                    } else {
+                        control::create_pod(api, &cache.claims, &set.value, pod, ordinal).await
+                    }
                 }
                 Action::Delete(name) => match owned.iter().find(|(_, p)| p.name() == name) {
-                    Some((_, pod)) => delete_pod(api, &set.value, pod).await,
+                    Some((_, pod)) => control::delete_pod(api, &set.value, pod).await,
                     None => Ok(None),
                 },
             };
@@ -424,62 +288,47 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
     }
 }
 
-/// Create one pod; an existing pod of that name (the old one still going away) is no error.
-async fn create_pod(api: &Api, set: &Value, pod: Value) -> ApiResult<Option<Value>> {
-    let ns = str_at(set, "/metadata/namespace");
-    let set_name = str_at(set, "/metadata/name");
-    let name = str_at(&pod, "/metadata/name").to_string();
-    let opts = super::object::write_opts(MANAGER);
-    match api
-        .create(by_kind(Kind::Pod), Some(ns), pod, &[], &opts)
-        .await
-    {
-        Ok((written, _)) => {
-            let message = format!("create Pod {name} in StatefulSet {set_name} successful");
-            event(api, set, EventType::Normal, "SuccessfulCreate", &message).await;
-            Ok(Some(written))
-        }
-        Err(e) if e.code == 409 => Ok(None),
-        Err(e) => {
-            let message = format!(
-                "create Pod {name} in StatefulSet {set_name} failed error: {}",
-                e.message
-            );
-            event(api, set, EventType::Warning, "FailedCreate", &message).await;
-            Err(e)
-        }
-    }
+/// Whether a claim of the pod of `ordinal` still refers to an earlier pod of that name (kube's
+/// `PodClaimIsStale`, with `whenScaled: Delete`).
+fn stale_claim(cache: &Cache, set: &Value, ordinal: i64) -> bool {
+    let ns = str_at(set, "/metadata/namespace").to_string();
+    let pod = format!("{}-{ordinal}", str_at(set, "/metadata/name"));
+    claims::claim_names(set, ordinal).into_iter().any(|name| {
+        cache
+            .claims
+            .get(&(ns.clone(), name))
+            .is_some_and(|c| claims::claim_is_stale(&c.value, set, &pod))
+    })
 }
 
-/// Delete one pod through the REST delete (graceful), guarded by its uid.
-async fn delete_pod(api: &Api, set: &Value, pod: &Stored) -> ApiResult<Option<Value>> {
-    let ns = str_at(set, "/metadata/namespace");
-    let set_name = str_at(set, "/metadata/name");
-    let opts = DeleteOpts {
-        uid: Some(pod.uid().to_string()),
-        ..DeleteOpts::default()
-    };
-    match api
-        .delete(by_kind(Kind::Pod), Some(ns), pod.name(), &opts, false)
-        .await
-    {
-        Ok(gone) => {
-            let message = format!(
-                "delete Pod {} in StatefulSet {set_name} successful",
-                pod.name()
-            );
-            event(api, set, EventType::Normal, "SuccessfulDelete", &message).await;
-            Ok(Some(gone))
-        }
-        Err(e) if e.code == 404 || e.code == 409 => Ok(None),
-        Err(e) => {
-            let message = format!(
-                "delete Pod {} in StatefulSet {set_name} failed error: {}",
-                pod.name(),
-                e.message
-            );
-            event(api, set, EventType::Warning, "FailedDelete", &message).await;
-            Err(e)
-        }
+/// The claims of the set's pods (kube's claim steps of `processReplica` and its `fixPodClaim`): a
+/// Pending pod in range gets its missing claims back, and the claims of every pod (in range and not
+/// terminating, or condemned) get the owners the retention policy asks for — a condemned pod's before
+/// the plan deletes it.
+async fn sync_claims(
+    api: &Api,
+    cache: &Cache,
+    set: &Value,
+    owned: &[(i64, Stored)],
+) -> ApiResult<()> {
+    if claims::templates(set).is_empty() {
+        return Ok(());
     }
+    let (start, replicas) = pods::ordinal_range(set);
+    for (ordinal, pod) in owned {
+        let scaled_down = *ordinal < start || *ordinal >= start + replicas;
+        if !scaled_down {
+            if pod.deleting() {
+                continue;
+            }
+            if str_at(&pod.value, "/status/phase") == "Pending" {
+                control::ensure_claims(api, &cache.claims, set, pod.name(), *ordinal)
+                    .await
+                    .map_err(|message| ApiError::new(500, "InternalError", message))?;
+            }
+        }
+        let owner = PodRef::new(pod.name(), pod.uid());
+        control::fix_claim_owners(api, &cache.claims, set, &owner, *ordinal, scaled_down).await?;
+    }
+    Ok(())
 }

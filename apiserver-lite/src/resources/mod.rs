@@ -628,6 +628,9 @@ impl ResourceDef {
             Kind::Job => job::prepare_create(obj),
             Kind::CronJob => cronjob::prepare_create(obj),
             Kind::StatefulSet => statefulset::prepare_create(obj),
+            Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
+                storage::prepare_create(self.kind_id, obj)
+            }
             _ => {}
         }
     }
@@ -646,6 +649,9 @@ impl ResourceDef {
             Kind::Job => job::defaults(new),
             Kind::CronJob => cronjob::defaults(new),
             Kind::StatefulSet => statefulset::defaults(new),
+            Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
+                storage::prepare_update(self.kind_id, old, new)
+            }
             _ => {}
         }
     }
@@ -681,6 +687,9 @@ impl ResourceDef {
             Kind::DaemonSet => errs.extend(daemonset::validate(obj)),
             Kind::Job => errs.extend(job::validate(obj)),
             Kind::StatefulSet => errs.extend(statefulset::validate(obj)),
+            Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
+                errs.extend(storage::validate(self.kind_id, obj))
+            }
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
@@ -701,6 +710,12 @@ impl ResourceDef {
         }
         if matches!(self.kind_id, Kind::Deployment | Kind::ReplicaSet) {
             workloads::status_metadata(self.kind_id, body, &mut n);
+        }
+        if matches!(
+            self.kind_id,
+            Kind::PersistentVolume | Kind::PersistentVolumeClaim
+        ) {
+            storage::status_update(self.kind_id, cur, &mut n);
         }
         n
     }
@@ -737,6 +752,9 @@ impl ResourceDef {
             Kind::Job => errs.extend(job::validate_update(old, new)),
             Kind::CronJob => errs.extend(cronjob::validate_update(old, new)),
             Kind::StatefulSet => errs.extend(statefulset::validate_update(old, new)),
+            Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
+                errs.extend(storage::validate_update(self.kind_id, old, new))
+            }
             _ => {}
         }
         errs.extend(crate::authz::kinds::validate_update(self.kind_id, old, new));

@@ -1,14 +1,15 @@
 //! apps/v1 StatefulSets: defaults (kube's apps/v1 `SetDefaults_StatefulSet`), validation (kube's
 //! `ValidateStatefulSet*`) and table columns (`printStatefulSet`). The pod template's defaults and checks
-//! are the Deployment/ReplicaSet ones of [`super::workloads`]; the `scale` subresource is `crate::scale`.
-//!
-//! skiff serves no PersistentVolumeClaims, so a StatefulSet with `volumeClaimTemplates` is refused.
+//! are the Deployment/ReplicaSet ones of [`super::workloads`], the `volumeClaimTemplates` ones are in
+//! [`claims`]; the `scale` subresource is `crate::scale`.
 
 use serde_json::{Value, json};
 
 use super::validation::{DNS1123_LABEL_MSG, is_dns1123_label};
 use super::workloads;
 use crate::status::FieldError;
+
+mod claims;
 
 /// Round-trip through the k8s-openapi type, keeping a missing selector missing (the type's is not
 /// optional, and kube answers a missing and an empty selector differently).
@@ -73,6 +74,7 @@ pub fn defaults(obj: &mut Value) {
         spec["template"] = json!({});
     }
     workloads::default_template(&mut spec["template"]);
+    claims::defaults(spec);
 }
 
 /// What kube's create strategy does besides defaulting: the status starts empty (its `replicas` and
@@ -196,16 +198,7 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
             DNS1123_LABEL_MSG,
         ));
     }
-    if spec
-        .get("volumeClaimTemplates")
-        .and_then(Value::as_array)
-        .is_some_and(|v| !v.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            "spec.volumeClaimTemplates",
-            "skiff serves no PersistentVolumeClaims; a StatefulSet may not have volumeClaimTemplates",
-        ));
-    }
+    errs.extend(claims::validate(&spec));
     let selector = spec.get("selector").filter(|s| !s.is_null());
     let mut selector_ok = true;
     match selector {
@@ -224,7 +217,9 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
         }
     }
     if selector_ok {
-        let template = spec.get("template").cloned().unwrap_or(json!({}));
+        // The mounts of claim templates name the volumes the controller adds to each pod.
+        let template =
+            claims::with_claim_volumes(spec.get("template").unwrap_or(&json!({})), &spec);
         for mut e in workloads::validate_template(&template, selector) {
             if e.field == "spec.template.spec.activeDeadlineSeconds" {
                 e = FieldError::forbidden(
@@ -279,13 +274,13 @@ fn validate_status(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// The spec fields an update may change (kube's `ValidateStatefulSetUpdate`).
+/// The spec fields an update may change (kube 1.32's `ValidateStatefulSetUpdate`: `revisionHistoryLimit`
+/// became mutable only later). `volumeClaimTemplates` are not among them.
 const MUTABLE: &[&str] = &[
     "replicas",
     "ordinals",
     "template",
     "updateStrategy",
-    "revisionHistoryLimit",
     "persistentVolumeClaimRetentionPolicy",
     "minReadySeconds",
 ];
@@ -318,7 +313,7 @@ pub fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
     if immutable_part(old) != immutable_part(new) {
         return vec![FieldError::forbidden(
             "spec",
-            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
         )];
     }
     Vec::new()

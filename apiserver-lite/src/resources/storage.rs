@@ -1,9 +1,39 @@
-//! Storage kinds: core/v1 PersistentVolumes and PersistentVolumeClaims, storage.k8s.io/v1 StorageClasses.
-//! Their typed schemas and table columns (kube 1.32's printers); defaults and validation follow below.
+//! Storage kinds: core/v1 PersistentVolumes and PersistentVolumeClaims, storage.k8s.io/v1 StorageClasses,
+//! as kube 1.32's API server has them: typed schemas, defaults (`defaults`), validation (`validation`,
+//! `sources`, `update`), table columns (`table`), the storage admission plugins (`admission`) and the
+//! default class skiff creates at start (`bootstrap`).
 
-use serde_json::{Value, json};
+pub mod admission;
+pub mod bootstrap;
+mod defaults;
+mod names;
+pub mod quantity;
+mod sources;
+mod table;
+mod update;
+mod validation;
+
+use serde_json::Value;
 
 use super::Kind;
+use crate::status::FieldError;
+
+pub use table::{access_modes, cells, columns};
+pub use validation::ACCESS_MODES;
+
+/// The annotation that makes a StorageClass the default one.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+/// Its beta name, still honoured by kube.
+pub const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
+/// The beta way of naming a claim's or volume's class; wins over `spec.storageClassName`.
+pub const BETA_STORAGE_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+/// StorageObjectInUseProtection's finalizers.
+pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+/// The StorageClass skiff-apiserver creates at start (see `bootstrap`).
+pub const DEFAULT_CLASS_NAME: &str = "local-path";
+/// The provisioner of that class, served by skiff-apiserver's volume controller.
+pub const LOCAL_PATH_PROVISIONER: &str = "skiff.io/local-path";
 
 /// Round-trip through the k8s-openapi type (unknown fields dropped).
 pub fn normalize(kind: Kind, v: &Value) -> Result<Value, String> {
@@ -20,172 +50,76 @@ pub fn normalize(kind: Kind, v: &Value) -> Result<Value, String> {
     }
 }
 
-/// The annotation that makes a StorageClass the default one.
-pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
-
-fn col(name: &str, desc: &str, priority: i32) -> Value {
-    json!({"name": name, "type": "string", "format": "", "description": desc, "priority": priority})
-}
-
-pub fn columns(kind: Kind, name: Value, age: Value) -> Vec<Value> {
-    match kind {
-        Kind::PersistentVolume => vec![
-            name,
-            col("Capacity", "capacity is the description of the persistent volume's resources and capacity.", 0),
-            col("Access Modes", "accessModes contains all ways the volume can be mounted.", 0),
-            col("Reclaim Policy", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.", 0),
-            col("Status", "phase indicates if a volume is available, bound to a claim, or released by a claim.", 0),
-            col("Claim", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.", 0),
-            col("StorageClass", "storageClassName is the name of StorageClass to which this persistent volume belongs.", 0),
-            col("VolumeAttributesClass", "Name of VolumeAttributesClass to which this persistent volume belongs.", 0),
-            col("Reason", "reason is a brief CamelCase string that describes any failure.", 0),
-            age,
-            col("VolumeMode", "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.", 1),
-        ],
-        Kind::PersistentVolumeClaim => vec![
-            name,
-            col("Status", "phase represents the current phase of PersistentVolumeClaim.", 0),
-            col("Volume", "volumeName is the binding reference to the PersistentVolume backing this claim.", 0),
-            col("Capacity", "capacity represents the actual resources of the underlying volume.", 0),
-            col("Access Modes", "accessModes contains the desired access modes the volume should have.", 0),
-            col("StorageClass", "storageClassName is the name of the StorageClass required by the claim.", 0),
-            col("VolumeAttributesClass", "volumeAttributesClassName may be used to set the VolumeAttributesClass used by this claim.", 0),
-            age,
-            col("VolumeMode", "volumeMode defines what type of volume is required by the claim.", 1),
-        ],
-        _ => vec![
-            name,
-            col("Provisioner", "provisioner indicates the type of the provisioner.", 0),
-            col("ReclaimPolicy", "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class.", 0),
-            col("VolumeBindingMode", "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.", 0),
-            col("AllowVolumeExpansion", "allowVolumeExpansion shows whether the storage class allow volume expand.", 0),
-            age,
-        ],
-    }
-}
-
-fn s<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
-}
-
-/// kubectl's short access modes, in kube's order (`RWO,ROX,RWX,RWOP`).
-pub fn access_modes(modes: Option<&Value>) -> String {
-    let modes: Vec<&str> = modes
-        .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ]
-    .iter()
-    .filter(|(long, _)| modes.contains(long))
-    .map(|(_, short)| *short)
-    .collect::<Vec<_>>()
-    .join(",")
-}
-
-fn unset(x: &str) -> &str {
-    if x.is_empty() { "<unset>" } else { x }
-}
-
-/// Whether `class` carries the default-class annotation (`"true"`).
-pub fn is_default_class(class: &Value) -> bool {
-    class
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
         .and_then(Value::as_str)
-        == Some("true")
 }
 
-pub fn cells(kind: Kind, obj: &Value, name: String, age: String) -> Vec<Value> {
-    let mode = || match s(obj, "/spec/volumeMode") {
-        "" => "Filesystem".to_string(),
-        m => m.to_string(),
-    };
+/// Whether `class` carries a default-class annotation (`"true"`, GA or beta name).
+pub fn is_default_class(class: &Value) -> bool {
+    annotation(class, DEFAULT_CLASS_ANNOTATION) == Some("true")
+        || annotation(class, BETA_DEFAULT_CLASS_ANNOTATION) == Some("true")
+}
+
+/// A claim's class (kube's `GetPersistentVolumeClaimClass`): the beta annotation, else
+/// `spec.storageClassName`; `None` when neither is set ("" is a class request: "no class").
+pub fn claim_class(claim: &Value) -> Option<String> {
+    annotation(claim, BETA_STORAGE_CLASS_ANNOTATION)
+        .or_else(|| {
+            claim
+                .pointer("/spec/storageClassName")
+                .and_then(Value::as_str)
+        })
+        .map(str::to_string)
+}
+
+/// A volume's class (kube's `GetPersistentVolumeClass`), "" when none.
+pub fn volume_class(volume: &Value) -> String {
+    annotation(volume, BETA_STORAGE_CLASS_ANNOTATION)
+        .or_else(|| {
+            volume
+                .pointer("/spec/storageClassName")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Defaults and the initial status on create.
+pub fn prepare_create(kind: Kind, obj: &mut Value) {
+    defaults::prepare_create(kind, obj, &crate::handlers::now_rfc3339());
+}
+
+/// Defaults on an update of the main resource (`old` is the stored object).
+pub fn prepare_update(kind: Kind, old: &Value, new: &mut Value) {
+    defaults::prepare_update(kind, old, new);
+}
+
+/// The status strategies: what a write of `status` (already merged into `new`) changes besides.
+pub fn status_update(kind: Kind, cur: &Value, new: &mut Value) {
+    defaults::status_update(kind, cur, new, &crate::handlers::now_rfc3339());
+}
+
+/// What every written version must satisfy.
+pub fn validate(kind: Kind, obj: &Value) -> Vec<FieldError> {
     match kind {
-        Kind::PersistentVolume => {
-            let claim = match (
-                s(obj, "/spec/claimRef/namespace"),
-                s(obj, "/spec/claimRef/name"),
-            ) {
-                (_, "") => String::new(),
-                (ns, n) => format!("{ns}/{n}"),
-            };
-            let phase = if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                s(obj, "/status/phase")
-            };
-            vec![
-                json!(name),
-                json!(s(obj, "/spec/capacity/storage")),
-                json!(access_modes(obj.pointer("/spec/accessModes"))),
-                json!(s(obj, "/spec/persistentVolumeReclaimPolicy")),
-                json!(phase),
-                json!(claim),
-                json!(s(obj, "/spec/storageClassName")),
-                json!(unset(s(obj, "/spec/volumeAttributesClassName"))),
-                json!(s(obj, "/status/reason")),
-                json!(age),
-                json!(mode()),
-            ]
-        }
-        Kind::PersistentVolumeClaim => {
-            let bound = !s(obj, "/spec/volumeName").is_empty();
-            let (capacity, modes) = if bound {
-                (
-                    s(obj, "/status/capacity/storage").to_string(),
-                    access_modes(obj.pointer("/status/accessModes")),
-                )
-            } else {
-                (String::new(), String::new())
-            };
-            let phase = if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                s(obj, "/status/phase")
-            };
-            vec![
-                json!(name),
-                json!(phase),
-                json!(s(obj, "/spec/volumeName")),
-                json!(capacity),
-                json!(modes),
-                json!(s(obj, "/spec/storageClassName")),
-                json!(unset(s(obj, "/spec/volumeAttributesClassName"))),
-                json!(age),
-                json!(mode()),
-            ]
-        }
-        _ => {
-            let shown = if is_default_class(obj) {
-                format!("{name} (default)")
-            } else {
-                name
-            };
-            let reclaim = match s(obj, "/reclaimPolicy") {
-                "" => "Delete",
-                r => r,
-            };
-            let binding = match s(obj, "/volumeBindingMode") {
-                "" => "Immediate",
-                m => m,
-            };
-            let expand = obj
-                .get("allowVolumeExpansion")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            vec![
-                json!(shown),
-                json!(s(obj, "/provisioner")),
-                json!(reclaim),
-                json!(binding),
-                json!(expand),
-                json!(age),
-            ]
-        }
+        Kind::PersistentVolume => validation::persistent_volume(obj),
+        Kind::PersistentVolumeClaim => validation::persistent_volume_claim(obj),
+        Kind::StorageClass => validation::storage_class(obj),
+        _ => Vec::new(),
     }
 }
+
+/// The update rules from `old` to `new`.
+pub fn validate_update(kind: Kind, old: &Value, new: &Value) -> Vec<FieldError> {
+    match kind {
+        Kind::PersistentVolume => update::persistent_volume(old, new),
+        Kind::PersistentVolumeClaim => update::persistent_volume_claim(old, new),
+        Kind::StorageClass => update::storage_class(old, new),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -127,6 +127,87 @@ async fn node_authorizer_reads_and_writes() {
     assert!(!f.allowed(&fake).await);
 }
 
+#[tokio::test]
+async fn node_gets_the_volumes_of_its_pods() {
+    let f = fixture().await;
+    let mut db = pod("apps", "db", "n1");
+    db["spec"]["volumes"] = json!([{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]);
+    f.put(Kind::Pod, Some("apps"), db).await;
+    let claim = |name: &str, volume: &str| json!({"metadata": {"name": name, "namespace": "apps"}, "spec": {"volumeName": volume}});
+    f.put(
+        Kind::PersistentVolumeClaim,
+        Some("apps"),
+        claim("data", "pv-data"),
+    )
+    .await;
+    f.put(
+        Kind::PersistentVolumeClaim,
+        Some("apps"),
+        claim("idle", "pv-idle"),
+    )
+    .await;
+    let pv = |name: &str, affinity: Value| json!({"metadata": {"name": name}, "spec": {"nodeAffinity": affinity}});
+    let on = |node: &str| {
+        json!({"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]},
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["x", node]}]}]}})
+    };
+    f.put(Kind::PersistentVolume, None, pv("pv-data", Value::Null))
+        .await;
+    f.put(Kind::PersistentVolume, None, pv("pv-idle", Value::Null))
+        .await;
+    f.put(Kind::PersistentVolume, None, pv("pv-n2", on("n2")))
+        .await;
+    let not_in = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n1"]}]}]}});
+    f.put(Kind::PersistentVolume, None, pv("pv-not-n1", not_in))
+        .await;
+    let get = |node: &str, res: &str, ns: &str, name: &str| {
+        node_attrs(node, "get", "", res, "", ns, name)
+    };
+    for a in [
+        // Through its pod's claim; by node affinity; a missing one (404 from the handler).
+        get("n1", "persistentvolumes", "", "pv-data"),
+        get("n2", "persistentvolumes", "", "pv-n2"),
+        get("n1", "persistentvolumes", "", "missing"),
+        get("n1", "persistentvolumeclaims", "apps", "data"),
+    ] {
+        assert!(f.allowed(&a).await, "should be allowed: {a:?}");
+    }
+    for a in [
+        get("n2", "persistentvolumes", "", "pv-data"),
+        get("n1", "persistentvolumes", "", "pv-idle"),
+        get("n1", "persistentvolumes", "", "pv-n2"),
+        get("n1", "persistentvolumes", "", "pv-not-n1"),
+        get("n2", "persistentvolumeclaims", "apps", "data"),
+        get("n1", "persistentvolumeclaims", "apps", "idle"),
+        node_attrs("n1", "list", "", "persistentvolumes", "", "", ""),
+        node_attrs("n1", "watch", "", "persistentvolumes", "", "", ""),
+        node_attrs("n1", "update", "", "persistentvolumes", "", "", "pv-data"),
+        node_attrs("n1", "delete", "", "persistentvolumes", "", "", "pv-data"),
+        node_attrs(
+            "n1",
+            "get",
+            "",
+            "persistentvolumes",
+            "status",
+            "",
+            "pv-data",
+        ),
+        node_attrs(
+            "n1",
+            "get",
+            "storage.k8s.io",
+            "storageclasses",
+            "",
+            "",
+            "local-path",
+        ),
+    ] {
+        assert!(!f.allowed(&a).await, "should be denied: {a:?}");
+    }
+}
+
 #[test]
 fn node_restriction_admission() {
     let a =

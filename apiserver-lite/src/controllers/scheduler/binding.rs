@@ -24,6 +24,14 @@ pub enum Outcome {
     Lost { key: String },
     /// The write failed; try again later.
     Failed { key: String, error: String },
+    /// Every delayed claim of the pod now names the node chosen for it: `claims` holds each claim
+    /// (`namespace/name`) with the revision at which it did; older views of the claim are stale.
+    VolumesRequested {
+        key: String,
+        claims: Vec<(String, Revision)>,
+    },
+    /// Writing the selected node onto a claim failed; place the pod again later.
+    VolumesFailed { key: String, error: String },
 }
 
 fn pod_ref(value: &Value, revision: Revision) -> PodRef {
@@ -145,8 +153,21 @@ pub async fn bind(
 pub async fn report_unschedulable(
     store: Arc<dyn Store>,
     key: String,
+    revision: Revision,
+    value: Value,
+    message: String,
+) {
+    report_failure(store, key, revision, value, "Unschedulable", message).await
+}
+
+/// Set `PodScheduled=False` with `reason` (`Unschedulable`, or `SchedulerError` when placing it failed for
+/// another cause) and record a `FailedScheduling` warning.
+pub async fn report_failure(
+    store: Arc<dyn Store>,
+    key: String,
     mut revision: Revision,
     mut value: Value,
+    reason: &'static str,
     message: String,
 ) {
     for _ in 0..ATTEMPTS {
@@ -155,7 +176,7 @@ pub async fn report_unschedulable(
             &mut updated,
             "PodScheduled",
             "False",
-            Some("Unschedulable"),
+            Some(reason),
             Some(&message),
         )
         .is_none()

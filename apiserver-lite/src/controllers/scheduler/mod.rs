@@ -1,16 +1,26 @@
 //! The scheduler: watches pods and nodes, places every pending pod of `default-scheduler` on a node that
-//! passes the filters (readiness, unschedulable, taints, node selector/affinity, host ports, resources),
-//! preferring the least allocated one, and binds it.
+//! passes the filters (readiness, unschedulable, taints, node selector/affinity, host ports, resources,
+//! volumes), preferring the least allocated one, and binds it.
 //!
 //! Like kube-scheduler it *assumes* a placement in its cache at once and binds in a separate task, so a
 //! burst of pods is placed without waiting on a commit per pod and without overcommitting a node.
+//!
+//! It also follows claims, volumes and classes (kube's VolumeBinding plugin, `volumes`): a pod's claims must
+//! exist and be bound, bound volumes must allow the node, and a pod with unbound `WaitForFirstConsumer`
+//! claims is bound only after the provisioner has bound them to volumes on the node chosen for it
+//! (`waiting`).
 
 mod binding;
+mod prebind;
 pub(crate) mod predicates;
-mod resources;
+pub(crate) mod resources;
 mod select;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_volumes;
+mod volumes;
+mod waiting;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,11 +31,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::reflector::{Change, Reflector};
+use crate::handlers::Api;
 use crate::store::{KeyValue, Revision, Store};
 use binding::Outcome;
 use predicates::HostPort;
 use resources::{PODS, Resources};
 use select::{NodeView, PodDemand};
+use volumes::{ClaimUse, VolumeCache};
+use waiting::{BIND_TIMEOUT, StorageReflectors, Waiting};
 
 /// How often pods that did not fit are tried again even if nothing seems to have changed.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -38,6 +51,7 @@ struct PodEntry {
     requests: Resources,
     requests_non_zero: Resources,
     ports: Vec<HostPort>,
+    claims: Vec<ClaimUse>,
 }
 
 impl PodEntry {
@@ -54,6 +68,7 @@ impl PodEntry {
             requests: resources::pod_requests(&pod, false),
             requests_non_zero: resources::pod_requests(&pod, true),
             ports: predicates::host_ports(&pod),
+            claims: volumes::pod_claims(&pod),
             value,
             pod,
             node,
@@ -120,6 +135,7 @@ impl Usage {
 
 struct Scheduler {
     store: Arc<dyn Store>,
+    api: Arc<Api>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     pods: HashMap<String, PodEntry>,
     nodes: BTreeMap<String, NodeEntry>,
@@ -133,16 +149,32 @@ struct Scheduler {
     backoff: HashSet<String>,
     pods_synced: bool,
     nodes_synced: bool,
+    volumes: VolumeCache,
+    /// Claims, volumes, classes listed (by `waiting::StorageKind`).
+    storage_synced: [bool; 3],
+    /// Pods waiting (assumed on a node) for their `WaitForFirstConsumer` claims to be bound.
+    waiting: HashMap<String, Waiting>,
+    bind_timeout: Duration,
 }
 
 /// Run the scheduler until `shutdown` turns true.
 pub async fn run(
     store: Arc<dyn Store>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    run_with(store, BIND_TIMEOUT, shutdown).await
+}
+
+/// [`run`] with how long a pod may wait for its claims to be bound.
+pub(crate) async fn run_with(
+    store: Arc<dyn Store>,
+    bind_timeout: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (tx, mut outcomes) = mpsc::unbounded_channel();
     let mut scheduler = Scheduler {
         store: store.clone(),
+        api: Arc::new(Api::new(store.clone())),
         outcomes: tx,
         pods: HashMap::new(),
         nodes: BTreeMap::new(),
@@ -153,12 +185,17 @@ pub async fn run(
         backoff: HashSet::new(),
         pods_synced: false,
         nodes_synced: false,
+        volumes: VolumeCache::default(),
+        storage_synced: [false; 3],
+        waiting: HashMap::new(),
+        bind_timeout,
     };
     let mut pods = Reflector::new(store.clone(), super::PODS_PREFIX);
-    let mut nodes = Reflector::new(store, super::NODES_PREFIX);
+    let mut nodes = Reflector::new(store.clone(), super::NODES_PREFIX);
+    let mut storage = StorageReflectors::new(&store);
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // List pods before nodes, so the node view is never older than the pod view it decides on.
+    // List pods before nodes and storage, so those views are never older than the pod view they decide on.
     tokio::select! {
         changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return Ok(()) },
         _ = async {
@@ -166,22 +203,32 @@ pub async fn run(
             scheduler.on_pod_change(change);
             let change = nodes.next().await;
             scheduler.on_node_change(change);
+            storage.list(&mut scheduler).await;
         } => {}
     }
     scheduler.schedule_pending();
     while !*shutdown.borrow() {
+        let deadline = scheduler.next_deadline();
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = pods.next() => {
-                // Node changes committed before this pod change are already queued: apply them first.
+                // Node and storage changes committed before this pod change are already queued: apply them
+                // first.
                 while let Some(node_change) = nodes.try_next() {
                     scheduler.on_node_change(node_change);
                 }
+                storage.drain(&mut scheduler);
                 scheduler.on_pod_change(change);
             }
             change = nodes.next() => scheduler.on_node_change(change),
+            (kind, change) = storage.next() => {
+                scheduler.on_storage_change(kind, change);
+                // What a claim refers to may have changed with it: decide on the newest view.
+                storage.drain(&mut scheduler);
+            }
             Some(outcome) = outcomes.recv() => scheduler.on_outcome(outcome),
             _ = retry.tick() => scheduler.retry_all(),
+            _ = waiting::sleep_until(deadline) => scheduler.expire_waiting(),
         }
         scheduler.schedule_pending();
     }
@@ -218,11 +265,13 @@ impl Scheduler {
                 self.unschedulable
                     .retain(|key, _| self.pods.contains_key(key));
                 self.pods_synced = true;
+                self.check_all_waiting();
             }
             Change::Put(kv) => self.put_pod(&kv),
             Change::Delete(kv) => {
                 self.pods.remove(&kv.key);
                 self.assumed.remove(&kv.key);
+                self.waiting.remove(&kv.key);
                 self.unschedulable.remove(&kv.key);
                 self.backoff.remove(&kv.key);
                 // Its resources and ports are free again.
@@ -242,6 +291,7 @@ impl Scheduler {
         let Some(entry) = PodEntry::parse(kv) else {
             tracing::warn!(pod = %kv.key, "cannot parse stored pod; ignoring it");
             self.pods.remove(&kv.key);
+            self.check_waiting(&kv.key);
             return;
         };
         let was_active = self.pods.get(&kv.key).is_some_and(|old| !old.terminal());
@@ -255,6 +305,7 @@ impl Scheduler {
             self.unschedulable.remove(&kv.key);
         }
         self.pods.insert(kv.key.clone(), entry);
+        self.check_waiting(&kv.key);
         if pending && !self.assumed.contains_key(&kv.key) {
             self.enqueue(&kv.key);
         }
@@ -278,6 +329,7 @@ impl Scheduler {
                 self.nodes.remove(name);
             }
         }
+        self.check_all_waiting();
         self.retry_all();
     }
 
@@ -321,6 +373,8 @@ impl Scheduler {
                 self.assumed.remove(&key);
                 self.backoff.insert(key);
             }
+            Outcome::VolumesRequested { key, claims } => self.on_volumes_requested(&key, claims),
+            Outcome::VolumesFailed { key, error } => self.on_volumes_failed(key, &error),
         }
     }
 
@@ -339,7 +393,8 @@ impl Scheduler {
     }
 
     fn schedule_pending(&mut self) {
-        if !(self.pods_synced && self.nodes_synced) || self.queue.is_empty() {
+        let storage_synced = self.storage_synced.iter().all(|s| *s);
+        if !(self.pods_synced && self.nodes_synced && storage_synced) || self.queue.is_empty() {
             return;
         }
         let mut usage = self.usage();
@@ -351,34 +406,30 @@ impl Scheduler {
             if !entry.needs_scheduling() || self.assumed.contains_key(&key) {
                 continue;
             }
-            let demand = PodDemand {
-                pod: &entry.pod,
-                requests: entry.requests.clone(),
-                requests_non_zero: entry.requests_non_zero.clone(),
-                ports: entry.ports.clone(),
-            };
-            let empty = Usage::default();
-            let views: Vec<NodeView<'_>> = self
-                .nodes
-                .iter()
-                .map(|(name, n)| {
-                    let u = usage.get(name).unwrap_or(&empty);
-                    NodeView {
-                        name,
-                        node: &n.node,
-                        allocatable: n.allocatable.clone(),
-                        used: u.used.clone(),
-                        used_non_zero: u.used_non_zero.clone(),
-                        ports: u.ports.clone(),
-                    }
-                })
-                .collect();
-            match select::choose(&demand, &views) {
-                Ok(node) => {
-                    let node = node.to_string();
+            // VolumeBinding's PreFilter first: a pod whose claims rule out every node is not filtered per node.
+            let placed = volumes::prefilter(&entry.pod, &entry.claims, &self.volumes)
+                .map_err(|reason| predicates::prefilter_message(self.nodes.len(), &reason))
+                .and_then(|plan| {
+                    let demand = PodDemand {
+                        pod: &entry.pod,
+                        requests: entry.requests.clone(),
+                        requests_non_zero: entry.requests_non_zero.clone(),
+                        ports: entry.ports.clone(),
+                        volumes: plan,
+                    };
+                    let node = select::choose(&demand, &node_views(&self.nodes, &usage))?;
+                    Ok((node.to_string(), demand.volumes.pending_claims()))
+                });
+            match placed {
+                Ok((node, pending)) => {
                     usage.entry(node.clone()).or_default().add(entry);
                     self.unschedulable.remove(&key);
                     self.assumed.insert(key.clone(), node.clone());
+                    if !pending.is_empty() {
+                        // Bound once its claims are: provisioning starts on the chosen node.
+                        self.start_waiting(key, node, pending);
+                        continue;
+                    }
                     let (store, outcomes) = (self.store.clone(), self.outcomes.clone());
                     let (revision, value) = (entry.revision, entry.value.clone());
                     tokio::spawn(async move {
@@ -408,4 +459,30 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Every node with what its pods (bound or assumed) already take.
+fn node_views<'a>(
+    nodes: &'a BTreeMap<String, NodeEntry>,
+    usage: &'a HashMap<String, Usage>,
+) -> Vec<NodeView<'a>> {
+    static EMPTY: Usage = Usage {
+        used: BTreeMap::new(),
+        used_non_zero: BTreeMap::new(),
+        ports: Vec::new(),
+    };
+    nodes
+        .iter()
+        .map(|(name, n)| {
+            let u = usage.get(name).unwrap_or(&EMPTY);
+            NodeView {
+                name,
+                node: &n.node,
+                allocatable: n.allocatable.clone(),
+                used: u.used.clone(),
+                used_non_zero: u.used_non_zero.clone(),
+                ports: u.ports.clone(),
+            }
+        })
+        .collect()
 }

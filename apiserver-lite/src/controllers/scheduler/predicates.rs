@@ -125,6 +125,12 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
         })
 }
 
+/// Whether any of `terms` matches the node (terms are ORed; a term without requirements matches nothing):
+/// a pod's required node affinity, a volume's `spec.nodeAffinity.required`.
+pub fn matches_any_term(terms: &[NodeSelectorTerm], node: &Node) -> bool {
+    terms.iter().any(|t| term_matches(t, node))
+}
+
 /// `spec.nodeSelector` and required node affinity both match.
 pub fn matches_node_selector(pod: &Pod, node: &Node) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
@@ -145,10 +151,7 @@ pub fn matches_node_selector(pod: &Pod, node: &Node) -> bool {
                 .as_ref()
         });
     match required {
-        Some(selector) => selector
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, node)),
+        Some(selector) => matches_any_term(&selector.node_selector_terms, node),
         None => true,
     }
 }
@@ -202,6 +205,15 @@ pub fn insufficient(
         }
     }
     reasons
+}
+
+/// kube-scheduler's summary when a PreFilter plugin rejects the pod before any node is looked at:
+/// "0/2 nodes are available: persistentvolumeclaim "data" not found."
+pub fn prefilter_message(total_nodes: usize, reason: &str) -> String {
+    if total_nodes == 0 {
+        return NO_NODES.to_string();
+    }
+    format!("0/{total_nodes} nodes are available: {reason}.")
 }
 
 /// kube-scheduler's summary: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were not ready."

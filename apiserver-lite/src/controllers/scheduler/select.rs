@@ -1,5 +1,5 @@
-//! Choosing a node: run the filters over every node, score the feasible ones (LeastAllocated +
-//! BalancedAllocation), pick the best.
+//! Choosing a node: run the filters over every node (kube's default plugins in their order, VolumeBinding
+//! last), score the feasible ones (LeastAllocated + BalancedAllocation), pick the best.
 //! Pure: the caller passes what is known about each node.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::predicates::{self, HostPort};
 use super::resources::{CPU, MEMORY, Resources};
+use super::volumes::{self, VolumePlan};
 
 /// One node as the scheduler sees it: the object plus what its pods already take.
 pub struct NodeView<'a> {
@@ -27,6 +28,8 @@ pub struct PodDemand<'a> {
     pub requests: Resources,
     pub requests_non_zero: Resources,
     pub ports: Vec<HostPort>,
+    /// What its claims ask of a node (VolumeBinding's PreFilter result).
+    pub volumes: VolumePlan<'a>,
 }
 
 /// Why one node cannot take the pod (one or more reasons, like kube-scheduler's plugins report them).
@@ -50,7 +53,11 @@ pub fn filter(demand: &PodDemand<'_>, node: &NodeView<'_>) -> Vec<String> {
     }) {
         return vec![predicates::PORTS.to_string()];
     }
-    predicates::insufficient(&demand.requests, &node.used, &node.allocatable)
+    let insufficient = predicates::insufficient(&demand.requests, &node.used, &node.allocatable);
+    if !insufficient.is_empty() {
+        return insufficient;
+    }
+    volumes::filter(&demand.volumes, node.name, node.node)
 }
 
 /// The score of a feasible node (0–200): the default kube-scheduler profile's NodeResourcesFit

@@ -271,6 +271,7 @@ fn demand(p: &Pod) -> PodDemand<'_> {
         requests: resources::pod_requests(p, false),
         requests_non_zero: resources::pod_requests(p, true),
         ports: predicates::host_ports(p),
+        volumes: Default::default(),
     }
 }
 

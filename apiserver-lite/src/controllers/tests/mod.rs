@@ -14,6 +14,7 @@ mod replicaset;
 mod root_ca;
 mod scheduler;
 mod statefulset;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,7 @@ pub(super) fn config() -> Config {
         advertise_address: "192.0.2.10".parse().expect("ip"),
         secure_port: 6443,
         root_ca_pem: TEST_CA_PEM.to_string(),
+        local_path_root: "/var/lib/skiff/storage".into(),
     }
 }
 

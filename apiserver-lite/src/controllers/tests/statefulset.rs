@@ -283,3 +283,5 @@ async fn a_failed_pod_is_replaced_with_the_same_name() {
     assert_eq!(live(&c, &id).await, ["web-0"]);
     c.harness.stop().await;
 }
+
+mod claims;

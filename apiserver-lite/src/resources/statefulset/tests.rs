@@ -142,18 +142,133 @@ fn validation_follows_kube() {
     );
 }
 
-#[test]
-fn volume_claim_templates_are_refused() {
-    let def = by_kind(Kind::StatefulSet);
+fn with_claims(templates: Value) -> Value {
     let mut s = statefulset();
-    s["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "www"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
-    let errs = def.validate_create(&created(def, s));
-    assert_eq!(errs.len(), 1);
+    s["spec"]["volumeClaimTemplates"] = templates;
+    s
+}
+
+fn claim(name: &str) -> Value {
+    json!({"metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+}
+
+#[test]
+fn volume_claim_templates_are_defaulted_like_claims() {
+    let def = by_kind(Kind::StatefulSet);
+    let s = created(def, with_claims(json!([claim("www")])));
+    let t = &s["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(t["apiVersion"], "v1");
+    assert_eq!(t["kind"], "PersistentVolumeClaim");
+    assert_eq!(t["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(t["status"], json!({"phase": "Pending"}));
+    // No class: the API server's admission picks the default one for each claim made from it.
+    assert!(t["spec"].get("storageClassName").is_none(), "{t}");
+    assert!(
+        def.validate_create(&s).is_empty(),
+        "{:?}",
+        def.validate_create(&s)
+    );
+    let mut block = claim("raw");
+    block["spec"]["volumeMode"] = json!("Block");
+    let s = created(def, with_claims(json!([block])));
+    assert_eq!(
+        s["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+        "Block"
+    );
+}
+
+#[test]
+fn volume_claim_templates_are_validated_as_claims() {
+    let def = by_kind(Kind::StatefulSet);
+    let check = |templates: Value| def.validate_create(&created(def, with_claims(templates)));
+    let lines = |errs: Vec<FieldError>| errs.iter().map(FieldError::to_line).collect::<Vec<_>>();
+    let mut bare = claim("www");
+    bare["spec"] = json!({});
+    assert_eq!(
+        lines(check(json!([bare]))),
+        [
+            "spec.volumeClaimTemplates[0].spec.accessModes: Required value: at least 1 access mode is required",
+            "spec.volumeClaimTemplates[0].spec.resources[storage]: Required value",
+        ]
+    );
+    let mut bad = claim("www");
+    bad["spec"]["accessModes"] = json!(["ReadWriteOncePod", "ReadWriteSometimes"]);
+    bad["spec"]["resources"]["requests"]["storage"] = json!("0");
+    bad["spec"]["storageClassName"] = json!("Fast_Disks");
+    bad["spec"]["volumeMode"] = json!("Tape");
+    let errs = lines(check(json!([claim("data"), bad])));
+    assert_eq!(
+        errs,
+        [
+            "spec.volumeClaimTemplates[1].spec.accessModes: Unsupported value: \"ReadWriteSometimes\": supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\"",
+            "spec.volumeClaimTemplates[1].spec.resources[storage]: Invalid value: \"0\": must be greater than zero",
+            format!("spec.volumeClaimTemplates[1].spec.storageClassName: Invalid value: \"Fast_Disks\": {}", crate::resources::validation::DNS1123_SUBDOMAIN_MSG).as_str(),
+            "spec.volumeClaimTemplates[1].spec.volumeMode: Unsupported value: \"Tape\": supported values: \"Block\", \"Filesystem\"",
+        ]
+    );
+    let mut mixed = claim("www");
+    mixed["spec"]["accessModes"] = json!(["ReadWriteOncePod", "ReadWriteOnce"]);
+    assert_eq!(
+        lines(check(json!([mixed]))),
+        [
+            "spec.volumeClaimTemplates[0].spec.accessModes: Forbidden: may not use ReadWriteOncePod with other access modes"
+        ]
+    );
+    // Names: each becomes a pod volume, so a DNS label, unique.
+    let errs = check(json!([
+        claim("data"),
+        claim("data"),
+        claim("Data.x"),
+        claim("")
+    ]));
+    assert_eq!(
+        fields(&errs),
+        [
+            "spec.volumeClaimTemplates[1].metadata.name",
+            "spec.volumeClaimTemplates[2].metadata.name",
+            "spec.volumeClaimTemplates[3].metadata.name"
+        ]
+    );
     assert_eq!(
         errs[0].to_line(),
-        "spec.volumeClaimTemplates: Forbidden: skiff serves no PersistentVolumeClaims; a StatefulSet may not have volumeClaimTemplates"
+        "spec.volumeClaimTemplates[1].metadata.name: Duplicate value: \"data\""
     );
+    let mut labelled = claim("www");
+    labelled["metadata"]["labels"] = json!({"tier": "-bad-"});
+    assert_eq!(
+        fields(&check(json!([labelled]))),
+        ["spec.volumeClaimTemplates[0].metadata.labels"]
+    );
+}
+
+#[test]
+fn mounts_may_name_claim_templates() {
+    let def = by_kind(Kind::StatefulSet);
+    let mount = |s: &mut Value, name: &str| {
+        s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": name, "mountPath": "/usr/share/nginx/html"}]);
+    };
+    let mut s = with_claims(json!([claim("data")]));
+    mount(&mut s, "data");
+    let errs = def.validate_create(&created(def, s));
+    assert!(errs.is_empty(), "{errs:?}");
+    // A template volume of the claim's name is replaced by the claim, as the controller does.
+    let mut s = with_claims(json!([claim("data")]));
+    mount(&mut s, "data");
+    s["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    assert!(def.validate_create(&created(def, s)).is_empty());
+    // An unknown volume is still refused, with or without claim templates.
+    for templates in [json!([claim("data")]), json!([])] {
+        let mut s = with_claims(templates);
+        mount(&mut s, "cache");
+        let errs = def.validate_create(&created(def, s));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].to_line(),
+            "spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"cache\""
+        );
+    }
 }
 
 #[test]
@@ -174,9 +289,22 @@ fn updates_change_only_the_mutable_fields() {
     assert!(update(&|n| n["spec"]["updateStrategy"] = json!({"type": "OnDelete"})).is_empty());
     assert!(update(&|n| n["spec"]["ordinals"] = json!({"start": 1})).is_empty());
     assert!(update(&|n| n["spec"]["minReadySeconds"] = json!(3)).is_empty());
+    assert!(
+        update(
+            &|n| n["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = json!("Delete")
+        )
+        .is_empty()
+    );
     for edit in [
         &(|n: &mut Value| n["spec"]["serviceName"] = json!("other")) as &dyn Fn(&mut Value),
         &|n| n["spec"]["podManagementPolicy"] = json!("Parallel"),
+        // kube 1.32 keeps revisionHistoryLimit as created.
+        &|n| n["spec"]["revisionHistoryLimit"] = json!(3),
+        &|n| {
+            n["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "www"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}])
+        },
         &|n| {
             n["spec"]["selector"] = json!({"matchLabels": {"app": "web"},
             "matchExpressions": [{"key": "app", "operator": "Exists"}]})
@@ -186,9 +314,23 @@ fn updates_change_only_the_mutable_fields() {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(
             errs[0].to_line(),
-            "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+            "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
         );
     }
+    // The claim templates of a set stay as they are; sending them again unchanged is no change.
+    let old = created(def, with_claims(json!([claim("www")])));
+    let resend = |edit: &dyn Fn(&mut Value)| {
+        let mut new = created(def, with_claims(json!([claim("www")])));
+        edit(&mut new);
+        def.default_on_update(&old, &mut new);
+        def.validate_update(&old, &new)
+    };
+    assert!(resend(&|n| n["spec"]["replicas"] = json!(3)).is_empty());
+    let errs = resend(&|n| {
+        n["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
+            json!("2Gi")
+    });
+    assert_eq!(fields(&errs), ["spec"]);
 }
 
 #[test]
