@@ -286,6 +286,16 @@ check "kubectl scale deployment/hello --replicas=3" k scale deployment/hello --r
 check "the third replica becomes ready" k rollout status deployment/hello --timeout=120s
 three_pods() { [[ $(k get pods -l app=hello --field-selector=status.phase=Running -o name | wc -l) -eq 3 ]]; }
 verdict "three hello pods run" "$(k get pods -l app=hello 2>&1)" poll 30 three_pods
+# A PodDisruptionBudget that allows no disruption: the eviction API (what kubectl drain uses) refuses.
+check "kubectl create pdb hello --min-available=3" k create pdb hello --selector=app=hello --min-available=3
+pdb_counted() { [[ $(k get pdb hello -o 'jsonpath={.status.currentHealthy}/{.status.disruptionsAllowed}' 2>/dev/null) == 3/0 ]]; }
+verdict "the budget counts 3 healthy pods and allows 0 disruptions" "$(k get pdb hello 2>&1)" poll 30 pdb_counted
+victim=$(k get pods -l app=hello -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null)
+printf '{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"%s","namespace":"default"}}' "$victim" >"$work/eviction.json"
+out=$(k create --raw "/api/v1/namespaces/default/pods/$victim/eviction" -f "$work/eviction.json" 2>&1)
+contains "evicting $victim is refused by the budget" "$out" "Cannot evict pod as it would violate the pod's disruption budget"
+check "the pod is still there" k get pod "$victim"
+check "kubectl delete pdb hello" k delete pdb hello
 check "kubectl rollout restart deployment/hello" k rollout restart deployment/hello
 check "the restart rolls out" k rollout status deployment/hello --timeout=180s
 rs2=$(k get deployment hello -o 'jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}' 2>/dev/null)
@@ -311,12 +321,23 @@ check "kubectl delete service hello" k delete service hello
 out=$(printf '%s\n' 'apiVersion: apps/v1' 'kind: DaemonSet' 'metadata: {name: node-agent}' \
     'spec:' '  selector: {matchLabels: {app: node-agent}}' \
     '  template:' '    metadata: {labels: {app: node-agent}}' \
-    '    spec: {containers: [{name: agent, image: "busybox:1.35", command: [sleep, "3600"]}]}' | k apply -f - 2>&1)
+    '    spec: {terminationGracePeriodSeconds: 1, containers: [{name: agent, image: "busybox:1.35", command: [sleep, "3600"]}]}' | k apply -f - 2>&1)
 contains "kubectl apply -f of a DaemonSet" "$out" "daemonset.apps/node-agent created"
 check "kubectl rollout status daemonset/node-agent" k rollout status daemonset/node-agent --timeout=120s
 node=$(k get nodes -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null)
 out=$(k get pods -l app=node-agent -o wide 2>&1)
 contains "the DaemonSet's pod runs on $node" "$out" "$node"
+# History: a new image is revision 2; undo brings revision 1's template back (ControllerRevisions).
+check "kubectl set image daemonset/node-agent agent=busybox:latest" k set image daemonset/node-agent agent=busybox:latest
+check "the DaemonSet rolls out the new image" k rollout status daemonset/node-agent --timeout=120s
+out=$(k rollout history daemonset/node-agent 2>&1)
+contains "kubectl rollout history daemonset lists revision 2" "$out" "2 "
+out=$(k get controllerrevisions -l app=node-agent 2>&1)
+contains "kubectl get controllerrevisions names the DaemonSet" "$out" "daemonset.apps/node-agent"
+check "kubectl rollout undo daemonset/node-agent" k rollout undo daemonset/node-agent
+check "the undo rolls out" k rollout status daemonset/node-agent --timeout=120s
+ds_image() { [[ $(k get pods -l app=node-agent -o 'jsonpath={.items[*].spec.containers[0].image}' 2>/dev/null) == busybox:1.35 ]]; }
+verdict "the DaemonSet's pod runs busybox:1.35 again" "$(k get pods -l app=node-agent -o wide 2>&1)" poll 60 ds_image
 check "kubectl delete daemonset node-agent" timeout 120 kubectl --cache-dir "$cache" delete daemonset node-agent
 verdict "the DaemonSet's pod is deleted" "$(k get pods -l app=node-agent 2>&1)" poll 120 none_left pods -l app=node-agent
 

@@ -1,9 +1,15 @@
 //! `pods/eviction` (policy/v1 and policy/v1beta1 `Eviction`): a graceful delete of the pod that honours the
-//! Eviction's `deleteOptions` (grace period, preconditions, dryRun). `kubectl drain` finds this subresource
-//! in `/api/v1` discovery (`pods/eviction`, group `policy`, kind `Eviction`) and evicts through it.
+//! Eviction's `deleteOptions` (grace period, preconditions, dryRun) and the pod's PodDisruptionBudget, as
+//! kube-apiserver's `EvictionREST`. `kubectl drain` finds this subresource in `/api/v1` discovery
+//! (`pods/eviction`, group `policy`, kind `Eviction`), evicts through it and retries a 429 every 5 s.
 //!
-//! skiff serves no PodDisruptionBudgets, so every eviction is allowed (kube-apiserver's behaviour when no
-//! budget selects the pod). Evicting a pod that is already terminating succeeds without changing it.
+//! Evicting a pod that is already terminating succeeds without changing it; terminal and pending pods are
+//! deleted without looking at budgets. Otherwise the budgets of the namespace that select the pod decide
+//! (see [`budget`]): none → delete; more than one → 500; one → the pod is deleted only if the budget
+//! allows a disruption, which is taken in one optimistic-concurrency write of the budget's status (the
+//! pod goes into `status.disruptedPods` so that the disruption controller stops counting it).
+
+mod budget;
 
 use serde_json::{Value, json};
 
@@ -70,14 +76,45 @@ pub async fn evict(
             .is_some_and(|a| a.iter().any(|x| x.as_str() == Some("All")));
 
     let pods = by_kind(Kind::Pod);
-    let pod = api.get(pods, Some(ns), name).await?;
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        // Already going away: nothing to do (kube-apiserver answers success as well).
-        return Ok(success());
+    for _ in 0..RETRIES {
+        let pod = api.get(pods, Some(ns), name).await?;
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            // Already going away: nothing to do (kube-apiserver answers success as well).
+            return Ok(success());
+        }
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !matches!(phase, "Succeeded" | "Failed" | "Pending") {
+            return budget::evict_guarded(api, ns, name, &pod, &opts, dry_run).await;
+        }
+        // kube's `canIgnorePDB`: a terminal pod has already been disrupted, a pending one is not
+        // counted as healthy. A pending pod is deleted only if it is still the version read, so that it
+        // cannot turn Running and Ready in between unguarded.
+        let mut guarded = opts.clone();
+        let add_precondition = phase == "Pending" && guarded.resource_version.is_none();
+        if add_precondition {
+            guarded.resource_version = pod
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        match api.delete(pods, Some(ns), name, &guarded, dry_run).await {
+            Ok(_) => return Ok(success()),
+            Err(e) if e.code == 409 && add_precondition => continue,
+            Err(e) => return Err(e),
+        }
     }
-    api.delete(pods, Some(ns), name, &opts, dry_run).await?;
-    Ok(success())
+    Err(ApiError::new(
+        504,
+        "Timeout",
+        format!("couldn't evict pod {name:?} due to conflicts"),
+    ))
 }
+
+/// How often a step that lost an optimistic-concurrency race is tried again.
+const RETRIES: usize = 5;
 
 fn success() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})

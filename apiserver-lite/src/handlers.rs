@@ -1390,7 +1390,14 @@ impl Api {
                 .pointer("/spec/nodeName")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            if node.is_empty() || self.store.get(&node_def.key(None, node)).await?.is_some() {
+            if node.is_empty() {
+                continue;
+            }
+            // As kube's pod GC: the node is gone, or it is not Ready and an admin marked it
+            // `node.kubernetes.io/out-of-service` (its workloads may move: nothing runs there any more).
+            if let Some(kv) = self.store.get(&node_def.key(None, node)).await?
+                && !out_of_service(&kv.value)
+            {
                 continue;
             }
             let opts = DeleteOpts {
@@ -1410,6 +1417,32 @@ impl Api {
         }
         Ok(())
     }
+}
+
+/// A stored Node that is not Ready and carries the `node.kubernetes.io/out-of-service` taint.
+fn out_of_service(node: &[u8]) -> bool {
+    let Ok(node) = serde_json::from_slice::<Value>(node) else {
+        return false;
+    };
+    let tainted = node
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .is_some_and(|t| {
+            t.iter().any(|t| {
+                t.get("key").and_then(Value::as_str) == Some("node.kubernetes.io/out-of-service")
+            })
+        });
+    let ready = node
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str)
+        == Some("True");
+    tainted && !ready
 }
 
 /// managedFields of a main-resource update: the manager owns what it changed.

@@ -256,6 +256,23 @@ mod tests {
     }
 
     #[test]
+    fn strategic_replace_directive_replaces_a_nested_map() {
+        // What `kubectl rollout undo` sends for a DaemonSet or StatefulSet: a ControllerRevision's data.
+        let mut t = json!({"spec": {"replicas": 2, "template": {"metadata": {"labels": {"a": "1", "b": "2"}},
+            "spec": {"containers": [{"name": "c", "image": "new"}, {"name": "d"}]}}}});
+        strategic_merge(
+            &mut t,
+            &json!({"spec": {"template": {"$patch": "replace", "metadata": {"labels": {"a": "1"}},
+                "spec": {"containers": [{"name": "c", "image": "old"}]}}}}),
+        );
+        assert_eq!(
+            t,
+            json!({"spec": {"replicas": 2, "template": {"metadata": {"labels": {"a": "1"}},
+                "spec": {"containers": [{"name": "c", "image": "old"}]}}}})
+        );
+    }
+
+    #[test]
     fn json_patch_ops() {
         let mut t = json!({"metadata": {"labels": {"a": "1"}}});
         json_patch(&mut t, &json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}, {"op": "remove", "path": "/metadata/labels/a"}])).expect("patch");

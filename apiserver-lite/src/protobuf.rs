@@ -60,6 +60,7 @@ use Ty::*;
 mod apps;
 mod batch;
 mod extra;
+mod policy;
 
 pub(crate) fn schema(msg: &str) -> &'static [F] {
     match msg {
@@ -548,7 +549,10 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
 
         _ => match extra::schema(msg) {
             [] => match apps::schema(msg) {
-                [] => batch::schema(msg),
+                [] => match batch::schema(msg) {
+                    [] => policy::schema(msg),
+                    s => s,
+                },
                 s => s,
             },
             s => s,
@@ -887,6 +891,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "ReplicaSet"
                 | "Job"
                 | "CronJob"
+                | "PodDisruptionBudget"
         )
     {
         return Err(format!(

@@ -84,6 +84,56 @@ fn pods_by_node(s: &Server) -> Vec<(String, String)> {
     pods
 }
 
+/// `<revision> <change-cause>` rows of `kubectl rollout history daemonset/agent`.
+fn history_rows(s: &Server) -> Vec<String> {
+    s.ok(&["rollout", "history", "daemonset/agent"])
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| {
+            let (rev, cause) = l.trim().split_once(char::is_whitespace)?;
+            Some(format!("{rev} {}", cause.trim()))
+        })
+        .collect()
+}
+
+/// Play the kubelet (finish deletions, mark pods Ready) until both pods run `image`.
+fn roll_to(s: &Server, image: &str) {
+    wait_for(s, &format!("both pods on {image}"), || {
+        let out = s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp} {.status.phase} {.spec.containers[0].image}{"\n"}{end}"#,
+        ]);
+        let mut current = 0;
+        for line in out.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let [pod, deleting, phase, pod_image] = fields[..] else {
+                continue;
+            };
+            if !deleting.is_empty() {
+                s.ok(&["delete", "pod", pod, "--grace-period=0", "--force"]);
+            } else if phase != "Running" {
+                s.ok(&[
+                    "patch",
+                    "pod",
+                    pod,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
+                ]);
+            } else if pod_image == image {
+                current += 1;
+            }
+        }
+        current == 2 && out.lines().count() == 2
+    });
+}
+
 #[test]
 fn daemonset_with_kubectl() {
     if !have("kubectl") {
@@ -197,6 +247,51 @@ fn daemonset_with_kubectl() {
         "{described}"
     );
     assert!(described.contains("SuccessfulCreate"), "{described}");
+
+    // History: each template is a ControllerRevision; `kubectl rollout history/undo` read them.
+    s.ok(&[
+        "annotate",
+        "ds",
+        "agent",
+        "kubernetes.io/change-cause=image 1.36",
+    ]);
+    s.ok(&[
+        "set",
+        "image",
+        "daemonset/agent",
+        "agent=127.0.0.1:5000/library/busybox:1.36",
+    ]);
+    roll_to(&s, "127.0.0.1:5000/library/busybox:1.36");
+    wait_for(&s, "revisions 1 and 2", || {
+        history_rows(&s) == ["1 <none>", "2 image 1.36"]
+    });
+    let revisions = s.ok(&["get", "controllerrevisions"]);
+    let rows: Vec<Vec<&str>> = revisions
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "CONTROLLER", "REVISION", "AGE"]);
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r[0].starts_with("agent-") && r[1] == "daemonset.apps/agent"),
+        "{revisions}"
+    );
+    let first = s.ok(&["rollout", "history", "daemonset/agent", "--revision=1"]);
+    assert!(
+        first.contains("Image:\t127.0.0.1:5000/library/busybox:1.35")
+            || first.contains("Image:      127.0.0.1:5000/library/busybox:1.35"),
+        "{first}"
+    );
+    let undone = s.ok(&["rollout", "undo", "daemonset/agent"]);
+    assert!(
+        undone.contains("daemonset.apps/agent rolled back"),
+        "{undone}"
+    );
+    roll_to(&s, "127.0.0.1:5000/library/busybox:1.35");
+    wait_for(&s, "revision 1 is now 3", || {
+        history_rows(&s) == ["2 image 1.36", "3 <none>"]
+    });
 
     // Validation answers like kube's.
     let bad = DAEMONSET

@@ -68,6 +68,39 @@ fn mark_ready(s: &Server, pod: &str) {
     ]);
 }
 
+/// The revisions `kubectl rollout history statefulset/web` lists.
+fn history_revisions(s: &Server) -> Vec<String> {
+    s.ok(&["rollout", "history", "statefulset/web"])
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Play the kubelet (mark pods Ready) until web-0, the only pod, runs `image`.
+fn roll_to(s: &Server, image: &str) {
+    wait_for(s, &format!("web-0 on {image}"), || {
+        let out = s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.containers[0].image}{"\n"}{end}"#,
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        for line in &lines {
+            if let [pod, phase, _] = line.split(' ').collect::<Vec<_>>()[..]
+                && phase != "Running"
+            {
+                mark_ready(s, pod);
+            }
+        }
+        lines == [format!("web-0 Running {image}")]
+    });
+}
+
 #[test]
 fn statefulset_with_kubectl() {
     if !have("kubectl") {
@@ -154,6 +187,39 @@ fn statefulset_with_kubectl() {
         events.contains("SuccessfulCreate: create Pod web-1 in StatefulSet web successful")
             && events.contains("SuccessfulDelete: delete Pod web-1 in StatefulSet web successful"),
         "{events}"
+    );
+
+    // History: each template is a ControllerRevision; `kubectl rollout history/undo` read them.
+    s.ok(&[
+        "set",
+        "image",
+        "statefulset/web",
+        "nginx=127.0.0.1:5000/library/nginx:1.28",
+    ]);
+    roll_to(&s, "127.0.0.1:5000/library/nginx:1.28");
+    wait_for(&s, "revisions 1 and 2", || {
+        history_revisions(&s) == ["1", "2"]
+    });
+    let first = s.ok(&["rollout", "history", "statefulset/web", "--revision=1"]);
+    assert!(
+        first.contains("127.0.0.1:5000/library/nginx:1.27"),
+        "{first}"
+    );
+    let undone = s.ok(&["rollout", "undo", "statefulset/web"]);
+    assert!(
+        undone.contains("statefulset.apps/web rolled back"),
+        "{undone}"
+    );
+    roll_to(&s, "127.0.0.1:5000/library/nginx:1.27");
+    wait_for(&s, "revision 1 is now 3", || {
+        history_revisions(&s) == ["2", "3"]
+    });
+    let owner = s.ok(&["get", "controllerrevisions", "--no-headers"]);
+    assert!(
+        owner
+            .lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("statefulset.apps/web")),
+        "{owner}"
     );
 
     // volumeClaimTemplates: each pod's claim `<template>-<set>-<ordinal>` comes first, labelled with the

@@ -38,7 +38,9 @@ const APPS_WRITE: &[&str] = &[
     "statefulsets",
     "statefulsets/scale",
 ];
+/// apps resources admin, edit and view only read: the statuses and the controllers' ControllerRevisions.
 const APPS_STATUS: &[&str] = &[
+    "controllerrevisions",
     "deployments/status",
     "replicasets/status",
     "daemonsets/status",
@@ -48,6 +50,11 @@ const APPS_STATUS: &[&str] = &[
 /// batch resources, as kube's bootstrap policy has them (statuses are read-only).
 const BATCH_WRITE: &[&str] = &["jobs", "cronjobs"];
 const BATCH_STATUS: &[&str] = &["jobs/status", "cronjobs/status"];
+
+/// policy resources, as kube's bootstrap policy has them: edit writes PodDisruptionBudgets, view reads
+/// them and their status.
+const POLICY_WRITE: &[&str] = &["poddisruptionbudgets"];
+const POLICY_STATUS: &[&str] = &["poddisruptionbudgets/status"];
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
@@ -71,6 +78,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&[""], CORE_STATUS, READ),
         rule(&[""], &["secrets"], &rw),
         rule(&[""], &exec, &["get", "create"]),
+        // kube's aggregate-to-edit: evictions (kubectl drain) go through the disruption budgets.
+        rule(&[""], &["pods/eviction"], &["create"]),
         rule(&[""], &["serviceaccounts/token"], &["create"]),
         rule(&["coordination.k8s.io"], &["leases"], &rw),
         rule(&["events.k8s.io"], &["events"], &rw),
@@ -79,6 +88,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&["apps"], APPS_STATUS, READ),
         rule(&["batch"], BATCH_WRITE, &rw),
         rule(&["batch"], BATCH_STATUS, READ),
+        rule(&["policy"], POLICY_WRITE, &rw),
+        rule(&["policy"], POLICY_STATUS, READ),
     ];
     let mut admin = edit.clone();
     admin.push(rule(
@@ -105,6 +116,8 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&["apps"], APPS_STATUS, READ),
                 rule(&["batch"], BATCH_WRITE, READ),
                 rule(&["batch"], BATCH_STATUS, READ),
+                rule(&["policy"], POLICY_WRITE, READ),
+                rule(&["policy"], POLICY_STATUS, READ),
             ],
         ),
         (

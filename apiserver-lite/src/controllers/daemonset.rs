@@ -14,7 +14,9 @@
 //! (label `controller-revision-hash` / `pod-template-generation`) are replaced node by node within
 //! `maxUnavailable` (or surged within `maxSurge`); with `OnDelete` only new pods get the new template.
 //! Then the status is written (`observedGeneration` and kube's counters, what `kubectl rollout status`
-//! reads). ControllerRevisions are not kept: the template hash is computed from the DaemonSet itself.
+//! reads). Each template the DaemonSet has had is kept as a ControllerRevision `<ds>-<hash>` (what
+//! `kubectl rollout history/undo` read), up to `revisionHistoryLimit` unused ones (see
+//! [`super::statefulset::history`]).
 //!
 //! Like kube's expectations, a DaemonSet is not synced again until the pod view has caught up with the
 //! pods it wrote (the store revision of its last write), so a slow watch never makes it create twice.
@@ -54,7 +56,8 @@ pub async fn run(
     let mut cache = Cache::new();
     let mut sets = Reflector::new(store.clone(), &cache.ds_prefix);
     let mut pods = Reflector::new(store.clone(), super::PODS_PREFIX);
-    let mut nodes = Reflector::new(store, super::NODES_PREFIX);
+    let mut nodes = Reflector::new(store.clone(), super::NODES_PREFIX);
+    let mut revisions = Reflector::new(store, &cache.revisions_prefix);
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*shutdown.borrow() {
@@ -69,6 +72,7 @@ pub async fn run(
             change = sets.next() => cache.ds_change(change),
             change = pods.next() => cache.pod_change(change),
             change = nodes.next() => cache.node_change(change),
+            change = revisions.next() => cache.revision_change(change),
             _ = retry.tick() => {
                 let failed = std::mem::take(&mut cache.failed);
                 cache.dirty.extend(failed);
@@ -84,6 +88,12 @@ pub async fn run(
         for _ in 0..BATCH {
             match nodes.try_next() {
                 Some(change) => cache.node_change(change),
+                None => break,
+            }
+        }
+        for _ in 0..BATCH {
+            match revisions.try_next() {
+                Some(change) => cache.revision_change(change),
                 None => break,
             }
         }

@@ -3,8 +3,9 @@
 //! (1 h), the scheduler, the endpoints controller, the `default/kubernetes` and `kube-system/kube-dns`
 //! Services, the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`), the ReplicaSet and
 //! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`), the
-//! garbage collector (ownerReferences and deletion propagation, `garbage_collector`) and the volume binder,
-//! local-path provisioner and storage protection finalizers (`volumes`).
+//! garbage collector (ownerReferences and deletion propagation, `garbage_collector`), the volume binder,
+//! local-path provisioner and storage protection finalizers (`volumes`) and the PodDisruptionBudget
+//! status (`disruption`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
@@ -14,6 +15,7 @@ pub(crate) mod cronjob;
 pub mod csr;
 mod daemonset;
 mod deployment;
+pub(crate) mod disruption;
 mod endpoints;
 mod event_ttl;
 mod events;
@@ -128,6 +130,7 @@ pub(crate) async fn run_with_grace(
     let jobs = tokio::spawn(job::run(store.clone(), shutdown.clone()));
     let cronjobs = tokio::spawn(cronjob::run(store.clone(), shutdown.clone()));
     let statefulsets = tokio::spawn(statefulset::run(store.clone(), shutdown.clone()));
+    let disruption = tokio::spawn(disruption::run(store.clone(), shutdown.clone()));
     let volumes = tokio::spawn(volumes::run(
         store.clone(),
         volumes::Settings {
@@ -212,5 +215,9 @@ pub(crate) async fn run_with_grace(
         .await
         .context("volume controller task panicked")?
         .context("volume controller failed")?;
+    disruption
+        .await
+        .context("disruption controller task panicked")?
+        .context("disruption controller failed")?;
     Ok(())
 }

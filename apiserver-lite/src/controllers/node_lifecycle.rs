@@ -111,6 +111,7 @@ pub async fn run(
     grace: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let api = crate::handlers::Api::new(store.clone());
     let mut nodes: HashMap<String, Tracked> = HashMap::new();
     let mut node_reflector = Reflector::new(store.clone(), super::NODES_PREFIX);
     let mut lease_reflector = Reflector::new(store.clone(), NODE_LEASE_PREFIX);
@@ -149,7 +150,7 @@ pub async fn run(
                     }
                 }
             },
-            _ = tick.tick() => check(&*store, grace, &mut nodes).await,
+            _ = tick.tick() => check(&api, grace, &mut nodes).await,
         }
     }
     Ok(())
@@ -190,7 +191,8 @@ fn observe_node(kv: &KeyValue, known: Option<Tracked>) -> Option<(String, Tracke
     ))
 }
 
-async fn check(store: &dyn Store, grace: Duration, nodes: &mut HashMap<String, Tracked>) {
+async fn check(api: &crate::handlers::Api, grace: Duration, nodes: &mut HashMap<String, Tracked>) {
+    let store: &dyn Store = api.store.as_ref();
     let now = object::now_rfc3339();
     for (name, tracked) in nodes.iter_mut() {
         let marked = if tracked.last_seen.elapsed() >= grace {
@@ -226,7 +228,7 @@ async fn check(store: &dyn Store, grace: Duration, nodes: &mut HashMap<String, T
         .filter(|(_, taints)| !taints.is_empty())
         .collect();
     if !tainted.is_empty() {
-        eviction::sweep(store, &tainted).await;
+        eviction::sweep(api, &tainted).await;
     }
 }
 

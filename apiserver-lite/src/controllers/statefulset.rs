@@ -10,20 +10,21 @@
 //! the set it belongs to. Like the ReplicaSet controller, a set is not synced again until the pod view
 //! has caught up with its last pod write.
 //!
-//! Revisions: no ControllerRevision objects; a revision is `<set>-<hash of the template>`, kept on the
-//! pods as `controller-revision-hash` and in `status.currentRevision` / `updateRevision`. The templates of
-//! revisions are remembered in memory as the sets change, so a pod below the partition that is deleted
-//! comes back from the current revision's template; after a restart of the controllers, when that
-//! template is not known any more, it comes back from the update revision's.
+//! Revisions: a revision is `<set>-<hash of the template>`, kept on the pods as
+//! `controller-revision-hash`, in `status.currentRevision` / `updateRevision` and as a ControllerRevision
+//! of that name (see [`history`], which the DaemonSet controller shares). A pod below the partition that
+//! is deleted comes back from the current revision's template, read from its ControllerRevision (from
+//! the update revision's when that is gone).
 
 mod cache;
 mod claims;
 mod control;
+pub(in crate::controllers) mod history;
 mod plan;
 mod pods;
 mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +56,9 @@ pub async fn run(
     let mut sets = Reflector::new(store.clone(), &cache.prefix);
     let mut pods = Reflector::new(store.clone(), super::PODS_PREFIX);
     let claims_prefix = by_kind(Kind::PersistentVolumeClaim).prefix(None);
-    let mut claims = Reflector::new(store, &claims_prefix);
+    let mut claims = Reflector::new(store.clone(), &claims_prefix);
+    let revisions_prefix = by_kind(Kind::ControllerRevision).prefix(None);
+    let mut revisions = Reflector::new(store, &revisions_prefix);
     while !*shutdown.borrow() {
         let timer = next_timer(&cache.timers);
         tokio::select! {
@@ -63,6 +66,7 @@ pub async fn run(
             change = sets.next() => cache.set_change(change),
             change = pods.next() => cache.pod_change(change),
             change = claims.next() => cache.claim_change(change),
+            change = revisions.next() => cache.revision_change(change),
             _ = tokio::time::sleep(timer) => {}
         }
         for _ in 0..BATCH {
@@ -80,6 +84,12 @@ pub async fn run(
         for _ in 0..BATCH {
             match claims.try_next() {
                 Some(change) => cache.claim_change(change),
+                None => break,
+            }
+        }
+        for _ in 0..BATCH {
+            match revisions.try_next() {
+                Some(change) => cache.revision_change(change),
                 None => break,
             }
         }
@@ -216,6 +226,36 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
     if !set.deleting() {
         failure = sync_claims(api, cache, &set.value, &owned).await.err();
     }
+    // The revisions' templates as they were before this sync's history writes.
+    let revisions: Vec<Stored> =
+        history::owned(history::in_namespace(&cache.revisions, &key.0), &set.value)
+            .into_iter()
+            .cloned()
+            .collect();
+    if !set.deleting() && failure.is_none() {
+        let view: Vec<&Stored> = revisions.iter().collect();
+        let wanted = history::Wanted {
+            set: &set.value,
+            name: update_revision.clone(),
+            hash_label: None,
+        };
+        let mut live: BTreeSet<String> = owned
+            .iter()
+            .map(|(_, p)| {
+                str_at(
+                    &p.value,
+                    &format!("/metadata/labels/{}", pods::REVISION_LABEL),
+                )
+                .to_string()
+            })
+            .collect();
+        live.insert(current_revision.clone());
+        failure = history::sync(api, &wanted, &view, &live).await.err();
+    }
+    let current_template = (current_revision != update_revision)
+        .then(|| revisions.iter().find(|r| r.name() == current_revision))
+        .flatten()
+        .and_then(|r| history::template_of(&r.value));
     if !set.deleting() && failure.is_none() {
         let states: Vec<plan::PodState> = owned
             .iter()
@@ -233,8 +273,8 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
                 Action::Create(ordinal) => {
                     // Below the partition a pod comes back at the current revision, when it is known.
                     let old = partition
-                        .filter(|p| ordinal - start < *p && current_revision != update_revision)
-                        .and_then(|_| cache.templates.get(key)?.get(&current_revision));
+                        .filter(|p| ordinal - start < *p)
+                        .and(current_template.as_ref());
                     let (template, revision) = match old {
                         Some(t) => (t, &current_revision),
                         None => (&template, &update_revision),

@@ -2,10 +2,12 @@
 //! validation and table columns.
 
 pub mod config;
+pub mod controllerrevision;
 pub mod cronjob;
 pub mod daemonset;
 pub mod event_v1;
 pub mod job;
+pub mod pdb;
 pub mod pod;
 pub mod service;
 pub mod statefulset;
@@ -50,10 +52,14 @@ pub enum Kind {
     CronJob,
     /// apps/v1 (see `statefulset`).
     StatefulSet,
+    /// apps/v1 (see `controllerrevision`).
+    ControllerRevision,
     // core/v1 and storage.k8s.io/v1 storage (defaults, validation and columns live in `storage`).
     PersistentVolume,
     PersistentVolumeClaim,
     StorageClass,
+    /// policy/v1 (see `pdb`; its status is the disruption controller's, read by `crate::eviction`).
+    PodDisruptionBudget,
 }
 
 #[derive(Debug)]
@@ -381,6 +387,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         has_status: true,
     },
     ResourceDef {
+        kind_id: Kind::ControllerRevision,
+        group: "apps",
+        version: "v1",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
         kind_id: Kind::PersistentVolume,
         group: "",
         version: "v1",
@@ -418,6 +437,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &[],
         has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::PodDisruptionBudget,
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        short_names: &["pdb"],
+        categories: &[],
+        subresources: &["status"],
+        has_status: true,
     },
 ];
 
@@ -494,10 +526,14 @@ impl ResourceDef {
                 &["metadata.name", "metadata.namespace"]
             }
             Kind::ReplicaSet => &["metadata.name", "metadata.namespace", "status.replicas"],
-            Kind::DaemonSet | Kind::StatefulSet => &["metadata.name", "metadata.namespace"],
+            Kind::DaemonSet | Kind::StatefulSet | Kind::ControllerRevision => {
+                &["metadata.name", "metadata.namespace"]
+            }
             Kind::Job => &["metadata.name", "metadata.namespace", "status.successful"],
             Kind::CronJob => &["metadata.name", "metadata.namespace"],
-            Kind::PersistentVolumeClaim => &["metadata.name", "metadata.namespace"],
+            Kind::PersistentVolumeClaim | Kind::PodDisruptionBudget => {
+                &["metadata.name", "metadata.namespace"]
+            }
             Kind::PersistentVolume | Kind::StorageClass => &["metadata.name"],
             Kind::EventV1 => &[
                 "metadata.name",
@@ -596,9 +632,11 @@ impl ResourceDef {
             Kind::Job => job::normalize(v),
             Kind::CronJob => cronjob::normalize(v),
             Kind::StatefulSet => statefulset::normalize(v),
+            Kind::ControllerRevision => controllerrevision::normalize(v),
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 storage::normalize(self.kind_id, v)
             }
+            Kind::PodDisruptionBudget => pdb::normalize(v),
         }
     }
 
@@ -631,6 +669,7 @@ impl ResourceDef {
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 storage::prepare_create(self.kind_id, obj)
             }
+            Kind::PodDisruptionBudget => pdb::prepare_create(obj),
             _ => {}
         }
     }
@@ -687,9 +726,11 @@ impl ResourceDef {
             Kind::DaemonSet => errs.extend(daemonset::validate(obj)),
             Kind::Job => errs.extend(job::validate(obj)),
             Kind::StatefulSet => errs.extend(statefulset::validate(obj)),
+            Kind::ControllerRevision => errs.extend(controllerrevision::validate(obj)),
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 errs.extend(storage::validate(self.kind_id, obj))
             }
+            Kind::PodDisruptionBudget => errs.extend(pdb::validate(obj)),
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
@@ -752,6 +793,7 @@ impl ResourceDef {
             Kind::Job => errs.extend(job::validate_update(old, new)),
             Kind::CronJob => errs.extend(cronjob::validate_update(old, new)),
             Kind::StatefulSet => errs.extend(statefulset::validate_update(old, new)),
+            Kind::ControllerRevision => errs.extend(controllerrevision::validate_update(old, new)),
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 errs.extend(storage::validate_update(self.kind_id, old, new))
             }

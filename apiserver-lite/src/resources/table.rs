@@ -392,9 +392,11 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
         Kind::Job => super::job::columns(name, age),
         Kind::CronJob => super::cronjob::columns(name, age),
         Kind::StatefulSet => super::statefulset::columns(name, age),
+        Kind::ControllerRevision => super::controllerrevision::columns(name, age),
         Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
             super::storage::columns(def.kind_id, name, age)
         }
+        Kind::PodDisruptionBudget => super::pdb::columns(name, age),
     }
 }
 
@@ -608,9 +610,11 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         Kind::Job => super::job::cells(obj, name, age),
         Kind::CronJob => super::cronjob::cells(obj, name, age),
         Kind::StatefulSet => super::statefulset::cells(obj, name, age),
+        Kind::ControllerRevision => super::controllerrevision::cells(obj, name, age),
         Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
             super::storage::cells(def.kind_id, obj, name, age)
         }
+        Kind::PodDisruptionBudget => super::pdb::cells(obj, name, age),
     }
 }
 

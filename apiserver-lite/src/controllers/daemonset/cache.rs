@@ -1,4 +1,4 @@
-//! The DaemonSet controller's views of DaemonSets, pods and nodes, the sets to sync (dirty, failed,
+//! The DaemonSet controller's views of DaemonSets, pods, nodes and ControllerRevisions, the sets to sync (dirty, failed,
 //! timers), the expectations, and the per-node back-off of failed daemon pods.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,6 +45,9 @@ pub(super) struct Cache {
     pub(super) sets: BTreeMap<Key, Stored>,
     pub(super) pods: BTreeMap<Key, Stored>,
     pub(super) nodes: BTreeMap<String, NodeEntry>,
+    pub(super) revisions_prefix: String,
+    /// The ControllerRevisions of every namespace.
+    pub(super) revisions: BTreeMap<Key, Stored>,
     pub(super) dirty: BTreeSet<Key>,
     pub(super) failed: BTreeSet<Key>,
     /// DaemonSets waiting for the pod view to reach the revision of their last pod write.
@@ -52,7 +55,8 @@ pub(super) struct Cache {
     /// DaemonSets to look at again at an instant (minReadySeconds, failed-pod backoff).
     pub(super) timers: BTreeMap<Key, Instant>,
     pub(super) backoff: Backoff,
-    pub(super) listed: [bool; 3],
+    /// DaemonSets, pods, nodes, revisions.
+    pub(super) listed: [bool; 4],
 }
 
 impl Cache {
@@ -62,12 +66,14 @@ impl Cache {
             sets: BTreeMap::new(),
             pods: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            revisions_prefix: by_kind(Kind::ControllerRevision).prefix(None),
+            revisions: BTreeMap::new(),
             dirty: BTreeSet::new(),
             failed: BTreeSet::new(),
             expect: HashMap::new(),
             timers: BTreeMap::new(),
             backoff: HashMap::new(),
-            listed: [false; 3],
+            listed: [false; 4],
         }
     }
 
@@ -149,6 +155,53 @@ impl Cache {
                     && let Some(old) = self.pods.remove(&key)
                 {
                     self.touch_owners_of(&key.0, &old);
+                }
+            }
+        }
+    }
+
+    /// Requeue the DaemonSet controlling a revision that changed (one deleted by hand is made again).
+    fn touch_owner_of_revision(&mut self, ns: &str, revision: &Stored) {
+        let Some(uid) = revision.controller_uid() else {
+            return;
+        };
+        let owner = self
+            .sets
+            .range((ns.to_string(), String::new())..)
+            .take_while(|((ds_ns, _), _)| ds_ns == ns)
+            .find(|(_, ds)| ds.uid() == uid)
+            .map(|(key, _)| key.clone());
+        self.dirty.extend(owner);
+    }
+
+    pub(super) fn revision_change(&mut self, change: Change) {
+        match change {
+            Change::Reset(items) => {
+                self.revisions = items
+                    .iter()
+                    .filter_map(|kv| {
+                        Some((key_of(&self.revisions_prefix, kv)?, Stored::parse(kv)?))
+                    })
+                    .collect();
+                self.dirty.extend(self.sets.keys().cloned());
+                self.listed[3] = true;
+            }
+            Change::Put(kv) => {
+                if let Some(key) = key_of(&self.revisions_prefix, &kv) {
+                    let old = match Stored::parse(&kv) {
+                        Some(revision) => self.revisions.insert(key.clone(), revision),
+                        None => self.revisions.remove(&key),
+                    };
+                    if let Some(old) = old {
+                        self.touch_owner_of_revision(&key.0, &old);
+                    }
+                }
+            }
+            Change::Delete(kv) => {
+                if let Some(key) = key_of(&self.revisions_prefix, &kv)
+                    && let Some(old) = self.revisions.remove(&key)
+                {
+                    self.touch_owner_of_revision(&key.0, &old);
                 }
             }
         }

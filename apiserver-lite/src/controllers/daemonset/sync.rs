@@ -1,7 +1,7 @@
 //! One sync of a DaemonSet: claim its pods, plan each node (create, delete, replace failed and
 //! succeeded pods), roll out a new template, and write the status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -10,6 +10,7 @@ use super::super::deployment::template::pod_template_hash;
 use super::super::events::EventType;
 use super::super::object;
 use super::super::owners::{self, Claim, Key, Selector, Stored, int_at, str_at};
+use super::super::statefulset::history;
 use super::cache::{Cache, backoff_holds, set_timer};
 use super::writes::{event, note_write, write_pods, write_status};
 use super::{MANAGER, plan, pods};
@@ -49,6 +50,23 @@ pub(super) async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<O
         tracing::warn!(daemonset = %format!("{}/{}", key.0, key.1), "template is not a pod; not syncing");
         return Ok(None);
     };
+    let hash = pod_template_hash(
+        ds.value.pointer("/spec/template").unwrap_or(&Value::Null),
+        int_at(&ds.value, "/status/collisionCount"),
+    );
+    // The history (kube's `constructHistory` and `cleanupHistory`): revisions of pods are live.
+    let live: BTreeSet<String> = owned
+        .iter()
+        .filter_map(|p| p.labels().remove(history::HASH_LABEL))
+        .map(|h| format!("{}-{h}", ds.name()))
+        .collect();
+    let view = history::owned(history::in_namespace(&cache.revisions, ns), &ds.value);
+    let wanted = history::Wanted {
+        set: &ds.value,
+        name: format!("{}-{hash}", ds.name()),
+        hash_label: Some(&hash),
+    };
+    history::sync(api, &wanted, &view, &live).await?;
     // Daemon pods by node; pods both finished and being deleted are done with.
     let mut node_pods: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
     for pod in owned {
@@ -60,10 +78,6 @@ pub(super) async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<O
             node_pods.entry(node).or_default().push(pod);
         }
     }
-    let hash = pod_template_hash(
-        ds.value.pointer("/spec/template").unwrap_or(&Value::Null),
-        int_at(&ds.value, "/status/collisionCount"),
-    );
     let ctx = plan::Ctx {
         ds: &ds.value,
         hash: &hash,

@@ -4,16 +4,25 @@
 //! when that time, counted from the taint's `timeAdded`, runs out. Meanwhile pods on a node that is not
 //! ready are marked Ready=False, as the node lifecycle controller does.
 //!
-//! The pod is removed from the store outright: the node's agent is gone, so nobody would finish a graceful
-//! deletion, and the owning controller can replace the pod right away.
+//! As kube's taint manager, the pod is deleted through the REST delete with its own grace period (event
+//! `TaintManagerEviction`): it turns Terminating, a ReplicaSet replaces it at once (terminating pods are not
+//! active), a StatefulSet waits until it is really gone (at most one pod per identity). The node's agent
+//! finishes the deletion when it comes back; if it never does, deleting the Node (or the `out-of-service`
+//! taint) lets the pod garbage collector (`Api::finalize_pass`) force-delete it.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::super::events::{self, EventType, ObjectRef};
 use super::super::{PODS_PREFIX, object};
 use super::taints::{NOT_READY, NoExecute, UNREACHABLE};
+use crate::handlers::{Api, DeleteOpts};
+use crate::resources::{Kind, by_kind};
 use crate::store::{Store, StoreError};
+
+/// The event source of evictions (kube's taint manager reports as the node controller).
+const COMPONENT: &str = "taint-eviction-controller";
 
 /// kube's `Toleration.ToleratesTaint`, for a `NoExecute` taint.
 fn tolerates(toleration: &Value, taint: &NoExecute) -> bool {
@@ -78,8 +87,59 @@ fn finished(pod: &Value) -> bool {
     matches!(phase, Some("Succeeded" | "Failed"))
 }
 
+/// Delete `pod` gracefully (its own grace period; the uid must still match) and record kube's event.
+async fn evict(api: &Api, pod: &Value, node: &str) {
+    let meta = |k: &str| {
+        pod.pointer(&format!("/metadata/{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (ns, name, uid) = (meta("namespace"), meta("name"), meta("uid"));
+    let opts = DeleteOpts {
+        uid: Some(uid.clone()),
+        ..DeleteOpts::default()
+    };
+    match api
+        .delete(by_kind(Kind::Pod), Some(&ns), &name, &opts, false)
+        .await
+    {
+        Ok(_) => {
+            tracing::warn!(pod = %format!("{ns}/{name}"), node, "taint eviction: pod marked for deletion");
+            let about = ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                uid,
+                resource_version: meta("resourceVersion"),
+            };
+            let message = format!("Marking for deletion Pod {ns}/{name}");
+            let store: &dyn Store = api.store.as_ref();
+            if let Err(err) = events::record_about(
+                store,
+                COMPONENT,
+                &about,
+                EventType::Normal,
+                "TaintManagerEviction",
+                &message,
+            )
+            .await
+            {
+                tracing::debug!(error = %err, "taint eviction: event not recorded");
+            }
+        }
+        // Gone or changed meanwhile (another uid): the next sweep sees the current state.
+        Err(err) if matches!(err.code, 404 | 409) => {}
+        Err(err) => {
+            tracing::warn!(pod = %format!("{ns}/{name}"), error = %err.message, "taint eviction failed")
+        }
+    }
+}
+
 /// Evict or mark the pods bound to the tainted nodes (node name → its `NoExecute` taints).
-pub async fn sweep(store: &dyn Store, tainted: &[(String, Vec<NoExecute>)]) {
+pub async fn sweep(api: &Api, tainted: &[(String, Vec<NoExecute>)]) {
+    let store: &dyn Store = api.store.as_ref();
     let by_node: HashMap<&str, &[NoExecute]> = tainted
         .iter()
         .map(|(name, taints)| (name.as_str(), taints.as_slice()))
@@ -107,11 +167,7 @@ pub async fn sweep(store: &dyn Store, tainted: &[(String, Vec<NoExecute>)]) {
             continue;
         }
         if deadline(&pod, taints, now).is_some_and(|due| due <= now) {
-            match store.delete(&kv.key, Some(kv.mod_revision)).await {
-                Ok(_) => tracing::warn!(pod = %kv.key, node = ?node, "taint eviction: pod deleted"),
-                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
-                Err(err) => tracing::warn!(pod = %kv.key, error = %err, "taint eviction failed"),
-            }
+            evict(api, &pod, node.unwrap_or_default()).await;
             continue;
         }
         let not_ready = taints

@@ -1,11 +1,9 @@
-//! What the StatefulSet controller knows: the sets, the pods and the claims (followed with
-//! list-then-watch), the templates of the sets' revisions, and which sets to sync when.
+//! What the StatefulSet controller knows: the sets, the pods, the claims and the ControllerRevisions
+//! (followed with list-then-watch), and which sets to sync when.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::Value;
-
-use super::{claims, pods};
+use super::claims;
 use crate::controllers::owners::{Key, Selector, Stored, key_of, str_at};
 use crate::controllers::reflector::Change;
 use crate::resources::{Kind, by_kind};
@@ -18,8 +16,9 @@ pub(super) struct Cache {
     pub(super) pods: BTreeMap<Key, Stored>,
     /// The PersistentVolumeClaims of every namespace (kube's claim lister).
     pub(super) claims: BTreeMap<Key, Stored>,
-    /// Templates of the revisions of each set (its current and its update revision).
-    pub(super) templates: HashMap<Key, BTreeMap<String, Value>>,
+    /// The ControllerRevisions of every namespace.
+    pub(super) revisions: BTreeMap<Key, Stored>,
+    revisions_prefix: String,
     pub(super) dirty: BTreeSet<Key>,
     pub(super) failures: HashMap<Key, u32>,
     /// Sets waiting for the pod view to reach the revision of their last pod write.
@@ -29,6 +28,7 @@ pub(super) struct Cache {
     pub(super) sets_listed: bool,
     pub(super) pods_listed: bool,
     pub(super) claims_listed: bool,
+    revisions_listed: bool,
 }
 
 impl Cache {
@@ -39,7 +39,8 @@ impl Cache {
             sets: BTreeMap::new(),
             pods: BTreeMap::new(),
             claims: BTreeMap::new(),
-            templates: HashMap::new(),
+            revisions: BTreeMap::new(),
+            revisions_prefix: by_kind(Kind::ControllerRevision).prefix(None),
             dirty: BTreeSet::new(),
             failures: HashMap::new(),
             expect: HashMap::new(),
@@ -47,20 +48,8 @@ impl Cache {
             sets_listed: false,
             pods_listed: false,
             claims_listed: false,
+            revisions_listed: false,
         }
-    }
-
-    fn remember(&mut self, key: &Key, set: &Stored) {
-        let template = set
-            .value
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let revision = pods::revision_name(&set.value, &template);
-        let current = str_at(&set.value, "/status/currentRevision").to_string();
-        let known = self.templates.entry(key.clone()).or_default();
-        known.retain(|r, _| *r == current);
-        known.insert(revision, template);
     }
 
     pub(super) fn set_change(&mut self, change: Change) {
@@ -70,14 +59,6 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                let sets: Vec<(Key, Stored)> = self
-                    .sets
-                    .iter()
-                    .map(|(k, s)| (k.clone(), s.clone()))
-                    .collect();
-                for (key, set) in &sets {
-                    self.remember(key, set);
-                }
                 self.dirty.extend(self.sets.keys().cloned());
                 self.sets_listed = true;
             }
@@ -85,7 +66,6 @@ impl Cache {
                 if let Some(key) = key_of(&self.prefix, &kv)
                     && let Some(set) = Stored::parse(&kv)
                 {
-                    self.remember(&key, &set);
                     self.sets.insert(key.clone(), set);
                     self.dirty.insert(key);
                 }
@@ -93,7 +73,6 @@ impl Cache {
             Change::Delete(kv) => {
                 if let Some(key) = key_of(&self.prefix, &kv) {
                     self.sets.remove(&key);
-                    self.templates.remove(&key);
                     self.expect.remove(&key);
                     self.timers.remove(&key);
                     self.failures.remove(&key);
@@ -205,8 +184,55 @@ impl Cache {
         }
     }
 
+    /// Requeue the set controlling a revision that changed (one deleted by hand is made again).
+    fn touch_owner_of_revision(&mut self, ns: &str, revision: &Stored) {
+        let Some(uid) = revision.controller_uid() else {
+            return;
+        };
+        let owner = self
+            .sets
+            .range((ns.to_string(), String::new())..)
+            .take_while(|((set_ns, _), _)| set_ns == ns)
+            .find(|(_, set)| set.uid() == uid)
+            .map(|(key, _)| key.clone());
+        self.dirty.extend(owner);
+    }
+
+    pub(super) fn revision_change(&mut self, change: Change) {
+        match change {
+            Change::Reset(items) => {
+                self.revisions = items
+                    .iter()
+                    .filter_map(|kv| {
+                        Some((key_of(&self.revisions_prefix, kv)?, Stored::parse(kv)?))
+                    })
+                    .collect();
+                self.dirty.extend(self.sets.keys().cloned());
+                self.revisions_listed = true;
+            }
+            Change::Put(kv) => {
+                if let Some(key) = key_of(&self.revisions_prefix, &kv) {
+                    let old = match Stored::parse(&kv) {
+                        Some(revision) => self.revisions.insert(key.clone(), revision),
+                        None => self.revisions.remove(&key),
+                    };
+                    if let Some(old) = old {
+                        self.touch_owner_of_revision(&key.0, &old);
+                    }
+                }
+            }
+            Change::Delete(kv) => {
+                if let Some(key) = key_of(&self.revisions_prefix, &kv)
+                    && let Some(old) = self.revisions.remove(&key)
+                {
+                    self.touch_owner_of_revision(&key.0, &old);
+                }
+            }
+        }
+    }
+
     /// Whether every view has been listed once.
     pub(super) fn listed(&self) -> bool {
-        self.sets_listed && self.pods_listed && self.claims_listed
+        self.sets_listed && self.pods_listed && self.claims_listed && self.revisions_listed
     }
 }

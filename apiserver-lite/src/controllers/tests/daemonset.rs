@@ -465,3 +465,5 @@ async fn rolling_update_replaces_pods_node_by_node() {
     );
     let (_store, _dir) = c.harness.stop().await;
 }
+
+mod history;

@@ -4,6 +4,7 @@ mod bootstrap_ipam;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod gc;
 mod job;

@@ -159,11 +159,27 @@ async fn unreachable_nodes_are_tainted_and_their_pods_evicted() {
         condition(&tainted, "Ready").map(|c| c["status"].clone()),
         Some(json!("Unknown"))
     );
-    // No toleration: evicted at once. The long toleration keeps the pod, marked not ready.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while h.get("/registry/pods/default/bare").await.is_some() {
-        assert!(Instant::now() < deadline, "untolerating pod not evicted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // No toleration: evicted at once, gracefully as kube's taint manager (the pod is bound to a node, so
+    // it turns Terminating with its grace period; the node's agent or the pod GC finishes it). The long
+    // toleration keeps the pod, marked not ready.
+    let terminating = |p: &Value| p.pointer("/metadata/deletionTimestamp").is_some();
+    let bare = h
+        .wait_for("/registry/pods/default/bare", "terminating", terminating)
+        .await;
+    assert_eq!(bare["metadata"]["deletionGracePeriodSeconds"], json!(30));
+    // The event follows the delete.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let evicted = h.events("default").await.into_iter().any(|e| {
+            e["reason"] == "TaintManagerEviction"
+                && e["message"] == "Marking for deletion Pod default/bare"
+                && e["involvedObject"]["name"] == "bare"
+        });
+        if evicted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TaintManagerEviction event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let long = h
         .wait_for("/registry/pods/default/long", "not ready", |p| {
@@ -173,13 +189,11 @@ async fn unreachable_nodes_are_tainted_and_their_pods_evicted() {
     assert_eq!(node_name(&long), Some("gone"));
     // The 2 s toleration runs out (timeAdded has whole seconds: up to 1 s early).
     let added = Instant::now();
-    let deadline = added + Duration::from_secs(6);
-    while h.get("/registry/pods/default/short").await.is_some() {
-        assert!(Instant::now() < deadline, "tolerating pod not evicted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    h.wait_for("/registry/pods/default/short", "terminating", terminating)
+        .await;
     assert!(added.elapsed() >= Duration::from_millis(500));
-    assert!(h.get("/registry/pods/default/long").await.is_some());
+    let long = h.get("/registry/pods/default/long").await.expect("long");
+    assert!(!terminating(&long), "the 300 s toleration still holds");
 
     // Ready=False: not-ready replaces unreachable; recovery removes the taints.
     h.set_ready("gone", false).await;
@@ -197,5 +211,48 @@ async fn unreachable_nodes_are_tainted_and_their_pods_evicted() {
     })
     .await;
     assert!(h.get("/registry/pods/default/long").await.is_some());
+    h.stop().await;
+}
+
+/// The pod GC pass (`Api::finalize_pass(true)`): a terminating pod is force-deleted when its node is gone,
+/// or is not Ready and carries `node.kubernetes.io/out-of-service` (kube's podgc `gcTerminating`); on a node
+/// that is merely NotReady, or Ready with the taint, it waits for its agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_gc_force_deletes_terminating_pods_of_gone_and_out_of_service_nodes() {
+    let h = Harness::start();
+    let out_of_service = json!([{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]);
+    let mut dead = node("dead", false, "2");
+    dead["spec"]["taints"] = out_of_service.clone();
+    let mut drained = node("drained", true, "2");
+    drained["spec"]["taints"] = out_of_service;
+    h.put("/registry/nodes/dead", dead).await;
+    h.put("/registry/nodes/drained", drained).await;
+    h.put("/registry/nodes/down", node("down", false, "2"))
+        .await;
+    for (name, on) in [
+        ("on-dead", "dead"),
+        ("on-drained", "drained"),
+        ("on-down", "down"),
+        ("on-ghost", "ghost"),
+    ] {
+        let mut p = bound_pod(name, on, Some(3600));
+        p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        h.put(&format!("/registry/pods/default/{name}"), p).await;
+    }
+    let api = crate::handlers::Api::new(h.store.clone());
+    api.finalize_pass(true).await.expect("finalize pass");
+    for (name, kept) in [
+        ("on-dead", false),
+        ("on-ghost", false),
+        ("on-drained", true),
+        ("on-down", true),
+    ] {
+        let present = h
+            .get(&format!("/registry/pods/default/{name}"))
+            .await
+            .is_some();
+        assert_eq!(present, kept, "pod {name}");
+    }
     h.stop().await;
 }

@@ -285,3 +285,4 @@ async fn a_failed_pod_is_replaced_with_the_same_name() {
 }
 
 mod claims;
+mod history;

@@ -1,0 +1,327 @@
+//! The disruption controller (kube-controller-manager's): keeps the status of every PodDisruptionBudget —
+//! the pods it expects, how many are healthy, how many must be, and so how many may be evicted now — which
+//! the eviction subresource (`crate::eviction`) reads and decrements.
+//!
+//! PodDisruptionBudgets, pods, ReplicaSets, Deployments and StatefulSets are followed with
+//! list-then-watch. Any change of a pod or workload requeues the budgets of its namespace (kube maps a
+//! pod to its budget; a namespace is a coarser, simpler key with the same outcome). A sync computes the
+//! status ([`status::compute`]), drops `disruptedPods` entries older than two minutes or whose pod is
+//! gone or terminating, and writes `poddisruptionbudgets/status` when the status changed, with the
+//! resourceVersion it read: a conflict means a newer version (an eviction's) is on its way through the
+//! watch, and that one is synced instead.
+
+pub(crate) mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::events::{self, EventType, ObjectRef};
+use super::owners::{self, Key, Stored, key_of};
+use super::reflector::{Change, Reflector};
+use crate::handlers::Api;
+use crate::resources::{Kind, by_kind};
+use crate::status::ApiResult;
+use crate::store::Store;
+
+/// The component of the controller's events and its field manager.
+const COMPONENT: &str = "controllermanager";
+const MANAGER: &str = "kube-controller-manager";
+/// At most this many already-delivered changes are folded into one round before syncing.
+const BATCH: usize = 512;
+
+/// One followed kind: its objects by `(namespace, name)`.
+struct View {
+    prefix: String,
+    objects: BTreeMap<Key, Stored>,
+    listed: bool,
+}
+
+impl View {
+    fn new(prefix: String) -> View {
+        View {
+            prefix,
+            objects: BTreeMap::new(),
+            listed: false,
+        }
+    }
+
+    /// Apply `change`; the namespaces it touched (`None`: all of them, after a re-list).
+    fn apply(&mut self, change: Change) -> Option<Vec<String>> {
+        match change {
+            Change::Reset(items) => {
+                self.objects = items
+                    .iter()
+                    .filter_map(|kv| Some((key_of(&self.prefix, kv)?, Stored::parse(kv)?)))
+                    .collect();
+                self.listed = true;
+                None
+            }
+            Change::Put(kv) => {
+                let key = key_of(&self.prefix, &kv)?;
+                match Stored::parse(&kv) {
+                    Some(obj) => self.objects.insert(key.clone(), obj),
+                    None => self.objects.remove(&key),
+                };
+                Some(vec![key.0])
+            }
+            Change::Delete(kv) => {
+                let key = key_of(&self.prefix, &kv)?;
+                self.objects.remove(&key);
+                Some(vec![key.0])
+            }
+        }
+    }
+
+    fn in_namespace<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
+        self.objects
+            .range((ns.to_string(), String::new())..)
+            .take_while(move |((o_ns, _), _)| o_ns == ns)
+    }
+}
+
+struct Cache {
+    budgets: View,
+    pods: View,
+    replicasets: View,
+    deployments: View,
+    statefulsets: View,
+    dirty: BTreeSet<Key>,
+    /// Budgets to look at again at a UNIX time (a `disruptedPods` entry expiring, a failed sync).
+    timers: BTreeMap<Key, i64>,
+    failures: HashMap<Key, u32>,
+}
+
+impl Cache {
+    fn new() -> Cache {
+        Cache {
+            budgets: View::new(by_kind(Kind::PodDisruptionBudget).prefix(None)),
+            pods: View::new(super::PODS_PREFIX.to_string()),
+            replicasets: View::new(by_kind(Kind::ReplicaSet).prefix(None)),
+            deployments: View::new(by_kind(Kind::Deployment).prefix(None)),
+            statefulsets: View::new(by_kind(Kind::StatefulSet).prefix(None)),
+            dirty: BTreeSet::new(),
+            timers: BTreeMap::new(),
+            failures: HashMap::new(),
+        }
+    }
+
+    fn listed(&self) -> bool {
+        [
+            &self.budgets,
+            &self.pods,
+            &self.replicasets,
+            &self.deployments,
+            &self.statefulsets,
+        ]
+        .iter()
+        .all(|v| v.listed)
+    }
+
+    /// Requeue the budgets of `namespaces` (all budgets for `None`).
+    fn touch(&mut self, namespaces: Option<Vec<String>>) {
+        match namespaces {
+            None => self.dirty.extend(self.budgets.objects.keys().cloned()),
+            Some(namespaces) => {
+                for ns in namespaces {
+                    let keys: Vec<Key> = self
+                        .budgets
+                        .in_namespace(&ns)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    self.dirty.extend(keys);
+                }
+            }
+        }
+    }
+
+    fn budget_change(&mut self, change: Change) {
+        let deleted = match &change {
+            Change::Delete(kv) => key_of(&self.budgets.prefix, kv),
+            _ => None,
+        };
+        let touched = self.budgets.apply(change);
+        if let Some(key) = deleted {
+            self.timers.remove(&key);
+            self.failures.remove(&key);
+        }
+        self.touch(touched);
+    }
+}
+
+/// Run the disruption controller until `shutdown` turns true.
+pub async fn run(
+    store: Arc<dyn Store>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let api = Api::new(store.clone());
+    let mut cache = Cache::new();
+    let mut budgets = Reflector::new(store.clone(), &cache.budgets.prefix);
+    let mut pods = Reflector::new(store.clone(), &cache.pods.prefix);
+    let mut replicasets = Reflector::new(store.clone(), &cache.replicasets.prefix);
+    let mut deployments = Reflector::new(store.clone(), &cache.deployments.prefix);
+    let mut statefulsets = Reflector::new(store, &cache.statefulsets.prefix);
+    while !*shutdown.borrow() {
+        let timer = next_timer(&cache.timers);
+        tokio::select! {
+            changed = shutdown.changed() => if changed.is_err() { break },
+            change = budgets.next() => cache.budget_change(change),
+            change = pods.next() => { let t = cache.pods.apply(change); cache.touch(t) }
+            change = replicasets.next() => { let t = cache.replicasets.apply(change); cache.touch(t) }
+            change = deployments.next() => { let t = cache.deployments.apply(change); cache.touch(t) }
+            change = statefulsets.next() => { let t = cache.statefulsets.apply(change); cache.touch(t) }
+            _ = tokio::time::sleep(timer) => {}
+        }
+        for _ in 0..BATCH {
+            let Some(change) = pods.try_next() else { break };
+            let t = cache.pods.apply(change);
+            cache.touch(t);
+        }
+        for _ in 0..BATCH {
+            let Some(change) = budgets.try_next() else {
+                break;
+            };
+            cache.budget_change(change);
+        }
+        if !cache.listed() {
+            continue;
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let due: Vec<Key> = cache
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            cache.timers.remove(&key);
+            cache.dirty.insert(key);
+        }
+        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
+        for key in dirty {
+            match sync(&api, &mut cache, &key, now).await {
+                Ok(()) => {
+                    cache.failures.remove(&key);
+                }
+                Err(err) => {
+                    tracing::warn!(pdb = %format!("{}/{}", key.0, key.1), error = %err.message,
+                        "failed to sync pod disruption budget; will retry");
+                    let n = cache.failures.entry(key.clone()).or_insert(0);
+                    *n = n.saturating_add(1);
+                    let at = now + owners::backoff_secs(*n);
+                    let timer = cache.timers.entry(key).or_insert(at);
+                    *timer = (*timer).min(at);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long until the first timer (a day when there is none).
+fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
+    let now = jiff::Timestamp::now().as_second();
+    timers
+        .values()
+        .min()
+        .map(|at| Duration::from_secs((at - now).max(0) as u64))
+        .unwrap_or(Duration::from_secs(86_400))
+}
+
+async fn event(api: &Api, pdb: &Value, type_: EventType, reason: &str, message: &str) {
+    let object = ObjectRef {
+        api_version: "policy/v1".into(),
+        kind: "PodDisruptionBudget".into(),
+        namespace: owners::str_at(pdb, "/metadata/namespace").into(),
+        name: owners::str_at(pdb, "/metadata/name").into(),
+        uid: owners::str_at(pdb, "/metadata/uid").into(),
+        resource_version: owners::str_at(pdb, "/metadata/resourceVersion").into(),
+    };
+    if let Err(err) = events::record_about(
+        api.store.as_ref(),
+        COMPONENT,
+        &object,
+        type_,
+        reason,
+        message,
+    )
+    .await
+    {
+        tracing::warn!(pdb = %object.name, error = %err, "failed to record event");
+    }
+}
+
+/// Sync one budget: compute its status and write it when it changed.
+async fn sync(api: &Api, cache: &mut Cache, key: &Key, now: i64) -> ApiResult<()> {
+    let Some(pdb) = cache.budgets.objects.get(key).cloned() else {
+        cache.timers.remove(key);
+        return Ok(());
+    };
+    let (ns, _) = key;
+    let pods: Vec<&Value> = cache
+        .pods
+        .in_namespace(ns)
+        .map(|(_, p)| p.value.as_ref())
+        .collect();
+    let workloads = status::Workloads {
+        replicasets: &cache.replicasets.objects,
+        deployments: &cache.deployments.objects,
+        statefulsets: &cache.statefulsets.objects,
+    };
+    let next = match status::compute(&pdb.value, &pods, &workloads, now) {
+        Ok(computed) => {
+            match computed.recheck_at {
+                Some(at) => cache.timers.insert(key.clone(), at),
+                None => cache.timers.remove(key),
+            };
+            if !computed.unmanaged.is_empty() {
+                tracing::debug!(pdb = %format!("{}/{}", key.0, key.1), pods = ?computed.unmanaged,
+                    "pods without a controller are selected by this budget");
+            }
+            computed.status
+        }
+        Err(err) => {
+            event(
+                api,
+                &pdb.value,
+                EventType::Warning,
+                "CalculateExpectedPodCountFailed",
+                &format!("Failed to calculate the number of expected pods: {err}"),
+            )
+            .await;
+            write(api, &pdb.value, status::fail_safe(&pdb.value, &err)).await?;
+            return Err(crate::status::ApiError::internal(err));
+        }
+    };
+    write(api, &pdb.value, next).await
+}
+
+/// Write `status` through `poddisruptionbudgets/status` when it differs from the stored one.
+async fn write(api: &Api, pdb: &Value, status: Value) -> ApiResult<()> {
+    if pdb.get("status") == Some(&status) {
+        return Ok(());
+    }
+    let mut body = pdb.clone();
+    body["status"] = status;
+    let ns = owners::str_at(pdb, "/metadata/namespace");
+    let name = owners::str_at(pdb, "/metadata/name");
+    match api
+        .update(
+            by_kind(Kind::PodDisruptionBudget),
+            Some(ns),
+            name,
+            Some("status"),
+            body,
+            &[],
+            &super::object::write_opts(MANAGER),
+        )
+        .await
+    {
+        // A newer version is on its way through the watch; its sync writes the status then.
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
