@@ -23,59 +23,10 @@ pub type Resources = BTreeMap<String, i128>;
 /// Parse a Kubernetes quantity (`500m`, `2`, `1.5Gi`, `128974848`, `129e6`, `12E`) into milli-units,
 /// rounding up. `None` if it is not a valid quantity or too large.
 pub fn parse_milli(text: &str) -> Option<i128> {
-    let text = text.trim();
-    let (negative, rest) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let number_len = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (number, suffix) = rest.split_at(number_len);
-    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-    if int_part.is_empty() && frac_part.is_empty() {
-        return None;
-    }
-    let digits = format!("{int_part}{frac_part}");
-    if digits.len() > 30 {
-        return None;
-    }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    // value = mantissa * 10^(exp10 - frac_len) * 2^exp2, in milli-units: exp10 + 3.
-    let (exp10, exp2): (i32, u32) = match suffix {
-        "" => (0, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        s if s.starts_with(['e', 'E']) => {
-            (s[1..].parse::<i32>().ok().filter(|e| e.abs() <= 40)?, 0)
-        }
-        _ => return None,
-    };
-    let scale = exp10 + 3 - i32::try_from(frac_part.len()).ok()?;
-    let mut value = mantissa.checked_mul(1i128.checked_shl(exp2)?)?;
-    if scale >= 0 {
-        value = value.checked_mul(10i128.checked_pow(scale.unsigned_abs())?)?;
-    } else {
-        let divisor = 10i128.checked_pow(scale.unsigned_abs())?;
-        value = (value + divisor - 1) / divisor;
-    }
-    Some(if negative { -value } else { value })
+    // One parser for the whole server: the storage kinds' exact nano-unit one.
+    let nano = crate::resources::storage::quantity::parse(text.trim())?;
+    const PER_MILLI: i128 = 1_000_000;
+    Some(nano.div_euclid(PER_MILLI) + i128::from(nano.rem_euclid(PER_MILLI) != 0))
 }
 
 fn quantities(map: Option<&BTreeMap<String, Quantity>>) -> Resources {
