@@ -118,6 +118,79 @@ impl Stored {
     }
 }
 
+/// What one list-watch change did to a controller's cached view of a kind.
+pub enum Applied {
+    /// The view was replaced by a full listing.
+    Reset,
+    /// `key` went from `old` to `new`; either may be absent (a value that does not parse counts as absent).
+    Changed {
+        key: Key,
+        old: Option<Stored>,
+        new: Option<Stored>,
+    },
+}
+
+/// Apply `change` to `view`, the objects under `prefix` by `(namespace, name)`. `None`: a key outside the
+/// prefix's shape, nothing changed.
+pub fn apply(
+    view: &mut BTreeMap<Key, Stored>,
+    prefix: &str,
+    change: super::reflector::Change,
+) -> Option<Applied> {
+    use super::reflector::Change;
+    match change {
+        Change::Reset(items) => {
+            *view = items
+                .iter()
+                .filter_map(|kv| Some((key_of(prefix, kv)?, Stored::parse(kv)?)))
+                .collect();
+            Some(Applied::Reset)
+        }
+        Change::Put(kv) => {
+            let key = key_of(prefix, &kv)?;
+            let new = Stored::parse(&kv);
+            let old = match &new {
+                Some(value) => view.insert(key.clone(), value.clone()),
+                None => view.remove(&key),
+            };
+            Some(Applied::Changed { key, old, new })
+        }
+        Change::Delete(kv) => {
+            let key = key_of(prefix, &kv)?;
+            let old = view.remove(&key);
+            Some(Applied::Changed {
+                key,
+                old,
+                new: None,
+            })
+        }
+    }
+}
+
+/// The sets (ReplicaSets, StatefulSets, DaemonSets) of `ns` that `child` concerns: its controller, or for an
+/// orphan every set whose `spec.selector` picks it (candidates for adoption).
+pub fn sets_for(sets: &BTreeMap<Key, Stored>, ns: &str, child: &Stored) -> Vec<Key> {
+    let owner = child.controller_uid();
+    sets.range((ns.to_string(), String::new())..)
+        .take_while(|((set_ns, _), _)| set_ns == ns)
+        .filter(|(_, set)| match owner {
+            Some(uid) => uid == set.uid(),
+            None => Selector::parse(set.value.pointer("/spec/selector"))
+                .is_some_and(|s| s.matches(&child.labels())),
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+/// The set of `ns` that controls `child` (by uid), if any.
+pub fn controller_in(sets: &BTreeMap<Key, Stored>, ns: &str, child: &Stored) -> Option<Key> {
+    let uid = child.controller_uid()?;
+    sets.range((ns.to_string(), String::new())..)
+        .take_while(|((set_ns, _), _)| set_ns == ns)
+        .find(|(_, set)| set.uid() == uid)
+        .map(|(key, _)| key.clone())
+}
+
 /// Seconds before retrying a sync that failed `failures` times in a row (1, 2, 4, … 256); changes to
 /// the object retry at once whatever this says.
 pub fn backoff_secs(failures: u32) -> i64 {

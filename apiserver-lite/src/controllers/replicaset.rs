@@ -21,7 +21,7 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use super::events::{self, EventType, ObjectRef};
-use super::owners::{self, Claim, Key, Selector, Stored, int_at, key_of};
+use super::owners::{self, Applied, Claim, Key, Selector, Stored, int_at, key_of};
 use super::reflector::{Change, Reflector};
 use crate::handlers::{Api, DeleteOpts};
 use crate::resources::{Kind, by_kind};
@@ -95,56 +95,19 @@ impl Cache {
         }
     }
 
-    /// Requeue the controller of `pod` or, for an orphan, every ReplicaSet of its namespace selecting it.
-    fn touch_owners_of(&mut self, ns: &str, pod: &Stored) {
-        let owner = pod.controller_uid();
-        for ((rs_ns, name), rs) in self.sets.range((ns.to_string(), String::new())..) {
-            if rs_ns != ns {
-                break;
-            }
-            let wanted = match owner {
-                Some(uid) => uid == rs.uid(),
-                None => Selector::parse(rs.value.pointer("/spec/selector"))
-                    .is_some_and(|s| s.matches(&pod.labels())),
-            };
-            if wanted {
-                self.dirty.insert((rs_ns.clone(), name.clone()));
-            }
-        }
-    }
-
     fn pod_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.pods = items
-                    .iter()
-                    .filter_map(|kv| Some((key_of(super::PODS_PREFIX, kv)?, Stored::parse(kv)?)))
-                    .collect();
+        match owners::apply(&mut self.pods, super::PODS_PREFIX, change) {
+            Some(Applied::Reset) => {
                 self.dirty.extend(self.sets.keys().cloned());
                 self.pods_listed = true;
             }
-            Change::Put(kv) => {
-                let Some(key) = key_of(super::PODS_PREFIX, &kv) else {
-                    return;
-                };
-                let old = match Stored::parse(&kv) {
-                    Some(pod) => {
-                        self.touch_owners_of(&key.0, &pod);
-                        self.pods.insert(key.clone(), pod)
-                    }
-                    None => self.pods.remove(&key),
-                };
-                if let Some(old) = old {
-                    self.touch_owners_of(&key.0, &old);
+            // Requeue the controller of the pod or, for an orphan, every ReplicaSet of its namespace selecting it.
+            Some(Applied::Changed { key, old, new }) => {
+                for pod in old.iter().chain(&new) {
+                    self.dirty.extend(owners::sets_for(&self.sets, &key.0, pod));
                 }
             }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(super::PODS_PREFIX, &kv)
-                    && let Some(old) = self.pods.remove(&key)
-                {
-                    self.touch_owners_of(&key.0, &old);
-                }
-            }
+            None => {}
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
-use super::super::owners::{Key, Selector, Stored, key_of};
+use super::super::owners::{self, Applied, Key, Stored, key_of};
 use super::super::reflector::Change;
 use super::super::{NODES_PREFIX, PODS_PREFIX};
 use crate::resources::{Kind, by_kind};
@@ -107,103 +107,38 @@ impl Cache {
         }
     }
 
-    /// Requeue the controller of `pod` or, for an orphan, every DaemonSet of its namespace selecting it.
-    fn touch_owners_of(&mut self, ns: &str, pod: &Stored) {
-        let owner = pod.controller_uid();
-        for ((ds_ns, name), ds) in self.sets.range((ns.to_string(), String::new())..) {
-            if ds_ns != ns {
-                break;
-            }
-            let wanted = match owner {
-                Some(uid) => uid == ds.uid(),
-                None => Selector::parse(ds.value.pointer("/spec/selector"))
-                    .is_some_and(|s| s.matches(&pod.labels())),
-            };
-            if wanted {
-                self.dirty.insert((ds_ns.clone(), name.clone()));
-            }
-        }
-    }
-
     pub(super) fn pod_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.pods = items
-                    .iter()
-                    .filter_map(|kv| Some((key_of(PODS_PREFIX, kv)?, Stored::parse(kv)?)))
-                    .collect();
+        match owners::apply(&mut self.pods, PODS_PREFIX, change) {
+            Some(Applied::Reset) => {
                 self.dirty.extend(self.sets.keys().cloned());
                 self.listed[1] = true;
             }
-            Change::Put(kv) => {
-                let Some(key) = key_of(PODS_PREFIX, &kv) else {
-                    return;
-                };
-                let old = match Stored::parse(&kv) {
-                    Some(pod) => {
-                        self.touch_owners_of(&key.0, &pod);
-                        self.pods.insert(key.clone(), pod)
-                    }
-                    None => self.pods.remove(&key),
-                };
-                if let Some(old) = old {
-                    self.touch_owners_of(&key.0, &old);
+            // Requeue the controller of the pod or, for an orphan, every DaemonSet of its namespace selecting it.
+            Some(Applied::Changed { key, old, new }) => {
+                for pod in old.iter().chain(&new) {
+                    self.dirty.extend(owners::sets_for(&self.sets, &key.0, pod));
                 }
             }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(PODS_PREFIX, &kv)
-                    && let Some(old) = self.pods.remove(&key)
-                {
-                    self.touch_owners_of(&key.0, &old);
-                }
-            }
+            None => {}
         }
     }
 
-    /// Requeue the DaemonSet controlling a revision that changed (one deleted by hand is made again).
-    fn touch_owner_of_revision(&mut self, ns: &str, revision: &Stored) {
-        let Some(uid) = revision.controller_uid() else {
-            return;
-        };
-        let owner = self
-            .sets
-            .range((ns.to_string(), String::new())..)
-            .take_while(|((ds_ns, _), _)| ds_ns == ns)
-            .find(|(_, ds)| ds.uid() == uid)
-            .map(|(key, _)| key.clone());
-        self.dirty.extend(owner);
-    }
-
     pub(super) fn revision_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.revisions = items
-                    .iter()
-                    .filter_map(|kv| {
-                        Some((key_of(&self.revisions_prefix, kv)?, Stored::parse(kv)?))
-                    })
-                    .collect();
+        match owners::apply(&mut self.revisions, &self.revisions_prefix, change) {
+            Some(Applied::Reset) => {
                 self.dirty.extend(self.sets.keys().cloned());
                 self.listed[3] = true;
             }
-            Change::Put(kv) => {
-                if let Some(key) = key_of(&self.revisions_prefix, &kv) {
-                    let old = match Stored::parse(&kv) {
-                        Some(revision) => self.revisions.insert(key.clone(), revision),
-                        None => self.revisions.remove(&key),
-                    };
-                    if let Some(old) = old {
-                        self.touch_owner_of_revision(&key.0, &old);
-                    }
-                }
+            // Requeue the DaemonSet controlling a revision that changed (one deleted by hand is made again).
+            Some(Applied::Changed {
+                key,
+                old: Some(old),
+                ..
+            }) => {
+                self.dirty
+                    .extend(owners::controller_in(&self.sets, &key.0, &old));
             }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(&self.revisions_prefix, &kv)
-                    && let Some(old) = self.revisions.remove(&key)
-                {
-                    self.touch_owner_of_revision(&key.0, &old);
-                }
-            }
+            Some(Applied::Changed { .. }) | None => {}
         }
     }
 

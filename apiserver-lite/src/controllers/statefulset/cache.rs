@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::claims;
-use crate::controllers::owners::{Key, Selector, Stored, key_of, str_at};
+use crate::controllers::owners::{self, Applied, Key, Stored, key_of, str_at};
 use crate::controllers::reflector::Change;
 use crate::resources::{Kind, by_kind};
 use crate::store::Revision;
@@ -81,61 +81,19 @@ impl Cache {
         }
     }
 
-    /// Requeue the controller of `pod` or, for an orphan, every set of its namespace selecting it.
-    fn touch_owners_of(&mut self, ns: &str, pod: &Stored) {
-        let owner = pod.controller_uid();
-        for ((set_ns, name), set) in self.sets.range((ns.to_string(), String::new())..) {
-            if set_ns != ns {
-                break;
-            }
-            let wanted = match owner {
-                Some(uid) => uid == set.uid(),
-                None => Selector::parse(set.value.pointer("/spec/selector"))
-                    .is_some_and(|s| s.matches(&pod.labels())),
-            };
-            if wanted {
-                self.dirty.insert((set_ns.clone(), name.clone()));
-            }
-        }
-    }
-
     pub(super) fn pod_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.pods = items
-                    .iter()
-                    .filter_map(|kv| {
-                        Some((
-                            key_of(crate::controllers::PODS_PREFIX, kv)?,
-                            Stored::parse(kv)?,
-                        ))
-                    })
-                    .collect();
+        match owners::apply(&mut self.pods, crate::controllers::PODS_PREFIX, change) {
+            Some(Applied::Reset) => {
                 self.dirty.extend(self.sets.keys().cloned());
                 self.pods_listed = true;
             }
-            Change::Put(kv) => {
-                let Some(key) = key_of(crate::controllers::PODS_PREFIX, &kv) else {
-                    return;
-                };
-                let old = match Stored::parse(&kv) {
-                    Some(pod) => {
-                        self.touch_owners_of(&key.0, &pod);
-                        self.pods.insert(key.clone(), pod)
-                    }
-                    None => self.pods.remove(&key),
-                };
-                if let Some(old) = old {
-                    self.touch_owners_of(&key.0, &old);
+            // Requeue the controller of the pod or, for an orphan, every set of its namespace selecting it.
+            Some(Applied::Changed { key, old, new }) => {
+                for pod in old.iter().chain(&new) {
+                    self.dirty.extend(owners::sets_for(&self.sets, &key.0, pod));
                 }
             }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(crate::controllers::PODS_PREFIX, &kv)
-                    && let Some(old) = self.pods.remove(&key)
-                {
-                    self.touch_owners_of(&key.0, &old);
-                }
-            }
+            None => {}
         }
     }
 
@@ -157,77 +115,32 @@ impl Cache {
     }
 
     pub(super) fn claim_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.claims = items
-                    .iter()
-                    .filter_map(|kv| Some((key_of(&self.claims_prefix, kv)?, Stored::parse(kv)?)))
-                    .collect();
+        match owners::apply(&mut self.claims, &self.claims_prefix, change) {
+            Some(Applied::Reset) => {
                 self.dirty.extend(self.sets.keys().cloned());
                 self.claims_listed = true;
             }
-            Change::Put(kv) => {
-                if let Some(key) = key_of(&self.claims_prefix, &kv) {
-                    match Stored::parse(&kv) {
-                        Some(claim) => self.claims.insert(key.clone(), claim),
-                        None => self.claims.remove(&key),
-                    };
-                    self.touch_sets_of_claim(&key.0, &key.1);
-                }
-            }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(&self.claims_prefix, &kv) {
-                    self.claims.remove(&key);
-                    self.touch_sets_of_claim(&key.0, &key.1);
-                }
-            }
+            Some(Applied::Changed { key, .. }) => self.touch_sets_of_claim(&key.0, &key.1),
+            None => {}
         }
     }
 
-    /// Requeue the set controlling a revision that changed (one deleted by hand is made again).
-    fn touch_owner_of_revision(&mut self, ns: &str, revision: &Stored) {
-        let Some(uid) = revision.controller_uid() else {
-            return;
-        };
-        let owner = self
-            .sets
-            .range((ns.to_string(), String::new())..)
-            .take_while(|((set_ns, _), _)| set_ns == ns)
-            .find(|(_, set)| set.uid() == uid)
-            .map(|(key, _)| key.clone());
-        self.dirty.extend(owner);
-    }
-
     pub(super) fn revision_change(&mut self, change: Change) {
-        match change {
-            Change::Reset(items) => {
-                self.revisions = items
-                    .iter()
-                    .filter_map(|kv| {
-                        Some((key_of(&self.revisions_prefix, kv)?, Stored::parse(kv)?))
-                    })
-                    .collect();
+        match owners::apply(&mut self.revisions, &self.revisions_prefix, change) {
+            Some(Applied::Reset) => {
                 self.dirty.extend(self.sets.keys().cloned());
                 self.revisions_listed = true;
             }
-            Change::Put(kv) => {
-                if let Some(key) = key_of(&self.revisions_prefix, &kv) {
-                    let old = match Stored::parse(&kv) {
-                        Some(revision) => self.revisions.insert(key.clone(), revision),
-                        None => self.revisions.remove(&key),
-                    };
-                    if let Some(old) = old {
-                        self.touch_owner_of_revision(&key.0, &old);
-                    }
-                }
+            // Requeue the set controlling a revision that changed (one deleted by hand is made again).
+            Some(Applied::Changed {
+                key,
+                old: Some(old),
+                ..
+            }) => {
+                self.dirty
+                    .extend(owners::controller_in(&self.sets, &key.0, &old));
             }
-            Change::Delete(kv) => {
-                if let Some(key) = key_of(&self.revisions_prefix, &kv)
-                    && let Some(old) = self.revisions.remove(&key)
-                {
-                    self.touch_owner_of_revision(&key.0, &old);
-                }
-            }
+            Some(Applied::Changed { .. }) | None => {}
         }
     }
 
