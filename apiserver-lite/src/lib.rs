@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod eviction;
 pub mod handlers;
 pub mod list;
+pub mod metrics;
 pub mod node_ports;
 pub mod patch;
 pub mod pki;
@@ -88,6 +89,9 @@ pub struct ServeOptions {
     /// Where the local-path provisioner puts volumes on the nodes (`--local-path-root`, default
     /// `/var/lib/skiff/storage`; must be absolute and agree with the agents' `--storage-dir`).
     pub local_path_root: PathBuf,
+    /// Resource metrics scraped from the agents: written by the scraper, read by the `metrics.k8s.io` API
+    /// and the HorizontalPodAutoscaler controller.
+    pub metrics: Arc<metrics::MetricsStore>,
 }
 
 impl Default for ServeOptions {
@@ -96,6 +100,7 @@ impl Default for ServeOptions {
             service_node_port_range: Default::default(),
             default_storage_class: true,
             local_path_root: PathBuf::from(controllers::DEFAULT_LOCAL_PATH_ROOT),
+            metrics: Arc::default(),
         }
     }
 }
@@ -177,6 +182,7 @@ pub async fn serve_with_store(
     let kubelet = proxy::KubeletClient::new(&kc_cert, &kc_key)?;
     let state = Arc::new(server::State {
         kubelet,
+        metrics: opts.metrics.clone(),
         authz: authz::Authorizer::new(store.clone()),
         api: handlers::Api::new(store.clone())
             .with_service_cidr(cfg.service_cidr)
@@ -310,6 +316,7 @@ async fn start_controllers(
         secure_port: cfg.secure_port,
         root_ca_pem: pki.ca_pem.clone(),
         local_path_root: opts.local_path_root.clone(),
+        metrics: opts.metrics.clone(),
     };
     tokio::spawn(async move {
         // No address: the server failed before listening and is going away.

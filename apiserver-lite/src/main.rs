@@ -311,6 +311,7 @@ fn serve(s: ServeArgs) -> Result<()> {
         service_node_port_range: s.service_node_port_range,
         default_storage_class: s.default_storage_class,
         local_path_root: s.local_path_root.clone(),
+        ..Default::default()
     };
     skiff_apiserver::controllers::set_job_pod_failure_backoff(s.job_pod_failure_backoff);
     // Before anything is written or connected to.

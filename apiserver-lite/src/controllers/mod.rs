@@ -76,6 +76,8 @@ pub struct Config {
     pub root_ca_pem: String,
     /// Where the local-path provisioner puts volumes on the nodes (`--local-path-root`, absolute).
     pub local_path_root: std::path::PathBuf,
+    /// Resource metrics scraped from the agents (read by the HorizontalPodAutoscaler controller).
+    pub metrics: Arc<crate::metrics::MetricsStore>,
 }
 
 /// Run the controllers while this server holds the controllers' Lease (identity: this host's name, see

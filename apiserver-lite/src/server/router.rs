@@ -35,6 +35,8 @@ pub struct State {
     pub ca_pem: String,
     /// Signs and checks service-account tokens.
     pub sa_key: crate::serviceaccount::SigningKey,
+    /// Latest resource metrics of nodes and pods (`metrics.k8s.io`).
+    pub metrics: std::sync::Arc<crate::metrics::MetricsStore>,
 }
 
 fn json_response(code: u16, v: &Value, content_type: &str) -> Response<Body> {

@@ -58,6 +58,7 @@ pub(super) fn config() -> Config {
         secure_port: 6443,
         root_ca_pem: TEST_CA_PEM.to_string(),
         local_path_root: "/var/lib/skiff/storage".into(),
+        metrics: Default::default(),
     }
 }
 
