@@ -464,6 +464,120 @@ dirs_gone() { for d in $storage_dirs; do [[ ! -e $d ]] || return 1; done; [[ -n 
 verdict "the node removes the deleted volumes' directories" "$(ls -la "$storage" 2>&1)" poll 120 dirs_gone
 
 # ---------------------------------------------------------------------------------------------------------------
+echo "== policy: a LimitRange and a ResourceQuota in their own namespace"
+check "kubectl create namespace team-a" k create namespace team-a
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: LimitRange' 'metadata: {name: limits, namespace: team-a}' \
+    'spec: {limits: [{type: Container, default: {cpu: 200m, memory: 64Mi}, defaultRequest: {cpu: 100m, memory: 32Mi}, max: {cpu: 500m}}]}' |
+    k create -f - 2>&1)
+contains "a LimitRange with defaults and a maximum" "$out" "limitrange/limits created"
+check "kubectl run lr-pod (no resources)" k -n team-a run lr-pod --image=busybox:1.35 --command -- sleep 3600
+out=$(k -n team-a get pod lr-pod -o 'jsonpath={.spec.containers[0].resources.requests.cpu}/{.spec.containers[0].resources.limits.memory}' 2>&1)
+contains "the pod gets the LimitRange's default request and limit" "$out" "100m/64Mi"
+out=$(k -n team-a get pod lr-pod -o 'jsonpath={.metadata.annotations.kubernetes\.io/limit-ranger}' 2>&1)
+contains "  ... and the LimitRanger annotation" "$out" "LimitRanger plugin set: cpu, memory request for container lr-pod; cpu, memory limit for container lr-pod"
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Pod' 'metadata: {name: too-big, namespace: team-a}' \
+    'spec: {containers: [{name: c, image: "busybox:1.35", resources: {limits: {cpu: "1"}}}]}' | k create -f - 2>&1)
+contains "a pod over the LimitRange's maximum is refused" "$out" "maximum cpu usage per Container is 500m, but limit is 1"
+out=$(k -n team-a create quota compute --hard=pods=2,requests.cpu=1 2>&1)
+contains "kubectl create quota compute --hard=pods=2,requests.cpu=1" "$out" "resourcequota/compute created"
+quota_used() { [[ $(k -n team-a get quota compute -o 'jsonpath={.status.used.pods}/{.status.used.requests\.cpu}') == 1/100m ]]; }
+verdict "the quota counts the pod already there" "$(k -n team-a get quota compute -o yaml 2>&1)" poll 30 quota_used
+check "a second pod fits the quota" k -n team-a run lr-pod2 --image=busybox:1.35 --command -- sleep 3600
+out=$(k -n team-a run lr-pod3 --image=busybox:1.35 --command -- sleep 3600 2>&1)
+contains "a third pod exceeds it" "$out" "exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"
+out=$(k -n team-a get quota 2>&1)
+contains "kubectl get quota shows the usage" "$out" "pods: 2/2"
+check "kubectl delete namespace team-a" timeout 120 kubectl --cache-dir "$cache" delete namespace team-a --wait=false
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== resource metrics and a HorizontalPodAutoscaler"
+check "kubectl create deployment burn (a busy loop)" k create deployment burn --image=busybox:1.35 -- sh -c 'while :; do :; done'
+check "kubectl set resources deployment burn --requests=cpu=50m" k set resources deployment burn --requests=cpu=50m
+check "kubectl patch deployment burn (terminationGracePeriodSeconds 1)" \
+    k patch deployment burn -p '{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":1}}}}'
+check "kubectl rollout status deployment/burn" k rollout status deployment/burn --timeout=120s
+# The API server scrapes every 15 s and needs two samples for a rate.
+top_pod() { k top pod -l app=burn --no-headers | grep -qE '^burn-[a-z0-9-]+ +[0-9]+m '; }
+verdict "kubectl top pod shows the busy pod's CPU" "$(k top pod -l app=burn 2>&1)" poll 90 top_pod
+out=$(k top node 2>&1)
+contains "kubectl top node shows this node" "$out" "$(hostname)"
+out=$(k get --raw /apis/metrics.k8s.io/v1beta1/namespaces/default/pods 2>&1)
+contains "the metrics.k8s.io API answers PodMetrics" "$out" '"kind":"PodMetricsList"'
+out=$(k autoscale deployment burn --cpu-percent=50 --min=1 --max=2 2>&1)
+contains "kubectl autoscale deployment burn --cpu-percent=50 --min=1 --max=2" "$out" "horizontalpodautoscaler.autoscaling/burn autoscaled"
+scaled() { [[ $(k get deployment burn -o 'jsonpath={.spec.replicas}') == 2 ]]; }
+verdict "the HPA scales the busy Deployment to its maximum" "$(k describe hpa burn 2>&1)" poll 120 scaled
+out=$(k get hpa burn 2>&1)
+contains "kubectl get hpa shows the utilization against the target" "$out" "/50%"
+out=$(k describe hpa burn 2>&1)
+contains "kubectl describe hpa shows the rescale event" "$out" "SuccessfulRescale"
+check "kubectl delete hpa burn; kubectl delete deployment burn" \
+    timeout 120 sh -c "kubectl --cache-dir $cache delete hpa burn && kubectl --cache-dir $cache delete deployment burn"
+burn_gone() { none_left pods -l app=burn; }
+verdict "the busy pods are gone" "$(k get pods -l app=burn 2>&1)" poll 60 burn_gone
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== NetworkPolicies (enforced by the agent)"
+check "kubectl run np-web (nginx)" k run np-web --image=nginx --labels=app=np-web
+check "kubectl run np-client" k run np-client --image=busybox:1.35 --labels=role=client --command -- sleep 3600
+check "kubectl run np-other" k run np-other --image=busybox:1.35 --labels=role=other --command -- sleep 3600
+check "the three pods become Ready" k wait --for=condition=Ready pod/np-web pod/np-client pod/np-other --timeout=120s
+webip=$(k get pod np-web -o 'jsonpath={.status.podIP}' 2>/dev/null)
+# ask POD: an HTTP request from POD to np-web with busybox nc (2 s timeout; busybox 1.35's `wget -T` crashes),
+# then nc's exit code. reach POD: nginx answers; blocked POD: the request ran in the pod and got no answer.
+ask() { k exec "$1" -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 $webip 80; echo rc=\$?" 2>&1; }
+reach() { ask "$1" | grep -q '200 OK'; }
+blocked() { local out; out=$(ask "$1"); [[ $out == *rc=* && $out != *'200 OK'* ]]; }
+verdict "without a policy np-other reaches np-web" "$(ask np-other)" poll 20 reach np-other
+out=$(printf '%s\n' 'apiVersion: networking.k8s.io/v1' 'kind: NetworkPolicy' 'metadata: {name: web-deny-all}' \
+    'spec: {podSelector: {matchLabels: {app: np-web}}, policyTypes: [Ingress]}' | k create -f - 2>&1)
+contains "a default-deny ingress policy for np-web" "$out" "networkpolicy.networking.k8s.io/web-deny-all created"
+verdict "  ... np-client can no longer reach np-web" "$(ask np-client)" poll 20 blocked np-client
+out=$(printf '%s\n' 'apiVersion: networking.k8s.io/v1' 'kind: NetworkPolicy' 'metadata: {name: web-allow-client}' \
+    'spec: {podSelector: {matchLabels: {app: np-web}}, ingress: [{from: [{podSelector: {matchLabels: {role: client}}}], ports: [{port: 80}]}]}' |
+    k create -f - 2>&1)
+contains "a policy allowing role=client on port 80" "$out" "networkpolicy.networking.k8s.io/web-allow-client created"
+verdict "  ... np-client reaches np-web again" "$(ask np-client)" poll 20 reach np-client
+verdict "  ... np-other still cannot" "$(ask np-other)" blocked np-other
+verdict "  ... the node itself still reaches np-web (probes)" "$(curl -sS --max-time 5 "http://$webip/" 2>&1)" \
+    sh -c "curl -sS --max-time 5 http://$webip/ | grep -q 'Welcome to nginx!'"
+out=$(k get netpol 2>&1)
+contains "kubectl get netpol lists both policies with their selector" "$out" "app=np-web"
+check "kubectl delete netpol web-deny-all web-allow-client" k delete netpol web-deny-all web-allow-client
+verdict "without policies np-other reaches np-web again" "$(ask np-other)" poll 20 reach np-other
+check "kubectl delete pod np-web np-client np-other" timeout 120 kubectl --cache-dir "$cache" delete pod np-web np-client np-other --grace-period=1
+
+# ---------------------------------------------------------------------------------------------------------------
+echo "== an Indexed Job, a pod failure policy, a TokenReview"
+# shellcheck disable=SC2016 # expanded inside the pod
+out=$(printf '%s\n' 'apiVersion: batch/v1' 'kind: Job' 'metadata: {name: indexed}' \
+    'spec: {completions: 3, parallelism: 3, completionMode: Indexed, template: {spec: {restartPolicy: Never, containers: [{name: c, image: "busybox:1.35", command: [sh, -c, "echo index=$JOB_COMPLETION_INDEX host=$(hostname)"]}]}}}' |
+    k create -f - 2>&1)
+contains "an Indexed Job of three completions" "$out" "job.batch/indexed created"
+check "kubectl wait --for=condition=complete job/indexed" k wait --for=condition=complete job/indexed --timeout=120s
+out=$(k get job indexed -o 'jsonpath={.status.completedIndexes}' 2>&1)
+contains "its completed indexes are 0-2" "$out" "0-2"
+out=$(for p in $(k get pods -l job-name=indexed -o name 2>/dev/null); do k logs "$p"; done 2>&1 | sort)
+contains "each pod has its JOB_COMPLETION_INDEX and hostname" "$out" "index=2 host=indexed-2"
+out=$(printf '%s\n' 'apiVersion: batch/v1' 'kind: Job' 'metadata: {name: fail-fast}' \
+    'spec: {backoffLimit: 6, podFailurePolicy: {rules: [{action: FailJob, onExitCodes: {operator: In, values: [42]}}]}, template: {spec: {restartPolicy: Never, containers: [{name: main, image: "busybox:1.35", command: [sh, -c, "exit 42"]}]}}}' |
+    k create -f - 2>&1)
+contains "a Job whose pod exits 42 under a FailJob rule" "$out" "job.batch/fail-fast created"
+check "  ... fails at once (no retries)" k wait --for=condition=failed job/fail-fast --timeout=120s
+out=$(k get job fail-fast -o 'jsonpath={.status.conditions[?(@.type=="Failed")].reason} {.status.failed}' 2>&1)
+contains "  ... with reason PodFailurePolicy after one pod" "$out" "PodFailurePolicy 1"
+check "kubectl delete job indexed fail-fast" timeout 120 kubectl --cache-dir "$cache" delete job indexed fail-fast
+token=$(k create token default 2>/dev/null)
+out=$(printf '%s\n' 'apiVersion: authentication.k8s.io/v1' 'kind: TokenReview' "spec: {token: \"$token\"}" |
+    k create -f - -o 'jsonpath={.status.authenticated} {.status.user.username}' 2>&1)
+contains "a TokenReview of a service-account token" "$out" "true system:serviceaccount:default:default"
+out=$(printf '%s\n' 'apiVersion: authentication.k8s.io/v1' 'kind: TokenReview' 'spec: {token: not-a-token}' |
+    k create -f - -o 'jsonpath={.status.authenticated}' 2>&1)
+contains "  ... and of a bad token" "$out" "false"
+out=$(k get --raw /.well-known/openid-configuration 2>&1)
+contains "the service-account issuer's discovery document" "$out" '"jwks_uri"'
+
+# ---------------------------------------------------------------------------------------------------------------
 echo "== bad input"
 out=$(printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n' | k create -f - 2>&1)
 contains "a pod without image is Invalid" "$out" 'spec.containers[0].image: Required value'
@@ -482,6 +596,7 @@ done
 verdict "bridge skiff0 is removed" "skiff0 still exists" sh -c '! ip link show skiff0 >/dev/null 2>&1'
 verdict "nft table ip skiff-cni is removed" "the table still exists" sh -c '! nft list table ip skiff-cni >/dev/null 2>&1'
 verdict "nft table ip skiff-proxy is removed" "the table still exists" sh -c '! nft list table ip skiff-proxy >/dev/null 2>&1'
+verdict "nft table inet skiff-netpol is removed" "the table still exists" sh -c '! nft list table inet skiff-netpol >/dev/null 2>&1'
 verdict "the cluster DNS and API addresses are removed from lo" "$(ip -4 -o addr show dev lo)" \
     sh -c '! ip -4 -o addr show dev lo | grep -qE "10.96.0.10/32|169.254.64.1/32"'
 verdict "no mounts under /run/skiff" "$(grep ' /run/skiff' /proc/self/mountinfo)" sh -c "! grep -q ' /run/skiff' /proc/self/mountinfo"

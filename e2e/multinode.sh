@@ -174,6 +174,26 @@ done
 out=$(in_machine lab-agent1 ip route show proto 83 2>&1)
 contains "lab-agent1 has host-gw routes to the other nodes' podCIDRs" "$out" "via 10.213.1.12"
 
+# NetworkPolicies hold across nodes: the agent of the destination's node enforces them.
+read -r npod _ < <(pod_on lab-agent1)
+read -r tpod tip < <(pod_on lab-agent2)
+np_blocked() { ! probe "$npod" "$tip" | grep -q 'node=lab-agent2'; }
+np_open() { probe "$npod" "$tip" | grep -q 'node=lab-agent2'; }
+out=$(printf '%s\n' 'apiVersion: networking.k8s.io/v1' 'kind: NetworkPolicy' 'metadata: {name: web-deny}' \
+    'spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}' | k create -f - 2>&1)
+contains "a default-deny ingress policy for the web pods" "$out" "networkpolicy.networking.k8s.io/web-deny created"
+verdict "  ... $npod on lab-agent1 can no longer reach $tpod on lab-agent2" "$(probe "$npod" "$tip")" wait_for 20 np_blocked
+out=$(printf '%s\n' 'apiVersion: networking.k8s.io/v1' 'kind: NetworkPolicy' 'metadata: {name: web-from-web}' \
+    'spec: {podSelector: {matchLabels: {app: web}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]}' |
+    k create -f - 2>&1)
+contains "a policy allowing web pods to each other on 8080" "$out" "networkpolicy.networking.k8s.io/web-from-web created"
+verdict "  ... $npod reaches $tpod across nodes again" "$(probe "$npod" "$tip")" wait_for 20 np_open
+check "kubectl delete netpol web-deny web-from-web" k delete netpol web-deny web-from-web
+
+# Resource metrics of every node (each API server scrapes every agent's /metrics/resource).
+top_all() { [[ $(k top node --no-headers 2>/dev/null | grep -cE '^lab-(server|agent1|agent2) ') -eq 3 ]]; }
+verdict "kubectl top node shows the three nodes" "$(k top node 2>&1)" wait_for 90 top_all
+
 # ---------------------------------------------------------------------------------------------------
 echo "== a Service across the nodes; the kubernetes Service from a pod"
 check "kubectl create service clusterip web --tcp=80:8080" k create service clusterip web --tcp=80:8080

@@ -8,7 +8,7 @@
 # namespace skiff (ctr) -> containerd, skiff-apiserver, registry (by pid file or lab
 # command line; SIGTERM, SIGKILL after 20 s) -> stray shims of the lab containerd ->
 # mounts under $STATE and /run/skiff (rootfs, pinned pod namespaces) -> veths on
-# skiff0, skiff0, nft tables `ip skiff-cni` and `ip skiff-proxy`, iptables rules naming skiff, IPAM dir and
+# skiff0, skiff0, nft tables `ip skiff-cni`, `ip skiff-proxy` and `inet skiff-netpol`, iptables rules naming skiff, IPAM dir and
 # CNI result files -> cgroups /sys/fs/cgroup/*/skiff (deepest first) -> pod logs ->
 # runc state of the lab's containers, /run/skiff, $STATE.
 # Kept: the image cache /var/cache/skiff (registry storage and downloaded .debs).
@@ -27,6 +27,8 @@ SELFTEST_NETNS=skiff-selftest
 CNI_LEGACY_RESULTS=/var/lib/cni/$CNI_NETWORK
 # runc's state root as the runc v2 shim uses it (one directory per namespace).
 RUNC_ROOT=/run/containerd/runc
+# The agent's NetworkPolicy enforcement (family inet); see agent/src/netpol.
+NETPOL_NFT_TABLE=skiff-netpol
 
 # --- what skiff leaves behind ------------------------------------------------------------
 # A kubelet on the same host shares /var/log/pods; without one, all of it is skiff's.
@@ -166,6 +168,7 @@ list_leftovers() {
 	while read -r entry; do [[ -n $entry ]] && echo "link: $entry (on $CNI_BRIDGE)"; done < <(bridge_veths)
 	nft list table ip "$CNI_NFT_TABLE" >/dev/null 2>&1 && echo "nftables: table ip $CNI_NFT_TABLE"
 	nft list table ip "$PROXY_NFT_TABLE" >/dev/null 2>&1 && echo "nftables: table ip $PROXY_NFT_TABLE"
+	nft list table inet "$NETPOL_NFT_TABLE" >/dev/null 2>&1 && echo "nftables: table inet $NETPOL_NFT_TABLE"
 	while read -r entry; do [[ -n $entry ]] && echo "iptables: $entry"; done < <(skiff_iptables_rules)
 	for entry in "$CNI_IPAM_DIR" "$CNI_RESULTS_DIR/$CNI_NETWORK"-* "$CNI_LEGACY_RESULTS"-* "$RUN_DIR" "$STATE"; do
 		[[ -e $entry ]] && echo "file: $entry"
@@ -268,6 +271,9 @@ remove_network() {
 			nft delete table ip "$table" || log "cannot delete nft table ip $table"
 		fi
 	done
+	if nft list table inet "$NETPOL_NFT_TABLE" >/dev/null 2>&1; then
+		nft delete table inet "$NETPOL_NFT_TABLE" || log "cannot delete nft table inet $NETPOL_NFT_TABLE"
+	fi
 	remove_iptables_rules
 	rm -rf "$CNI_IPAM_DIR" "$CNI_RESULTS_DIR/$CNI_NETWORK"-* "$CNI_LEGACY_RESULTS"-*
 	rmdir "$CNI_RESULTS_DIR" /var/lib/cni/networks /var/lib/cni 2>/dev/null || true

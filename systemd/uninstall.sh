@@ -5,7 +5,7 @@
 #
 # Order: stop and disable skiff-agent and skiff-apiserver -> every task, container, snapshot
 # and image of containerd namespace skiff (system containerd) -> mounts under /var/lib/skiff
-# and /run/skiff -> skiff0, its veths, skiff.vxlan, the cluster DNS address on lo, nft tables `ip skiff-cni` and `ip skiff-proxy`, IPAM and CNI result files ->
+# and /run/skiff -> skiff0, its veths, skiff.vxlan, the cluster DNS address on lo, nft tables `ip skiff-cni`, `ip skiff-proxy` and `inet skiff-netpol`, IPAM and CNI result files ->
 # cgroups named skiff -> pod logs -> unit files, binaries, /opt/cni/bin/skiff-cni, the
 # containerd config install.sh wrote, the packages install.sh installed (listed in
 # /etc/skiff/installed), /etc/skiff, /var/lib/skiff, /run/skiff.

@@ -97,6 +97,10 @@ pub struct Config {
     /// The service proxy: `nftables` (cluster IPs in the nftables table `ip skiff-proxy`) or `none`.
     #[arg(long, env = "SKIFF_PROXY_MODE", value_enum, default_value_t = crate::proxy::Mode::Nftables)]
     pub proxy_mode: crate::proxy::Mode,
+    /// Enforce NetworkPolicies for this node's pods in the nftables table `inet skiff-netpol`
+    /// (`--network-policy=false`: another component does, or nothing does).
+    #[arg(long, env = "SKIFF_NETWORK_POLICY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub network_policy: bool,
     /// The cluster DNS address (the kubelet's `clusterDNS`): this node answers DNS on it, held on
     /// `--dns-interface`, and `dnsPolicy: ClusterFirst` pods name it in their resolv.conf. `none`: no cluster
     /// DNS, and such pods get the host's resolv.conf (the kubelet without `clusterDNS`).
@@ -216,6 +220,28 @@ mod tests {
             assert_eq!(c.storage_dir, Path::new("/data/storage"));
             let c = Config::try_parse_from(&cli).unwrap();
             assert_eq!(c.storage_dir, Path::new("/var/lib/skiff/storage"));
+        }
+    }
+
+    #[test]
+    fn network_policy_is_on_unless_turned_off() {
+        let base = [
+            "skiff-agent",
+            "--kubeconfig=/k",
+            "--node-name=n",
+            "--registry-config=/r",
+        ];
+        let cli: Vec<OsString> = base.iter().map(OsString::from).collect();
+        let file = Path::new("/etc/skiff/agent.yaml");
+        let extra =
+            settings_args(&Config::command(), &cli, file, "network-policy: false\n").unwrap();
+        assert_eq!(extra, [OsString::from("--network-policy=false")]);
+        let err = settings_args(&Config::command(), &cli, file, "network-policy: maybe\n");
+        assert!(err.is_err(), "{err:?}");
+        if std::env::var_os("SKIFF_NETWORK_POLICY").is_none() {
+            assert!(Config::try_parse_from(&cli).unwrap().network_policy);
+            let c = Config::try_parse_from(cli.iter().chain(&extra)).unwrap();
+            assert!(!c.network_policy);
         }
     }
 }

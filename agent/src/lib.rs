@@ -13,6 +13,7 @@ pub mod dns;
 pub mod images;
 pub mod kube_tls;
 pub mod memory;
+pub mod netpol;
 pub mod node;
 pub mod pods;
 pub mod probes;
@@ -187,6 +188,9 @@ async fn start(config: Config) -> anyhow::Result<()> {
         pod_cidr.parse().ok(),
         config.cluster_dns.0,
     );
+    if config.network_policy {
+        tokio::spawn(netpol::run(client.clone(), config.node_name.clone()));
+    }
     let dns = config.cluster_dns.0.map(|ip| dns::Settings {
         ip,
         domain: config.cluster_domain.clone(),

@@ -84,6 +84,12 @@ pub const REVIEWS: &[Review] = &[
         kind: "SelfSubjectReview",
         namespaced: false,
     },
+    Review {
+        group: "authentication.k8s.io",
+        plural: "tokenreviews",
+        kind: "TokenReview",
+        namespaced: false,
+    },
 ];
 
 fn groups() -> Vec<&'static str> {
@@ -98,6 +104,20 @@ fn groups() -> Vec<&'static str> {
         }
     }
     g
+}
+
+/// The versions served of a group, the preferred (the first in `RESOURCES`) first; reviews are all v1.
+pub fn versions(group: &str) -> Vec<&'static str> {
+    let mut vs: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        if !vs.contains(&r.version) {
+            vs.push(r.version);
+        }
+    }
+    if vs.is_empty() && REVIEWS.iter().any(|r| r.group == group) {
+        vs.push("v1");
+    }
+    vs
 }
 
 fn aggregated_review(r: &Review) -> Value {
@@ -170,22 +190,28 @@ fn aggregated_resource(r: &ResourceDef) -> Value {
 }
 
 fn aggregated_group(group: &str) -> Value {
-    let resources: Vec<Value> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group)
-        .map(aggregated_resource)
-        .chain(
-            REVIEWS
+    let versions: Vec<Value> = versions(group)
+        .into_iter()
+        .map(|version| {
+            let resources: Vec<Value> = RESOURCES
                 .iter()
-                .filter(|r| r.group == group)
-                .map(aggregated_review),
-        )
+                .filter(|r| r.group == group && r.version == version)
+                .map(aggregated_resource)
+                .chain(
+                    REVIEWS
+                        .iter()
+                        .filter(|r| r.group == group && version == "v1")
+                        .map(aggregated_review),
+                )
+                .collect();
+            json!({"version": version, "resources": resources, "freshness": "Current"})
+        })
         .collect();
     let mut meta = json!({"creationTimestamp": null});
     if !group.is_empty() {
         meta["name"] = json!(group);
     }
-    json!({"metadata": meta, "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]})
+    json!({"metadata": meta, "versions": versions})
 }
 
 /// `/api` (core) or `/apis` (named groups) in aggregated form.
@@ -198,7 +224,9 @@ pub fn aggregated(core: bool, content_type: &str) -> Value {
     let items: Vec<Value> = if core {
         vec![aggregated_group("")]
     } else {
-        groups().into_iter().map(aggregated_group).collect()
+        let mut items: Vec<Value> = groups().into_iter().map(aggregated_group).collect();
+        items.push(crate::metrics::api::aggregated_group());
+        items
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})
 }
@@ -212,21 +240,26 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn api_group(g: &str) -> Value {
-    let gv = format!("{g}/v1");
+    let versions: Vec<Value> = versions(g)
+        .into_iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    let preferred = versions.first().cloned().unwrap_or(Value::Null);
     json!({
         "kind": "APIGroup",
         "apiVersion": "v1",
         "name": g,
-        "versions": [{"groupVersion": gv, "version": "v1"}],
-        "preferredVersion": {"groupVersion": gv, "version": "v1"},
+        "versions": versions,
+        "preferredVersion": preferred,
     })
 }
 
 pub fn api_group_list() -> Value {
     let gs: Vec<Value> = groups()
         .into_iter()
-        .map(|g| {
-            let mut v = api_group(g);
+        .map(api_group)
+        .chain([crate::metrics::api::api_group()])
+        .map(|mut v| {
             if let Some(m) = v.as_object_mut() {
                 m.remove("kind");
                 m.remove("apiVersion");
@@ -241,13 +274,16 @@ pub fn group(g: &str) -> Option<Value> {
     groups().contains(&g).then(|| api_group(g))
 }
 
-/// `/api/v1` or `/apis/<group>/v1`: the legacy APIResourceList.
-pub fn resource_list(group: &str) -> Option<Value> {
-    if !group.is_empty() && !groups().contains(&group) {
+/// `/api/v1` or `/apis/<group>/<version>`: the legacy APIResourceList.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (!group.is_empty() && !groups().contains(&group)) || !versions(group).contains(&version) {
         return None;
     }
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut v = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -278,13 +314,13 @@ pub fn resource_list(group: &str) -> Option<Value> {
     resources.extend(
         REVIEWS
             .iter()
-            .filter(|r| r.group == group)
+            .filter(|r| r.group == group && version == "v1")
             .map(legacy_review),
     );
     let gv = if group.is_empty() {
-        "v1".to_string()
+        version.to_string()
     } else {
-        format!("{group}/v1")
+        format!("{group}/{version}")
     };
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
@@ -293,12 +329,12 @@ pub fn resource_list(group: &str) -> Option<Value> {
 
 // ---- OpenAPI v3 ----
 
-/// The openapi path key (`api/v1`, `apis/<group>/v1`) of a group.
-fn openapi_key(group: &str) -> String {
+/// The openapi path key (`api/v1`, `apis/<group>/<version>`) of a group-version.
+fn openapi_key(group: &str, version: &str) -> String {
     if group.is_empty() {
-        "api/v1".into()
+        format!("api/{version}")
     } else {
-        format!("apis/{group}/v1")
+        format!("apis/{group}/{version}")
     }
 }
 
@@ -315,14 +351,13 @@ fn op_params(with_validation: bool) -> Value {
 
 /// The OpenAPI v3 document of one group-version: per kind, the operations with
 /// `x-kubernetes-group-version-kind` and the `fieldValidation` parameter kubectl looks for.
-pub fn openapi_group_doc(group: &str) -> Value {
+pub fn openapi_group_doc(group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
-    let base = if group.is_empty() {
-        "/api/v1".to_string()
-    } else {
-        format!("/apis/{group}/v1")
-    };
-    for r in RESOURCES.iter().filter(|r| r.group == group) {
+    let base = format!("/{}", openapi_key(group, version));
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let ok = json!({"200": {"description": "OK"}});
         let item = if r.namespaced {
@@ -337,7 +372,7 @@ pub fn openapi_group_doc(group: &str) -> Value {
         };
         let op = |action: &str, verb: &str| {
             json!({
-                "tags": [openapi_tag(group)],
+                "tags": [openapi_tag(group, version)],
                 "operationId": format!("{verb}{}", r.kind),
                 "parameters": op_params(verb != "read"),
                 "responses": ok,
@@ -386,9 +421,9 @@ pub fn openapi_group_doc(group: &str) -> Value {
 }
 
 /// `core_v1`, `coordination_v1`, `events_v1`, `rbacAuthorization_v1`: kube-apiserver's tag names.
-fn openapi_tag(group: &str) -> String {
+fn openapi_tag(group: &str, version: &str) -> String {
     if group.is_empty() {
-        return "core_v1".into();
+        return format!("core_{version}");
     }
     let first = group.split('.').next().unwrap_or(group);
     let mut out = String::new();
@@ -403,7 +438,7 @@ fn openapi_tag(group: &str) -> String {
             out.push(c);
         }
     }
-    format!("{out}_v1")
+    format!("{out}_{version}")
 }
 
 pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
@@ -452,9 +487,12 @@ impl OpenApi {
         let mut paths = serde_json::Map::new();
         let mut all_groups = vec![""];
         all_groups.extend(groups());
-        for g in all_groups {
-            let key = openapi_key(g);
-            let bytes = serde_json::to_vec(&openapi_group_doc(g)).unwrap_or_default();
+        for (g, v) in all_groups
+            .into_iter()
+            .flat_map(|g| versions(g).into_iter().map(move |v| (g, v)))
+        {
+            let key = openapi_key(g, v);
+            let bytes = serde_json::to_vec(&openapi_group_doc(g, v)).unwrap_or_default();
             let hash = hex::encode_upper(Sha256::digest(&bytes));
             paths.insert(
                 key.clone(),
@@ -494,7 +532,7 @@ mod tests {
     /// `kubectl create token` finds `serviceaccounts/token` (create, authentication.k8s.io/v1 TokenRequest).
     #[test]
     fn service_account_token_subresource() {
-        let l = resource_list("").unwrap_or_default();
+        let l = resource_list("", "v1").unwrap_or_default();
         let token = l["resources"]
             .as_array()
             .and_then(|rs| rs.iter().find(|r| r["name"] == "serviceaccounts/token"))
@@ -530,7 +568,7 @@ mod tests {
             group("apps").unwrap_or_default()["preferredVersion"]["groupVersion"],
             "apps/v1"
         );
-        let l = resource_list("apps").unwrap_or_default();
+        let l = resource_list("apps", "v1").unwrap_or_default();
         let find = |n: &str| {
             l["resources"]
                 .as_array()

@@ -13,7 +13,7 @@ mod budget;
 
 use serde_json::{Value, json};
 
-use crate::handlers::{Api, DeleteOpts, Query};
+use crate::handlers::{Api, DeleteOpts, Query, WriteOpts};
 use crate::resources::{Kind, by_kind};
 use crate::status::{ApiError, ApiResult, FieldError};
 
@@ -100,7 +100,7 @@ pub async fn evict(
                 .and_then(Value::as_str)
                 .map(str::to_string);
         }
-        match api.delete(pods, Some(ns), name, &guarded, dry_run).await {
+        match delete_disrupted(api, ns, name, &guarded, dry_run).await {
             Ok(_) => return Ok(success()),
             Err(e) if e.code == 409 && add_precondition => continue,
             Err(e) => return Err(e),
@@ -111,6 +111,149 @@ pub async fn evict(
         "Timeout",
         format!("couldn't evict pod {name:?} due to conflicts"),
     ))
+}
+
+/// Why a pod is deleted for a disruption: the `DisruptionTarget` condition kube writes to its status first
+/// (so that a Job's pod failure policy can tell such failures apart).
+pub struct Disruption<'a> {
+    /// The field manager of the status write.
+    pub manager: &'a str,
+    pub reason: &'a str,
+    pub message: &'a str,
+    /// Also turn a pod that has not finished `Failed` (the pod GC does; the condition then only goes to
+    /// such pods).
+    pub fail: bool,
+}
+
+/// The eviction API's disruption.
+const EVICTION: Disruption<'static> = Disruption {
+    manager: "kube-apiserver",
+    reason: "EvictionByEvictionAPI",
+    message: "Eviction API: evicting",
+    fail: false,
+};
+
+/// Delete an evicted pod as kube's `addConditionAndDeletePod`: first the pod's status gets the
+/// `DisruptionTarget` condition (unless dry run), then the delete (its resourceVersion precondition, if
+/// any, moved to the version the condition made).
+async fn delete_disrupted(
+    api: &Api,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+    dry_run: bool,
+) -> ApiResult<Value> {
+    let mut opts = opts.clone();
+    if !dry_run {
+        let written = add_disruption_target(api, ns, name, &opts, &EVICTION).await?;
+        if opts.resource_version.is_some() {
+            opts.resource_version = written
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+    }
+    api.delete(by_kind(Kind::Pod), Some(ns), name, &opts, dry_run)
+        .await
+}
+
+/// Write the pod condition `DisruptionTarget=True` of `why` to `ns/name`'s status, checking `opts`' uid
+/// and resourceVersion preconditions against the pod as a delete would. Returns the pod as written (or
+/// as read, when there was nothing to write).
+pub async fn add_disruption_target(
+    api: &Api,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+    why: &Disruption<'_>,
+) -> ApiResult<Value> {
+    let pods = by_kind(Kind::Pod);
+    for _ in 0..RETRIES {
+        let mut pod = api.get(pods, Some(ns), name).await?;
+        let field = |p: &str| {
+            pod.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (uid, rv) = (field("/metadata/uid"), field("/metadata/resourceVersion"));
+        if opts.uid.as_ref().is_some_and(|u| *u != uid)
+            || opts.resource_version.as_ref().is_some_and(|r| *r != rv)
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        if !set_condition(&mut pod, why) {
+            return Ok(pod);
+        }
+        let write = WriteOpts {
+            dry_run: false,
+            field_validation: crate::strict::FieldValidation::Ignore,
+            field_manager: Some(why.manager.into()),
+            apply: false,
+        };
+        match api
+            .update(pods, Some(ns), name, Some("status"), pod, &[], &write)
+            .await
+        {
+            Ok((written, _, _)) => return Ok(written),
+            Err(e) if e.code == 409 && opts.resource_version.is_none() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified("", "pods", name))
+}
+
+/// kube's `UpdatePodCondition` (the transition time moves only when the status changes), and with
+/// `why.fail` the phase `Failed`. Whether anything changed.
+fn set_condition(pod: &mut Value, why: &Disruption<'_>) -> bool {
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut condition = json!({"type": "DisruptionTarget", "status": "True", "reason": why.reason,
+        "message": why.message, "lastTransitionTime": now});
+    let Some(status) = pod
+        .as_object_mut()
+        .map(|o| o.entry("status").or_insert_with(|| json!({})))
+    else {
+        return false;
+    };
+    if !status.is_object() {
+        *status = json!({});
+    }
+    if why.fail {
+        if matches!(status["phase"].as_str(), Some("Succeeded" | "Failed")) {
+            return false;
+        }
+        status["phase"] = json!("Failed");
+    }
+    let conditions = &mut status["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else {
+        return false;
+    };
+    match list.iter_mut().find(|c| c["type"] == "DisruptionTarget") {
+        Some(old) => {
+            let same = ["status", "reason", "message"]
+                .iter()
+                .all(|k| old[*k] == condition[*k]);
+            if same && !why.fail {
+                return false;
+            }
+            if old["status"] == "True" {
+                condition["lastTransitionTime"] = old["lastTransitionTime"].clone();
+            }
+            *old = condition;
+        }
+        None => list.push(condition),
+    }
+    true
 }
 
 /// How often a step that lost an optimistic-concurrency race is tried again.

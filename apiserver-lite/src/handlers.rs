@@ -77,19 +77,19 @@ pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
 /// A stored object in the form of `def` (events.k8s.io events are stored as core/v1 events).
 pub fn decode_for(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
     let v = decode_kv(kv)?;
-    Ok(if def.kind_id == Kind::EventV1 {
-        crate::resources::event_v1::from_core(&v)
-    } else {
-        v
+    Ok(match def.kind_id {
+        Kind::EventV1 => crate::resources::event_v1::from_core(&v),
+        Kind::HorizontalPodAutoscalerV1 => crate::resources::hpa::convert::to_v1(&v),
+        _ => v,
     })
 }
 
 /// The stored bytes of an object of `def`.
 pub fn encode_for(def: &ResourceDef, v: &Value) -> Vec<u8> {
-    if def.kind_id == Kind::EventV1 {
-        encode(&crate::resources::event_v1::to_core(v))
-    } else {
-        encode(v)
+    match def.kind_id {
+        Kind::EventV1 => encode(&crate::resources::event_v1::to_core(v)),
+        Kind::HorizontalPodAutoscalerV1 => encode(&crate::resources::hpa::convert::to_v2(v)),
+        _ => encode(v),
     }
 }
 
@@ -614,6 +614,10 @@ impl Api {
         }
         // DefaultStorageClass and StorageObjectInUseProtection.
         crate::resources::storage::admission::admit_create(self, def.kind_id, &mut obj).await?;
+        // LimitRanger: container defaults and the namespace's min / max / ratio limits.
+        crate::resources::limitrange::admission::admit_create(self, def.kind_id, &mut obj).await?;
+        // ResourceQuota, last: checks the object as it will be stored and charges the quotas.
+        crate::resources::quota::admission::admit_create(self, def, &obj, opts.dry_run).await?;
         let key = def.key(ns.or(Some("default")), &name);
         if opts.dry_run {
             if self.store.get(&key).await?.is_some() {
@@ -1395,7 +1399,8 @@ impl Api {
             }
             // As kube's pod GC: the node is gone, or it is not Ready and an admin marked it
             // `node.kubernetes.io/out-of-service` (its workloads may move: nothing runs there any more).
-            if let Some(kv) = self.store.get(&node_def.key(None, node)).await?
+            let node_kv = self.store.get(&node_def.key(None, node)).await?;
+            if let Some(kv) = &node_kv
                 && !out_of_service(&kv.value)
             {
                 continue;
@@ -1405,6 +1410,24 @@ impl Api {
                 uid: Some(meta_str(&p, "uid").to_string()),
                 ..DeleteOpts::default()
             };
+            if node_kv.is_none() {
+                // kube's orphaned-pod GC: an unfinished pod turns Failed with DisruptionTarget first.
+                let why = crate::eviction::Disruption {
+                    manager: "PodGC",
+                    reason: "DeletionByPodGC",
+                    message: "PodGC: node no longer exists",
+                    fail: true,
+                };
+                let ns = meta_str(&p, "namespace");
+                let _ = crate::eviction::add_disruption_target(
+                    self,
+                    ns,
+                    meta_str(&p, "name"),
+                    &opts,
+                    &why,
+                )
+                .await;
+            }
             let _ = self
                 .delete(
                     pod_def,

@@ -92,6 +92,8 @@ pub struct ServeOptions {
     /// Resource metrics scraped from the agents: written by the scraper, read by the `metrics.k8s.io` API
     /// and the HorizontalPodAutoscaler controller.
     pub metrics: Arc<metrics::MetricsStore>,
+    /// How often the agents' resource metrics are scraped (`--metric-resolution`, default 15s).
+    pub metric_resolution: Duration,
 }
 
 impl Default for ServeOptions {
@@ -101,6 +103,7 @@ impl Default for ServeOptions {
             default_storage_class: true,
             local_path_root: PathBuf::from(controllers::DEFAULT_LOCAL_PATH_ROOT),
             metrics: Arc::default(),
+            metric_resolution: metrics::DEFAULT_RESOLUTION,
         }
     }
 }
@@ -196,6 +199,12 @@ pub async fn serve_with_store(
             &pki.dir.join(serviceaccount::KEY_FILE),
         )?,
     });
+    // Resource metrics (`metrics.k8s.io`): scrape the agents every `--metric-resolution`.
+    tokio::spawn(metrics::scraper::run(
+        state.clone(),
+        opts.metric_resolution,
+        shutdown.clone(),
+    ));
     // Node join: expired bootstrap tokens go away; node client CSRs are approved and signed.
     tokio::spawn(bootstrap_tokens::run_cleaner(
         store.clone(),

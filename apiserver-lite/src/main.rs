@@ -147,6 +147,16 @@ struct ServeArgs {
     #[arg(long, env = "SKIFF_LOCAL_PATH_ROOT", default_value = skiff_apiserver::controllers::DEFAULT_LOCAL_PATH_ROOT,
           value_parser = parse_absolute_path)]
     local_path_root: PathBuf,
+    /// How often every Ready node's `/metrics/resource` is scraped for `metrics.k8s.io` (a Go duration;
+    /// metrics-server's rules: at least 10s, and nine tenths of it at least the 10s per-node timeout).
+    #[arg(long, env = "SKIFF_METRIC_RESOLUTION", default_value = "15s", value_parser = parse_metric_resolution)]
+    metric_resolution: std::time::Duration,
+}
+
+fn parse_metric_resolution(text: &str) -> Result<std::time::Duration, String> {
+    let d = skiff_apiserver::metrics::format::parse_go_duration(text)?;
+    skiff_apiserver::metrics::validate_resolution(d)?;
+    Ok(d)
 }
 
 fn parse_absolute_path(text: &str) -> Result<PathBuf, String> {
@@ -311,6 +321,7 @@ fn serve(s: ServeArgs) -> Result<()> {
         service_node_port_range: s.service_node_port_range,
         default_storage_class: s.default_storage_class,
         local_path_root: s.local_path_root.clone(),
+        metric_resolution: s.metric_resolution,
         ..Default::default()
     };
     skiff_apiserver::controllers::set_job_pod_failure_backoff(s.job_pod_failure_backoff);

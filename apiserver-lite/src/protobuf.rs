@@ -58,9 +58,11 @@ const fn r(num: u64, name: &'static str, ty: Ty) -> F {
 use Ty::*;
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod extra;
 mod policy;
+mod quota;
 
 pub(crate) fn schema(msg: &str) -> &'static [F] {
     match msg {
@@ -550,7 +552,13 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
         _ => match extra::schema(msg) {
             [] => match apps::schema(msg) {
                 [] => match batch::schema(msg) {
-                    [] => policy::schema(msg),
+                    [] => match policy::schema(msg) {
+                        [] => match autoscaling::schema(msg) {
+                            [] => quota::schema(msg),
+                            s => s,
+                        },
+                        s => s,
+                    },
                     s => s,
                 },
                 s => s,
@@ -892,7 +900,11 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "Job"
                 | "CronJob"
                 | "PodDisruptionBudget"
+                | "HorizontalPodAutoscaler"
+                | "ResourceQuota"
         )
+        // The schema table has the autoscaling/v1 message; v2 bodies would be misread.
+        || (kind == "HorizontalPodAutoscaler" && api_version != "autoscaling/v1")
     {
         return Err(format!(
             "protobuf bodies of kind {kind:?} are not supported; send JSON"

@@ -217,9 +217,14 @@ async fn node_authorizer_allows_the_agent_and_nothing_more() {
     let events: Api<Event> = Api::namespaced(n1.clone(), "default");
     assert_eq!(status_code(events.create(&pp, &ev).await), 200);
 
-    // Nothing else: namespaces, RBAC, deletecollection.
+    // Namespaces are read-only (skiff:network-policy-agent, for the agents' NetworkPolicy enforcement);
+    // nothing else: namespace writes, RBAC, deletecollection.
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(n1.clone());
-    assert_eq!(status_code(ns.get("default").await), 403);
+    assert_eq!(status_code(ns.get("default").await), 200);
+    assert_eq!(
+        status_code(ns.delete("default", &DeleteParams::default()).await),
+        403
+    );
     assert_eq!(
         status_code(
             pods.delete_collection(&DeleteParams::default(), &ListParams::default())

@@ -226,3 +226,72 @@ fn jobs_as_kubectl_sees_them() {
         "{err}"
     );
 }
+
+const INDEXED: &str = "apiVersion: batch/v1
+kind: Job
+metadata: {name: shards}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox:1.35, command: [sh, -c, 'echo $JOB_COMPLETION_INDEX']}]
+";
+
+#[test]
+fn indexed_job_reports_completed_indexes() {
+    if !have("kubectl") {
+        eprintln!("kubectl not installed; skipping");
+        return;
+    }
+    let s = Server::start_with(&["--job-pod-failure-backoff", "100ms"]);
+    let out = s.kubectl_stdin(&["create", "-f", "-"], Some(INDEXED));
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut pods = active_pods(&s, "shards");
+    while pods.len() < 3 {
+        assert!(Instant::now() < deadline, "3 pods expected: {pods:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+        pods = active_pods(&s, "shards");
+    }
+    let mut hostnames: Vec<String> = pods
+        .iter()
+        .map(|p| p["spec"]["hostname"].as_str().unwrap_or("").to_string())
+        .collect();
+    hostnames.sort();
+    assert_eq!(hostnames, ["shards-0", "shards-1", "shards-2"]);
+    // Two of three done: kube's interval list.
+    let by_index = |i: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == i)
+            .and_then(|p| p["metadata"]["name"].as_str())
+            .unwrap_or_else(|| panic!("no pod of index {i}"))
+            .to_string()
+    };
+    finish(&s, &by_index("0"), "Succeeded");
+    finish(&s, &by_index("2"), "Succeeded");
+    let read = || {
+        s.ok(&[
+            "get",
+            "job",
+            "shards",
+            "-o",
+            "jsonpath={.status.completedIndexes}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read() != "0,2" {
+        assert!(Instant::now() < deadline, "completedIndexes: {:?}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    finish(&s, &by_index("1"), "Succeeded");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read() != "0-2" {
+        assert!(Instant::now() < deadline, "completedIndexes: {:?}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let row = s.ok(&["get", "job", "shards", "--no-headers"]);
+    assert!(row.contains("Complete") && row.contains("3/3"), "{row}");
+}

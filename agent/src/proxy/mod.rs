@@ -144,8 +144,7 @@ impl Services {
     async fn program(self: Arc<Self>, node: String, local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) {
         listed(&self.services_listed).await;
         listed(&self.endpoints_listed).await;
-        let mut last = String::new();
-        let mut failures = 0u32;
+        let mut table = Programmed::default();
         let mut resync = tokio::time::interval(RESYNC);
         loop {
             let forced = tokio::select! {
@@ -166,30 +165,15 @@ impl Services {
             rules::order(&mut ports);
             let batch = rules::render(&ports, local);
             // Unchanged: nothing to do, unless the resync finds the table gone (one netlink query).
-            if batch == last
+            if table.is_current(&batch)
                 && (!forced
                     || skiff_cni::plugin::nftnl::get_chain(rules::TABLE, "services")
                         .is_ok_and(|c| c.is_some()))
             {
                 continue;
             }
-            match apply(&batch).await {
-                Ok(()) => {
-                    if batch != last {
-                        tracing::debug!(summary = ?rules::summary(&ports), "service rules applied");
-                    }
-                    last = batch;
-                    failures = 0;
-                }
-                Err(e) => {
-                    // 1 s, 2 s, 4 s … 60 s (no `nft` on this host is not going to fix itself quickly).
-                    let delay = Duration::from_secs(1 << failures.min(6)).min(RESYNC);
-                    failures += 1;
-                    tracing::warn!(error = %e, "applying the service rules failed; retrying in {delay:?}");
-                    last.clear();
-                    tokio::time::sleep(delay).await;
-                    self.changed.notify_one();
-                }
+            if table.apply(batch, "service", &self.changed).await {
+                tracing::debug!(summary = ?rules::summary(&ports), "service rules applied");
             }
         }
     }
@@ -234,6 +218,44 @@ async fn feed<K>(
             Ok(Event::Apply(_) | Event::Delete(_)) => changed.notify_one(),
             Ok(Event::Init | Event::InitApply(_)) => {}
             Err(e) => tracing::warn!(error = %e, "{what} watch failed; retrying"),
+        }
+    }
+}
+
+/// What was last written to an nftables table the agent rewrites whole (the service proxy's, the network
+/// policies'), and the back-off after failed writes.
+#[derive(Debug, Default)]
+pub struct Programmed {
+    last: String,
+    failures: u32,
+}
+
+impl Programmed {
+    /// Whether `batch` is what the table got last.
+    pub fn is_current(&self, batch: &str) -> bool {
+        self.last == batch
+    }
+
+    /// Write `batch` (one `nft -f -` transaction); true when it differs from the last one written. A failure is
+    /// logged, waited out (1 s, 2 s, 4 s … 60 s: no `nft` on this host is not going to fix itself quickly) and
+    /// `changed` is notified so the caller tries again.
+    pub async fn apply(&mut self, batch: String, what: &str, changed: &Notify) -> bool {
+        match apply(&batch).await {
+            Ok(()) => {
+                let new = batch != self.last;
+                self.last = batch;
+                self.failures = 0;
+                new
+            }
+            Err(e) => {
+                let delay = Duration::from_secs(1 << self.failures.min(6)).min(RESYNC);
+                self.failures += 1;
+                tracing::warn!(error = %e, "applying the {what} rules failed; retrying in {delay:?}");
+                self.last.clear();
+                tokio::time::sleep(delay).await;
+                changed.notify_one();
+                false
+            }
         }
     }
 }

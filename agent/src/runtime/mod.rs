@@ -12,6 +12,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod stdio;
 mod syscalls;
+pub mod usage;
 pub mod userdb;
 
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ pub mod locate;
 pub mod logs;
 pub mod metrics;
 pub mod portforward;
+pub mod resource_metrics;
 pub mod spdy;
 pub mod tls;
 
@@ -161,6 +162,7 @@ pub fn router_with(ctx: Arc<ApiContext>, view: Arc<metrics::NodeView>) -> Router
             get(portforward::handle_uid).post(portforward::handle_uid),
         )
         .route("/metrics", get(metrics::metrics))
+        .route("/metrics/resource", get(resource_metrics::resource_metrics))
         .route("/pods", get(metrics::pods))
         .layer(axum::middleware::from_fn(require_auth))
         .layer(Extension(view))

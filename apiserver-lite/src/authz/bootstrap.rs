@@ -24,9 +24,13 @@ const CORE_WORKLOAD: &[&str] = &[
     "persistentvolumeclaims",
 ];
 
-/// Statuses of core resources that admin, edit and view only read (kube's view role, which admin and edit
-/// aggregate).
-const CORE_STATUS: &[&str] = &["persistentvolumeclaims/status"];
+/// Core resources and statuses that admin, edit and view only read (kube's view role, which admin and edit
+/// aggregate): quotas are the cluster admin's, not the namespace admin's.
+const CORE_STATUS: &[&str] = &[
+    "persistentvolumeclaims/status",
+    "resourcequotas",
+    "resourcequotas/status",
+];
 
 /// apps resources: written by admin and edit, read by view (kube's bootstrap policy; statuses are read-only).
 const APPS_WRITE: &[&str] = &[
@@ -55,6 +59,27 @@ const BATCH_STATUS: &[&str] = &["jobs/status", "cronjobs/status"];
 /// them and their status.
 const POLICY_WRITE: &[&str] = &["poddisruptionbudgets"];
 const POLICY_STATUS: &[&str] = &["poddisruptionbudgets/status"];
+
+/// LimitRanges: kube's view role reads them (and admin and edit aggregate view); only cluster admins
+/// write them, as they bound what a namespace's users may ask for.
+const LIMIT_RANGES: &[&str] = &["limitranges"];
+
+/// autoscaling resources, as kube's bootstrap policy has them: edit writes HorizontalPodAutoscalers,
+/// view reads them and their status.
+const AUTOSCALING_WRITE: &[&str] = &["horizontalpodautoscalers"];
+const AUTOSCALING_STATUS: &[&str] = &["horizontalpodautoscalers/status"];
+
+/// networking.k8s.io resources, as kube's bootstrap policy has them: edit writes NetworkPolicies, view
+/// reads them.
+const NETWORKING_WRITE: &[&str] = &["networkpolicies"];
+
+/// metrics-server's `system:aggregated-metrics-reader` (labelled to aggregate into admin, edit and view;
+/// skiff has no aggregation, so those roles carry its rule themselves).
+pub const METRICS_READER: &str = "system:aggregated-metrics-reader";
+
+fn metrics_rule() -> Value {
+    rule(&["metrics.k8s.io"], &["pods", "nodes"], READ)
+}
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
@@ -90,6 +115,11 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&["batch"], BATCH_STATUS, READ),
         rule(&["policy"], POLICY_WRITE, &rw),
         rule(&["policy"], POLICY_STATUS, READ),
+        rule(&[""], LIMIT_RANGES, READ),
+        metrics_rule(),
+        rule(&["autoscaling"], AUTOSCALING_WRITE, &rw),
+        rule(&["autoscaling"], AUTOSCALING_STATUS, READ),
+        rule(&["networking.k8s.io"], NETWORKING_WRITE, &rw),
     ];
     let mut admin = edit.clone();
     admin.push(rule(
@@ -118,6 +148,11 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&["batch"], BATCH_STATUS, READ),
                 rule(&["policy"], POLICY_WRITE, READ),
                 rule(&["policy"], POLICY_STATUS, READ),
+                rule(&[""], LIMIT_RANGES, READ),
+                metrics_rule(),
+                rule(&["autoscaling"], AUTOSCALING_WRITE, READ),
+                rule(&["autoscaling"], AUTOSCALING_STATUS, READ),
+                rule(&["networking.k8s.io"], NETWORKING_WRITE, READ),
             ],
         ),
         (
@@ -178,6 +213,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 ),
             ],
         ),
+        (METRICS_READER, vec![metrics_rule()]),
         // Node join: bootstrap tokens ask for a node certificate, nodes for its renewal
         // (`crate::controllers::csr` decides what is approved).
         (
@@ -196,6 +232,36 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 &["create", "get", "list", "watch"],
             )],
         ),
+        // The agents enforce NetworkPolicies for their pods, so they read the policies, namespaces and
+        // pods of every namespace (as k3s binds its network policy controller); bound to system:nodes.
+        (
+            "skiff:network-policy-agent",
+            vec![
+                rule(&["networking.k8s.io"], &["networkpolicies"], READ),
+                rule(&[""], &["namespaces", "pods"], READ),
+            ],
+        ),
+        // For webhooks and aggregated servers that delegate authentication and authorization (kube's,
+        // unbound).
+        (
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
+            ],
+        ),
+        // Service-account issuer discovery (OIDC), bound to every service account as kube does.
+        (
+            "system:service-account-issuer-discovery",
+            vec![url_rule(
+                &["/.well-known/openid-configuration", "/openid/v1/jwks"],
+                &["get"],
+            )],
+        ),
     ]
 }
 
@@ -211,10 +277,29 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str)> {
             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
             "system:nodes",
         ),
+        ("skiff:network-policy-agent", "system:nodes"),
+        (
+            "system:service-account-issuer-discovery",
+            "system:serviceaccounts",
+        ),
     ]
 }
 
 fn meta(name: &str) -> Value {
+    if name == METRICS_READER {
+        // As metrics-server's manifest labels it.
+        return json!({
+            "name": name,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": crate::handlers::now_rfc3339(),
+            "labels": {
+                "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+                "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                "rbac.authorization.k8s.io/aggregate-to-view": "true",
+            },
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        });
+    }
     json!({
         "name": name,
         "uid": uuid::Uuid::new_v4().to_string(),

@@ -9,12 +9,20 @@
 //! `succeeded`/`failed`. Like kube 1.32, the interim conditions `SuccessCriteriaMet`/`FailureTarget` come
 //! first and `Complete`/`Failed` only once no pod is left terminating.
 //!
+//! Indexed Jobs (`completionMode: Indexed`) give each pod a completion index and count one success per
+//! index (`status.completedIndexes`), with per-index back-off limits (`backoffLimitPerIndex`,
+//! `maxFailedIndexes`, `status.failedIndexes`) and a `successPolicy`; a `podFailurePolicy` decides per
+//! failed pod whether its failure fails the Job, its index, counts or is ignored.
+//!
 //! Jobs and pods are followed with list-then-watch; a sync is not repeated before the views have caught
 //! up with the writes of the previous one (kube's expectations), so a lagging watch never makes it create
 //! pods twice or count a pod twice.
 
 mod backoff;
 mod cache;
+mod failure_policy;
+mod indexed;
+mod indexes;
 mod pods;
 mod status;
 mod sync;

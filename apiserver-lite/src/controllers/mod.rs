@@ -4,8 +4,8 @@
 //! Services, the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`), the ReplicaSet and
 //! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`), the
 //! garbage collector (ownerReferences and deletion propagation, `garbage_collector`), the volume binder,
-//! local-path provisioner and storage protection finalizers (`volumes`) and the PodDisruptionBudget
-//! status (`disruption`).
+//! local-path provisioner and storage protection finalizers (`volumes`), the PodDisruptionBudget
+//! status (`disruption`) and the ResourceQuota usage (`quota`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
@@ -20,6 +20,7 @@ mod endpoints;
 mod event_ttl;
 mod events;
 mod garbage_collector;
+pub(crate) mod hpa;
 mod ipam;
 mod job;
 mod kube_dns;
@@ -28,6 +29,7 @@ mod leader;
 mod node_lifecycle;
 mod object;
 mod owners;
+pub(crate) mod quota;
 mod reflector;
 mod replicaset;
 mod root_ca;
@@ -133,6 +135,12 @@ pub(crate) async fn run_with_grace(
     let cronjobs = tokio::spawn(cronjob::run(store.clone(), shutdown.clone()));
     let statefulsets = tokio::spawn(statefulset::run(store.clone(), shutdown.clone()));
     let disruption = tokio::spawn(disruption::run(store.clone(), shutdown.clone()));
+    let autoscaler = tokio::spawn(hpa::run(
+        store.clone(),
+        config.metrics.clone(),
+        shutdown.clone(),
+    ));
+    let quotas = tokio::spawn(quota::run(store.clone(), shutdown.clone()));
     let volumes = tokio::spawn(volumes::run(
         store.clone(),
         volumes::Settings {
@@ -221,5 +229,13 @@ pub(crate) async fn run_with_grace(
         .await
         .context("disruption controller task panicked")?
         .context("disruption controller failed")?;
+    autoscaler
+        .await
+        .context("horizontal pod autoscaler task panicked")?
+        .context("horizontal pod autoscaler failed")?;
+    quotas
+        .await
+        .context("resourcequota controller task panicked")?
+        .context("resourcequota controller failed")?;
     Ok(())
 }

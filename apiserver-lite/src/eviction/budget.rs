@@ -86,7 +86,6 @@ pub(super) async fn evict_guarded(
     opts: &DeleteOpts,
     dry_run: bool,
 ) -> ApiResult<Value> {
-    let pods = by_kind(Kind::Pod);
     let mut budgets = budgets_of(api, ns, pod).await?;
     if budgets.len() > 1 {
         return Err(ApiError::new(
@@ -96,7 +95,7 @@ pub(super) async fn evict_guarded(
         ));
     }
     let Some(pdb) = budgets.pop() else {
-        api.delete(pods, Some(ns), name, opts, dry_run).await?;
+        super::delete_disrupted(api, ns, name, opts, dry_run).await?;
         return Ok(success());
     };
     let pdb_name = name_of(&pdb).to_string();
@@ -115,7 +114,7 @@ pub(super) async fn evict_guarded(
                     .and_then(Value::as_str)
                     .map(str::to_string);
             }
-            return match api.delete(pods, Some(ns), name, &guarded, dry_run).await {
+            return match super::delete_disrupted(api, ns, name, &guarded, dry_run).await {
                 Ok(_) => Ok(success()),
                 Err(e) if e.code == 409 && added => Err(still_processing(&pdb_name)),
                 Err(e) => Err(e),
@@ -123,7 +122,7 @@ pub(super) async fn evict_guarded(
         }
     }
     take_disruption(api, ns, name, pdb, dry_run).await?;
-    api.delete(pods, Some(ns), name, opts, dry_run).await?;
+    super::delete_disrupted(api, ns, name, opts, dry_run).await?;
     Ok(success())
 }
 

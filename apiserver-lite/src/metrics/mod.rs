@@ -4,9 +4,36 @@
 //! `metrics.k8s.io/v1beta1` API serves it and the HorizontalPodAutoscaler controller reads it. Contract:
 //! docs/contracts.md, "Resource metrics and autoscaling".
 
+pub mod api;
+pub mod format;
+pub mod parse;
+pub mod points;
+pub mod scraper;
+
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
+
+/// `--metric-resolution` when not given (the contract's; metrics-server's own default is 60 s).
+pub const DEFAULT_RESOLUTION: Duration = Duration::from_secs(15);
+
+/// metrics-server's rules for `--metric-resolution`: at least 10 s, and its nine tenths at least the per-node
+/// request timeout (10 s), so that a scrape ends before the next starts.
+pub fn validate_resolution(resolution: Duration) -> Result<(), String> {
+    let shown = format::go_duration(resolution);
+    if resolution < Duration::from_secs(10) {
+        return Err(format!(
+            "metric-resolution should be a time duration at least 10s, but value {shown} provided"
+        ));
+    }
+    if resolution * 9 / 10 < scraper::SCRAPE_TIMEOUT {
+        return Err(format!(
+            "metric-resolution should be larger than kubelet-request-timeout, but metric-resolution value {shown} kubelet-request-timeout value {} provided",
+            format::go_duration(scraper::SCRAPE_TIMEOUT)
+        ));
+    }
+    Ok(())
+}
 
 /// One container's usage over `window` ending at the pod's `timestamp`.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,10 +127,46 @@ impl MetricsStore {
         }
     }
 
+    /// Replace everything with the usage of the latest scrape: nodes and pods it lacks are gone.
+    pub fn replace(
+        &self,
+        nodes: HashMap<String, NodeUsage>,
+        pods: HashMap<(String, String), PodUsage>,
+    ) {
+        if let Ok(mut m) = self.nodes.write() {
+            *m = nodes;
+        }
+        if let Ok(mut m) = self.pods.write() {
+            *m = pods;
+        }
+    }
+
     /// Keep only the pods for which `keep(namespace, name)` holds.
     pub fn retain_pods(&self, mut keep: impl FnMut(&str, &str) -> bool) {
         if let Ok(mut m) = self.pods.write() {
             m.retain(|(ns, n), _| keep(ns, n));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_rules() {
+        assert!(validate_resolution(DEFAULT_RESOLUTION).is_ok());
+        assert_eq!(
+            validate_resolution(Duration::from_secs(5)),
+            Err(
+                "metric-resolution should be a time duration at least 10s, but value 5s provided"
+                    .into()
+            )
+        );
+        let e = validate_resolution(Duration::from_secs(11))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("larger than kubelet-request-timeout"), "{e}");
+        assert!(validate_resolution(Duration::from_millis(11_200)).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! columns. The pod template shares the apps/v1 kinds' defaulting and checks (`workloads`).
 
 mod defaults;
+mod policies;
 mod status;
 mod table;
 mod update;

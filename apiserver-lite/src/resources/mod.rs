@@ -6,9 +6,13 @@ pub mod controllerrevision;
 pub mod cronjob;
 pub mod daemonset;
 pub mod event_v1;
+pub mod hpa;
 pub mod job;
+pub mod limitrange;
+pub mod netpol;
 pub mod pdb;
 pub mod pod;
+pub mod quota;
 pub mod service;
 pub mod statefulset;
 pub mod storage;
@@ -22,6 +26,10 @@ use crate::status::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// autoscaling/v2 (see `hpa`; the stored form).
+    HorizontalPodAutoscaler,
+    /// autoscaling/v1 over the same store keys, converted on read and write (`hpa::convert`).
+    HorizontalPodAutoscalerV1,
     Pod,
     Node,
     Namespace,
@@ -60,6 +68,12 @@ pub enum Kind {
     StorageClass,
     /// policy/v1 (see `pdb`; its status is the disruption controller's, read by `crate::eviction`).
     PodDisruptionBudget,
+    /// core/v1 (see `limitrange`; enforced by its LimitRanger admission).
+    LimitRange,
+    /// networking.k8s.io/v1 (see `netpol`; enforced by the agent).
+    NetworkPolicy,
+    /// core/v1 (see `quota`; charged by its admission, recomputed by `crate::controllers::quota`).
+    ResourceQuota,
 }
 
 #[derive(Debug)]
@@ -451,6 +465,72 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &["status"],
         has_status: true,
     },
+    ResourceDef {
+        kind_id: Kind::LimitRange,
+        group: "",
+        version: "v1",
+        plural: "limitranges",
+        singular: "limitrange",
+        kind: "LimitRange",
+        namespaced: true,
+        short_names: &["limits"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::NetworkPolicy,
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        kind: "NetworkPolicy",
+        namespaced: true,
+        short_names: &["netpol"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
+        kind_id: Kind::ResourceQuota,
+        group: "",
+        version: "v1",
+        plural: "resourcequotas",
+        singular: "resourcequota",
+        kind: "ResourceQuota",
+        namespaced: true,
+        short_names: &["quota"],
+        categories: &[],
+        subresources: &["status"],
+        has_status: true,
+    },
+    // autoscaling: v2 first, the preferred version; v1 shares its storage (`hpa::convert`).
+    ResourceDef {
+        kind_id: Kind::HorizontalPodAutoscaler,
+        group: "autoscaling",
+        version: "v2",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: &["all"],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::HorizontalPodAutoscalerV1,
+        group: "autoscaling",
+        version: "v1",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: &["all"],
+        subresources: &["status"],
+        has_status: true,
+    },
 ];
 
 impl ResourceDef {
@@ -534,7 +614,13 @@ impl ResourceDef {
             Kind::PersistentVolumeClaim | Kind::PodDisruptionBudget => {
                 &["metadata.name", "metadata.namespace"]
             }
+            Kind::LimitRange => &["metadata.name", "metadata.namespace"],
+            Kind::NetworkPolicy => &["metadata.name", "metadata.namespace"],
+            Kind::ResourceQuota => &["metadata.name", "metadata.namespace"],
             Kind::PersistentVolume | Kind::StorageClass => &["metadata.name"],
+            Kind::HorizontalPodAutoscaler | Kind::HorizontalPodAutoscalerV1 => {
+                &["metadata.name", "metadata.namespace"]
+            }
             Kind::EventV1 => &[
                 "metadata.name",
                 "metadata.namespace",
@@ -637,6 +723,11 @@ impl ResourceDef {
                 storage::normalize(self.kind_id, v)
             }
             Kind::PodDisruptionBudget => pdb::normalize(v),
+            Kind::LimitRange => limitrange::normalize(v),
+            Kind::HorizontalPodAutoscaler => hpa::normalize(v),
+            Kind::HorizontalPodAutoscalerV1 => hpa::convert::normalize_v1(v),
+            Kind::NetworkPolicy => netpol::normalize(v),
+            Kind::ResourceQuota => quota::normalize(v),
         }
     }
 
@@ -670,6 +761,11 @@ impl ResourceDef {
                 storage::prepare_create(self.kind_id, obj)
             }
             Kind::PodDisruptionBudget => pdb::prepare_create(obj),
+            Kind::LimitRange => limitrange::defaults(obj),
+            Kind::HorizontalPodAutoscaler => hpa::prepare_create(obj),
+            Kind::HorizontalPodAutoscalerV1 => hpa::convert::prepare_create_v1(obj),
+            Kind::NetworkPolicy => netpol::defaults(obj),
+            Kind::ResourceQuota => quota::prepare_create(obj),
             _ => {}
         }
     }
@@ -688,6 +784,14 @@ impl ResourceDef {
             Kind::Job => job::defaults(new),
             Kind::CronJob => cronjob::defaults(new),
             Kind::StatefulSet => statefulset::defaults(new),
+            Kind::LimitRange => limitrange::defaults(new),
+            Kind::HorizontalPodAutoscaler => hpa::defaults(new),
+            Kind::HorizontalPodAutoscalerV1 => {
+                let mut v2 = hpa::convert::to_v2(new);
+                hpa::defaults(&mut v2);
+                *new = hpa::convert::to_v1(&v2);
+            }
+            Kind::NetworkPolicy => netpol::defaults(new),
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 storage::prepare_update(self.kind_id, old, new)
             }
@@ -731,6 +835,13 @@ impl ResourceDef {
                 errs.extend(storage::validate(self.kind_id, obj))
             }
             Kind::PodDisruptionBudget => errs.extend(pdb::validate(obj)),
+            Kind::LimitRange => errs.extend(limitrange::validate(obj)),
+            Kind::HorizontalPodAutoscaler => errs.extend(hpa::validate(obj)),
+            Kind::HorizontalPodAutoscalerV1 => {
+                errs.extend(hpa::validate(&hpa::convert::to_v2(obj)))
+            }
+            Kind::NetworkPolicy => errs.extend(netpol::validate(obj)),
+            Kind::ResourceQuota => errs.extend(quota::validate(obj)),
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
@@ -824,6 +935,17 @@ pub fn find_resource(group: &str, plural: &str) -> Option<&'static ResourceDef> 
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.plural == plural)
+}
+
+/// The served resource of one group-version (`find_resource` answers the preferred version).
+pub fn find_resource_version(
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 pub fn by_kind(kind: Kind) -> &'static ResourceDef {

@@ -397,6 +397,12 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
             super::storage::columns(def.kind_id, name, age)
         }
         Kind::PodDisruptionBudget => super::pdb::columns(name, age),
+        Kind::LimitRange => super::limitrange::columns(name),
+        Kind::HorizontalPodAutoscaler | Kind::HorizontalPodAutoscalerV1 => {
+            super::hpa::columns(name, age)
+        }
+        Kind::NetworkPolicy => super::netpol::columns(name, age),
+        Kind::ResourceQuota => super::quota::columns(name, age),
     }
 }
 
@@ -615,6 +621,13 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
             super::storage::cells(def.kind_id, obj, name, age)
         }
         Kind::PodDisruptionBudget => super::pdb::cells(obj, name, age),
+        Kind::LimitRange => super::limitrange::cells(obj, name),
+        Kind::HorizontalPodAutoscaler => super::hpa::cells(obj, name, age),
+        Kind::HorizontalPodAutoscalerV1 => {
+            super::hpa::cells(&super::hpa::convert::to_v2(obj), name, age)
+        }
+        Kind::NetworkPolicy => super::netpol::cells(obj, name, age),
+        Kind::ResourceQuota => super::quota::cells(obj, name, age),
     }
 }
 

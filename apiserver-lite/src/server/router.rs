@@ -16,7 +16,7 @@ use crate::handlers::{
     repr_from_accept,
 };
 use crate::patch::PatchType;
-use crate::resources::{Kind, ResourceDef, find_resource};
+use crate::resources::{Kind, ResourceDef, find_resource_version};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 
@@ -249,17 +249,30 @@ async fn handle_inner(
         }
         ["api", "v1"] => {
             get_only(&method)?;
-            let l = discovery::resource_list("").ok_or_else(ApiError::path_not_found)?;
+            let l = discovery::resource_list("", "v1").ok_or_else(ApiError::path_not_found)?;
             Ok(json_response(200, &l, "application/json"))
+        }
+        // metrics.k8s.io: served here, from the scraped usage (`crate::metrics`).
+        ["apis", "metrics.k8s.io"] => {
+            get_only(&method)?;
+            Ok(json_response(
+                200,
+                &crate::metrics::api::api_group(),
+                "application/json",
+            ))
+        }
+        ["apis", "metrics.k8s.io", "v1beta1", rest @ ..] => {
+            let v = crate::metrics::api::serve(state, &user, &method, rest, &query).await?;
+            Ok(json_response(200, &v, "application/json"))
         }
         ["apis", g] => {
             get_only(&method)?;
             let l = discovery::group(g).ok_or_else(ApiError::path_not_found)?;
             Ok(json_response(200, &l, "application/json"))
         }
-        ["apis", g, "v1"] => {
+        ["apis", g, v] => {
             get_only(&method)?;
-            let l = discovery::resource_list(g).ok_or_else(ApiError::path_not_found)?;
+            let l = discovery::resource_list(g, v).ok_or_else(ApiError::path_not_found)?;
             Ok(json_response(200, &l, "application/json"))
         }
         ["openapi", "v2"] => {
@@ -333,6 +346,27 @@ async fn handle_inner(
             .await?;
             Ok(json_response(201, &v, "application/json"))
         }
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            let auth = crate::serviceaccount::token_review::Authenticators {
+                tokens: &state.tokens,
+                key: &state.sa_key,
+                authz: &state.authz,
+            };
+            let v = crate::serviceaccount::token_review::token_review(
+                &auth,
+                &user,
+                &body,
+                &content_type,
+            )
+            .await?;
+            Ok(json_response(201, &v, "application/json"))
+        }
+        [".well-known", "openid-configuration"] | ["openid", "v1", "jwks"] => {
+            issuer_discovery(state, &user, &method, trimmed).await
+        }
         [
             "apis",
             g @ ("authorization.k8s.io" | "authentication.k8s.io"),
@@ -351,7 +385,7 @@ async fn handle_inner(
             resource(
                 state,
                 &user,
-                "",
+                ("", "v1"),
                 rest,
                 &method,
                 &accept,
@@ -361,12 +395,12 @@ async fn handle_inner(
             )
             .await
         }
-        ["apis", g, "v1", rest @ ..] => {
-            let g = g.to_string();
+        ["apis", g, v, rest @ ..] => {
+            let (g, v) = (g.to_string(), v.to_string());
             resource(
                 state,
                 &user,
-                &g,
+                (&g, &v),
                 rest,
                 &method,
                 &accept,
@@ -380,6 +414,43 @@ async fn handle_inner(
     }
 }
 
+/// Service-account issuer discovery (`crate::serviceaccount::discovery`): `get` on the non-resource URL
+/// must be allowed (kube binds `system:service-account-issuer-discovery` to every service account).
+async fn issuer_discovery(
+    state: &State,
+    user: &UserInfo,
+    method: &Method,
+    path: &str,
+) -> ApiResult<Response<Body>> {
+    use crate::serviceaccount::discovery as oidc;
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
+    let a = crate::authz::Attributes {
+        user: user.name.clone(),
+        groups: crate::authz::effective_groups(user),
+        verb: "get".into(),
+        path: path.to_string(),
+        ..Default::default()
+    };
+    if let crate::authz::Decision::Deny(reason) = state.authz.authorize(&a).await? {
+        return Err(crate::authz::forbidden(&a, &reason));
+    }
+    let (doc, content_type) = if path == oidc::JWKS_PATH {
+        let jwks = oidc::jwks(&state.sa_key).map_err(ApiError::internal)?;
+        (jwks, oidc::JWKS_CONTENT_TYPE)
+    } else {
+        let config = oidc::openid_configuration(&state.server_address);
+        (config, oidc::CONFIG_CONTENT_TYPE)
+    };
+    let mut r = json_response(200, &doc, content_type);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(oidc::CACHE_CONTROL),
+    );
+    Ok(r)
+}
+
 fn selectors(def: &ResourceDef, q: &Query) -> ApiResult<(LabelSelector, FieldSelector)> {
     let l = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
     let f = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def.field_selectors())?;
@@ -390,7 +461,7 @@ fn selectors(def: &ResourceDef, q: &Query) -> ApiResult<(LabelSelector, FieldSel
 async fn resource(
     state: &State,
     user: &UserInfo,
-    group: &str,
+    (group, version): (&str, &str),
     segs: &[&str],
     method: &Method,
     accept: &str,
@@ -401,7 +472,7 @@ async fn resource(
     let api = &state.api;
     let (ns, rest): (Option<&str>, &[&str]) = if segs.len() >= 3
         && segs[0] == "namespaces"
-        && find_resource(group, segs[2]).is_some_and(|d| d.namespaced)
+        && find_resource_version(group, version, segs[2]).is_some_and(|d| d.namespaced)
     {
         (Some(segs[1]), &segs[2..])
     } else {
@@ -410,7 +481,7 @@ async fn resource(
     let Some(first) = rest.first() else {
         return Err(ApiError::path_not_found());
     };
-    let def = find_resource(group, first).ok_or_else(ApiError::path_not_found)?;
+    let def = find_resource_version(group, version, first).ok_or_else(ApiError::path_not_found)?;
     if rest.len() > 3 || (ns.is_none() && def.namespaced && rest.len() > 1) {
         return Err(ApiError::path_not_found());
     }

@@ -189,6 +189,12 @@ impl SigningKey {
         &self.kid
     }
 
+    /// The public key as an uncompressed SEC1 point (`04 || x || y`, 65 bytes), for the JWK
+    /// (`crate::serviceaccount::discovery`).
+    pub fn public_key(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
     /// The public key's DER SubjectPublicKeyInfo as PEM (for `--service-account-key-file`-style consumers).
     pub fn public_pem(&self) -> String {
         let mut spki = P256_SPKI_PREFIX.to_vec();

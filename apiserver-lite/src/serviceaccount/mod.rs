@@ -13,8 +13,10 @@
 //! `controllers::root_ca`.
 
 pub mod admission;
+pub mod discovery;
 pub mod jwt;
 pub mod token_request;
+pub mod token_review;
 
 use serde_json::Value;
 
@@ -108,8 +110,27 @@ pub async fn authenticate(
     store: &dyn Store,
     token: &str,
 ) -> Result<UserInfo, TokenError> {
+    authenticate_for(key, store, token, &[API_AUDIENCE])
+        .await
+        .map(|(user, _)| user)
+}
+
+/// [`authenticate`] for a caller that names the audiences it accepts (a TokenReview's
+/// `spec.audiences`): the user and the token's audiences among `audiences` (never empty).
+pub async fn authenticate_for(
+    key: &SigningKey,
+    store: &dyn Store,
+    token: &str,
+    audiences: &[&str],
+) -> Result<(UserInfo, Vec<String>), TokenError> {
     let claims = key.verify(token)?;
-    claims.validate(jiff::Timestamp::now().as_second(), ISSUER, &[API_AUDIENCE])?;
+    claims.validate(jiff::Timestamp::now().as_second(), ISSUER, audiences)?;
+    let matched: Vec<String> = claims
+        .aud
+        .iter()
+        .filter(|a| audiences.contains(&a.as_str()))
+        .cloned()
+        .collect();
     let k = &claims.kubernetes;
     let ns = k.namespace.as_str();
     let sa_name = k.serviceaccount.name.as_str();
@@ -152,7 +173,7 @@ pub async fn authenticate(
             vec![format!("JTI={}", claims.jti)],
         );
     }
-    Ok(UserInfo {
+    let user = UserInfo {
         name: claims.sub.clone(),
         uid: k.serviceaccount.uid.clone(),
         groups: vec![
@@ -161,5 +182,6 @@ pub async fn authenticate(
             crate::authz::AUTHENTICATED_GROUP.to_string(),
         ],
         extra,
-    })
+    };
+    Ok((user, matched))
 }

@@ -57,6 +57,10 @@ async fn node_authorizer_reads_and_writes() {
         n("list", "", "services", "", "", ""),
         n("get", "", "endpoints", "", "default", "kubernetes"),
         n("get", "", "nodes", "", "", "n2"),
+        // Through the ClusterRole skiff:network-policy-agent (bound to system:nodes): the agents
+        // enforce NetworkPolicies, so they read namespaces and the policies of every namespace.
+        n("get", "", "namespaces", "", "", "default"),
+        n("watch", "networking.k8s.io", "networkpolicies", "", "", ""),
     ] {
         assert!(f.allowed(&a).await, "should be allowed: {a:?}");
     }
@@ -99,8 +103,16 @@ async fn node_authorizer_reads_and_writes() {
         n("list", "", "secrets", "", "default", ""),
         n("get", "", "secrets", "", "other", "regcred"),
         n("get", "", "configmaps", "", "default", "nope"),
-        n("get", "", "namespaces", "", "", "default"),
+        n("delete", "", "namespaces", "", "", "default"),
         n("create", "", "namespaces", "", "", ""),
+        n(
+            "create",
+            "networking.k8s.io",
+            "networkpolicies",
+            "",
+            "default",
+            "",
+        ),
         n("list", "rbac.authorization.k8s.io", "roles", "", "", ""),
     ] {
         assert!(!f.allowed(&a).await, "should be denied: {a:?}");

@@ -10,6 +10,9 @@ use super::super::events::EventType;
 use super::super::object;
 use super::super::owners::{self, Claim, Key, Selector, Stored, int_at, str_at};
 use super::cache::{Cache, Expect};
+use super::failure_policy::{fail_job_message, match_policy};
+use super::indexed::Indexed;
+use super::indexes;
 use super::status::{
     Finish, clean_uncounted, condition, condition_true, ensure_condition, finished, millis, now_ms,
     set_status, set_uncounted, uid_list, until,
@@ -55,7 +58,7 @@ pub(super) async fn sync(
         return expire(api, cache, key, &job).await;
     }
     let mode = str_at(&job, "/spec/completionMode");
-    if !matches!(mode, "" | "NonIndexed") {
+    if !matches!(mode, "" | "NonIndexed" | "Indexed") {
         tracing::warn!(job = %format!("{}/{}", key.0, key.1), mode, "completion mode not supported; not syncing");
         return Ok(());
     }
@@ -92,9 +95,20 @@ pub(super) async fn sync(
         .iter()
         .filter(|p| pods::has_tracking_finalizer(&p.value))
         .collect();
+    let indexed = Indexed::new(&job, &tracked, replace_failed_only);
+    // A failure counts unless a pod failure policy rule ignores it or its index is not valid.
+    let counts_failure = |p: &Stored| {
+        indexed.as_ref().is_none_or(|ix| ix.valid(&p.value))
+            && match_policy(&stored.value, &p.value).is_none_or(|a| a.counts())
+    };
     let new_succeeded: Vec<&Stored> = tracked
         .iter()
         .filter(|p| pods::phase(p) == "Succeeded" && !uncounted_s.iter().any(|u| u == p.uid()))
+        .filter(|p| {
+            indexed
+                .as_ref()
+                .is_none_or(|ix| ix.is_new_success(&p.value))
+        })
         .copied()
         .collect();
     let new_failed: Vec<&Stored> = tracked
@@ -102,10 +116,15 @@ pub(super) async fn sync(
         .filter(|p| {
             pods::failed(p, replace_failed_only) && !uncounted_f.iter().any(|u| u == p.uid())
         })
+        .filter(|p| counts_failure(p))
         .copied()
         .collect();
     let count = |field: &str| int_at(&job, &format!("/status/{field}")).unwrap_or(0);
-    let succeeded = count("succeeded") + (new_succeeded.len() + uncounted_s.len()) as i64;
+    let succeeded = match &indexed {
+        // One success per index.
+        Some(ix) => ix.succeeded.len() as i64,
+        None => count("succeeded") + (new_succeeded.len() + uncounted_s.len()) as i64,
+    };
     let failed = count("failed") + (new_failed.len() + uncounted_f.len()) as i64;
 
     if job.pointer("/status/startTime").is_none_or(Value::is_null) && !suspended {
@@ -133,6 +152,8 @@ pub(super) async fn sync(
             reason: str_at(c, "/reason").into(),
             message: str_at(c, "/message").into(),
         });
+    } else if let Some(message) = fail_job_message(&job, &owned, replace_failed_only) {
+        finish = Some(Finish::failure("PodFailurePolicy", &message));
     } else {
         let on_failure = str_at(&spec, "/template/spec/restartPolicy") == "OnFailure";
         let restarts = if on_failure {
@@ -166,6 +187,11 @@ pub(super) async fn sync(
         } else if let Some(d) = deadline_ms {
             cache.schedule(key, until(d));
         }
+        if finish.is_none()
+            && let Some(ix) = &indexed
+        {
+            finish = ix.finish(&job).or_else(|| ix.success_policy(&job));
+        }
     }
 
     let mut manage_error: Option<ApiError> = None;
@@ -197,8 +223,16 @@ pub(super) async fn sync(
                     None => parallelism,
                     Some(c) => (c - succeeded).min(parallelism).max(0),
                 } as usize;
-                if active > want {
-                    let victims = pods::to_remove(&active_pods, (active - want).min(BURST));
+                // Of an Indexed Job: pods of indexes done or taken twice go first.
+                let (mut victims, kept) = match &indexed {
+                    Some(ix) => indexes::duplicates(&active_pods, &ix.done(), ix.completions),
+                    None => (Vec::new(), active_pods.clone()),
+                };
+                if kept.len() > want {
+                    victims.extend(pods::to_remove(&kept, kept.len() - want));
+                }
+                victims.truncate(BURST);
+                if !victims.is_empty() {
                     let (removed, removed_ready, err) =
                         delete_pods(api, &job, &victims, true, expect).await;
                     active -= removed;
@@ -213,8 +247,21 @@ pub(super) async fn sync(
                         if remaining > Duration::ZERO {
                             cache.schedule(key, remaining);
                         } else {
-                            let (created, err) =
-                                create_pods(api, &job, missing.min(BURST), expect).await;
+                            let n = missing.min(BURST);
+                            let bodies = match &indexed {
+                                Some(ix) => {
+                                    let busy: Vec<&Stored> = owned
+                                        .iter()
+                                        .filter(|p| {
+                                            pods::active(p)
+                                                || replace_failed_only && pods::terminating(p)
+                                        })
+                                        .collect();
+                                    ix.new_pods(&job, &busy, &owned, n)
+                                }
+                                None => (0..n).map(|_| pods::from_template(&job)).collect(),
+                            };
+                            let (created, err) = create_pods(api, &job, bodies, expect).await;
                             active += created;
                             manage_error = err;
                         }
@@ -262,6 +309,7 @@ pub(super) async fn sync(
     let mut uncounted_s = uid_list(&job, "succeeded");
     let mut uncounted_f = uid_list(&job, "failed");
     let mut to_release: Vec<Stored> = Vec::new();
+    let mut new_indexes = std::collections::BTreeSet::new();
     for pod in &tracked {
         let considered_failed = pods::failed(pod, replace_failed_only);
         let removable =
@@ -272,12 +320,18 @@ pub(super) async fn sync(
         to_release.push((*pod).clone());
         let uid = pod.uid().to_string();
         if pods::phase(pod) == "Succeeded" && !uncounted_f.contains(&uid) {
-            if !uncounted_s.contains(&uid) {
+            // Of an Indexed Job, only the first success of an index counts.
+            let fresh = indexed.as_ref().is_none_or(|ix| {
+                ix.is_new_success(&pod.value)
+                    && new_indexes.insert(indexes::index_of(&pod.value, ix.completions))
+            });
+            if fresh && !uncounted_s.contains(&uid) {
                 uncounted_s.push(uid);
                 needs_flush = true;
             }
         } else if (considered_failed || finish.as_ref().is_some_and(Finish::is_failure))
             && !uncounted_f.contains(&uid)
+            && counts_failure(pod)
         {
             uncounted_f.push(uid);
             needs_flush = true;
@@ -285,6 +339,9 @@ pub(super) async fn sync(
     }
     set_uncounted(&mut job, "succeeded", uncounted_s);
     set_uncounted(&mut job, "failed", uncounted_f);
+    if let Some(ix) = &indexed {
+        ix.write(&mut job);
+    }
     if let Some(f) = finish.as_mut() {
         if f.type_ == "FailureTarget" {
             ensure_condition(&mut job, "FailureTarget", "True", &f.reason, &f.message);

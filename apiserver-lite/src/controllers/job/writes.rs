@@ -166,23 +166,28 @@ pub(super) async fn delete_pods(
     (deleted, deleted_ready, error)
 }
 
-/// Create `count` pods in slow-start batches (1, 2, 4, …), stopping after a batch with an error. Returns
-/// how many were created.
+/// Create the pods `bodies` in slow-start batches (1, 2, 4, …), stopping after a batch with an error.
+/// Returns how many were created.
 pub(super) async fn create_pods(
     api: &Api,
     job: &Value,
-    count: usize,
+    bodies: Vec<Value>,
     expect: &mut Expect,
 ) -> (usize, Option<ApiError>) {
     let def = by_kind(Kind::Pod);
     let ns = str_at(job, "/metadata/namespace");
     let opts = object::write_opts(MANAGER);
+    let count = bodies.len();
+    let mut bodies = bodies.into_iter();
     let mut created = 0;
     let mut batch = 1usize;
     while created < count {
         let size = batch.min(count - created);
         let results = join_all(
-            (0..size).map(|_| api.create(def, Some(ns), pods::from_template(job), &[], &opts)),
+            bodies
+                .by_ref()
+                .take(size)
+                .map(|body| api.create(def, Some(ns), body, &[], &opts)),
         )
         .await;
         let mut error = None;

@@ -100,6 +100,20 @@ async fn evict(api: &Api, pod: &Value, node: &str) {
         uid: Some(uid.clone()),
         ..DeleteOpts::default()
     };
+    // As kube's taint manager: the DisruptionTarget condition first, then the delete.
+    let why = crate::eviction::Disruption {
+        manager: "taint-eviction-controller",
+        reason: "DeletionByTaintManager",
+        message: "Taint manager: deleting due to NoExecute taint",
+        fail: false,
+    };
+    let marked = crate::eviction::add_disruption_target(api, &ns, &name, &opts, &why).await;
+    if let Err(err) = &marked
+        && err.code != 404
+    {
+        tracing::warn!(pod = %format!("{ns}/{name}"), error = %err.message,
+            "taint eviction: failed to add the DisruptionTarget condition");
+    }
     match api
         .delete(by_kind(Kind::Pod), Some(&ns), &name, &opts, false)
         .await

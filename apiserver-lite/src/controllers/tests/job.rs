@@ -17,15 +17,15 @@ use crate::store::redb::tests::TempDir;
 
 const BACKOFF: Duration = Duration::from_millis(200);
 
-struct Jobs {
-    api: Api,
+pub(super) struct Jobs {
+    pub(super) api: Api,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: TempDir,
 }
 
 impl Jobs {
-    async fn start() -> Jobs {
+    pub(super) async fn start() -> Jobs {
         let dir = TempDir::new();
         let store: Arc<dyn Store> =
             Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open store"));
@@ -44,7 +44,7 @@ impl Jobs {
         }
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         let _ = self.shutdown.send(true);
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
@@ -53,7 +53,7 @@ impl Jobs {
             .expect("controller ran cleanly");
     }
 
-    async fn create(&self, job: Value) -> Value {
+    pub(super) async fn create(&self, job: Value) -> Value {
         self.api
             .create(by_kind(Kind::Job), Some("default"), job, &[], &opts())
             .await
@@ -61,7 +61,7 @@ impl Jobs {
             .0
     }
 
-    async fn job(&self, name: &str) -> Option<Value> {
+    pub(super) async fn job(&self, name: &str) -> Option<Value> {
         match self
             .api
             .get(by_kind(Kind::Job), Some("default"), name)
@@ -74,7 +74,12 @@ impl Jobs {
     }
 
     /// Poll the Job until `check` holds.
-    async fn wait(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(super) async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let job = self.job(name).await.expect("job exists");
@@ -86,7 +91,7 @@ impl Jobs {
         }
     }
 
-    async fn pods(&self, job: &str) -> Vec<Value> {
+    pub(super) async fn pods(&self, job: &str) -> Vec<Value> {
         let (pods, _) = self
             .api
             .list(
@@ -103,7 +108,7 @@ impl Jobs {
     }
 
     /// The pods of `job` still running, once there are `n`.
-    async fn active(&self, job: &str, n: usize) -> Vec<Value> {
+    pub(super) async fn active(&self, job: &str, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let active: Vec<Value> = self
@@ -128,13 +133,13 @@ impl Jobs {
     }
 
     /// What the kubelet writes when the pod's containers exit.
-    async fn finish(&self, pod: &Value, phase: &str) {
+    pub(super) async fn finish(&self, pod: &Value, phase: &str) {
         self.report(pod, json!({"status": {"phase": phase}})).await;
     }
 
     /// A failure with the container's finish time (metav1.Time has whole seconds; this kubelet rounds
     /// up, so the back-off counted from it is never shorter than measured from now).
-    async fn fail_now(&self, pod: &Value) {
+    pub(super) async fn fail_now(&self, pod: &Value) {
         let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 1)
             .expect("time")
             .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -145,7 +150,7 @@ impl Jobs {
         self.report(pod, status).await;
     }
 
-    async fn report(&self, pod: &Value, status: Value) {
+    pub(super) async fn report(&self, pod: &Value, status: Value) {
         self.api
             .patch(
                 by_kind(Kind::Pod),
@@ -163,7 +168,7 @@ impl Jobs {
     }
 
     /// The event reasons about `job` once `reason` is among them (events follow the status write).
-    async fn reasons_with(&self, job: &str, reason: &str) -> Vec<String> {
+    pub(super) async fn reasons_with(&self, job: &str, reason: &str) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let reasons = self.reasons(job).await;
@@ -175,7 +180,7 @@ impl Jobs {
         }
     }
 
-    async fn reasons(&self, job: &str) -> Vec<String> {
+    pub(super) async fn reasons(&self, job: &str) -> Vec<String> {
         let (events, _) = self
             .api
             .list(
@@ -194,14 +199,14 @@ impl Jobs {
     }
 }
 
-fn job(name: &str, spec: Value) -> Value {
+pub(super) fn job(name: &str, spec: Value) -> Value {
     let mut spec = spec;
     spec["template"] = json!({"spec": {"restartPolicy": "Never",
         "containers": [{"name": "main", "image": "busybox:1.35"}]}});
     json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec})
 }
 
-fn types(job: &Value) -> Vec<String> {
+pub(super) fn types(job: &Value) -> Vec<String> {
     job["status"]["conditions"]
         .as_array()
         .into_iter()

@@ -28,7 +28,13 @@ pub fn defaults(obj: &mut Value) {
         spec["parallelism"] = json!(1);
     }
     set_default(spec, "parallelism", json!(1));
-    set_default(spec, "backoffLimit", json!(6));
+    // kube: with a per-index limit the Job-wide one is effectively off.
+    let backoff_limit = if is_set(spec, "backoffLimitPerIndex") {
+        i64::from(i32::MAX)
+    } else {
+        6
+    };
+    set_default(spec, "backoffLimit", json!(backoff_limit));
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
     let replacement = if is_set(spec, "podFailurePolicy") {

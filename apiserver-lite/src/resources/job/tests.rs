@@ -315,3 +315,48 @@ fn normalize_drops_unknown_fields() {
     assert!(n["spec"].get("bogus").is_none());
     assert!(normalize(&json!({"spec": {"parallelism": "x"}})).is_err());
 }
+
+#[test]
+fn policy_errors_as_kube_words_them() {
+    let mut job = pi();
+    job["spec"]["completionMode"] = json!("Indexed");
+    job["spec"]["completions"] = json!(4);
+    job["spec"]["maxFailedIndexes"] = json!(5);
+    job["spec"]["backoffLimitPerIndex"] = json!(1);
+    job["spec"]["podFailurePolicy"] = json!({"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "other", "operator": "In", "values": [0, 3, 2]}},
+        {"action": "Restart", "onPodConditions": [{"type": "DisruptionTarget", "status": "Maybe"}]},
+        {"action": "Ignore"},
+    ]});
+    job["spec"]["successPolicy"] = json!({"rules": [
+        {"succeededIndexes": "0-2", "succeededCount": 4}, {"succeededIndexes": "3-1"}, {}]});
+    let job = created(job);
+    assert_eq!(job["spec"]["backoffLimit"], i64::from(i32::MAX));
+    let errs = lines(&validate(&job));
+    for want in [
+        "spec.maxFailedIndexes: Invalid value: 5: must be less than or equal to completions",
+        "spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: \"other\": must be one of the container or initContainer names in the pod template",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Invalid value: 2: must be ordered",
+        "spec.podFailurePolicy.rules[1].action: Unsupported value: \"Restart\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\"",
+        "spec.podFailurePolicy.rules[1].onPodConditions[0].status: Unsupported value: \"Maybe\": supported values: \"True\", \"False\", \"Unknown\"",
+        "spec.podFailurePolicy.rules[2]: Required value: specifying one of OnExitCodes and OnPodConditions is required",
+        "spec.successPolicy.rules[0].succeededCount: Invalid value: 4: must be less than or equal to 3 (the number of indexes in the specified succeededIndexes field)",
+        "spec.successPolicy.rules[1].succeededIndexes: Invalid value: \"3-1\": error parsing succeededIndexes: non-increasing order, previous: 3, current: 1",
+        "spec.successPolicy.rules[2]: Required value: at least one of succeededCount or succeededIndexes must be specified",
+    ] {
+        assert!(
+            errs.iter().any(|e| e == want),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    // FailIndex needs a per-index limit.
+    let mut job = pi();
+    job["spec"]["podFailurePolicy"] = json!({"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [0]}}]});
+    let errs = lines(&validate(&created(job)));
+    assert!(
+        errs.contains(&"spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set".to_string()),
+        "{errs:#?}"
+    );
+}

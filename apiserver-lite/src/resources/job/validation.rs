@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::validation::validate_labels;
 use super::super::workloads;
+use super::policies;
 use super::{
     CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL,
     int_at, is_set, manual_selector, str_at,
@@ -200,6 +201,9 @@ pub(crate) fn validate_template_spec(spec: &Value) -> Vec<FieldError> {
             ));
         }
     }
+    policies::validate_index_limits(spec, &mut errs);
+    policies::validate_pod_failure_policy(spec, &mut errs);
+    policies::validate_success_policy(spec, &mut errs);
     let template = spec.get("template").cloned().unwrap_or(json!({}));
     if let Some(labels) = template
         .pointer("/metadata/labels")

@@ -71,6 +71,125 @@ pub fn parse(text: &str) -> Option<i128> {
     Some(if negative { -value } else { value })
 }
 
+/// The suffix family a quantity was written in: kube prints a quantity back in its own family
+/// (`resource.Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `m`, `k`, `M`, `G`, … or no suffix.
+    DecimalSI,
+    /// `Ki`, `Mi`, `Gi`, …
+    BinarySI,
+    /// `e3`, `E-6`, …
+    DecimalExponent,
+}
+
+/// A parsed quantity that remembers its format, so that it prints as kube's `Quantity.String()` does
+/// (`1024Mi` → `1Gi`, `0.5` → `500m`, `1e3` → `1e3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity {
+    /// The value in nano-units (see [`parse`]).
+    pub nano: i128,
+    pub format: Format,
+}
+
+impl Quantity {
+    /// Parse `text` (see [`parse`]); `None` when it is not a quantity.
+    pub fn parse(text: &str) -> Option<Self> {
+        let nano = parse(text)?;
+        let suffix = text.trim_start_matches(|c: char| c.is_ascii_digit() || "+-.".contains(c));
+        let format = if suffix.ends_with('i') {
+            Format::BinarySI
+        } else if suffix.starts_with(['e', 'E']) && suffix.len() > 1 {
+            Format::DecimalExponent
+        } else {
+            Format::DecimalSI
+        };
+        Some(Quantity { nano, format })
+    }
+
+    /// A quantity of `milli` thousandths in the decimal SI format (kube's `NewMilliQuantity`).
+    pub fn from_milli(milli: i128) -> Self {
+        Quantity {
+            nano: milli.saturating_mul(1_000_000),
+            format: Format::DecimalSI,
+        }
+    }
+
+    /// The value rounded up to whole units (kube's `Value()`).
+    pub fn value(&self) -> i128 {
+        ceil_div(self.nano, 1_000_000_000)
+    }
+
+    /// The value rounded up to thousandths (kube's `MilliValue()`).
+    pub fn milli_value(&self) -> i128 {
+        ceil_div(self.nano, 1_000_000)
+    }
+}
+
+fn ceil_div(n: i128, d: i128) -> i128 {
+    n.div_euclid(d) + i128::from(n.rem_euclid(d) != 0)
+}
+
+/// kube's canonical rendering (`CanonicalizeBytes`): decimal values as the smallest integer mantissa
+/// with an exponent that is a multiple of 3; binary values, when whole and at least 1024, as the
+/// smallest integer mantissa times a power of 1024.
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const GIGA: i128 = 1_000_000_000;
+        let sign = if self.nano < 0 { "-" } else { "" };
+        let abs = self.nano.unsigned_abs();
+        if self.format == Format::BinarySI
+            && abs >= 1024 * GIGA.unsigned_abs()
+            && abs.is_multiple_of(1_000_000_000)
+        {
+            let mut mantissa = abs / 1_000_000_000;
+            let mut power = 0;
+            while power < 6 && mantissa.is_multiple_of(1024) {
+                mantissa /= 1024;
+                power += 1;
+            }
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][power];
+            return write!(f, "{sign}{mantissa}{suffix}");
+        }
+        if abs == 0 {
+            return f.write_str("0");
+        }
+        let (mut mantissa, mut exp) = (abs, -9i32);
+        while mantissa.is_multiple_of(10) {
+            mantissa /= 10;
+            exp += 1;
+        }
+        while exp.rem_euclid(3) != 0 {
+            mantissa *= 10;
+            exp -= 1;
+        }
+        let si = match exp {
+            -9 => Some("n"),
+            -6 => Some("u"),
+            -3 => Some("m"),
+            0 => Some(""),
+            3 => Some("k"),
+            6 => Some("M"),
+            9 => Some("G"),
+            12 => Some("T"),
+            15 => Some("P"),
+            18 => Some("E"),
+            _ => None,
+        };
+        match (self.format, si) {
+            (Format::DecimalExponent, _) | (_, None) if exp != 0 => {
+                write!(f, "{sign}{mantissa}e{exp}")
+            }
+            (_, suffix) => write!(f, "{sign}{mantissa}{}", suffix.unwrap_or("")),
+        }
+    }
+}
+
+/// `text` as kube prints it back (`Quantity.String()`); `None` when it is not a quantity.
+pub fn canonical(text: &str) -> Option<String> {
+    Quantity::parse(text).map(|q| q.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
@@ -94,5 +213,36 @@ mod tests {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
         assert!(parse("1e40").is_none());
+    }
+
+    #[test]
+    fn prints_like_kube() {
+        use super::canonical;
+        for (text, want) in [
+            ("1Gi", "1Gi"),
+            ("1024Mi", "1Gi"),
+            ("1000Mi", "1000Mi"),
+            ("1.5Gi", "1536Mi"),
+            ("512", "512"),
+            ("100Ki", "100Ki"),
+            ("0.5Ki", "512"),
+            ("0.5", "500m"),
+            ("100m", "100m"),
+            ("1000m", "1"),
+            ("1500m", "1500m"),
+            ("2000", "2k"),
+            ("1e3", "1e3"),
+            ("1.5e3", "1500"),
+            ("0", "0"),
+            ("-100m", "-100m"),
+            ("1G", "1G"),
+            ("128974848", "128974848"),
+            ("129e6", "129e6"),
+            ("129M", "129M"),
+        ] {
+            assert_eq!(canonical(text).as_deref(), Some(want), "{text}");
+        }
+        assert_eq!(canonical("1x"), None);
+        assert_eq!(super::Quantity::from_milli(2500).to_string(), "2500m");
     }
 }
