@@ -30,11 +30,12 @@ async fn renew_lease(store: &dyn Store, node: &str) {
 async fn silent_nodes_become_unknown_and_recover() {
     let grace = Duration::from_millis(400);
     let h = Harness::start_with_node_grace(grace);
+    // Before the nodes (and their heartbeat times) exist: a lower bound of when the grace period starts.
+    let started = Instant::now();
     h.put("/registry/nodes/silent", node("silent", true, "2"))
         .await;
     h.put("/registry/nodes/leased", node("leased", true, "2"))
         .await;
-    let started = Instant::now();
     let renewing = {
         let store = h.store.clone();
         tokio::spawn(async move {
