@@ -202,6 +202,33 @@ check "kubectl delete service web-np" k delete service web-np
 refused_np() { curl -sS --max-time 5 -o /dev/null http://169.254.64.1:30080/; [[ $? -eq 7 ]]; }
 verdict "the node port is closed once the Service is gone" "$(curl -sS --max-time 5 http://169.254.64.1:30080/ 2>&1)" \
     poll 20 refused_np
+# ServiceLB (k3s): a LoadBalancer Service gets the node's address as its external IP, and every local address
+# but 127.0.0.0/8 serves its port; a second one on the same port stays <pending> (PortConflict).
+node_ip=$(k get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}' 2>&1)
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-lb}' \
+    'spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 8080, targetPort: 80}]}' | k create -f - 2>&1)
+contains "a LoadBalancer Service on port 8080" "$out" "service/web-lb created"
+lb_ip() { k get service "$1" -o jsonpath='{.status.loadBalancer.ingress[*].ip}'; }
+lb_is_node() { [[ -n $node_ip && "$(lb_ip web-lb)" == "$node_ip" ]]; }
+poll 20 lb_is_node
+verdict "the LoadBalancer's ingress is the node's address ($node_ip)" "$(lb_ip web-lb 2>&1)" lb_is_node
+out=$(k get service web-lb 2>&1)
+contains "kubectl get service shows it as EXTERNAL-IP" "$out" "$node_ip"
+verdict "curl http://169.254.64.1:8080/ (a node address, the load balancer port) reaches nginx" \
+    "$(curl -sS --max-time 5 http://169.254.64.1:8080/ 2>&1)" \
+    poll 20 sh -c "curl -sS --max-time 5 http://169.254.64.1:8080/ | grep -q 'Welcome to nginx!'"
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-lb2}' \
+    'spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 8080, targetPort: 80}]}' | k create -f - 2>&1)
+contains "a second LoadBalancer Service on the same port" "$out" "service/web-lb2 created"
+lb_conflict() { k describe service web-lb2 2>&1 | grep -q "PortConflict"; }
+verdict "it reports PortConflict (port 8080/TCP is in use by default/web-lb)" \
+    "$(k describe service web-lb2 2>&1 | grep -i conflict)" poll 20 lb_conflict
+out=$(k get service web-lb2 2>&1)
+contains "and stays <pending>" "$out" "<pending>"
+check "kubectl delete service web-lb web-lb2" k delete service web-lb web-lb2
+refused_lb() { curl -sS --max-time 5 -o /dev/null http://169.254.64.1:8080/; [[ $? -eq 7 ]]; }
+verdict "the load balancer port is closed once the Services are gone" \
+    "$(curl -sS --max-time 5 http://169.254.64.1:8080/ 2>&1)" poll 20 refused_lb
 # shellcheck disable=SC2016 # expanded inside the pod
 check "kubectl run client (busybox, wget through the service variables)" k run client --image=busybox:1.35 \
     --restart=Never --command -- sh -c 'echo "host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT"; wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/"'

@@ -26,6 +26,14 @@ done
 
 step() { printf '\n== %s\n' "$*"; }
 
+# The debug and release builds take about 6.5 GB under target/ (session 11: 4.8 GB for clippy and the test
+# binaries, 1.4 GB release), the labs' images and machines about 1.5 GB more. Say so up front rather than
+# fail half an hour in with `No space left on device`.
+free_kib=$(df --output=avail -k "$repo" | tail -1)
+if [[ $free_kib =~ ^[0-9]+$ && $free_kib -lt $((8 * 1024 * 1024)) ]]; then
+    echo "test.sh: warning: only $((free_kib / 1024)) MiB free on the file system of $repo; the suite needs about 8 GiB" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

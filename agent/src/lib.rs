@@ -185,6 +185,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         client.clone(),
         config.proxy_mode,
         config.node_name.clone(),
+        proxy::node_ips(&agent.facts.addresses(&config.node_name)),
         pod_cidr.parse().ok(),
         config.cluster_dns.0,
     );

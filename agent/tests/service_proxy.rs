@@ -2,26 +2,27 @@
 //! network namespaces: a "host" with a bridge and two pods on it (this node's pod CIDR), and an
 //! "outside" client behind a veth. Needs root and `nft`.
 //!
-//! Owns namespaces `sktest95-*`, bridge `skpbr95`, pod subnet 10.250.95.0/24 and service IPs
-//! 10.96.95.0/24 (only inside those namespaces).
+//! Each test owns its number N (95, 97): namespaces `sktest<N>-*`, bridge `skpbr<N>`, pod subnet
+//! 10.250.<N>.0/24 and service IPs 10.96.<N>.0/24 (only inside those namespaces).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cni_support;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
 
 use cni_support::*;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use serde_json::json;
 use skiff_agent::proxy::{self, Protocol, ServicePort, rules};
 
-const N: u8 = 95;
-
-fn pod_ip(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 250, N, i + 1)
+fn pod_ip(n: u8, i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 250, n, i + 1)
 }
 
-fn svc_ip(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 96, N, i)
+fn svc_ip(n: u8, i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 96, n, i)
 }
 
 fn port(name: &str, ip: Ipv4Addr, port: u16, endpoints: &[(Ipv4Addr, u16)]) -> ServicePort {
@@ -34,6 +35,7 @@ fn port(name: &str, ip: Ipv4Addr, port: u16, endpoints: &[(Ipv4Addr, u16)]) -> S
         port,
         endpoints: rules::sorted(endpoints.to_vec()),
         node_port: None,
+        load_balancer: false,
         external_local: false,
     }
 }
@@ -43,15 +45,15 @@ fn apply_in(ns: &Path, batch: String) -> Result<(), String> {
     in_netns(ns, || async move { proxy::apply(&batch).await })
 }
 
-/// A pod namespace `sktest95-pod<i>` on the host's bridge at 10.250.95.<i+1>/24, wired as skiff-cni does.
-fn add_pod(host: &Netns, i: u8) -> Netns {
-    let pod = Netns::new(&format!("sktest{N}-pod{i}"));
+/// A pod namespace `sktest<n>-pod<i>` on the host's bridge at 10.250.<n>.<i+1>/24, wired as skiff-cni does.
+fn add_pod(host: &Netns, n: u8, i: u8) -> Netns {
+    let pod = Netns::new(&format!("sktest{n}-pod{i}"));
     pod.ip_ok(&["link", "set", "lo", "up"]);
-    let veth = format!("skp{N}p{i}");
+    let veth = format!("skp{n}p{i}");
     host.ip_ok(&[
         "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.name,
     ]);
-    host.ip_ok(&["link", "set", &veth, "master", &format!("skpbr{N}"), "up"]);
+    host.ip_ok(&["link", "set", &veth, "master", &format!("skpbr{n}"), "up"]);
     // As skiff-cni's `hairpinMode` (default on) does: with br_netfilter loaded, a pod's packet to its
     // own service is DNATed at the bridge and must go back out of the port it came in.
     host.ip_ok(&[
@@ -63,54 +65,87 @@ fn add_pod(host: &Netns, i: u8) -> Netns {
         "hairpin",
         "on",
     ]);
-    pod.ip_ok(&["addr", "add", &format!("{}/24", pod_ip(i)), "dev", "eth0"]);
+    pod.ip_ok(&[
+        "addr",
+        "add",
+        &format!("{}/24", pod_ip(n, i)),
+        "dev",
+        "eth0",
+    ]);
     pod.ip_ok(&["link", "set", "eth0", "up"]);
-    pod.ip_ok(&["route", "add", "default", "via", &format!("10.250.{N}.1")]);
+    pod.ip_ok(&["route", "add", "default", "via", &format!("10.250.{n}.1")]);
     pod
+}
+
+/// A node: the host namespace with a bridge at 10.250.<n>.1/24 and two pods on it serving port 8080
+/// (answering `pod1`/`pod2 saw <client>`), and an outside client that reaches service IPs through it.
+struct Lab {
+    n: u8,
+    net: Outside,
+    pods: [Netns; 2],
+    local: ipnet::Ipv4Net,
+    gateway: String,
+}
+
+impl Lab {
+    fn new(n: u8) -> Lab {
+        assert!(nix::unistd::geteuid().is_root(), "needs root");
+        let net = Outside::new(n);
+        let host = &net.host;
+        let bridge = format!("skpbr{n}");
+        host.ip_ok(&["link", "add", &bridge, "type", "bridge"]);
+        host.ip_ok(&["addr", "add", &format!("10.250.{n}.1/24"), "dev", &bridge]);
+        host.ip_ok(&["link", "set", &bridge, "up"]);
+        let out = host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        assert!(out.status.success(), "{out:?}");
+        // Service addresses are routed nowhere in particular: on a real host they follow the default
+        // route, here towards the outside (which sends them back, should they ever get there). The
+        // outside reaches services through the host.
+        let services = format!("10.96.{n}.0/24");
+        host.ip_ok(&[
+            "route",
+            "add",
+            &services,
+            "via",
+            &net.outside_ip().to_string(),
+        ]);
+        let via_host = net.host_ip().to_string();
+        net.outside
+            .ip_ok(&["route", "add", &services, "via", &via_host]);
+        net.outside.ip_ok(&[
+            "route",
+            "add",
+            &format!("10.250.{n}.0/24"),
+            "via",
+            &via_host,
+        ]);
+        let pods = [add_pod(host, n, 1), add_pod(host, n, 2)];
+        for (pod, tag) in pods.iter().zip(["pod1", "pod2"]) {
+            // Detached: the listener thread ends with the process.
+            let _ = serve(pod.path(), 8080, 1000, tag);
+        }
+        Lab {
+            n,
+            net,
+            pods,
+            local: format!("10.250.{n}.0/24").parse().unwrap(),
+            gateway: format!("10.250.{n}.1"),
+        }
+    }
+
+    fn host(&self) -> &Netns {
+        &self.net.host
+    }
 }
 
 #[test]
 fn cluster_ips_reach_ready_endpoints_and_nothing_else() {
-    assert!(nix::unistd::geteuid().is_root(), "needs root");
-    let net = Outside::new(N);
-    let host = &net.host;
-    let bridge = format!("skpbr{N}");
-    host.ip_ok(&["link", "add", &bridge, "type", "bridge"]);
-    host.ip_ok(&["addr", "add", &format!("10.250.{N}.1/24"), "dev", &bridge]);
-    host.ip_ok(&["link", "set", &bridge, "up"]);
-    let out = host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    assert!(out.status.success(), "{out:?}");
-    // Service addresses are routed nowhere in particular: on a real host they follow the default
-    // route, here towards the outside (which sends them back, should they ever get there). The outside
-    // reaches services through the host.
-    host.ip_ok(&[
-        "route",
-        "add",
-        &format!("10.96.{N}.0/24"),
-        "via",
-        &net.outside_ip().to_string(),
-    ]);
-    net.outside.ip_ok(&[
-        "route",
-        "add",
-        &format!("10.96.{N}.0/24"),
-        "via",
-        &net.host_ip().to_string(),
-    ]);
-    net.outside.ip_ok(&[
-        "route",
-        "add",
-        &format!("10.250.{N}.0/24"),
-        "via",
-        &net.host_ip().to_string(),
-    ]);
-    let pods = [add_pod(host, 1), add_pod(host, 2)];
-    let _servers = [
-        serve(pods[0].path(), 8080, 1000, "pod1"),
-        serve(pods[1].path(), 8080, 1000, "pod2"),
-    ];
-    let gateway = format!("10.250.{N}.1");
-    let local: ipnet::Ipv4Net = format!("10.250.{N}.0/24").parse().unwrap();
+    const N: u8 = 95;
+    let lab = Lab::new(N);
+    let (net, host, pods) = (&lab.net, lab.host(), &lab.pods);
+    let (gateway, local) = (&lab.gateway, lab.local);
+    let pod_ip = |i| pod_ip(N, i);
+    let svc_ip = |i| svc_ip(N, i);
 
     let both = port(
         "web",
@@ -134,7 +169,7 @@ fn cluster_ips_reach_ready_endpoints_and_nothing_else() {
         node_port: Some(30082),
         ..empty
     };
-    let batch = rules::render(&[both, one.clone(), empty.clone()], Some(local));
+    let batch = rules::render(&[both, one.clone(), empty.clone()], Some(local), None);
     apply_in(&host.path(), batch.clone()).expect("apply");
     apply_in(&host.path(), batch).expect("applying the same batch again");
 
@@ -210,7 +245,7 @@ fn cluster_ips_reach_ready_endpoints_and_nothing_else() {
     let filled = port("empty", svc_ip(12), 81, &[(pod_ip(1), 8080)]);
     apply_in(
         &host.path(),
-        rules::render(&[web, one, filled], Some(local)),
+        rules::render(&[web, one, filled], Some(local), None),
     )
     .expect("update");
     for _ in 0..10 {
@@ -229,4 +264,152 @@ fn cluster_ips_reach_ready_endpoints_and_nothing_else() {
     let listing = host.exec(&["nft", "list", "table", "ip", rules::TABLE]);
     assert!(!listing.status.success(), "table still there");
     assert!(fetch(&host.path(), svc_ip(11), 80).is_err());
+}
+
+/// `service_ports` → `render` → the kernel for this node, whose only registered address is the host's
+/// outside address: what the agent's rule writer does after each change of Services and Endpoints.
+fn program(lab: &Lab, services: &[Service], endpoints: &[Endpoints], dns: Ipv4Addr) {
+    let mut ports = proxy::service_ports(
+        services.iter(),
+        |ns, name| {
+            endpoints
+                .iter()
+                .find(|e| {
+                    e.metadata.namespace.as_deref() == Some(ns)
+                        && e.metadata.name.as_deref() == Some(name)
+                })
+                .map(|e| Arc::new(e.clone()))
+        },
+        "node",
+        &[lab.net.host_ip()],
+    );
+    rules::order(&mut ports);
+    apply_in(
+        &lab.host().path(),
+        rules::render(&ports, Some(lab.local), Some(dns)),
+    )
+    .expect("apply");
+}
+
+/// A LoadBalancer Service `default/<name>` with port `port` (node port `node_port`), its Endpoints (the
+/// pods `pods` on 8080) and `status.loadBalancer.ingress` = `ingress`.
+fn load_balancer(
+    lab: &Lab,
+    (name, i, port, node_port): (&str, u8, u16, u16),
+    local: bool,
+    pods: &[u8],
+    ingress: &[Ipv4Addr],
+) -> (Service, Endpoints) {
+    let meta = json!({"namespace": "default", "name": name});
+    let policy = if local { "Local" } else { "Cluster" };
+    let ingress: Vec<_> = ingress
+        .iter()
+        .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+        .collect();
+    let svc = serde_json::from_value(json!({
+        "metadata": meta,
+        "spec": {"type": "LoadBalancer", "clusterIP": svc_ip(lab.n, i).to_string(),
+                 "externalTrafficPolicy": policy,
+                 "ports": [{"port": port, "targetPort": 8080, "nodePort": node_port}]},
+        "status": {"loadBalancer": {"ingress": ingress}},
+    }))
+    .unwrap();
+    let addresses: Vec<_> = pods
+        .iter()
+        .map(|p| json!({"ip": pod_ip(lab.n, *p).to_string(), "nodeName": "node"}))
+        .collect();
+    let subsets = if pods.is_empty() {
+        json!([])
+    } else {
+        json!([{"addresses": addresses, "ports": [{"port": 8080}]}])
+    };
+    let eps = serde_json::from_value(json!({"metadata": meta, "subsets": subsets})).unwrap();
+    (svc, eps)
+}
+
+#[test]
+fn load_balancer_ports_follow_the_ingress() {
+    const N: u8 = 97;
+    let lab = Lab::new(N);
+    let (host, outside) = (lab.host(), &lab.net.outside);
+    let node = lab.net.host_ip();
+    // The host itself listens on every address on ports 80 and 83 (what answers when no rule takes the
+    // connection), and carries the cluster DNS address on lo, as the agent does.
+    let _host_servers = [
+        serve(host.path(), 80, 1000, "host"),
+        serve(host.path(), 83, 1000, "host"),
+    ];
+    let dns = svc_ip(N, 10);
+    host.ip_ok(&["addr", "add", &format!("{dns}/32"), "dev", "lo"]);
+
+    let here = [Ipv4Addr::new(192, 0, 2, 1), node];
+    let (web, web_eps) = load_balancer(&lab, ("web", 20, 80, 30100), false, &[1, 2], &here);
+    let (loc, loc_eps) = load_balancer(&lab, ("loc", 21, 81, 30101), true, &[1], &here);
+    let (dead, dead_eps) = load_balancer(&lab, ("dead", 22, 82, 30102), false, &[], &here);
+    let elsewhere = [Ipv4Addr::new(192, 0, 2, 1)];
+    let (other, other_eps) = load_balancer(&lab, ("other", 23, 83, 30103), false, &[1], &elsewhere);
+    let services = [web.clone(), loc, dead, other];
+    let endpoints = [web_eps.clone(), loc_eps, dead_eps, other_eps];
+    program(&lab, &services, &endpoints, dns);
+
+    // The load balancer port on the node's address, from outside: Cluster policy masquerades (both pods
+    // answer, seeing the bridge address), Local keeps the client's address.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let answer = fetch(&outside.path(), node, 80).expect("outside -> web's load balancer port");
+        assert!(
+            answer.ends_with(&format!(" saw {}", lab.gateway)),
+            "{answer}"
+        );
+        seen.insert(answer.split(' ').next().unwrap_or_default().to_string());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["pod1", "pod2"]);
+    assert_eq!(
+        fetch(&outside.path(), node, 81).expect("outside -> loc"),
+        format!("pod1 saw {}", lab.net.outside_ip())
+    );
+    // Any local address but loopback and the cluster DNS address, from a pod and from the host.
+    assert!(
+        fetch(&lab.pods[1].path(), lab.gateway.parse().unwrap(), 80)
+            .expect("pod2 -> bridge address")
+            .starts_with("pod")
+    );
+    assert!(
+        fetch(&host.path(), node, 80)
+            .expect("host -> node address")
+            .starts_with("pod")
+    );
+    for ip in [Ipv4Addr::LOCALHOST, dns] {
+        assert_eq!(
+            fetch(&host.path(), ip, 80).expect("host -> its own listener"),
+            format!("host saw {ip}")
+        );
+    }
+    // The node port still works; no endpoints: refused; an ingress naming another node: not served here.
+    assert!(
+        fetch(&outside.path(), node, 30100)
+            .expect("outside -> web's node port")
+            .starts_with("pod")
+    );
+    let err = fetch(&outside.path(), node, 82).expect_err("load balancer port without endpoints");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(
+        fetch(&outside.path(), node, 83).expect("another node's load balancer"),
+        format!("host saw {}", lab.net.outside_ip())
+    );
+
+    // The controller empties the ingress (the node is no longer eligible): port 80 is the host's again.
+    let mut pending = web;
+    pending.status = serde_json::from_value(json!({"loadBalancer": {}})).unwrap();
+    program(&lab, &[pending], &[web_eps], dns);
+    assert_eq!(
+        fetch(&outside.path(), node, 80).expect("outside -> node address"),
+        format!("host saw {}", lab.net.outside_ip())
+    );
+    assert!(
+        fetch(&outside.path(), node, 30100)
+            .expect("the node port stays")
+            .starts_with("pod")
+    );
+    apply_in(&host.path(), rules::remove()).expect("remove");
 }

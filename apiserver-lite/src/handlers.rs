@@ -248,6 +248,9 @@ pub struct Api {
     pub node_port_range: crate::node_ports::PortRange,
     /// Namespaces (by uid) known to have their `default` ServiceAccount.
     sa_ensured: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The server's watch-fed copies of quotas and limit ranges for admission; without them (controllers,
+    /// tests) admission reads the store.
+    pub caches: Option<crate::prefix_cache::Caches>,
 }
 
 /// Options shared by the write verbs.
@@ -495,7 +498,13 @@ impl Api {
             cluster_dns: None,
             node_port_range: Default::default(),
             sa_ensured: Default::default(),
+            caches: None,
         }
+    }
+
+    pub fn with_caches(mut self, caches: crate::prefix_cache::Caches) -> Self {
+        self.caches = Some(caches);
+        self
     }
 
     pub fn with_service_cidr(mut self, cidr: ipnet::Ipv4Net) -> Self {
@@ -514,15 +523,23 @@ impl Api {
     }
 
     async fn namespace_check(&self, ns: &str) -> ApiResult<()> {
-        let ns_def = by_kind(Kind::Namespace);
-        match self.store.get(&ns_def.key(None, ns)).await? {
+        let key = by_kind(Kind::Namespace).key(None, ns);
+        let terminating = |v: &Value| {
+            v.pointer("/metadata/deletionTimestamp")
+                .is_some_and(|x| !x.is_null())
+                || v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        };
+        // An active namespace in the server's cache is enough (kube's NamespaceLifecycle reads its informer);
+        // a missing or terminating one is confirmed against the store.
+        let cached = self.caches.as_ref().and_then(|c| c.namespaces.get(&key));
+        if cached.flatten().is_some_and(|p| !terminating(&p.value)) {
+            return Ok(());
+        }
+        match self.store.get(&key).await? {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(kv) => {
                 let v = decode_kv(&kv)?;
-                if v.pointer("/metadata/deletionTimestamp")
-                    .is_some_and(|x| !x.is_null())
-                    || v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-                {
+                if terminating(&v) {
                     Err(ApiError::forbidden(format!(
                         "unable to create new content in namespace {ns} because it is being terminated"
                     )))

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod node_ports;
 pub mod patch;
 pub mod pki;
+pub mod prefix_cache;
 pub mod protobuf;
 pub mod protobuf_encode;
 pub mod proxy;
@@ -94,6 +95,8 @@ pub struct ServeOptions {
     pub metrics: Arc<metrics::MetricsStore>,
     /// How often the agents' resource metrics are scraped (`--metric-resolution`, default 15s).
     pub metric_resolution: Duration,
+    /// Do not run ServiceLB (`--disable-servicelb`): LoadBalancer Services stay `<pending>`.
+    pub disable_servicelb: bool,
 }
 
 impl Default for ServeOptions {
@@ -104,6 +107,7 @@ impl Default for ServeOptions {
             local_path_root: PathBuf::from(controllers::DEFAULT_LOCAL_PATH_ROOT),
             metrics: Arc::default(),
             metric_resolution: metrics::DEFAULT_RESOLUTION,
+            disable_servicelb: false,
         }
     }
 }
@@ -186,11 +190,12 @@ pub async fn serve_with_store(
     let state = Arc::new(server::State {
         kubelet,
         metrics: opts.metrics.clone(),
-        authz: authz::Authorizer::new(store.clone()),
+        authz: authz::Authorizer::new(store.clone()).with_rbac_cache(),
         api: handlers::Api::new(store.clone())
             .with_service_cidr(cfg.service_cidr)
             .with_cluster_dns(cfg.cluster_dns)
-            .with_node_port_range(opts.service_node_port_range),
+            .with_node_port_range(opts.service_node_port_range)
+            .with_caches(prefix_cache::Caches::start(&store)),
         openapi: discovery::OpenApi::build(),
         tokens,
         server_address: format!("{}:{}", url_host(cfg.advertise_address), addr.port()),
@@ -326,6 +331,7 @@ async fn start_controllers(
         root_ca_pem: pki.ca_pem.clone(),
         local_path_root: opts.local_path_root.clone(),
         metrics: opts.metrics.clone(),
+        service_lb: !opts.disable_servicelb,
     };
     tokio::spawn(async move {
         // No address: the server failed before listening and is going away.

@@ -151,6 +151,10 @@ struct ServeArgs {
     /// metrics-server's rules: at least 10s, and nine tenths of it at least the 10s per-node timeout).
     #[arg(long, env = "SKIFF_METRIC_RESOLUTION", default_value = "15s", value_parser = parse_metric_resolution)]
     metric_resolution: std::time::Duration,
+    /// Do not run ServiceLB: LoadBalancer Services then get no ingress from the nodes and stay `<pending>`
+    /// (k3s's flag).
+    #[arg(long, env = "SKIFF_DISABLE_SERVICELB")]
+    disable_servicelb: bool,
 }
 
 fn parse_metric_resolution(text: &str) -> Result<std::time::Duration, String> {
@@ -322,6 +326,7 @@ fn serve(s: ServeArgs) -> Result<()> {
         default_storage_class: s.default_storage_class,
         local_path_root: s.local_path_root.clone(),
         metric_resolution: s.metric_resolution,
+        disable_servicelb: s.disable_servicelb,
         ..Default::default()
     };
     skiff_apiserver::controllers::set_job_pod_failure_backoff(s.job_pod_failure_backoff);

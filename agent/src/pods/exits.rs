@@ -2,11 +2,13 @@
 //! for adoption), the termination message, and restart scheduling with back-off.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::Waiting;
 use super::status;
 use super::worker::Worker;
+use crate::runtime::TaskState;
 use crate::runtime::labels::{self, ContainerKind};
 
 impl Worker {
@@ -137,15 +139,20 @@ impl Worker {
         if text.is_empty() { None } else { Some(text) }
     }
 
-    /// The relist safety net: ask containerd about every task this worker believes is running.
-    pub(crate) async fn check_tasks(&mut self) {
+    /// The relist safety net: the state of every task this worker believes is running, from the relist's
+    /// task list where it has the task, else asked of containerd.
+    pub(crate) async fn check_tasks(&mut self, listed: Option<&Relist>) {
         let running: Vec<String> = self
             .containers
             .values()
             .filter_map(|c| c.running.as_ref().map(|r| r.id.clone()))
             .collect();
         for id in running {
-            match self.ctx.runtime.task_state(&id).await {
+            let state = match listed.and_then(|l| l.get(&id)) {
+                Some(t) => Ok(Some(t.clone())),
+                None => self.ctx.runtime.task_state(&id).await,
+            };
+            match state {
                 Ok(Some(t)) if t.status == crate::runtime::TaskStatus::Stopped => {
                     self.on_exit(&id, t.exit_status, t.exited_at, true).await;
                 }
@@ -157,5 +164,58 @@ impl Worker {
                 Err(e) => tracing::debug!(container = %id, error = %e, "relist failed"),
             }
         }
+    }
+}
+
+/// The tasks containerd listed at one relist, shared by every worker: one `Tasks.List` for the node instead
+/// of one `Tasks.Get` per running container (with 100 idle pods those calls, and their allocations, were
+/// most of the agent's work at each relist).
+#[derive(Debug, Clone, Default)]
+pub struct Relist(Arc<HashMap<String, TaskState>>);
+
+impl Relist {
+    pub fn new(tasks: Vec<TaskState>) -> Self {
+        Self(Arc::new(
+            tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        ))
+    }
+
+    /// The listed task of a container. `None` when the list has none: the container started after the
+    /// list was taken, or its task is gone; the worker then asks containerd about that one.
+    pub fn get(&self, id: &str) -> Option<&TaskState> {
+        self.0.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::TaskStatus;
+
+    fn task(id: &str, status: TaskStatus, exit_status: u32) -> TaskState {
+        TaskState {
+            id: id.into(),
+            status,
+            pid: 0,
+            exit_status,
+            exited_at: None,
+        }
+    }
+
+    #[test]
+    fn relist_finds_listed_tasks_only() {
+        let l = Relist::new(vec![
+            task("u1-a-0", TaskStatus::Running, 0),
+            task("u1-b-0", TaskStatus::Stopped, 3),
+        ]);
+        assert_eq!(l.get("u1-a-0").map(|t| t.status), Some(TaskStatus::Running));
+        let b = l.get("u1-b-0");
+        assert_eq!(
+            b.map(|t| (t.status, t.exit_status)),
+            Some((TaskStatus::Stopped, 3))
+        );
+        // A later attempt (a new id) is not in an older list: the worker asks containerd.
+        assert!(l.get("u1-a-1").is_none());
+        assert!(Relist::default().get("u1-a-0").is_none());
     }
 }

@@ -155,13 +155,26 @@ impl Manager {
                     let _ = tx.send(Msg::Oom { id: container_id });
                 }
             }
-            RuntimeEvent::Resync => self.resync_all(),
+            // Events may have been missed: each worker asks containerd about its tasks.
+            RuntimeEvent::Resync => self.resync_all(None),
         }
     }
 
-    fn resync_all(&self) {
+    fn resync_all(&self, listed: Option<exits::Relist>) {
         for tx in self.workers.values() {
-            let _ = tx.send(Msg::Resync);
+            let _ = tx.send(Msg::Resync(listed.clone()));
+        }
+    }
+
+    /// Every task containerd has, for the workers' relist check; `None` (they ask one by one) when the
+    /// list fails.
+    async fn list_tasks(&self) -> Option<exits::Relist> {
+        match self.ctx.runtime.list_tasks().await {
+            Ok(tasks) => Some(exits::Relist::new(tasks)),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list tasks; workers ask per container");
+                None
+            }
         }
     }
 
@@ -264,7 +277,8 @@ pub async fn run(
                 if std::mem::take(&mut finished_since_trim) {
                     tokio::task::spawn_blocking(crate::memory::trim);
                 }
-                m.resync_all();
+                let listed = m.list_tasks().await;
+                m.resync_all(listed);
                 if synced {
                     m.collect_orphans().await;
                 }

@@ -33,7 +33,8 @@ pub enum Msg {
     Oom {
         id: String,
     },
-    Resync,
+    /// Look at everything again (the relist); with the tasks containerd listed for it, when it could.
+    Resync(Option<super::exits::Relist>),
     /// A probe result changed.
     Probe(crate::probes::Report),
     /// Node-pressure eviction: fail the pod and kill its containers at once.
@@ -85,10 +86,13 @@ pub struct Worker {
     pub(crate) prepared: Option<Prepared>,
     pub(crate) containers: HashMap<String, ContainerState>,
     pub(crate) start_time: Option<jiff::Timestamp>,
-    pub(crate) last_status: Option<serde_json::Value>,
+    /// The status last sent to the API (`None`: not sent yet, or to be sent again).
+    pub(crate) last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
     pub(crate) last_conditions: Vec<PodCondition>,
     pub(crate) pending_exits: Vec<(String, u32, Option<jiff::Timestamp>)>,
     pub(crate) resync: bool,
+    /// The tasks listed for the pending resync (`None`: ask containerd about each running container).
+    pub(crate) relist: Option<super::exits::Relist>,
     pub(crate) probes: crate::probes::PodProbes,
     /// For probe tasks to report to this worker (weak: the mailbox closes when the manager lets go).
     pub(crate) probe_tx: Option<mpsc::WeakUnboundedSender<Msg>>,
@@ -145,6 +149,7 @@ impl Worker {
             last_conditions: Vec::new(),
             pending_exits: Vec::new(),
             resync: false,
+            relist: None,
             probes: crate::probes::PodProbes::default(),
             probe_tx: None,
             probe_kills: Vec::new(),
@@ -174,7 +179,10 @@ impl Worker {
                     c.oom = true;
                 }
             }
-            Msg::Resync => self.resync = true,
+            Msg::Resync(listed) => {
+                self.resync = true;
+                self.relist = listed;
+            }
             Msg::Probe(r) => self.apply_probe(r),
             Msg::Evict(f) => self.fail(f),
         }
@@ -259,7 +267,8 @@ impl Worker {
         }
         let resynced = std::mem::take(&mut self.resync);
         if resynced {
-            self.check_tasks().await;
+            let listed = self.relist.take();
+            self.check_tasks(listed.as_ref()).await;
         }
         let pod = match (&self.pod, self.gone) {
             (Some(p), false) => p.clone(),

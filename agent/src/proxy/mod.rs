@@ -6,6 +6,10 @@
 //! - containers get the Docker-link style variables of the Services of their namespace and of the
 //!   `kubernetes` Service ([`links`]).
 //!
+//! A LoadBalancer Service whose `status.loadBalancer.ingress` names one of this node's addresses (ServiceLB:
+//! the API server's `service_lb` controller writes it) is also served on its `port`s at every local address,
+//! as its node ports are.
+//!
 //! Only IPv4 ClusterIP Services are proxied. Session affinity is ignored (every new connection picks an
 //! endpoint at random) and stale UDP conntrack entries are not flushed when an endpoint goes away.
 
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{Endpoints, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Endpoints, NodeAddress, Service, ServiceSpec};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -59,12 +63,14 @@ pub struct Services {
 
 impl Services {
     /// Watch Services and Endpoints; with [`Mode::Nftables`], keep the node's proxy rules in step.
-    /// `local` is this node's pod CIDR; `dns` the cluster DNS address this node serves itself (not
-    /// proxied: the kube-dns Service that reserves it has no endpoints).
+    /// `addresses` are the IPv4 addresses this node registers on its Node (a load balancer ingress with one
+    /// of them is served here); `local` is this node's pod CIDR; `dns` the cluster DNS address this node
+    /// serves itself (not proxied: the kube-dns Service that reserves it has no endpoints).
     pub fn start(
         client: Client,
         mode: Mode,
         node: String,
+        addresses: Vec<Ipv4Addr>,
         local: Option<Ipv4Net>,
         dns: Option<Ipv4Addr>,
     ) -> Arc<Services> {
@@ -103,7 +109,7 @@ impl Services {
             endpoints_listed,
         });
         if mode == Mode::Nftables {
-            tokio::spawn(this.clone().program(node, local, dns));
+            tokio::spawn(this.clone().program(node, addresses, local, dns));
         }
         this
     }
@@ -141,7 +147,13 @@ impl Services {
     }
 
     /// Apply the rules after every change (coalesced) and every [`RESYNC`].
-    async fn program(self: Arc<Self>, node: String, local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) {
+    async fn program(
+        self: Arc<Self>,
+        node: String,
+        addresses: Vec<Ipv4Addr>,
+        local: Option<Ipv4Net>,
+        dns: Option<Ipv4Addr>,
+    ) {
         listed(&self.services_listed).await;
         listed(&self.endpoints_listed).await;
         let mut table = Programmed::default();
@@ -160,10 +172,11 @@ impl Services {
                         .get(&reflector::ObjectRef::new(name).within(ns))
                 },
                 &node,
+                &addresses,
             );
             ports.retain(|p| Some(p.ip) != dns);
             rules::order(&mut ports);
-            let batch = rules::render(&ports, local);
+            let batch = rules::render(&ports, local, dns);
             // Unchanged: nothing to do, unless the resync finds the table gone (one netlink query).
             if table.is_current(&batch)
                 && (!forced
@@ -300,13 +313,42 @@ pub fn parts(svc: &Service) -> Option<(&str, &str, &ServiceSpec)> {
     ))
 }
 
+/// The IPv4 addresses among a Node's `status.addresses` (its InternalIPs and ExternalIPs): the ones a load
+/// balancer ingress must name for this node to serve it.
+pub fn node_ips(addresses: &[NodeAddress]) -> Vec<Ipv4Addr> {
+    addresses
+        .iter()
+        .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
+}
+
+/// Whether `svc` is a LoadBalancer Service whose `status.loadBalancer.ingress` has an `ip` among
+/// `addresses` (this node's): ServiceLB chose this node to serve it.
+fn load_balanced_here(svc: &Service, addresses: &[Ipv4Addr]) -> bool {
+    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    is_lb
+        && ingress.into_iter().flatten().any(|i| {
+            i.ip.as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .is_some_and(|ip| addresses.contains(&ip))
+        })
+}
+
 /// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP, NodePort or LoadBalancer
 /// Service, with the ready endpoint addresses whose Endpoints port has the Service port's name and protocol
-/// (only those on `node` with `internalTrafficPolicy: Local`) and the node port, if any.
+/// (only those on `node` with `internalTrafficPolicy: Local`), the node port, if any, and whether the port
+/// is a load balancer port this node serves (its ingress names one of `addresses`).
 pub fn service_ports<'a>(
     services: impl Iterator<Item = &'a Service>,
     endpoints: impl Fn(&str, &str) -> Option<Arc<Endpoints>>,
     node: &str,
+    addresses: &[Ipv4Addr],
 ) -> Vec<ServicePort> {
     let mut out = Vec::new();
     for svc in services {
@@ -330,6 +372,7 @@ pub fn service_ports<'a>(
         let local_only = spec.internal_traffic_policy.as_deref() == Some("Local");
         let with_node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        let load_balancer = load_balanced_here(svc, addresses);
         let eps = endpoints(ns, name);
         for sp in spec.ports.iter().flatten() {
             let (Some(protocol), Ok(port)) = (
@@ -378,6 +421,7 @@ pub fn service_ports<'a>(
                     port,
                     endpoints: endpoints.clone(),
                     node_port: node_port.filter(|_| with_node_ports),
+                    load_balancer,
                     external_local,
                 });
             }

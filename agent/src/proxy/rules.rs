@@ -15,7 +15,10 @@
 //!   either). With `externalTrafficPolicy: Cluster` the external chain marks the packet for masquerade
 //!   (the reply must come back through this node) and goes on to the service chain; with `Local` it picks
 //!   among this node's endpoints only and keeps the client's address. Node ports without a usable endpoint
-//!   are in set `no-endpoint-nodeports`, rejected in the filter input hook.
+//!   are in set `no-endpoint-nodeports`, rejected in the filter input hook. The load balancer ports this
+//!   node serves (ServiceLB) are entries of the same map and set, pointing at the same chains; a load
+//!   balancer port equal to a node port gives way to it. The cluster DNS address the node answers itself
+//!   (on `lo`, so local too) is left out of both lookups.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -72,6 +75,9 @@ pub struct ServicePort {
     pub endpoints: Vec<(Ipv4Addr, u16)>,
     /// The node port of a NodePort or LoadBalancer Service.
     pub node_port: Option<u16>,
+    /// `port` is also served on this node's local addresses, as a node port is: a LoadBalancer Service
+    /// whose `status.loadBalancer.ingress` names this node.
+    pub load_balancer: bool,
     /// `externalTrafficPolicy: Local`: node port traffic goes only to this node's endpoints, unmasqueraded.
     pub external_local: bool,
 }
@@ -89,8 +95,10 @@ impl ServicePort {
 }
 
 /// The whole batch for `nft -f -`: create-or-keep the table, delete it, and define it again, in one
-/// transaction. `local` is this node's pod CIDR (pods whose traffic may need masquerade).
-pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
+/// transaction. `local` is this node's pod CIDR (pods whose traffic may need masquerade); `dns` the cluster
+/// DNS address this node answers on `lo` (never a node port or load balancer destination: a LoadBalancer
+/// Service on port 53 would otherwise take the node's DNS traffic).
+pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table ip {TABLE}");
     let _ = writeln!(out, "delete table ip {TABLE}");
@@ -98,22 +106,35 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
 
     let (live, dead): (Vec<&ServicePort>, Vec<&ServicePort>) =
         ports.iter().partition(|p| !p.endpoints.is_empty());
-    // Node ports (one entry per protocol and number, whatever the number of cluster IPs), with the
-    // endpoints their traffic may go to.
+    // Ports served on the node's own addresses (one entry per protocol and number, whatever the number of
+    // cluster IPs), with the endpoints their traffic may go to: node ports first, then load balancer ports,
+    // so that a load balancer port equal to a node port (or to an earlier Service's load balancer port) is
+    // left out; a key twice in the map would fail the whole batch.
     let mut node_ports: BTreeMap<(Protocol, u16), (&ServicePort, Endpoints)> = BTreeMap::new();
-    for p in ports {
-        if let Some(np) = p.node_port {
-            let eps: Endpoints = p
+    let by_node_port = ports.iter().filter_map(|p| Some((p, p.node_port?)));
+    let by_lb_port = ports.iter().filter(|p| p.load_balancer);
+    for (p, number) in by_node_port.chain(by_lb_port.map(|p| (p, p.port))) {
+        node_ports.entry((p.protocol, number)).or_insert_with(|| {
+            let eps = p
                 .endpoints
                 .iter()
                 .filter(|(ip, _)| !p.external_local || local.is_some_and(|n| n.contains(ip)))
                 .copied()
                 .collect();
-            node_ports.entry((p.protocol, np)).or_insert((p, eps));
-        }
+            (p, eps)
+        });
     }
     let (np_live, np_dead): (Vec<_>, Vec<_>) =
         node_ports.iter().partition(|(_, (_, eps))| !eps.is_empty());
+    // One external chain per service chain, however many node-level ports lead to it.
+    let ext: BTreeMap<String, (&ServicePort, &Endpoints)> = np_live
+        .iter()
+        .map(|(_, (p, eps))| (p.chain(), (*p, eps)))
+        .collect();
+    let not_node = match dns {
+        Some(dns) => format!("{{ 127.0.0.0/8, {dns} }}"),
+        None => "127.0.0.0/8".to_string(),
+    };
     let key = |p: &ServicePort| format!("{} . {} . {}", p.ip, p.protocol.nft(), p.port);
 
     collection(
@@ -146,9 +167,10 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
             .map(|((proto, np), _)| format!("{} . {np}", proto.nft())),
     );
 
-    out.push_str(
-        "\tchain services {\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t\t\
-         fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n\t}\n",
+    let _ = writeln!(
+        out,
+        "\tchain services {{\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t\t\
+         fib daddr type local ip daddr != {not_node} meta l4proto . th dport vmap @service-nodeports\n\t}}",
     );
     out.push_str(
         "\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}\n",
@@ -166,9 +188,10 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
             "\tchain filter-{hook} {{\n\t\ttype filter hook {hook} priority filter - 10; policy accept;\n\t\tct state new ip daddr . meta l4proto . th dport @no-endpoints reject\n\t}}"
         );
     }
-    out.push_str(
-        "\tchain filter-input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\t\
-         ct state new ip daddr != 127.0.0.0/8 meta l4proto . th dport @no-endpoint-nodeports reject\n\t}\n",
+    let _ = writeln!(
+        out,
+        "\tchain filter-input {{\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\t\
+         ct state new ip daddr != {not_node} meta l4proto . th dport @no-endpoint-nodeports reject\n\t}}",
     );
 
     for p in &live {
@@ -197,8 +220,7 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>) -> String {
             );
         }
     }
-    for ((_, _), (p, eps)) in &np_live {
-        let svc = p.chain();
+    for (svc, (p, eps)) in &ext {
         let _ = writeln!(out, "\tchain ext-{svc} {{");
         if p.external_local {
             // Only this node's endpoints, the client's address kept.
@@ -303,6 +325,7 @@ mod tests {
             port,
             endpoints: sorted(eps.iter().map(|(i, p)| (Ipv4Addr::from(*i), *p)).collect()),
             node_port: None,
+            load_balancer: false,
             external_local: false,
         }
     }
@@ -319,7 +342,7 @@ mod tests {
             port("empty", [10, 96, 0, 11], 53, &[]),
         ];
         let local: Ipv4Net = "10.244.0.0/24".parse().expect("cidr");
-        let nft = render(&ports, Some(local));
+        let nft = render(&ports, Some(local), None);
         assert!(nft.starts_with("table ip skiff-proxy\ndelete table ip skiff-proxy\n"));
         assert!(nft.contains("elements = { 10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/80 }"));
         assert!(
@@ -352,13 +375,14 @@ mod tests {
         let nft = render(
             &[port("one", [10, 96, 0, 9], 443, &[([10, 244, 3, 2], 6443)])],
             None,
+            None,
         );
         assert!(nft.contains("chain svc-default/one/tcp/443 {\n\t\tgoto svc-default/one/tcp/443__10.244.3.2/6443\n\t}"));
         assert!(!nft.contains("numgen"));
         assert!(!nft.contains("meta mark set"));
-        let empty = render(&[], None);
+        let empty = render(&[], None, None);
         assert!(!empty.contains("elements"));
-        assert_eq!(render(&[], None), empty, "deterministic");
+        assert_eq!(render(&[], None, None), empty, "deterministic");
     }
 
     #[test]

@@ -19,6 +19,16 @@ fn endpoints(name: &str, subsets: Value) -> Endpoints {
 }
 
 fn ports_of(services: &[Service], eps: &[Endpoints], node: &str) -> Vec<ServicePort> {
+    ports_on(services, eps, node, &[])
+}
+
+/// [`service_ports`] on a node named `node` with the addresses `addresses`.
+fn ports_on(
+    services: &[Service],
+    eps: &[Endpoints],
+    node: &str,
+    addresses: &[Ipv4Addr],
+) -> Vec<ServicePort> {
     let by_name: BTreeMap<(String, String), &Endpoints> = eps
         .iter()
         .map(|e| {
@@ -40,6 +50,7 @@ fn ports_of(services: &[Service], eps: &[Endpoints], node: &str) -> Vec<ServiceP
                 .map(|e| std::sync::Arc::new((*e).clone()))
         },
         node,
+        addresses,
     );
     rules::order(&mut ports);
     ports
@@ -125,6 +136,183 @@ fn headless_external_name_and_local_traffic_policy() {
         ports[1].endpoints.is_empty(),
         "no Endpoints object: rejected"
     );
-    let nft = rules::render(&ports, None);
+    let nft = rules::render(&ports, None, None);
     assert!(nft.contains("10.96.0.13 . tcp . 81"));
+}
+
+/// A LoadBalancer Service in namespace `ns` with `status.loadBalancer.ingress` = `ingress`.
+fn load_balancer(name: &str, spec: Value, ingress: &[&str]) -> Service {
+    let ingress: Vec<Value> = ingress
+        .iter()
+        .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
+        .collect();
+    let mut svc = service(name, spec);
+    svc.status = Some(
+        serde_json::from_value(json!({"loadBalancer": {"ingress": ingress}})).expect("status"),
+    );
+    svc
+}
+
+const NODE_A: Ipv4Addr = Ipv4Addr::new(192, 168, 5, 10);
+
+#[test]
+fn load_balancer_ports_only_with_an_ingress_naming_this_node() {
+    let spec = |ip: &str, np: i32| json!({"type": "LoadBalancer", "clusterIP": ip, "ports": [{"port": 80, "nodePort": np}]});
+    let services = [
+        load_balancer(
+            "here",
+            spec("10.96.0.20", 30020),
+            &["192.168.5.9", "192.168.5.10"],
+        ),
+        load_balancer("elsewhere", spec("10.96.0.21", 30021), &["192.168.5.9"]),
+        load_balancer("pending", spec("10.96.0.22", 30022), &[]),
+        // Stale status of a Service that is no longer a LoadBalancer.
+        load_balancer(
+            "was-lb",
+            json!({"type": "NodePort", "clusterIP": "10.96.0.23", "ports": [{"port": 80, "nodePort": 30023}]}),
+            &["192.168.5.10"],
+        ),
+    ];
+    let ports = ports_on(&services, &[], "a", &[NODE_A]);
+    let lb: Vec<(&str, bool)> = ports
+        .iter()
+        .map(|p| (p.name.as_str(), p.load_balancer))
+        .collect();
+    assert_eq!(
+        lb,
+        [
+            ("elsewhere", false),
+            ("here", true),
+            ("pending", false),
+            ("was-lb", false)
+        ]
+    );
+    assert!(ports.iter().all(|p| p.node_port.is_some()), "{ports:?}");
+    // Without knowing its addresses, a node serves no load balancer.
+    assert!(
+        ports_on(&services, &[], "a", &[])
+            .iter()
+            .all(|p| !p.load_balancer)
+    );
+    let addrs = [
+        k8s_openapi::api::core::v1::NodeAddress {
+            type_: "InternalIP".into(),
+            address: "192.168.5.10".into(),
+        },
+        k8s_openapi::api::core::v1::NodeAddress {
+            type_: "Hostname".into(),
+            address: "10.0.0.1".into(),
+        },
+        k8s_openapi::api::core::v1::NodeAddress {
+            type_: "ExternalIP".into(),
+            address: "fd00::1".into(),
+        },
+    ];
+    assert_eq!(node_ips(&addrs), [NODE_A], "IPv4 Internal/ExternalIPs only");
+}
+
+#[test]
+fn load_balancer_ports_render_as_node_ports_and_give_way_to_them() {
+    let services = [
+        load_balancer(
+            "web",
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.30", "ports": [
+                {"name": "http", "port": 80, "nodePort": 30080},
+                {"name": "taken", "port": 30090, "nodePort": 30091},
+            ]}),
+            &["192.168.5.10"],
+        ),
+        service(
+            "np",
+            json!({"type": "NodePort", "clusterIP": "10.96.0.31", "ports": [{"port": 90, "nodePort": 30090}]}),
+        ),
+        load_balancer(
+            "dead",
+            json!({"type": "LoadBalancer", "clusterIP": "10.96.0.32", "externalTrafficPolicy": "Local",
+                   "ports": [{"port": 443, "protocol": "TCP", "nodePort": 30443}]}),
+            &["192.168.5.10"],
+        ),
+    ];
+    let eps = [
+        endpoints(
+            "web",
+            json!([{"addresses": [{"ip": "10.244.0.5"}],
+                "ports": [{"name": "http", "port": 8080}, {"name": "taken", "port": 8081}]}]),
+        ),
+        endpoints(
+            "np",
+            json!([{"addresses": [{"ip": "10.244.0.6"}], "ports": [{"port": 9090}]}]),
+        ),
+        // Only a remote endpoint: nothing for externalTrafficPolicy Local on this node.
+        endpoints(
+            "dead",
+            json!([{"addresses": [{"ip": "10.244.1.7"}], "ports": [{"port": 8443}]}]),
+        ),
+    ];
+    let ports = ports_on(&services, &eps, "a", &[NODE_A]);
+    let local: ipnet::Ipv4Net = "10.244.0.0/24".parse().expect("cidr");
+    let nft = rules::render(&ports, Some(local), None);
+    let nodeports = section(&nft, "map service-nodeports {");
+    assert!(
+        nodeports.contains(
+            "elements = { tcp . 80 : goto ext-svc-ns/web/tcp/http, tcp . 30080 : goto ext-svc-ns/web/tcp/http, \
+             tcp . 30090 : goto ext-svc-ns/np/tcp/90, tcp . 30091 : goto ext-svc-ns/web/tcp/taken }"
+        ),
+        "the load balancer port 30090 gives way to np's node port: {nodeports}"
+    );
+    let dead = section(&nft, "set no-endpoint-nodeports {");
+    assert!(
+        dead.contains("elements = { tcp . 443, tcp . 30443 }"),
+        "{dead}"
+    );
+    // One external chain for the node port and the load balancer port of `web/http`.
+    assert_eq!(
+        nft.matches("chain ext-svc-ns/web/tcp/http {").count(),
+        1,
+        "{nft}"
+    );
+    assert!(!nft.contains("chain ext-svc-ns/dead"), "{nft}");
+
+    // Once the ingress no longer names this node, only the node ports stay.
+    let mut moved = services.clone();
+    for svc in &mut moved {
+        svc.status = None;
+    }
+    let nft = rules::render(&ports_on(&moved, &eps, "a", &[NODE_A]), Some(local), None);
+    let nodeports = section(&nft, "map service-nodeports {");
+    assert!(!nodeports.contains("tcp . 80 :"), "{nodeports}");
+    assert!(nodeports.contains("tcp . 30080 : goto ext-svc-ns/web/tcp/http"));
+    let dead = section(&nft, "set no-endpoint-nodeports {");
+    assert!(dead.contains("elements = { tcp . 30443 }"), "{dead}");
+}
+
+#[test]
+fn two_load_balancers_on_one_port_make_one_entry_and_dns_is_left_alone() {
+    let spec = |ip: &str| json!({"type": "LoadBalancer", "clusterIP": ip, "ports": [{"port": 53, "protocol": "UDP"}]});
+    // The controller keeps this from happening; the agent must still write a batch nft accepts.
+    let services = [
+        load_balancer("a-dns", spec("10.96.0.40"), &["192.168.5.10"]),
+        load_balancer("b-dns", spec("10.96.0.41"), &["192.168.5.10"]),
+    ];
+    let ports = ports_on(&services, &[], "a", &[NODE_A]);
+    let dns = Ipv4Addr::new(10, 96, 0, 10);
+    let nft = rules::render(&ports, None, Some(dns));
+    let dead = section(&nft, "set no-endpoint-nodeports {");
+    assert!(dead.contains("elements = { udp . 53 }"), "{dead}");
+    // The cluster DNS address (on lo, so local) is neither redirected nor rejected.
+    assert_eq!(
+        nft.matches("ip daddr != { 127.0.0.0/8, 10.96.0.10 } meta l4proto . th dport")
+            .count(),
+        2,
+        "{nft}"
+    );
+}
+
+/// The text of `nft` from `start` to the end of that block.
+fn section<'a>(nft: &'a str, start: &str) -> &'a str {
+    let from = nft
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in {nft}"));
+    let rest = &nft[from..];
+    &rest[..rest.find("\n\t}").unwrap_or(rest.len())]
 }

@@ -412,7 +412,15 @@ impl Runtime {
             .into_inner()
             .tasks
             .iter()
-            .map(|p| task_state(&p.container_id, p))
+            // containerd names a listed task by `id` (its container's id) and leaves `container_id` empty.
+            .map(|p| {
+                let id = if p.container_id.is_empty() {
+                    &p.id
+                } else {
+                    &p.container_id
+                };
+                task_state(id, p)
+            })
             .collect())
     }
 

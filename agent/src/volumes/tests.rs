@@ -41,6 +41,22 @@ async fn empty_dir_and_unsupported() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The mount check by device: mount roots (`/`, `/proc`) are, plain and missing directories are not. The
+/// tmpfs case (mounted, then not after the unmount) is in the root-only tests below.
+#[test]
+fn mount_point_by_device() {
+    assert!(is_mount_point(Path::new("/")));
+    assert!(
+        is_mount_point(Path::new("/proc")),
+        "procfs is mounted on /proc"
+    );
+    let dir = std::env::temp_dir().join(format!("skiff-vol-{}", uuid::Uuid::new_v4()));
+    assert!(!is_mount_point(&dir), "a missing directory is no mount");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    assert!(!is_mount_point(&dir.join("sub")));
+    std::fs::remove_dir_all(&dir).expect("remove");
+}
+
 /// Needs root (mounts a tmpfs); fails loudly without it.
 #[tokio::test]
 async fn memory_empty_dir_is_tmpfs() {

@@ -195,11 +195,22 @@ pub fn admission_forbidden(a: &Attributes, reason: &str) -> ApiError {
 #[derive(Clone)]
 pub struct Authorizer {
     store: Arc<dyn Store>,
+    /// The server's watch-fed RBAC objects; without them (tests) every decision reads the store.
+    rbac_cache: Option<rbac::cache::RbacCache>,
 }
 
 impl Authorizer {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Authorizer { store }
+        Authorizer {
+            store,
+            rbac_cache: None,
+        }
+    }
+
+    /// Allow from a watch-fed copy of the RBAC objects; denials are still decided from the store.
+    pub fn with_rbac_cache(mut self) -> Self {
+        self.rbac_cache = Some(rbac::cache::RbacCache::start(&self.store));
+        self
     }
 
     /// masters → Node → RBAC. Anything not allowed is denied.
@@ -214,6 +225,11 @@ impl Authorizer {
                 Some(Decision::Deny(r)) => reason = r,
                 None => {}
             }
+        }
+        // The cache only allows: what it would deny is decided from the store, so a grant made a moment
+        // ago is honoured (see rbac::cache).
+        if self.rbac_cache.as_ref().and_then(|c| c.allows(a)) == Some(true) {
+            return Ok(Decision::Allow);
         }
         let rules = rbac::rules_for(self.store.as_ref(), &a.user, &a.groups, &a.namespace).await?;
         if rbac::rules_allow(&rules, a) {

@@ -11,6 +11,8 @@ use crate::resources::{Kind, by_kind};
 use crate::status::{ApiError, ApiResult};
 use crate::store::Store;
 
+pub mod cache;
+
 fn has(list: &[String], want: &str) -> bool {
     list.iter().any(|x| x == "*" || x == want)
 }
@@ -113,6 +115,37 @@ async fn role_rules(store: &dyn Store, ns: &str, name: &str) -> ApiResult<Vec<Po
     }
 }
 
+/// The ClusterRole a ClusterRoleBinding grants the user, if one of its subjects names them.
+fn cluster_binding_grant<'a>(
+    b: &'a ClusterRoleBinding,
+    user: &str,
+    groups: &[String],
+) -> Option<&'a str> {
+    let named = b
+        .subjects
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|s| subject_matches(s, user, groups, ""));
+    (named && b.role_ref.kind == "ClusterRole").then_some(b.role_ref.name.as_str())
+}
+
+/// The role (`kind`, `name`) a RoleBinding of `namespace` grants the user, if one of its subjects names them.
+fn binding_grant<'a>(
+    b: &'a RoleBinding,
+    user: &str,
+    groups: &[String],
+    namespace: &str,
+) -> Option<(&'a str, &'a str)> {
+    let named = b
+        .subjects
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|s| subject_matches(s, user, groups, namespace));
+    named.then_some((b.role_ref.kind.as_str(), b.role_ref.name.as_str()))
+}
+
 /// Every rule the user holds for requests in `namespace` ("" = cluster scope): ClusterRoleBindings, then the
 /// RoleBindings of that namespace. Bindings to missing roles grant nothing.
 pub async fn rules_for(
@@ -131,14 +164,8 @@ pub async fn rules_for(
             tracing::warn!(key = %kv.key, "skipping an undecodable ClusterRoleBinding");
             continue;
         };
-        if b.subjects
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|s| subject_matches(s, user, groups, ""))
-            && b.role_ref.kind == "ClusterRole"
-        {
-            rules.extend(cluster_role_rules(store, &b.role_ref.name).await?);
+        if let Some(role) = cluster_binding_grant(&b, user, groups) {
+            rules.extend(cluster_role_rules(store, role).await?);
         }
     }
     if namespace.is_empty() {
@@ -152,18 +179,9 @@ pub async fn rules_for(
             tracing::warn!(key = %kv.key, "skipping an undecodable RoleBinding");
             continue;
         };
-        if !b
-            .subjects
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|s| subject_matches(s, user, groups, namespace))
-        {
-            continue;
-        }
-        match b.role_ref.kind.as_str() {
-            "ClusterRole" => rules.extend(cluster_role_rules(store, &b.role_ref.name).await?),
-            "Role" => rules.extend(role_rules(store, namespace, &b.role_ref.name).await?),
+        match binding_grant(&b, user, groups, namespace) {
+            Some(("ClusterRole", name)) => rules.extend(cluster_role_rules(store, name).await?),
+            Some(("Role", name)) => rules.extend(role_rules(store, namespace, name).await?),
             _ => {}
         }
     }

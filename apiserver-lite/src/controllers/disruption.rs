@@ -231,15 +231,8 @@ fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
 }
 
 async fn event(api: &Api, pdb: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = ObjectRef {
-        api_version: "policy/v1".into(),
-        kind: "PodDisruptionBudget".into(),
-        namespace: owners::str_at(pdb, "/metadata/namespace").into(),
-        name: owners::str_at(pdb, "/metadata/name").into(),
-        uid: owners::str_at(pdb, "/metadata/uid").into(),
-        resource_version: owners::str_at(pdb, "/metadata/resourceVersion").into(),
-    };
-    if let Err(err) = events::record_about(
+    let object = ObjectRef::of("policy/v1", "PodDisruptionBudget", pdb);
+    events::record_for(
         api.store.as_ref(),
         COMPONENT,
         &object,
@@ -247,10 +240,7 @@ async fn event(api: &Api, pdb: &Value, type_: EventType, reason: &str, message: 
         reason,
         message,
     )
-    .await
-    {
-        tracing::warn!(pdb = %object.name, error = %err, "failed to record event");
-    }
+    .await;
 }
 
 /// Sync one budget: compute its status and write it when it changed.

@@ -38,6 +38,41 @@ impl From<&PodRef> for ObjectRef {
     }
 }
 
+impl ObjectRef {
+    /// The reference to a stored object of `kind` (`apiVersion` `api_version`).
+    pub fn of(api_version: &str, kind: &str, obj: &serde_json::Value) -> ObjectRef {
+        let at = |p: &str| {
+            obj.pointer(p)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        ObjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: at("/metadata/namespace"),
+            name: at("/metadata/name"),
+            uid: at("/metadata/uid"),
+            resource_version: at("/metadata/resourceVersion"),
+        }
+    }
+}
+
+/// Record an event from a controller about `object`. Events are best effort: a failure is logged, not
+/// returned.
+pub async fn record_for(
+    store: &dyn Store,
+    component: &str,
+    object: &ObjectRef,
+    type_: EventType,
+    reason: &str,
+    message: &str,
+) {
+    if let Err(err) = record_about(store, component, object, type_, reason, message).await {
+        tracing::warn!(kind = %object.kind, name = %object.name, error = %err, "failed to record event");
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum EventType {
     Normal,

@@ -5,7 +5,8 @@
 //! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`), the
 //! garbage collector (ownerReferences and deletion propagation, `garbage_collector`), the volume binder,
 //! local-path provisioner and storage protection finalizers (`volumes`), the PodDisruptionBudget
-//! status (`disruption`) and the ResourceQuota usage (`quota`).
+//! status (`disruption`), the ResourceQuota usage (`quota`) and ServiceLB's load balancer ingress
+//! (`service_lb`).
 //!
 //! The loops read and write the store directly (objects as full JSON under `/registry/<resource>/…`) and
 //! follow it with list-then-watch, so they react to a change within milliseconds of its commit.
@@ -30,10 +31,11 @@ mod node_lifecycle;
 mod object;
 mod owners;
 pub(crate) mod quota;
-mod reflector;
+pub(crate) mod reflector;
 mod replicaset;
 mod root_ca;
 mod scheduler;
+mod service_lb;
 mod statefulset;
 mod system_service;
 #[cfg(test)]
@@ -80,6 +82,9 @@ pub struct Config {
     pub local_path_root: std::path::PathBuf,
     /// Resource metrics scraped from the agents (read by the HorizontalPodAutoscaler controller).
     pub metrics: Arc<crate::metrics::MetricsStore>,
+    /// Run ServiceLB (`service_lb`): node addresses as the ingress of LoadBalancer Services
+    /// (`--disable-servicelb` turns it off).
+    pub service_lb: bool,
 }
 
 /// Run the controllers while this server holds the controllers' Lease (identity: this host's name, see
@@ -141,6 +146,9 @@ pub(crate) async fn run_with_grace(
         shutdown.clone(),
     ));
     let quotas = tokio::spawn(quota::run(store.clone(), shutdown.clone()));
+    let service_lb = config
+        .service_lb
+        .then(|| tokio::spawn(service_lb::run(store.clone(), shutdown.clone())));
     let volumes = tokio::spawn(volumes::run(
         store.clone(),
         volumes::Settings {
@@ -237,5 +245,11 @@ pub(crate) async fn run_with_grace(
         .await
         .context("resourcequota controller task panicked")?
         .context("resourcequota controller failed")?;
+    if let Some(service_lb) = service_lb {
+        service_lb
+            .await
+            .context("servicelb controller task panicked")?
+            .context("servicelb controller failed")?;
+    }
     Ok(())
 }

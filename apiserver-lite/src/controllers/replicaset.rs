@@ -198,20 +198,9 @@ fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
         .unwrap_or(Duration::from_secs(86_400))
 }
 
-fn event_ref(rs: &Value) -> ObjectRef {
-    ObjectRef {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        namespace: owners::str_at(rs, "/metadata/namespace").into(),
-        name: owners::str_at(rs, "/metadata/name").into(),
-        uid: owners::str_at(rs, "/metadata/uid").into(),
-        resource_version: owners::str_at(rs, "/metadata/resourceVersion").into(),
-    }
-}
-
 async fn event(api: &Api, rs: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = event_ref(rs);
-    if let Err(err) = events::record_about(
+    let object = ObjectRef::of("apps/v1", "ReplicaSet", rs);
+    events::record_for(
         api.store.as_ref(),
         COMPONENT,
         &object,
@@ -219,10 +208,7 @@ async fn event(api: &Api, rs: &Value, type_: EventType, reason: &str, message: &
         reason,
         message,
     )
-    .await
-    {
-        tracing::warn!(replicaset = %object.name, error = %err, "failed to record event");
-    }
+    .await;
 }
 
 /// Sync one ReplicaSet; `Some(revision)` of the last pod write it made.

@@ -863,6 +863,9 @@ impl ResourceDef {
         if matches!(self.kind_id, Kind::Deployment | Kind::ReplicaSet) {
             workloads::status_metadata(self.kind_id, body, &mut n);
         }
+        if self.kind_id == Kind::Service {
+            service::default_ip_mode(&mut n);
+        }
         if matches!(
             self.kind_id,
             Kind::PersistentVolume | Kind::PersistentVolumeClaim

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use super::validation::is_dns1123_label;
 use crate::status::FieldError;
 
+mod lb_status;
+pub use lb_status::default_ip_mode;
+
 const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const EXTERNAL_TRAFFIC_POLICIES: &[&str] = &["Cluster", "Local"];
@@ -162,6 +165,7 @@ pub fn defaults(obj: &mut Value) {
     if obj.get("status").is_none_or(Value::is_null) {
         obj["status"] = json!({"loadBalancer": {}});
     }
+    default_ip_mode(obj);
 }
 
 /// The requested cluster IP on create: `None` = allocate one; `Some("None")` = headless.
@@ -449,6 +453,10 @@ pub fn drop_type_dependent(old: &Value, new: &mut Value) {
 }
 
 pub fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    let status_errs = lb_status::validate(new);
+    if !status_errs.is_empty() {
+        return status_errs;
+    }
     let o = old.pointer("/spec/clusterIP").and_then(Value::as_str);
     let n = new.pointer("/spec/clusterIP").and_then(Value::as_str);
     if o.is_some_and(|x| !x.is_empty()) && o != n {

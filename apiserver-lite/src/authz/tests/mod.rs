@@ -1,6 +1,7 @@
 //! Unit tests: the RBAC evaluator, the Node authorizer and NodeRestriction over a real (temporary) store.
 
 mod node_authorizer;
+mod rbac_cache;
 mod rbac_evaluator;
 
 use std::sync::Arc;

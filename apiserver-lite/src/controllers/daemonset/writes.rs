@@ -14,15 +14,8 @@ use crate::status::{ApiError, ApiResult};
 use crate::store::Revision;
 
 pub(super) async fn event(api: &Api, ds: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = ObjectRef {
-        api_version: "apps/v1".into(),
-        kind: "DaemonSet".into(),
-        namespace: str_at(ds, "/metadata/namespace").into(),
-        name: str_at(ds, "/metadata/name").into(),
-        uid: str_at(ds, "/metadata/uid").into(),
-        resource_version: str_at(ds, "/metadata/resourceVersion").into(),
-    };
-    if let Err(err) = events::record_about(
+    let object = ObjectRef::of("apps/v1", "DaemonSet", ds);
+    events::record_for(
         api.store.as_ref(),
         COMPONENT,
         &object,
@@ -30,10 +23,7 @@ pub(super) async fn event(api: &Api, ds: &Value, type_: EventType, reason: &str,
         reason,
         message,
     )
-    .await
-    {
-        tracing::warn!(daemonset = %object.name, error = %err, "failed to record event");
-    }
+    .await;
 }
 
 /// The revision a write produced, folded into `last`.

@@ -14,20 +14,9 @@ use crate::handlers::{Api, DeleteOpts};
 use crate::resources::{Kind, by_kind};
 use crate::status::{ApiError, ApiResult};
 
-fn event_ref(job: &Value) -> ObjectRef {
-    ObjectRef {
-        api_version: "batch/v1".into(),
-        kind: "Job".into(),
-        namespace: str_at(job, "/metadata/namespace").into(),
-        name: str_at(job, "/metadata/name").into(),
-        uid: str_at(job, "/metadata/uid").into(),
-        resource_version: str_at(job, "/metadata/resourceVersion").into(),
-    }
-}
-
 pub(super) async fn event(api: &Api, job: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = event_ref(job);
-    if let Err(err) = events::record_about(
+    let object = ObjectRef::of("batch/v1", "Job", job);
+    events::record_for(
         api.store.as_ref(),
         COMPONENT,
         &object,
@@ -35,10 +24,7 @@ pub(super) async fn event(api: &Api, job: &Value, type_: EventType, reason: &str
         reason,
         message,
     )
-    .await
-    {
-        tracing::warn!(job = %object.name, error = %err, "failed to record event");
-    }
+    .await;
 }
 
 /// Remove the tracking finalizer from `pod` (re-reading it on a conflict). `Ok(true)` once the pod has

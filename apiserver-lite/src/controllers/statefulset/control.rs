@@ -17,15 +17,8 @@ use crate::status::{ApiError, ApiResult};
 
 /// An event about the set.
 pub async fn event(api: &Api, set: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = ObjectRef {
-        api_version: "apps/v1".into(),
-        kind: "StatefulSet".into(),
-        namespace: str_at(set, "/metadata/namespace").into(),
-        name: str_at(set, "/metadata/name").into(),
-        uid: str_at(set, "/metadata/uid").into(),
-        resource_version: str_at(set, "/metadata/resourceVersion").into(),
-    };
-    if let Err(err) = events::record_about(
+    let object = ObjectRef::of("apps/v1", "StatefulSet", set);
+    events::record_for(
         api.store.as_ref(),
         COMPONENT,
         &object,
@@ -33,10 +26,7 @@ pub async fn event(api: &Api, set: &Value, type_: EventType, reason: &str, messa
         reason,
         message,
     )
-    .await
-    {
-        tracing::warn!(statefulset = %object.name, error = %err, "failed to record event");
-    }
+    .await;
 }
 
 /// Several errors as one, the way Go's `errors.NewAggregate` prints them.

@@ -17,6 +17,7 @@ mod quota;
 mod replicaset;
 mod root_ca;
 mod scheduler;
+mod service_lb;
 mod statefulset;
 mod volumes;
 
@@ -62,6 +63,7 @@ pub(super) fn config() -> Config {
         root_ca_pem: TEST_CA_PEM.to_string(),
         local_path_root: "/var/lib/skiff/storage".into(),
         metrics: Default::default(),
+        service_lb: true,
     }
 }
 

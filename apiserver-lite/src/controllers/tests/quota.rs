@@ -182,3 +182,50 @@ async fn admission_refuses_with_kube_texts_and_dry_run_does_not_charge() {
     )
     .await;
 }
+
+/// The API server's admission reads quotas from its watch-fed cache. A burst of creates outruns the cache
+/// (each charge is one watch delivery behind), yet exactly the quota's room is admitted: a stale copy
+/// fails its compare-and-swap and a refusal is confirmed against the store.
+#[tokio::test]
+async fn cached_admission_admits_exactly_the_room_in_a_burst() {
+    let c = cluster().await;
+    let api = crate::handlers::Api::new(c.api.store.clone())
+        .with_caches(crate::prefix_cache::Caches::start(&c.api.store));
+    c.create(Kind::ResourceQuota, quota("q", json!({"pods": "3"})))
+        .await;
+    wait_used(&c, "q", json!({"pods": "0"})).await;
+    // Let the cache see the synced quota, so that the burst reads it from there.
+    let caches = api.caches.clone().expect("caches");
+    c.wait("cache synced", async |_| {
+        caches
+            .quotas
+            .list("/registry/resourcequotas/default/")
+            .is_some_and(|l| l.iter().any(|q| q.value.pointer("/status/used").is_some()))
+    })
+    .await;
+    let mut admitted = 0;
+    for i in 0..6 {
+        let body = pod(&format!("p{i}"), None);
+        match api
+            .create(
+                by_kind(Kind::Pod),
+                Some("default"),
+                body,
+                &[],
+                &super::opts(),
+            )
+            .await
+        {
+            Ok(_) => admitted += 1,
+            Err(e) => assert!(
+                e.message
+                    .contains("exceeded quota: q, requested: pods=1, used: pods=3"),
+                "{}",
+                e.message
+            ),
+        }
+    }
+    assert_eq!(admitted, 3);
+    let q = c.get(Kind::ResourceQuota, "q").await.expect("quota");
+    assert_eq!(q["status"]["used"]["pods"], "3");
+}

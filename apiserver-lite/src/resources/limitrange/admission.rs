@@ -14,10 +14,17 @@ use crate::handlers::Api;
 use crate::resources::{Kind, by_kind, pod};
 use crate::status::{ApiError, ApiResult, FieldError};
 
-/// The LimitRanges of namespace `ns` (one store list).
+/// The LimitRanges of namespace `ns`: from the server's cache, else one store list.
 async fn limit_ranges(api: &Api, ns: &str) -> ApiResult<Vec<Value>> {
-    let def = by_kind(Kind::LimitRange);
-    let (kvs, _) = api.store.list(&def.prefix(Some(ns))).await?;
+    let prefix = by_kind(Kind::LimitRange).prefix(Some(ns));
+    if let Some(cached) = api
+        .caches
+        .as_ref()
+        .and_then(|c| c.limit_ranges.list(&prefix))
+    {
+        return Ok(cached.iter().map(|p| p.value.clone()).collect());
+    }
+    let (kvs, _) = api.store.list(&prefix).await?;
     Ok(kvs
         .iter()
         .filter_map(|kv| serde_json::from_slice(&kv.value).ok())

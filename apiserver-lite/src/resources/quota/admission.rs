@@ -108,23 +108,49 @@ pub async fn admit_create(
         .unwrap_or("");
     let eval = Evaluator::for_def(def);
     let quota_def = by_kind(Kind::ResourceQuota);
+    let prefix = quota_def.prefix(Some(ns));
     // Quotas (by uid) already charged in an earlier attempt: a retry must not charge them twice.
     let mut charged: BTreeSet<String> = BTreeSet::new();
-    for _ in 0..ATTEMPTS {
-        let (kvs, _) = api.store.list(&quota_def.prefix(Some(ns))).await?;
-        let mut stored: Vec<(KeyValue, Value)> = Vec::new();
-        for kv in kvs {
-            let q = decode_kv(&kv)?;
-            let uid = q
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !charged.contains(uid) {
-                stored.push((kv, q));
+    for attempt in 0..ATTEMPTS {
+        // The first attempt reads the server's cache. A stale quota then fails its compare-and-swap and a
+        // refusal is confirmed against the store, so the cache's lag only matters for a quota it has not yet
+        // seen (synced): that one goes unenforced for one watch delivery, as behind kube's informer.
+        let cached = match attempt {
+            0 => api.caches.as_ref().and_then(|c| c.quotas.list(&prefix)),
+            _ => None,
+        };
+        let from_cache = cached.is_some();
+        let listed: Vec<(KeyValue, Value)> = match cached {
+            Some(items) => items
+                .iter()
+                .map(|p| (p.kv.clone(), p.value.clone()))
+                .collect(),
+            None => {
+                let (kvs, _) = api.store.list(&prefix).await?;
+                let mut listed = Vec::with_capacity(kvs.len());
+                for kv in kvs {
+                    let q = decode_kv(&kv)?;
+                    listed.push((kv, q));
+                }
+                listed
             }
-        }
+        };
+        let stored: Vec<(KeyValue, Value)> = listed
+            .into_iter()
+            .filter(|(_, q)| {
+                let uid = q
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                !charged.contains(uid)
+            })
+            .collect();
         let quotas: Vec<Value> = stored.iter().map(|(_, q)| q.clone()).collect();
-        let charges = check(eval, &quotas, obj).map_err(|why| forbidden(def, name, &why))?;
+        let charges = match check(eval, &quotas, obj) {
+            Ok(charges) => charges,
+            Err(_) if from_cache => continue,
+            Err(why) => return Err(forbidden(def, name, &why)),
+        };
         if dry_run || charges.is_empty() {
             return Ok(());
         }
