@@ -229,6 +229,21 @@ check "kubectl delete service web-lb web-lb2" k delete service web-lb web-lb2
 refused_lb() { curl -sS --max-time 5 -o /dev/null http://169.254.64.1:8080/; [[ $? -eq 7 ]]; }
 verdict "the load balancer port is closed once the Services are gone" \
     "$(curl -sS --max-time 5 http://169.254.64.1:8080/ 2>&1)" poll 20 refused_lb
+# Session affinity: with sessionAffinity ClientIP every connection of one client reaches the same pod.
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-sticky}' \
+    'spec: {selector: {app: web}, sessionAffinity: ClientIP, ports: [{port: 80}]}' | k create -f - 2>&1)
+contains "a Service with sessionAffinity ClientIP" "$out" "service/web-sticky created"
+out=$(k get service web-sticky -o 'jsonpath={.spec.sessionAffinityConfig.clientIP.timeoutSeconds}' 2>&1)
+contains "its timeout defaults to 10800 s" "$out" "10800"
+sip=$(k get service web-sticky -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
+verdict "curl http://<its cluster IP>/ reaches nginx" "$(curl -sS --max-time 5 "http://$sip/" 2>&1)" \
+    poll 20 sh -c "curl -sS --max-time 5 http://$sip/ | grep -q 'Welcome to nginx!'"
+for _ in $(seq 1 20); do curl -s --max-time 5 -o /dev/null "http://$sip/?sticky"; done
+n1=$(k logs web-1 2>/dev/null | grep -c 'GET /?sticky ')
+n2=$(k logs web-2 2>/dev/null | grep -c 'GET /?sticky ')
+verdict "20 connections from the host all reach one pod" "web-1: $n1, web-2: $n2" \
+    sh -c "[ '$n1 $n2' = '20 0' ] || [ '$n1 $n2' = '0 20' ]"
+check "kubectl delete service web-sticky" k delete service web-sticky
 # shellcheck disable=SC2016 # expanded inside the pod
 check "kubectl run client (busybox, wget through the service variables)" k run client --image=busybox:1.35 \
     --restart=Never --command -- sh -c 'echo "host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT"; wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/"'
@@ -468,6 +483,26 @@ both_dirs() { [[ $(wc -w <<<"$www_paths") -eq 2 ]] && for d in $www_paths; do [[
 verdict "the two claims' directories exist on the host" "$www_paths" both_dirs
 check "kubectl delete pvc data-www-0 data-www-1" timeout 120 kubectl --cache-dir "$cache" delete pvc data-www-0 data-www-1
 verdict "their volumes are deleted" "$(k get pv 2>&1)" poll 60 none_left pv
+
+# A generic ephemeral volume: the ephemeral volume controller makes the claim <pod>-<volume>, owned by the pod,
+# local-path provisions it on this node, and the garbage collector deletes it with the pod.
+printf '%s\n' 'apiVersion: v1' 'kind: Pod' 'metadata: {name: scratch}' \
+    'spec:' '  terminationGracePeriodSeconds: 1' \
+    '  containers: [{name: c, image: "busybox:1.35", command: [sh, -c, "echo ephemeral > /scratch/f && sleep 3600"], volumeMounts: [{name: tmp, mountPath: /scratch}]}]' \
+    '  volumes: [{name: tmp, ephemeral: {volumeClaimTemplate: {metadata: {labels: {use: scratch}}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 16Mi}}}}}}]' \
+    >"$work/scratch.yml"
+check "kubectl create a pod with an ephemeral volume" k create -f "$work/scratch.yml"
+check "the pod becomes Ready" k wait --for=condition=Ready pod/scratch --timeout=120s
+out=$(k get pvc scratch-tmp -o 'jsonpath={.status.phase} {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.metadata.labels.use}' 2>&1)
+contains "its claim scratch-tmp is Bound, owned by Pod/scratch, with the template's labels" "$out" "Bound Pod/scratch scratch"
+out=$(k exec scratch -- cat /scratch/f 2>&1)
+contains "the container wrote to the volume" "$out" "ephemeral"
+eph_pv=$(k get pvc scratch-tmp -o 'jsonpath={.spec.volumeName}' 2>/dev/null)
+check "kubectl delete pod scratch" timeout 60 kubectl --cache-dir "$cache" delete pod scratch
+eph_gone() { local out; out=$(k get pvc scratch-tmp 2>&1); [[ $out == *NotFound* ]]; }
+verdict "the claim is deleted with its pod (garbage collector)" "$(k get pvc 2>&1)" poll 60 eph_gone
+eph_pv_gone() { local out; out=$(k get pv "$eph_pv" 2>&1); [[ $out == *NotFound* ]]; }
+verdict "and its volume with it" "$(k get pv 2>&1)" poll 60 eph_pv_gone
 
 # The node removes a deleted volume's directory within a minute (checked after the CronJob section, which waits anyway).
 storage_dirs="$pv_path $www_paths"

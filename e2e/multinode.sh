@@ -239,6 +239,21 @@ for addr in 10.213.1.10 10.213.1.11 10.213.1.12; do
         "$(curl -sS --max-time 5 "http://$addr:30080/cgi-bin/ip" 2>&1)" wait_for 20 np_answers
 done
 check "kubectl delete service web-np" k delete service web-np
+# ServiceLB (k3s): a LoadBalancer Service lists every Ready node's address as ingress, and each node serves
+# the Service's own port on its address, whichever node the chosen pod is on.
+out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-lb}' \
+    'spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 8081, targetPort: 8080}]}' |
+    k create -f - 2>&1)
+contains "a LoadBalancer Service on port 8081" "$out" "service/web-lb created"
+lb_ips() { k get service web-lb -o 'jsonpath={.status.loadBalancer.ingress[*].ip}' 2>/dev/null | tr ' ' '\n' | sort | xargs; }
+lb_all() { [[ $(lb_ips) == "10.213.1.10 10.213.1.11 10.213.1.12" ]]; }
+verdict "its ingress lists the three nodes' addresses" "$(lb_ips)" wait_for 30 lb_all
+for addr in 10.213.1.10 10.213.1.11 10.213.1.12; do
+    lb_answers() { curl -sS --max-time 5 "http://$addr:8081/cgi-bin/ip" | grep -q 'node=lab-'; }
+    verdict "curl http://$addr:8081/ from the host reaches a web pod" \
+        "$(curl -sS --max-time 5 "http://$addr:8081/cgi-bin/ip" 2>&1)" wait_for 20 lb_answers
+done
+check "kubectl delete service web-lb" k delete service web-lb
 check "kubectl delete service web" k delete service web
 
 # ---------------------------------------------------------------------------------------------------

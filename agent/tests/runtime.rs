@@ -337,6 +337,18 @@ async fn long_running_container_stops_on_sigterm() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.map(|s| s.status), Some(TaskStatus::Running));
+    // The one-call task list (relist, /metrics) names the task by its container's id.
+    let tasks = f
+        .runtime
+        .list_tasks()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed_task = tasks.iter().find(|t| t.id == started.id);
+    assert_eq!(
+        listed_task.map(|t| t.status),
+        Some(TaskStatus::Running),
+        "task list: {tasks:?}"
+    );
     let listed = f
         .runtime
         .list_containers(Some(&p.uid))

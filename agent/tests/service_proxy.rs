@@ -37,6 +37,7 @@ fn port(name: &str, ip: Ipv4Addr, port: u16, endpoints: &[(Ipv4Addr, u16)]) -> S
         node_port: None,
         load_balancer: false,
         external_local: false,
+        affinity: None,
     }
 }
 
@@ -410,6 +411,108 @@ fn load_balancer_ports_follow_the_ingress() {
         fetch(&outside.path(), node, 30100)
             .expect("the node port stays")
             .starts_with("pod")
+    );
+    apply_in(&host.path(), rules::remove()).expect("remove");
+}
+
+/// The addresses in affinity set `set` of the table in `host`.
+fn affinity_entries(host: &Netns, set: &str) -> Vec<String> {
+    let out = host.exec(&["nft", "-j", "list", "set", "ip", rules::TABLE, set]);
+    assert!(out.status.success(), "{out:?}");
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let elems = listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["set"]["elem"].as_array())
+        .flatten();
+    elems
+        .map(|e| {
+            let addr = e.pointer("/elem/val").unwrap_or(e);
+            addr.as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
+    use skiff_agent::proxy::table;
+    use std::time::Instant;
+
+    const N: u8 = 98;
+    let lab = Lab::new(N);
+    let (host, outside) = (lab.host(), &lab.net.outside);
+    let eps = [(pod_ip(N, 1), 8080), (pod_ip(N, 2), 8080)];
+    let sticky = ServicePort {
+        node_port: Some(30098),
+        affinity: Some(10800),
+        ..port("sticky", svc_ip(N, 10), 80, &eps)
+    };
+    let sets = eps.map(|(ip, port)| format!("affinity-default/sticky/tcp/80__{ip}/{port}"));
+    let rules = rules::ruleset(std::slice::from_ref(&sticky), Some(lab.local), None);
+    apply_in(&host.path(), rules::replace(&rules)).expect("apply");
+
+    // Every connection of one client, to the cluster IP or the node port, reaches one endpoint.
+    let tags = |ns: &Netns, ip: Ipv4Addr, port: u16| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let answer = fetch(&ns.path(), ip, port).expect("fetch");
+            seen.insert(answer.split(' ').next().unwrap_or_default().to_string());
+        }
+        seen.into_iter().collect::<Vec<_>>()
+    };
+    let from_host = tags(host, svc_ip(N, 10), 80);
+    assert_eq!(
+        from_host.len(),
+        1,
+        "20 connections from the host: {from_host:?}"
+    );
+    let from_outside = tags(outside, lab.net.host_ip(), 30098);
+    assert_eq!(
+        from_outside.len(),
+        1,
+        "20 connections from outside: {from_outside:?}"
+    );
+    // The client is in the set of the endpoint it reached (the node port's set is keyed by the client's
+    // own address: the check comes before the masquerade).
+    let outside_ip = lab.net.outside_ip().to_string();
+    let holder = usize::from(from_outside[0] == "pod2");
+    // (The host, another client, is in whichever set its endpoint has.)
+    assert!(affinity_entries(host, &sets[holder]).contains(&outside_ip));
+    assert!(!affinity_entries(host, &sets[1 - holder]).contains(&outside_ip));
+
+    // Another Service comes: the table is updated in place and the entry stays.
+    let t0 = Instant::now();
+    let held = table::Held::replaced_by(&rules);
+    let other = port("other", svc_ip(N, 11), 80, &[(pod_ip(N, 1), 8080)]);
+    let more = rules::ruleset(&[sticky.clone(), other], Some(lab.local), None);
+    let (batch, held) = table::update(&held, &more, t0);
+    apply_in(&host.path(), batch).expect("update");
+    assert!(affinity_entries(host, &sets[holder]).contains(&outside_ip));
+    assert_eq!(tags(outside, lab.net.host_ip(), 30098), from_outside);
+    assert!(fetch(&host.path(), svc_ip(N, 11), 80).is_ok());
+
+    // The endpoint the client stuck to goes: its set goes with it, its chain a little later, and the client
+    // moves to the other endpoint.
+    let left = ServicePort {
+        endpoints: vec![eps[1 - holder]],
+        ..sticky
+    };
+    let fewer = rules::ruleset(std::slice::from_ref(&left), Some(lab.local), None);
+    let (batch, held) = table::update(&held, &fewer, t0);
+    apply_in(&host.path(), batch).expect("endpoint gone");
+    let listed = host.exec(&["nft", "list", "set", "ip", rules::TABLE, &sets[holder]]);
+    assert!(!listed.status.success(), "the set of the gone endpoint");
+    let other_tag = if holder == 0 { "pod2" } else { "pod1" };
+    assert_eq!(tags(outside, lab.net.host_ip(), 30098), [other_tag]);
+    let chain = format!("svc-default/sticky/tcp/80__{}/8080", eps[holder].0);
+    let chain_listed = || host.exec(&["nft", "list", "chain", "ip", rules::TABLE, &chain]);
+    assert!(chain_listed().status.success(), "kept for a while, empty");
+    let (batch, _) = table::update(&held, &fewer, t0 + table::STALE_DELAY);
+    apply_in(&host.path(), batch).expect("stale chain deleted");
+    assert!(
+        !chain_listed().status.success(),
+        "deleted once stale long enough"
     );
     apply_in(&host.path(), rules::remove()).expect("remove");
 }

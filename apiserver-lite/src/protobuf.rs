@@ -481,6 +481,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
             const S: &[F] = &[
                 f(1, "metadata", Msg("ObjectMeta")),
                 f(2, "spec", Msg("ServiceSpec")),
+                f(3, "status", Msg("ServiceStatus")),
             ];
             S
         }
@@ -493,14 +494,19 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(4, "type", Str),
                 r(5, "externalIPs", Str),
                 f(7, "sessionAffinity", Str),
+                f(8, "loadBalancerIP", Str),
+                r(9, "loadBalancerSourceRanges", Str),
                 f(10, "externalName", Str),
                 f(11, "externalTrafficPolicy", Str),
                 f(12, "healthCheckNodePort", Int),
                 f(13, "publishNotReadyAddresses", Bool),
+                f(14, "sessionAffinityConfig", Msg("SessionAffinityConfig")),
                 r(19, "ipFamilies", Str),
                 f(17, "ipFamilyPolicy", Str),
                 f(20, "allocateLoadBalancerNodePorts", Bool),
+                f(21, "loadBalancerClass", Str),
                 f(22, "internalTrafficPolicy", Str),
+                f(23, "trafficDistribution", Str),
             ];
             S
         }

@@ -185,6 +185,12 @@ impl Relist {
     pub fn get(&self, id: &str) -> Option<&TaskState> {
         self.0.get(id)
     }
+
+    /// Whether some listed task belongs to no pod that `known` accepts (by the pod UID its container id
+    /// starts with).
+    pub fn has_unowned(&self, known: impl Fn(&str) -> bool) -> bool {
+        self.0.keys().any(|id| !known(id))
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +223,19 @@ mod tests {
         // A later attempt (a new id) is not in an older list: the worker asks containerd.
         assert!(l.get("u1-a-1").is_none());
         assert!(Relist::default().get("u1-a-0").is_none());
+    }
+
+    #[test]
+    fn relist_names_tasks_of_unknown_pods() {
+        let l = Relist::new(vec![
+            task("u1-a-0", TaskStatus::Running, 0),
+            task("u2-b-0", TaskStatus::Running, 0),
+        ]);
+        let known = |uids: &'static [&'static str]| {
+            move |id: &str| uids.iter().any(|u| crate::pods::owns(u, id))
+        };
+        assert!(!l.has_unowned(known(&["u1", "u2"])));
+        assert!(l.has_unowned(known(&["u1"])));
+        assert!(!Relist::default().has_unowned(known(&[])));
     }
 }

@@ -70,6 +70,10 @@ pub struct Context {
 }
 
 pub const RELIST_PERIOD: Duration = Duration::from_secs(10);
+/// How often every container is listed to find those of pods without a worker. Listing containers returns
+/// each one's whole OCI spec (≈ 4.5 KB a container), so it is not done at every relist: a relist whose task
+/// list shows a task of no known pod triggers it at once, and this period catches containers without a task.
+const ORPHAN_SCAN_PERIOD: Duration = Duration::from_secs(60);
 /// How many torn-down pod UIDs are remembered (to ignore late watch events for them).
 const FINISHED_MEMORY: usize = 10_000;
 
@@ -178,6 +182,15 @@ impl Manager {
         }
     }
 
+    /// Whether a container id (`<pod-uid>-<name>-<attempt>`) belongs to a pod with a worker.
+    fn has_worker_for(&self, container_id: &str) -> bool {
+        // UIDs are UUIDs (36 characters) in practice; anything else falls back to the full comparison.
+        let by_uuid = container_id
+            .get(..36)
+            .is_some_and(|uid| self.workers.contains_key(uid) && owns(uid, container_id));
+        by_uuid || self.workers.keys().any(|uid| owns(uid, container_id))
+    }
+
     /// Containers of pods that have no worker (the pod left the API while the agent was away, or a
     /// teardown was interrupted): start a worker that tears them down.
     async fn collect_orphans(&mut self) {
@@ -224,6 +237,7 @@ pub async fn run(
     let mut listing: Option<HashSet<String>> = None;
     let mut synced = false;
     let mut relist = tokio::time::interval(RELIST_PERIOD);
+    let mut last_orphan_scan = tokio::time::Instant::now();
     relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Pods finished since the last relist: their memory goes back to the kernel at the next one.
     let mut finished_since_trim = false;
@@ -278,9 +292,13 @@ pub async fn run(
                     tokio::task::spawn_blocking(crate::memory::trim);
                 }
                 let listed = m.list_tasks().await;
+                let unowned_task = listed
+                    .as_ref()
+                    .is_none_or(|l| l.has_unowned(|id| m.has_worker_for(id)));
                 m.resync_all(listed);
-                if synced {
+                if synced && (unowned_task || last_orphan_scan.elapsed() >= ORPHAN_SCAN_PERIOD) {
                     m.collect_orphans().await;
+                    last_orphan_scan = tokio::time::Instant::now();
                 }
             }
         }

@@ -10,11 +10,13 @@
 //! the API server's `service_lb` controller writes it) is also served on its `port`s at every local address,
 //! as its node ports are.
 //!
-//! Only IPv4 ClusterIP Services are proxied. Session affinity is ignored (every new connection picks an
-//! endpoint at random) and stale UDP conntrack entries are not flushed when an endpoint goes away.
+//! Only IPv4 ClusterIP Services are proxied. `sessionAffinity: ClientIP` sends a client back to the endpoint it
+//! last reached as kube-proxy's nftables mode does (per-endpoint sets, see [`rules`] and [`table`]); stale UDP
+//! conntrack entries are not flushed when an endpoint goes away.
 
 pub mod links;
 pub mod rules;
+pub mod table;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -156,7 +158,7 @@ impl Services {
     ) {
         listed(&self.services_listed).await;
         listed(&self.endpoints_listed).await;
-        let mut table = Programmed::default();
+        let mut table = table::ProxyTable::default();
         let mut resync = tokio::time::interval(RESYNC);
         loop {
             let forced = tokio::select! {
@@ -176,16 +178,13 @@ impl Services {
             );
             ports.retain(|p| Some(p.ip) != dns);
             rules::order(&mut ports);
-            let batch = rules::render(&ports, local, dns);
+            let rules = rules::ruleset(&ports, local, dns);
             // Unchanged: nothing to do, unless the resync finds the table gone (one netlink query).
-            if table.is_current(&batch)
-                && (!forced
-                    || skiff_cni::plugin::nftnl::get_chain(rules::TABLE, "services")
-                        .is_ok_and(|c| c.is_some()))
-            {
-                continue;
-            }
-            if table.apply(batch, "service", &self.changed).await {
+            let present = forced.then(|| {
+                skiff_cni::plugin::nftnl::get_chain(rules::TABLE, "services")
+                    .is_ok_and(|c| c.is_some())
+            });
+            if table.sync(&rules, present, &self.changed).await {
                 tracing::debug!(summary = ?rules::summary(&ports), "service rules applied");
             }
         }
@@ -340,6 +339,23 @@ fn load_balanced_here(svc: &Service, addresses: &[Ipv4Addr]) -> bool {
         })
 }
 
+/// The timeout of `sessionAffinity: ClientIP` (`sessionAffinityConfig.clientIP.timeoutSeconds`, kube's default
+/// 10800 when unset or out of the API server's range 1..=86400), or `None` without affinity.
+fn client_ip_affinity(spec: &ServiceSpec) -> Option<u32> {
+    const DEFAULT_SECONDS: u32 = 10800;
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds)
+        .and_then(|t| u32::try_from(t).ok())
+        .filter(|t| (1..=86400).contains(t));
+    Some(timeout.unwrap_or(DEFAULT_SECONDS))
+}
+
 /// The proxied ports of `services`: every IPv4 cluster IP × port of a ClusterIP, NodePort or LoadBalancer
 /// Service, with the ready endpoint addresses whose Endpoints port has the Service port's name and protocol
 /// (only those on `node` with `internalTrafficPolicy: Local`), the node port, if any, and whether the port
@@ -373,6 +389,7 @@ pub fn service_ports<'a>(
         let with_node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
         let load_balancer = load_balanced_here(svc, addresses);
+        let affinity = client_ip_affinity(spec);
         let eps = endpoints(ns, name);
         for sp in spec.ports.iter().flatten() {
             let (Some(protocol), Ok(port)) = (
@@ -423,6 +440,7 @@ pub fn service_ports<'a>(
                     node_port: node_port.filter(|_| with_node_ports),
                     load_balancer,
                     external_local,
+                    affinity,
                 });
             }
         }

@@ -18,9 +18,17 @@
 //!   are in set `no-endpoint-nodeports`, rejected in the filter input hook. The load balancer ports this
 //!   node serves (ServiceLB) are entries of the same map and set, pointing at the same chains; a load
 //!   balancer port equal to a node port gives way to it. The cluster DNS address the node answers itself
-//!   (on `lo`, so local too) is left out of both lookups.
+//!   (on `lo`, so local too) is left out of both lookups;
+//! - `sessionAffinity: ClientIP` (kube-proxy's nftables mode): one set `affinity-<ns>/<name>/<proto>/<port>__
+//!   <ip>/<port>` per endpoint (`ipv4_addr`, `flags dynamic,timeout`, `timeout <timeoutSeconds>s`); the endpoint
+//!   chain adds or refreshes the client's address (`update @set { ip saddr }`) before its DNAT, and the service
+//!   chain (and the external chain of `externalTrafficPolicy: Local`, over this node's endpoints) sends a
+//!   client found in an endpoint's set to that endpoint before the random pick.
+//!
+//! [`ruleset`] renders the table's contents; [`render`] the batch that replaces the table whole, and
+//! [`super::table`] the batch that updates it in place (keeping the affinity sets' entries).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -80,29 +88,87 @@ pub struct ServicePort {
     pub load_balancer: bool,
     /// `externalTrafficPolicy: Local`: node port traffic goes only to this node's endpoints, unmasqueraded.
     pub external_local: bool,
+    /// `sessionAffinity: ClientIP`: its timeout in seconds (`sessionAffinityConfig.clientIP.timeoutSeconds`).
+    pub affinity: Option<u32>,
 }
 
 impl ServicePort {
-    fn chain(&self) -> String {
+    /// `<ns>/<name>/<proto>/<port name>`: the service port part of its chains' and sets' names.
+    fn base(&self) -> String {
         format!(
-            "svc-{}/{}/{}/{}",
+            "{}/{}/{}/{}",
             self.namespace,
             self.name,
             self.protocol.nft(),
             self.port_name
         )
     }
+
+    fn chain(&self) -> String {
+        format!("svc-{}", self.base())
+    }
+
+    fn endpoint_chain(&self, (ip, port): (Ipv4Addr, u16)) -> String {
+        format!("svc-{}__{ip}/{port}", self.base())
+    }
+
+    /// The affinity set of one endpoint (at most 9 + 63 + 63 + 4 + 15 + 21 + 5 characters: within nft's
+    /// 255 for set names).
+    fn affinity_set(&self, (ip, port): (Ipv4Addr, u16)) -> String {
+        format!("affinity-{}__{ip}/{port}", self.base())
+    }
 }
 
-/// The whole batch for `nft -f -`: create-or-keep the table, delete it, and define it again, in one
-/// transaction. `local` is this node's pod CIDR (pods whose traffic may need masquerade); `dns` the cluster
-/// DNS address this node answers on `lo` (never a node port or load balancer destination: a LoadBalancer
-/// Service on port 53 would otherwise take the node's DNS traffic).
+/// The maps and sets every version of the table has: kind, name and type.
+pub const COLLECTIONS: [(&str, &str, &str); 4] = [
+    (
+        "map",
+        "service-ips",
+        "ipv4_addr . inet_proto . inet_service : verdict",
+    ),
+    (
+        "set",
+        "no-endpoints",
+        "ipv4_addr . inet_proto . inet_service",
+    ),
+    (
+        "map",
+        "service-nodeports",
+        "inet_proto . inet_service : verdict",
+    ),
+    ("set", "no-endpoint-nodeports", "inet_proto . inet_service"),
+];
+
+/// The contents of table `ip skiff-proxy` for one state of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Everything inside `table ip skiff-proxy { … }`.
+    pub body: String,
+    /// The per-service chains (service, external and endpoint chains).
+    pub chains: BTreeSet<String>,
+    /// The affinity sets and their timeouts (seconds).
+    pub affinity_sets: BTreeMap<String, u32>,
+}
+
+/// The batch that replaces the table with `rules` in one transaction: create-or-keep it, delete it, define it.
+pub fn replace(rules: &Ruleset) -> String {
+    format!(
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{}}}\n",
+        rules.body
+    )
+}
+
+/// The whole batch for `nft -f -` that replaces the table (see [`replace`]).
 pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) -> String {
+    replace(&ruleset(ports, local, dns))
+}
+
+/// The table's contents for `ports`. `local` is this node's pod CIDR (pods whose traffic may need
+/// masquerade); `dns` the cluster DNS address this node answers on `lo` (never a node port or load balancer
+/// destination: a LoadBalancer Service on port 53 would otherwise take the node's DNS traffic).
+pub fn ruleset(ports: &[ServicePort], local: Option<Ipv4Net>, dns: Option<Ipv4Addr>) -> Ruleset {
     let mut out = String::new();
-    let _ = writeln!(out, "table ip {TABLE}");
-    let _ = writeln!(out, "delete table ip {TABLE}");
-    let _ = writeln!(out, "table ip {TABLE} {{");
+    let mut chains = BTreeSet::new();
 
     let (live, dead): (Vec<&ServicePort>, Vec<&ServicePort>) =
         ports.iter().partition(|p| !p.endpoints.is_empty());
@@ -137,35 +203,35 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>, dns: Option<Ipv4Add
     };
     let key = |p: &ServicePort| format!("{} . {} . {}", p.ip, p.protocol.nft(), p.port);
 
-    collection(
-        &mut out,
-        "map service-ips",
-        "ipv4_addr . inet_proto . inet_service : verdict",
+    let elements: [Vec<String>; 4] = [
         live.iter()
-            .map(|p| format!("{} : goto {}", key(p), p.chain())),
-    );
-    collection(
-        &mut out,
-        "set no-endpoints",
-        "ipv4_addr . inet_proto . inet_service",
-        dead.iter().map(|p| key(p)),
-    );
-    collection(
-        &mut out,
-        "map service-nodeports",
-        "inet_proto . inet_service : verdict",
-        np_live.iter().map(|((proto, np), (p, _))| {
-            format!("{} . {np} : goto ext-{}", proto.nft(), p.chain())
-        }),
-    );
-    collection(
-        &mut out,
-        "set no-endpoint-nodeports",
-        "inet_proto . inet_service",
+            .map(|p| format!("{} : goto {}", key(p), p.chain()))
+            .collect(),
+        dead.iter().map(|p| key(p)).collect(),
+        np_live
+            .iter()
+            .map(|((proto, np), (p, _))| format!("{} . {np} : goto ext-{}", proto.nft(), p.chain()))
+            .collect(),
         np_dead
             .iter()
-            .map(|((proto, np), _)| format!("{} . {np}", proto.nft())),
-    );
+            .map(|((proto, np), _)| format!("{} . {np}", proto.nft()))
+            .collect(),
+    ];
+    for ((kind, name, ty), elems) in COLLECTIONS.iter().zip(elements) {
+        collection(&mut out, &format!("{kind} {name}"), ty, elems);
+    }
+    // Affinity sets before the rules that use them.
+    let affinity_sets: BTreeMap<String, u32> = live
+        .iter()
+        .filter_map(|p| Some((p, p.affinity?)))
+        .flat_map(|(p, t)| p.endpoints.iter().map(move |ep| (p.affinity_set(*ep), t)))
+        .collect();
+    for (set, timeout) in &affinity_sets {
+        let _ = writeln!(
+            out,
+            "\tset {set} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}"
+        );
+    }
 
     let _ = writeln!(
         out,
@@ -196,39 +262,38 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>, dns: Option<Ipv4Add
 
     for p in &live {
         let svc = p.chain();
-        let eps: Vec<String> = p
-            .endpoints
-            .iter()
-            .map(|(ip, port)| format!("{svc}__{ip}/{port}"))
-            .collect();
         let _ = writeln!(out, "\tchain {svc} {{");
-        pick(&mut out, &eps);
+        pick(&mut out, p, &p.endpoints);
         out.push_str("\t}\n");
-        for ((ip, port), chain) in p.endpoints.iter().zip(&eps) {
+        chains.insert(svc);
+        for &(ip, port) in &p.endpoints {
+            let chain = p.endpoint_chain((ip, port));
             let _ = writeln!(out, "\tchain {chain} {{");
-            if let Some(net) = local.filter(|n| n.contains(ip)) {
+            if let Some(net) = local.filter(|n| n.contains(&ip)) {
                 let _ = writeln!(
                     out,
                     "\t\tip saddr {} meta mark set meta mark | {MASQ_MARK:#x}",
                     net.trunc()
                 );
             }
+            if p.affinity.is_some() {
+                let set = p.affinity_set((ip, port));
+                let _ = writeln!(out, "\t\tupdate @{set} {{ ip saddr }}");
+            }
             let _ = writeln!(
                 out,
                 "\t\tmeta l4proto {} dnat to {ip}:{port}\n\t}}",
                 p.protocol.nft()
             );
+            chains.insert(chain);
         }
     }
     for (svc, (p, eps)) in &ext {
         let _ = writeln!(out, "\tchain ext-{svc} {{");
+        chains.insert(format!("ext-{svc}"));
         if p.external_local {
             // Only this node's endpoints, the client's address kept.
-            let chains: Vec<String> = eps
-                .iter()
-                .map(|(ip, port)| format!("{svc}__{ip}/{port}"))
-                .collect();
-            pick(&mut out, &chains);
+            pick(&mut out, p, eps);
         } else {
             let _ = writeln!(
                 out,
@@ -237,13 +302,28 @@ pub fn render(ports: &[ServicePort], local: Option<Ipv4Net>, dns: Option<Ipv4Add
         }
         out.push_str("\t}\n");
     }
-    out.push_str("}\n");
-    out
+    Ruleset {
+        body: out,
+        chains,
+        affinity_sets,
+    }
 }
 
-/// Jump to one of `chains`: the only one, or one at random (`numgen random`) per new connection.
-fn pick(out: &mut String, chains: &[String]) {
-    match chains {
+/// Jump to the endpoint chain of one of `endpoints` of `p`: with session affinity, to the one whose set holds
+/// the client's address; otherwise the only one, or one at random (`numgen random`) per new connection.
+fn pick(out: &mut String, p: &ServicePort, endpoints: &[(Ipv4Addr, u16)]) {
+    if p.affinity.is_some() {
+        for ep in endpoints {
+            let _ = writeln!(
+                out,
+                "\t\tip saddr @{} goto {}",
+                p.affinity_set(*ep),
+                p.endpoint_chain(*ep)
+            );
+        }
+    }
+    let chains: Vec<String> = endpoints.iter().map(|ep| p.endpoint_chain(*ep)).collect();
+    match chains.as_slice() {
         [one] => {
             let _ = writeln!(out, "\t\tgoto {one}");
         }
@@ -265,8 +345,7 @@ fn pick(out: &mut String, chains: &[String]) {
 
 /// `map`/`set` `NAME { type …; elements = { … } }`, without an elements line when there are none (nft
 /// refuses an empty list).
-fn collection(out: &mut String, what: &str, ty: &str, elems: impl Iterator<Item = String>) {
-    let elems: Vec<String> = elems.collect();
+pub fn collection(out: &mut String, what: &str, ty: &str, elems: Vec<String>) {
     let _ = writeln!(out, "\t{what} {{\n\t\ttype {ty}");
     if !elems.is_empty() {
         let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(", "));
@@ -327,6 +406,7 @@ mod tests {
             node_port: None,
             load_balancer: false,
             external_local: false,
+            affinity: None,
         }
     }
 

@@ -316,3 +316,95 @@ fn section<'a>(nft: &'a str, start: &str) -> &'a str {
     let rest = &nft[from..];
     &rest[..rest.find("\n\t}").unwrap_or(rest.len())]
 }
+
+#[test]
+fn client_ip_affinity_sets_are_checked_before_the_random_pick() {
+    let spec = |affinity: Value| {
+        let mut spec = json!({"type": "NodePort", "clusterIP": "10.96.0.50", "externalTrafficPolicy": "Local",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30050}]});
+        spec.as_object_mut()
+            .expect("object")
+            .extend(affinity.as_object().cloned().unwrap_or_default());
+        spec
+    };
+    let eps = [endpoints(
+        "web",
+        json!([{"addresses": [{"ip": "10.244.0.5"}, {"ip": "10.244.0.6"}, {"ip": "10.244.1.7"}],
+                "ports": [{"name": "http", "port": 8080}]}]),
+    )];
+    let local: ipnet::Ipv4Net = "10.244.0.0/24".parse().expect("cidr");
+    let sticky = service(
+        "web",
+        spec(json!({"sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}}})),
+    );
+    let ports = ports_of(std::slice::from_ref(&sticky), &eps, "a");
+    assert_eq!(ports[0].affinity, Some(600));
+    let nft = rules::render(&ports, Some(local), None);
+    let set = |ip: &str| format!("affinity-ns/web/tcp/http__{ip}/8080");
+    let chain = |ip: &str| format!("svc-ns/web/tcp/http__{ip}/8080");
+    for ip in ["10.244.0.5", "10.244.0.6", "10.244.1.7"] {
+        let declared = section(&nft, &format!("set {} {{", set(ip)));
+        assert!(
+            declared.contains("type ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout 600s"),
+            "{declared}"
+        );
+        // The endpoint chain records the client before its DNAT.
+        let ep = section(&nft, &format!("chain {} {{", chain(ip)));
+        let update = ep
+            .find(&format!("update @{} {{ ip saddr }}", set(ip)))
+            .expect(ep);
+        assert!(update < ep.find("dnat to").expect("dnat"), "{ep}");
+    }
+    // The service chain: every endpoint's set, then the random pick.
+    let svc = section(&nft, "chain svc-ns/web/tcp/http {");
+    let checks: Vec<&str> = svc.lines().skip(1).map(str::trim).collect();
+    assert_eq!(checks.len(), 4, "{svc}");
+    for (check, ip) in checks
+        .iter()
+        .zip(["10.244.0.5", "10.244.0.6", "10.244.1.7"])
+    {
+        assert_eq!(*check, format!("ip saddr @{} goto {}", set(ip), chain(ip)));
+    }
+    assert!(checks[3].starts_with("numgen random mod 3 vmap"), "{svc}");
+    // externalTrafficPolicy Local: this node's endpoints only, their sets first.
+    let ext = section(&nft, "chain ext-svc-ns/web/tcp/http {");
+    let checks: Vec<&str> = ext.lines().skip(1).map(str::trim).collect();
+    assert_eq!(
+        checks[..2],
+        [
+            format!(
+                "ip saddr @{} goto {}",
+                set("10.244.0.5"),
+                chain("10.244.0.5")
+            ),
+            format!(
+                "ip saddr @{} goto {}",
+                set("10.244.0.6"),
+                chain("10.244.0.6")
+            ),
+        ]
+    );
+    assert!(checks[2].starts_with("numgen random mod 2 vmap"), "{ext}");
+    assert_eq!(checks.len(), 3, "{ext}");
+
+    // Without a config the timeout is kube's default; without affinity nothing of it is written.
+    let default = service("web", spec(json!({"sessionAffinity": "ClientIP"})));
+    assert_eq!(ports_of(&[default], &eps, "a")[0].affinity, Some(10800));
+    let none = ports_of(
+        &[service("web", spec(json!({"sessionAffinity": "None"})))],
+        &eps,
+        "a",
+    );
+    assert_eq!(none[0].affinity, None);
+    let nft = rules::render(&none, Some(local), None);
+    assert!(
+        !nft.contains("affinity-") && !nft.contains("update @"),
+        "{nft}"
+    );
+    assert!(
+        rules::ruleset(&none, Some(local), None)
+            .affinity_sets
+            .is_empty()
+    );
+}

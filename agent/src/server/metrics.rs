@@ -177,14 +177,8 @@ pub async fn metrics(
     let _ = writeln!(out, "process_open_fds {fds}");
 
     if let Ok(records) = ctx.runtime.list_containers(None).await {
-        // One task lookup per container (ListTasks in containerd 1.6 leaves `container_id` empty).
-        let states =
-            futures::future::join_all(records.iter().map(|r| ctx.runtime.task_state(&r.id))).await;
-        let status: HashMap<&str, TaskStatus> = records
-            .iter()
-            .zip(states)
-            .filter_map(|(r, s)| Some((r.id.as_str(), s.ok()??.status)))
-            .collect();
+        // One task list for every container; a failed list counts them all as exited.
+        let status = ctx.runtime.task_statuses().await.unwrap_or_default();
         let mut by_state: HashMap<&str, usize> = HashMap::new();
         let mut running_pods = HashSet::new();
         for r in &records {

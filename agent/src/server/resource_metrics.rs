@@ -153,18 +153,16 @@ pub fn collect(src: &Sources, running: &[RunningContainer], listing_failed: bool
 /// The containers whose tasks run, with their start times; `Err` when containerd cannot be listed.
 async fn running_containers(rt: &Runtime) -> Result<Vec<RunningContainer>, String> {
     let records = rt.list_containers(None).await.map_err(|e| e.to_string())?;
-    // One task lookup per container, as `/metrics` does (containerd 1.6's ListTasks has no container ids).
-    let states = futures::future::join_all(records.iter().map(|r| rt.task_state(&r.id))).await;
+    let status = rt.task_statuses().await.map_err(|e| e.to_string())?;
     Ok(records
         .into_iter()
-        .zip(states)
-        .filter(|(_, s)| {
+        .filter(|r| {
             matches!(
-                s.as_ref().ok().and_then(|t| t.as_ref()).map(|t| t.status),
+                status.get(&r.id),
                 Some(TaskStatus::Running | TaskStatus::Paused)
             )
         })
-        .map(|(r, _)| RunningContainer {
+        .map(|r| RunningContainer {
             started_at: r
                 .labels
                 .get(labels::STARTED_AT)

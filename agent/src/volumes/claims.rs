@@ -3,6 +3,11 @@
 //! back at the claim, and take its `hostPath` or `local` source. One GET of each claim and of its volume
 //! per pod start; the result is kept with the pod's prepared volumes (the 60 s re-sync does not ask again).
 //!
+//! A generic ephemeral volume (`ephemeral.volumeClaimTemplate`) is the claim `<pod>-<volume>` that the
+//! control plane's ephemeral volume controller made for the pod; it is resolved the same way, once the
+//! claim's controller ownerReference is seen to name this pod (kube's `ephemeral.VolumeIsForPod`). It is
+//! always read-write (only a `volumeMount` can make it read-only), as the kubelet has it.
+//!
 //! Failures are reported in the kubelet's words (its `FailedMount` event):
 //! `Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process
 //! volumes=[data]: error processing PVC default/data: PVC is not bound`.
@@ -80,16 +85,73 @@ impl std::fmt::Display for ClaimsError {
 
 impl std::error::Error for ClaimsError {}
 
-/// The pod's `persistentVolumeClaim` volumes: (volume name, claim name).
-pub fn claim_volumes(pod: &Pod) -> Vec<(String, String)> {
+/// One pod volume backed by a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimUse {
+    pub volume: String,
+    pub claim: String,
+    /// A generic ephemeral volume: the claim must be controlled by the pod.
+    pub ephemeral: bool,
+}
+
+/// The claim of the pod's generic ephemeral volume `volume` (kube's `ephemeral.VolumeClaimName`).
+pub fn ephemeral_claim_name(pod: &Pod, volume: &str) -> String {
+    format!(
+        "{}-{volume}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The pod's `persistentVolumeClaim` and generic `ephemeral` volumes, in spec order.
+pub fn claim_uses(pod: &Pod) -> Vec<ClaimUse> {
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
         .filter_map(|v| {
-            let c = v.persistent_volume_claim.as_ref()?;
-            Some((v.name.clone(), c.claim_name.clone()))
+            let (claim, ephemeral) = match (&v.persistent_volume_claim, &v.ephemeral) {
+                (Some(c), _) => (c.claim_name.clone(), false),
+                (None, Some(_)) => (ephemeral_claim_name(pod, &v.name), true),
+                (None, None) => return None,
+            };
+            Some(ClaimUse {
+                volume: v.name.clone(),
+                claim,
+                ephemeral,
+            })
         })
         .collect()
+}
+
+/// The pod's volumes backed by claims: (volume name, claim name).
+pub fn claim_volumes(pod: &Pod) -> Vec<(String, String)> {
+    claim_uses(pod)
+        .into_iter()
+        .map(|u| (u.volume, u.claim))
+        .collect()
+}
+
+/// kube's `ephemeral.VolumeIsForPod`: the claim is in the pod's namespace and controlled by the pod (an
+/// ownerReference with `controller: true` and the pod's uid); else the kubelet's error.
+pub fn check_ephemeral_owner(pod: &Pod, claim: &PersistentVolumeClaim) -> Result<(), String> {
+    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let owned = !pod_uid.is_empty()
+        && claim.metadata.namespace == pod.metadata.namespace
+        && claim
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && r.uid == pod_uid);
+    if owned {
+        return Ok(());
+    }
+    let ns = claim.metadata.namespace.as_deref().unwrap_or_default();
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    let pod_ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    Err(format!(
+        "PVC {ns}/{name} was not created for pod {pod_ns}/{pod_name} (pod is not owner)"
+    ))
 }
 
 /// Whether the pod volume `name` is a claim the pod asks for read-only (`persistentVolumeClaim.readOnly`).
@@ -220,14 +282,15 @@ fn api_message(e: &kube::Error) -> String {
     }
 }
 
-/// Resolve every `persistentVolumeClaim` volume of the pod; volume name → where it is. Each claim (and
-/// its volume) is fetched once even when several volumes name it. All failures are collected.
+/// Resolve every `persistentVolumeClaim` and generic ephemeral volume of the pod; volume name → where it
+/// is. Each claim (and its volume) is fetched once even when several volumes name it. All failures are
+/// collected.
 pub async fn resolve(
     client: &kube::Client,
     pod: &Pod,
     storage_dir: &Path,
 ) -> Result<HashMap<String, Resolved>, ClaimsError> {
-    let wanted = claim_volumes(pod);
+    let wanted = claim_uses(pod);
     let mut out = HashMap::new();
     if wanted.is_empty() {
         return Ok(out);
@@ -235,16 +298,21 @@ pub async fn resolve(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
-    let mut by_claim: HashMap<String, Result<Resolved, String>> = HashMap::new();
+    let mut by_claim: HashMap<(String, bool), Result<Resolved, String>> = HashMap::new();
     let mut failed = BTreeMap::new();
-    for (volume, claim) in wanted {
-        if !by_claim.contains_key(&claim) {
-            let got = resolve_one(&claims, &volumes, &claim, storage_dir)
-                .await
-                .map_err(|e| format!("error processing PVC {ns}/{claim}: {e}"));
-            by_claim.insert(claim.clone(), got);
+    for ClaimUse {
+        volume,
+        claim,
+        ephemeral,
+    } in wanted
+    {
+        let key = (claim, ephemeral);
+        if !by_claim.contains_key(&key) {
+            let owner = ephemeral.then_some(pod);
+            let got = resolve_one(&claims, &volumes, (ns, &key.0), owner, storage_dir).await;
+            by_claim.insert(key.clone(), got);
         }
-        match by_claim.get(&claim) {
+        match by_claim.get(&key) {
             Some(Ok(r)) => {
                 out.insert(volume, r.clone());
             }
@@ -261,24 +329,32 @@ pub async fn resolve(
     }
 }
 
+/// One claim, in the kubelet's order: the claim (fetched and usable, errors prefixed `error processing
+/// PVC <ns>/<name>:`), then for an ephemeral volume of `owner` the ownership, then the volume.
 async fn resolve_one(
     claims: &Api<PersistentVolumeClaim>,
     volumes: &Api<PersistentVolume>,
-    claim: &str,
+    (ns, claim): (&str, &str),
+    owner: Option<&Pod>,
     storage_dir: &Path,
 ) -> Result<Resolved, String> {
+    let processing = |e: String| format!("error processing PVC {ns}/{claim}: {e}");
     let pvc = claims
         .get(claim)
         .await
-        .map_err(|e| format!("failed to fetch PVC from API server: {}", api_message(&e)))?;
-    let (uid, volume) = check_claim(&pvc)?;
+        .map_err(|e| format!("failed to fetch PVC from API server: {}", api_message(&e)))
+        .map_err(processing)?;
+    let (uid, volume) = check_claim(&pvc).map_err(processing)?;
+    if let Some(pod) = owner {
+        check_ephemeral_owner(pod, &pvc)?;
+    }
     let pv = volumes.get(&volume).await.map_err(|e| {
-        format!(
+        processing(format!(
             "failed to fetch PV {volume} from API server: {}",
             api_message(&e)
-        )
+        ))
     })?;
-    let source = check_volume(&pv, &uid, storage_dir)?;
+    let source = check_volume(&pv, &uid, storage_dir).map_err(processing)?;
     Ok(Resolved {
         claim: claim.to_string(),
         volume,

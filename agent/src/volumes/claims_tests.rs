@@ -384,3 +384,6 @@ async fn resolve_reports_missing_and_unbound_claims() {
     );
     assert!(seen.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
 }
+
+#[path = "claims_ephemeral_tests.rs"]
+mod ephemeral;

@@ -1,7 +1,8 @@
 //! Pod volumes on the host: emptyDir directories under the pod directory, hostPath checks, the
 //! kubelet-style atomically written configMap, secret (on a tmpfs), downwardAPI and projected volumes, and
-//! persistentVolumeClaim volumes whose PersistentVolume is a `hostPath` or `local` directory ([`claims`];
-//! their clean-up is [`storage_gc`]). Other volume types are reported as a clear configuration error.
+//! persistentVolumeClaim and generic ephemeral volumes whose PersistentVolume is a `hostPath` or `local`
+//! directory ([`claims`]; their clean-up is [`storage_gc`]). Other volume types are reported as a clear
+//! configuration error.
 
 pub mod atomic;
 pub mod claims;
@@ -224,7 +225,7 @@ pub async fn prepare(
                 claims::DIR_MODE,
             )
             .await?
-        } else if v.persistent_volume_claim.is_some() {
+        } else if v.persistent_volume_claim.is_some() || v.ephemeral.is_some() {
             // Bind-mounted as it is: the kubelet changes no ownership of host-path volumes (no fsGroup).
             host_path::claim_path(&v.name, objects.claims.get(&v.name)).await?
         } else if let Some(cm) = &v.config_map {

@@ -85,7 +85,8 @@ pub struct Objects {
     pub secrets: HashMap<String, Option<Secret>>,
     /// Service-account tokens of the pod's projected volumes (see [`super::tokens`]).
     pub tokens: HashMap<super::tokens::Want, String>,
-    /// The pod's `persistentVolumeClaim` volumes, resolved (volume name → claim; see [`super::claims`]).
+    /// The pod's `persistentVolumeClaim` and `ephemeral` volumes, resolved (volume name → claim; see
+    /// [`super::claims`]).
     pub claims: HashMap<String, super::claims::Resolved>,
 }
 

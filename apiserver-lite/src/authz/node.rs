@@ -2,8 +2,9 @@
 //! group `system:nodes`).
 //!
 //! Reads: nodes, pods, services, endpoints; secrets, configmaps and PVCs only by name and only when a pod
-//! bound to the node references them (volumes, projected volume sources, env); PVs by name as `volumes`
-//! says (through its pods' claims, its node affinity, or absent). Writes: its own Node
+//! bound to the node references them (volumes, generic ephemeral volumes' claims `<pod>-<volume>`,
+//! projected volume sources, env); PVs by name as `volumes` says (through its pods' claims, its node
+//! affinity, or absent). Writes: its own Node
 //! (+status), its own Lease in `kube-node-lease`, events, the status of pods bound to it, deletion of pods
 //! bound to it, creation of mirror pods only; tokens (`serviceaccounts/token`) of the service accounts its
 //! pods run as, and (NodeRestriction) only bound to such a pod.
@@ -160,11 +161,39 @@ pub fn pod_references(pod: &Value, resource: &str, name: &str) -> bool {
                     .into_iter()
                     .any(|c| env_refs(c, "configMapKeyRef", "configMapRef").any(|n| n == name))
         }
-        "persistentvolumeclaims" => volumes
-            .iter()
-            .any(|v| eq(v.pointer("/persistentVolumeClaim/claimName"))),
+        "persistentvolumeclaims" => volumes.iter().any(|v| {
+            eq(v.pointer("/persistentVolumeClaim/claimName"))
+                || ephemeral_claim(pod, v).as_deref() == Some(name)
+        }),
         _ => false,
     }
+}
+
+/// The claim of a generic ephemeral volume of `pod` (`<pod>-<volume>`, as kube's node graph has it;
+/// whether the pod owns it is for the reader to check).
+fn ephemeral_claim(pod: &Value, volume: &Value) -> Option<String> {
+    volume.get("ephemeral").filter(|e| !e.is_null())?;
+    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str)?;
+    let volume_name = volume.get("name").and_then(Value::as_str)?;
+    Some(crate::resources::pod::ephemeral::claim_name(
+        pod_name,
+        volume_name,
+    ))
+}
+
+/// The claims a pod's volumes name: `persistentVolumeClaim.claimName` and generic ephemeral volumes'.
+fn pod_claims(pod: &Value) -> Vec<String> {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            v.pointer("/persistentVolumeClaim/claimName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| ephemeral_claim(pod, v))
+        })
+        .collect()
 }
 
 /// Names referenced by `env[].valueFrom.<key_ref>` and `envFrom[].<from_ref>` of one container.

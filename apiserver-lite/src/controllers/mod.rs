@@ -4,7 +4,8 @@
 //! Services, the `kube-root-ca.crt` ConfigMap of every namespace (`root_ca`), the ReplicaSet and
 //! Deployment controllers (`replicaset`, `deployment`), the StatefulSet controller (`statefulset`), the
 //! garbage collector (ownerReferences and deletion propagation, `garbage_collector`), the volume binder,
-//! local-path provisioner and storage protection finalizers (`volumes`), the PodDisruptionBudget
+//! local-path provisioner and storage protection finalizers (`volumes`), the claims of pods' generic
+//! ephemeral volumes (`ephemeral`), the PodDisruptionBudget
 //! status (`disruption`), the ResourceQuota usage (`quota`) and ServiceLB's load balancer ingress
 //! (`service_lb`).
 //!
@@ -18,6 +19,7 @@ mod daemonset;
 mod deployment;
 pub(crate) mod disruption;
 mod endpoints;
+mod ephemeral;
 mod event_ttl;
 mod events;
 mod garbage_collector;
@@ -149,6 +151,7 @@ pub(crate) async fn run_with_grace(
     let service_lb = config
         .service_lb
         .then(|| tokio::spawn(service_lb::run(store.clone(), shutdown.clone())));
+    let ephemeral_volumes = tokio::spawn(ephemeral::run(store.clone(), shutdown.clone()));
     let volumes = tokio::spawn(volumes::run(
         store.clone(),
         volumes::Settings {
@@ -233,6 +236,10 @@ pub(crate) async fn run_with_grace(
         .await
         .context("volume controller task panicked")?
         .context("volume controller failed")?;
+    ephemeral_volumes
+        .await
+        .context("ephemeral volume controller task panicked")?
+        .context("ephemeral volume controller failed")?;
     disruption
         .await
         .context("disruption controller task panicked")?

@@ -1,6 +1,6 @@
 //! Schema entries added for protobuf responses (`crate::protobuf_encode`) and the Eviction and TokenRequest
 //! request bodies: meta/v1 list, status, managed-fields and delete-options messages, coordination/v1 Lease, core/v1 Event
-//! and Node, the namespace conditions and the pod status IP lists. Field numbers are the Kubernetes API's
+//! and Node, the namespace conditions, the pod status IP lists and the Service status and session affinity. Field numbers are the Kubernetes API's
 //! (the `generated.proto` of each group).
 
 use super::Ty::*;
@@ -8,6 +8,50 @@ use super::{F, f, r};
 
 pub(super) fn schema(msg: &str) -> &'static [F] {
     match msg {
+        "SessionAffinityConfig" => {
+            const S: &[F] = &[f(1, "clientIP", Msg("ClientIPConfig"))];
+            S
+        }
+        "ClientIPConfig" => {
+            const S: &[F] = &[f(1, "timeoutSeconds", Int)];
+            S
+        }
+        "ServiceStatus" => {
+            const S: &[F] = &[
+                f(1, "loadBalancer", Msg("LoadBalancerStatus")),
+                r(2, "conditions", Msg("Condition")),
+            ];
+            S
+        }
+        "LoadBalancerStatus" => {
+            const S: &[F] = &[r(1, "ingress", Msg("LoadBalancerIngress"))];
+            S
+        }
+        "LoadBalancerIngress" => {
+            const S: &[F] = &[
+                f(1, "ip", Str),
+                f(2, "hostname", Str),
+                f(3, "ipMode", Str),
+                r(4, "ports", Msg("PortStatus")),
+            ];
+            S
+        }
+        "PortStatus" => {
+            const S: &[F] = &[f(1, "port", Int), f(2, "protocol", Str), f(3, "error", Str)];
+            S
+        }
+        // meta/v1 Condition.
+        "Condition" => {
+            const S: &[F] = &[
+                f(1, "type", Str),
+                f(2, "status", Str),
+                f(3, "observedGeneration", Int),
+                f(4, "lastTransitionTime", Time),
+                f(5, "reason", Str),
+                f(6, "message", Str),
+            ];
+            S
+        }
         "ManagedFieldsEntry" => {
             const S: &[F] = &[
                 f(1, "manager", Str),

@@ -308,3 +308,25 @@ fn eviction_request_bodies_keep_a_zero_grace_period() {
     assert_eq!(decoded["deleteOptions"], eviction["deleteOptions"]);
     assert_eq!(decoded["kind"], "Eviction");
 }
+
+#[test]
+fn services_with_load_balancer_status_and_affinity_round_trip() {
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "resourceVersion": "9"},
+        "spec": {
+            "type": "LoadBalancer", "selector": {"app": "web"}, "clusterIP": "10.96.0.20",
+            "clusterIPs": ["10.96.0.20"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}],
+            "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
+            "externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster",
+            "allocateLoadBalancerNodePorts": true, "loadBalancerSourceRanges": ["192.0.2.0/24"]
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.2", "ipMode": "VIP",
+            "ports": [{"port": 80, "protocol": "TCP", "error": "x"}]}]},
+            "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 2,
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ok", "message": "m"}]}
+    });
+    let bytes = encode(&svc).expect("a LoadBalancer Service is within the table");
+    assert_eq!(decode_known(&bytes).expect("decodes"), svc);
+}

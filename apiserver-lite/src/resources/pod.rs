@@ -1,5 +1,7 @@
 //! Pod defaults, validation, update rules and the kubectl STATUS column.
 
+pub mod ephemeral;
+
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
@@ -119,6 +121,7 @@ pub fn apply_defaults(pod: &mut Value, create: bool) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    ephemeral::apply_defaults(spec);
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
@@ -204,6 +207,7 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
             }
         }
     }
+    errs.extend(ephemeral::validate(&spec));
     let containers = spec
         .get("containers")
         .and_then(Value::as_array)

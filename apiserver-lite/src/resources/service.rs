@@ -5,6 +5,7 @@
 //! empty (kube-apiserver without a cloud provider). After validation the cluster IP is allocated by
 //! `crate::service_ips` and node ports by `crate::node_ports`; the rules for what an update keeps, drops or
 //! may change are kube-apiserver's (`patchAllocatedValues`, `dropTypeDependentFields`, `ValidateService`).
+//! Session affinity's defaults and validation are in [`affinity`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use super::validation::is_dns1123_label;
 use crate::status::FieldError;
 
+mod affinity;
 mod lb_status;
 pub use lb_status::default_ip_mode;
 
@@ -110,9 +112,7 @@ pub fn defaults(obj: &mut Value) {
         spec["type"] = json!("ClusterIP");
     }
     let external = ty == "ExternalName";
-    if spec.get("sessionAffinity").is_none_or(Value::is_null) {
-        spec["sessionAffinity"] = json!("None");
-    }
+    affinity::defaults(spec);
     // Protobuf bodies carry unset node ports as 0.
     if spec.get("healthCheckNodePort").and_then(Value::as_i64) == Some(0)
         && let Some(m) = spec.as_object_mut()
@@ -292,6 +292,7 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
             )),
         }
     }
+    affinity::validate(obj, &mut errs);
     validate_node_ports(obj, &mut errs);
     errs
 }

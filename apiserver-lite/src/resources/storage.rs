@@ -111,6 +111,21 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<FieldError> {
     }
 }
 
+/// kube's `ValidatePersistentVolumeClaimSpec` of a claim template's `spec` (a pod's generic ephemeral
+/// volume), with field paths under `path` (e.g. `spec.volumes[0].ephemeral.volumeClaimTemplate.spec`).
+pub fn validate_claim_template_spec(spec: &Value, path: &str) -> Vec<FieldError> {
+    let claim = serde_json::json!({ "spec": spec });
+    validation::persistent_volume_claim(&claim)
+        .into_iter()
+        .map(|mut e| {
+            if let Some(rest) = e.field.strip_prefix("spec") {
+                e.field = format!("{path}{rest}");
+            }
+            e
+        })
+        .collect()
+}
+
 /// The update rules from `old` to `new`.
 pub fn validate_update(kind: Kind, old: &Value, new: &Value) -> Vec<FieldError> {
     match kind {

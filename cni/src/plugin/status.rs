@@ -34,10 +34,10 @@ pub fn status(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), Error> {
     })?;
     let store = ipam::Store::open(&dir).map_err(|e| unavailable(e.msg).with_details(e.details))?;
     let held = store
-        .reservations()
+        .reserved_ips()
         .map_err(|e| unavailable(e.msg).with_details(e.details))?
         .iter()
-        .filter(|r| set.iter().any(|s| s.contains(r.ip) && r.ip != s.gateway))
+        .filter(|&&ip| set.iter().any(|s| s.contains(ip) && ip != s.gateway))
         .count();
     let size: u64 = set.iter().map(|r| u64::from(r.size())).sum();
     if held as u64 >= size {

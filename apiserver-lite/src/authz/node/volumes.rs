@@ -1,7 +1,8 @@
 //! The Node authorizer's PersistentVolume rule: a node may get (by name) a volume that a pod bound to it
-//! uses through a claim (pod → `persistentVolumeClaim.claimName` → claim `spec.volumeName`), or whose
-//! node affinity requires `kubernetes.io/hostname In [<node>]`, or that does not exist (the handler then
-//! answers 404). The agent resolves a pod's claim to its volume with these reads.
+//! uses through a claim (pod → `persistentVolumeClaim.claimName`, or `<pod>-<volume>` of a generic
+//! ephemeral volume → claim `spec.volumeName`), or whose node affinity requires `kubernetes.io/hostname
+//! In [<node>]`, or that does not exist (the handler then answers 404). The agent resolves a pod's claim
+//! to its volume with these reads.
 
 use std::collections::BTreeSet;
 
@@ -62,14 +63,8 @@ async fn claims_of_node(store: &dyn Store, node: &str) -> ApiResult<BTreeSet<(St
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let volumes = p.pointer("/spec/volumes").and_then(Value::as_array);
-        for v in volumes.into_iter().flatten() {
-            if let Some(claim) = v
-                .pointer("/persistentVolumeClaim/claimName")
-                .and_then(Value::as_str)
-            {
-                claims.insert((ns.to_string(), claim.to_string()));
-            }
+        for claim in super::pod_claims(&p) {
+            claims.insert((ns.to_string(), claim));
         }
     }
     Ok(claims)

@@ -143,7 +143,8 @@ async fn node_authorizer_reads_and_writes() {
 async fn node_gets_the_volumes_of_its_pods() {
     let f = fixture().await;
     let mut db = pod("apps", "db", "n1");
-    db["spec"]["volumes"] = json!([{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]);
+    db["spec"]["volumes"] = json!([{"name": "d", "persistentVolumeClaim": {"claimName": "data"}},
+        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]);
     f.put(Kind::Pod, Some("apps"), db).await;
     let claim = |name: &str, volume: &str| json!({"metadata": {"name": name, "namespace": "apps"}, "spec": {"volumeName": volume}});
     f.put(
@@ -164,6 +165,15 @@ async fn node_gets_the_volumes_of_its_pods() {
             {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]},
             {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["x", node]}]}]}})
     };
+    // The claim of the generic ephemeral volume `scratch` of pod `db`.
+    f.put(
+        Kind::PersistentVolumeClaim,
+        Some("apps"),
+        claim("db-scratch", "pv-scratch"),
+    )
+    .await;
+    f.put(Kind::PersistentVolume, None, pv("pv-scratch", Value::Null))
+        .await;
     f.put(Kind::PersistentVolume, None, pv("pv-data", Value::Null))
         .await;
     f.put(Kind::PersistentVolume, None, pv("pv-idle", Value::Null))
@@ -183,6 +193,8 @@ async fn node_gets_the_volumes_of_its_pods() {
         get("n2", "persistentvolumes", "", "pv-n2"),
         get("n1", "persistentvolumes", "", "missing"),
         get("n1", "persistentvolumeclaims", "apps", "data"),
+        get("n1", "persistentvolumeclaims", "apps", "db-scratch"),
+        get("n1", "persistentvolumes", "", "pv-scratch"),
     ] {
         assert!(f.allowed(&a).await, "should be allowed: {a:?}");
     }
@@ -192,6 +204,9 @@ async fn node_gets_the_volumes_of_its_pods() {
         get("n1", "persistentvolumes", "", "pv-n2"),
         get("n1", "persistentvolumes", "", "pv-not-n1"),
         get("n2", "persistentvolumeclaims", "apps", "data"),
+        get("n2", "persistentvolumeclaims", "apps", "db-scratch"),
+        get("n2", "persistentvolumes", "", "pv-scratch"),
+        get("n1", "persistentvolumeclaims", "apps", "db-d"),
         get("n1", "persistentvolumeclaims", "apps", "idle"),
         node_attrs("n1", "list", "", "persistentvolumes", "", "", ""),
         node_attrs("n1", "watch", "", "persistentvolumes", "", "", ""),

@@ -256,8 +256,8 @@ pub fn prefilter<'a>(
         if claim_use.ephemeral && claim.controller_uid.as_deref() != pod.metadata.uid.as_deref() {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
             let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-            return Err(format!(
-                "PVC {ns}/{name} was not created for pod {ns}/{pod_name} (pod is not owner)"
+            return Err(crate::resources::pod::ephemeral::not_owner_message(
+                ns, name, pod_name,
             ));
         }
         claims.push((key.as_str(), claim));

@@ -4,6 +4,7 @@
 //! depend on are put in the objects here rather than left to admission.
 
 mod binding;
+mod ephemeral;
 mod protection;
 mod provisioning;
 

@@ -6,8 +6,9 @@
 use serde_json::Value;
 
 use super::volume::is_bound;
-use super::{Controller, MANAGER, PV_PROTECTION, PVC_PROTECTION, claims_of_pod, put};
+use super::{Controller, MANAGER, PV_PROTECTION, PVC_PROTECTION, put};
 use crate::controllers::owners::{Stored, str_at};
+use crate::resources::pod::ephemeral;
 use crate::resources::{Kind, by_kind};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::ApiResult;
@@ -35,15 +36,32 @@ fn without_finalizer(object: &Value, finalizer: &str) -> Value {
 /// only a scheduled pod counts (the kubelet sees no other, and the scheduler does not place a pod whose
 /// claim is being deleted, so an unschedulable pod cannot hold the claim forever), and a force-deleted
 /// pod does not. A pod that has finished (Succeeded or Failed) still holds it until it is deleted, as in
-/// kube 1.32 (a completed Job's pods keep its claim Terminating).
-fn pod_uses(pod: &Value, claim: &str) -> bool {
+/// kube 1.32 (a completed Job's pods keep its claim Terminating). A generic ephemeral volume's claim
+/// `<pod>-<volume>` counts only when the pod controls it (kube's `VolumeIsForPod`).
+fn pod_uses(pod: &Value, claim: &Value) -> bool {
     let scheduled = !str_at(pod, "/spec/nodeName").is_empty();
     let shut_down = super::being_deleted(pod)
         && pod
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
             == Some(0);
-    scheduled && !shut_down && claims_of_pod(pod).iter().any(|c| c == claim)
+    if !scheduled || shut_down {
+        return false;
+    }
+    let name = str_at(claim, "/metadata/name");
+    let pod_name = str_at(pod, "/metadata/name");
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|v| match v.pointer("/persistentVolumeClaim/claimName") {
+            Some(c) => c.as_str() == Some(name),
+            None => {
+                v.get("ephemeral").is_some_and(Value::is_object)
+                    && ephemeral::claim_name(pod_name, str_at(v, "/name")) == name
+                    && ephemeral::claim_is_for_pod(pod, claim)
+            }
+        })
 }
 
 impl Controller {
@@ -59,7 +77,7 @@ impl Controller {
             .pods
             .range((ns.clone(), String::new())..)
             .take_while(|((pod_ns, _), _)| *pod_ns == ns)
-            .any(|(_, pod)| pod_uses(&pod.value, name));
+            .any(|(_, pod)| pod_uses(&pod.value, &claim.value));
         if cached {
             return Ok(());
         }
@@ -73,7 +91,7 @@ impl Controller {
                 &FieldSelector::default(),
             )
             .await?;
-        if pods.iter().any(|pod| pod_uses(pod, name)) {
+        if pods.iter().any(|pod| pod_uses(pod, &claim.value)) {
             return Ok(());
         }
         let next = without_finalizer(&claim.value, PVC_PROTECTION);
@@ -115,26 +133,32 @@ mod tests {
     #[test]
     fn only_scheduled_pods_hold_a_claim() {
         let pod = |node: &str, phase: &str| {
-            json!({"metadata": {"name": "p"}, "spec": {"nodeName": node, "volumes": [
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+                "spec": {"nodeName": node, "volumes": [
                 {"name": "data", "persistentVolumeClaim": {"claimName": "c"}},
                 {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {}}}]},
                 "status": {"phase": phase}})
         };
-        assert!(pod_uses(&pod("n1", "Running"), "c"));
-        assert!(pod_uses(&pod("n1", "Pending"), "p-scratch"));
-        assert!(!pod_uses(&pod("n1", "Running"), "other"));
-        assert!(!pod_uses(&pod("", "Pending"), "c"));
+        let claim = |name: &str| json!({"metadata": {"name": name, "namespace": "ns"}});
+        let c = claim("c");
+        let mut scratch = claim("p-scratch");
+        scratch["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u1", "controller": true}]);
+        assert!(pod_uses(&pod("n1", "Running"), &c));
+        assert!(pod_uses(&pod("n1", "Pending"), &scratch));
         assert!(
-            pod_uses(&pod("n1", "Succeeded"), "c"),
-            "until it is deleted"
+            !pod_uses(&pod("n1", "Pending"), &claim("p-scratch")),
+            "an ephemeral claim the pod does not control"
         );
-        assert!(pod_uses(&pod("n1", "Failed"), "c"));
+        assert!(!pod_uses(&pod("n1", "Running"), &claim("other")));
+        assert!(!pod_uses(&pod("", "Pending"), &c));
+        assert!(pod_uses(&pod("n1", "Succeeded"), &c), "until it is deleted");
+        assert!(pod_uses(&pod("n1", "Failed"), &c));
         let mut gone = pod("n1", "Running");
         gone["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         gone["metadata"]["deletionGracePeriodSeconds"] = json!(30);
-        assert!(pod_uses(&gone, "c"), "a pod still stopping holds the claim");
+        assert!(pod_uses(&gone, &c), "a pod still stopping holds the claim");
         gone["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        assert!(!pod_uses(&gone, "c"));
+        assert!(!pod_uses(&gone, &c));
     }
 
     #[test]
