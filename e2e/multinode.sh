@@ -233,11 +233,16 @@ out=$(printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: web-np}' 
     'spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, targetPort: 8080, nodePort: 30080}]}' |
     k create -f - 2>&1)
 contains "a NodePort Service on node port 30080" "$out" "service/web-np created"
-for addr in 10.213.1.10 10.213.1.11 10.213.1.12; do
-    np_answers() { curl -sS --max-time 5 "http://$addr:30080/cgi-bin/ip" | grep -q 'node=lab-'; }
-    verdict "curl http://$addr:30080/ from the host reaches a web pod" \
-        "$(curl -sS --max-time 5 "http://$addr:30080/cgi-bin/ip" 2>&1)" wait_for 20 np_answers
-done
+# each_node_serves PORT: from the host, every node's address answers on PORT with a web pod's CGI.
+each_node_serves() {
+    local addr
+    for addr in 10.213.1.10 10.213.1.11 10.213.1.12; do
+        verdict "curl http://$addr:$1/ from the host reaches a web pod" \
+            "$(curl -sS --max-time 5 "http://$addr:$1/cgi-bin/ip" 2>&1)" \
+            wait_for 20 sh -c "curl -sS --max-time 5 http://$addr:$1/cgi-bin/ip | grep -q 'node=lab-'"
+    done
+}
+each_node_serves 30080
 check "kubectl delete service web-np" k delete service web-np
 # ServiceLB (k3s): a LoadBalancer Service lists every Ready node's address as ingress, and each node serves
 # the Service's own port on its address, whichever node the chosen pod is on.
@@ -248,11 +253,7 @@ contains "a LoadBalancer Service on port 8081" "$out" "service/web-lb created"
 lb_ips() { k get service web-lb -o 'jsonpath={.status.loadBalancer.ingress[*].ip}' 2>/dev/null | tr ' ' '\n' | sort | xargs; }
 lb_all() { [[ $(lb_ips) == "10.213.1.10 10.213.1.11 10.213.1.12" ]]; }
 verdict "its ingress lists the three nodes' addresses" "$(lb_ips)" wait_for 30 lb_all
-for addr in 10.213.1.10 10.213.1.11 10.213.1.12; do
-    lb_answers() { curl -sS --max-time 5 "http://$addr:8081/cgi-bin/ip" | grep -q 'node=lab-'; }
-    verdict "curl http://$addr:8081/ from the host reaches a web pod" \
-        "$(curl -sS --max-time 5 "http://$addr:8081/cgi-bin/ip" 2>&1)" wait_for 20 lb_answers
-done
+each_node_serves 8081
 check "kubectl delete service web-lb" k delete service web-lb
 check "kubectl delete service web" k delete service web
 
