@@ -153,6 +153,22 @@ pub struct Config {
     #[arg(long, env = "SKIFF_EVICTION_HARD", default_value = crate::node::pressure::DEFAULT_EVICTION_HARD,
           value_parser = crate::node::pressure::parse_thresholds_arg)]
     pub eviction_hard: crate::node::pressure::Thresholds,
+    /// Soft eviction thresholds (same syntax as `--eviction-hard`; none by default): they set the pressure
+    /// conditions at once but evict only after being crossed for their `--eviction-soft-grace-period`.
+    #[arg(long, env = "SKIFF_EVICTION_SOFT", default_value = "",
+          value_parser = crate::node::pressure::parse_thresholds_arg)]
+    pub eviction_soft: crate::node::pressure::Thresholds,
+    /// How long each soft threshold must stay crossed before a pod is evicted for it
+    /// (`memory.available=1m30s,nodefs.available=2m`); every soft threshold needs one.
+    #[arg(long, env = "SKIFF_EVICTION_SOFT_GRACE_PERIOD", default_value = "",
+          value_parser = crate::node::pressure::soft::parse_grace_periods)]
+    pub eviction_soft_grace_period: crate::node::pressure::soft::GracePeriods,
+    /// Grace period (seconds) of a pod evicted for a soft threshold; 0 uses the pod's
+    /// `terminationGracePeriodSeconds`, as the kubelet's `evictionMaxPodGracePeriod`.
+    #[arg(long, env = "SKIFF_EVICTION_MAX_POD_GRACE_PERIOD", default_value_t = 0,
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32))]
+    pub eviction_max_pod_grace_period: i32,
     /// How long a pressure condition stays True after its threshold was last crossed (`5m`, `30s`, `0s`).
     #[arg(long, env = "SKIFF_EVICTION_PRESSURE_TRANSITION_PERIOD",
           default_value = crate::node::pressure::DEFAULT_TRANSITION_PERIOD,
@@ -188,6 +204,20 @@ pub struct Config {
     pub containerd_root: PathBuf,
 }
 
+impl Config {
+    /// `--eviction-soft` joined with `--eviction-soft-grace-period`; a soft threshold without a grace period
+    /// is refused (the kubelet's check), naming the flags.
+    pub fn eviction_soft_thresholds(
+        &self,
+    ) -> anyhow::Result<Vec<crate::node::pressure::SoftThreshold>> {
+        crate::node::pressure::soft::combine(
+            &self.eviction_soft.0,
+            &self.eviction_soft_grace_period,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid --eviction-soft / --eviction-soft-grace-period: {e}"))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -198,15 +228,23 @@ mod tests {
 
     use super::Config;
     use crate::config_file::settings_args;
-    #[test]
-    fn the_agents_storage_dir_from_a_file() {
-        let base = [
+
+    /// The required flags only.
+    fn minimal_cli() -> Vec<OsString> {
+        [
             "skiff-agent",
             "--kubeconfig=/k",
             "--node-name=n",
             "--registry-config=/r",
-        ];
-        let cli: Vec<OsString> = base.iter().map(OsString::from).collect();
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect()
+    }
+
+    #[test]
+    fn the_agents_storage_dir_from_a_file() {
+        let cli = minimal_cli();
         let extra = settings_args(
             &Config::command(),
             &cli,
@@ -225,13 +263,7 @@ mod tests {
 
     #[test]
     fn network_policy_is_on_unless_turned_off() {
-        let base = [
-            "skiff-agent",
-            "--kubeconfig=/k",
-            "--node-name=n",
-            "--registry-config=/r",
-        ];
-        let cli: Vec<OsString> = base.iter().map(OsString::from).collect();
+        let cli = minimal_cli();
         let file = Path::new("/etc/skiff/agent.yaml");
         let extra =
             settings_args(&Config::command(), &cli, file, "network-policy: false\n").unwrap();
@@ -243,5 +275,69 @@ mod tests {
             let c = Config::try_parse_from(cli.iter().chain(&extra)).unwrap();
             assert!(!c.network_policy);
         }
+    }
+
+    #[test]
+    fn soft_eviction_flags_and_file_keys() {
+        let cli = minimal_cli();
+        let set = [
+            "SKIFF_EVICTION_SOFT",
+            "SKIFF_EVICTION_SOFT_GRACE_PERIOD",
+            "SKIFF_EVICTION_MAX_POD_GRACE_PERIOD",
+        ];
+        if set.iter().any(|v| std::env::var_os(v).is_some()) {
+            return;
+        }
+        let c = Config::try_parse_from(&cli).unwrap();
+        assert!(c.eviction_soft.0.is_empty());
+        assert_eq!(c.eviction_max_pod_grace_period, 0);
+        assert!(c.eviction_soft_thresholds().unwrap().is_empty());
+
+        let extra = settings_args(
+            &Config::command(),
+            &cli,
+            Path::new("/etc/skiff/agent.yaml"),
+            "eviction-soft: memory.available<1Gi\n\
+             eviction-soft-grace-period: memory.available=1m30s\n\
+             eviction-max-pod-grace-period: 20\n",
+        )
+        .unwrap();
+        let c = Config::try_parse_from(cli.iter().chain(&extra)).unwrap();
+        let soft = c.eviction_soft_thresholds().unwrap();
+        assert_eq!(soft.len(), 1);
+        assert_eq!(soft[0].grace, std::time::Duration::from_secs(90));
+        assert_eq!(c.eviction_max_pod_grace_period, 20);
+
+        // A soft threshold without its grace period: refused at start with the kubelet's message.
+        let c = Config::try_parse_from(cli.iter().chain(&[OsString::from(
+            "--eviction-soft=memory.available<1Gi,nodefs.available<10%",
+        )]))
+        .unwrap();
+        let err = c.eviction_soft_thresholds().unwrap_err().to_string();
+        assert!(
+            err.contains("--eviction-soft")
+                && err.contains(
+                    "grace period must be specified for the soft eviction threshold memory.available"
+                ),
+            "{err}"
+        );
+        // Bad values: clap names the flag.
+        for bad in [
+            "--eviction-soft=memory.available>1Gi",
+            "--eviction-soft-grace-period=memory.available=soon",
+            "--eviction-max-pod-grace-period=ten",
+        ] {
+            let err = Config::try_parse_from(cli.iter().chain(&[OsString::from(bad)]))
+                .unwrap_err()
+                .to_string();
+            let flag = bad.split('=').next().unwrap_or_default();
+            assert!(err.contains(flag), "{bad}: {err}");
+        }
+        let c = Config::try_parse_from(
+            cli.iter()
+                .chain(&[OsString::from("--eviction-max-pod-grace-period=-1")]),
+        )
+        .unwrap();
+        assert_eq!(c.eviction_max_pod_grace_period, -1);
     }
 }

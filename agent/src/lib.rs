@@ -38,6 +38,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
         config.image_minimum_gc_age,
     )
     .map_err(anyhow::Error::msg)?;
+    let eviction_soft = config.eviction_soft_thresholds()?;
     runtime::cgroups::set_parent(config.cgroup_parent.clone());
     if let (Some(server), Some(token)) = (&config.server, &config.token)
         && !tokio::fs::try_exists(&config.kubeconfig)
@@ -147,6 +148,8 @@ async fn start(config: Config) -> anyhow::Result<()> {
         kubelet_port,
         eviction: node::pressure::Eviction {
             hard: config.eviction_hard.0.clone(),
+            soft: eviction_soft,
+            max_pod_grace_period: i64::from(config.eviction_max_pod_grace_period),
             transition_period: config.eviction_pressure_transition_period,
             nodefs: config.root_dir.clone(),
             imagefs: config.containerd_root.clone(),

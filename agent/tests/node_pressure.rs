@@ -1,7 +1,8 @@
 //! Node pressure and reserved resources end to end: real kubectl → skiff-apiserver (in this process) → the
 //! real `skiff-agent` binary → a private containerd. An impossible hard eviction threshold puts the node
 //! under memory pressure (condition, taint, unschedulable pods) and evicts the pods running there one at
-//! a time, in the kubelet's order, and refuses new BestEffort ones; `--system-reserved` lowers allocatable.
+//! a time, in the kubelet's order, and refuses new BestEffort ones; a soft threshold evicts only after its
+//! grace period, gracefully; `--system-reserved` lowers allocatable.
 //! Needs root.
 
 mod support;
@@ -227,6 +228,13 @@ fn bad_flags_stop_the_agent_with_a_clear_error() {
             "5d",
             "unknown unit",
         ),
+        ("--eviction-soft", "memory.available>1Gi", "expected"),
+        (
+            "--eviction-soft-grace-period",
+            "memory.available=soon",
+            "duration",
+        ),
+        ("--eviction-max-pod-grace-period", "ten", "invalid digit"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
             .args(["--kubeconfig", "/nonexistent", "--node-name", "n"])
@@ -259,6 +267,23 @@ fn bad_flags_stop_the_agent_with_a_clear_error() {
         stderr.contains(
             "--image-gc-low-threshold (90) must not be above --image-gc-high-threshold (70)"
         ),
+        "{stderr}"
+    );
+    // A soft threshold without a grace period is refused, as by the kubelet.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+        .args(["--kubeconfig", "/nonexistent", "--node-name", "n"])
+        .args(["--registry-config", "/nonexistent"])
+        .args(["--eviction-soft", "memory.available<1Gi"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("spawn skiff-agent: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--eviction-soft")
+            && stderr.contains(
+                "grace period must be specified for the soft eviction threshold memory.available"
+            ),
         "{stderr}"
     );
 }
@@ -386,6 +411,103 @@ async fn memory_pressure_evicts_pods_one_at_a_time() {
     drop(reg);
     drop(dir);
     support::remove_cgroup_parent("skiff-test-ev");
+}
+
+fn own_cgroup_parent_soft(_: &TempDir) -> Vec<OsString> {
+    vec!["--cgroup-parent".into(), "skiff-test-soft".into()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_threshold_evicts_gracefully_after_its_grace_period() {
+    let Cluster {
+        ctrd,
+        reg,
+        dir,
+        server,
+        node,
+        agent,
+        k,
+        ..
+    } = cluster::start(Setup {
+        name: "soft",
+        tag: "sf",
+        busybox_dir: "sf-busybox",
+        applets: &["sh", "sleep"],
+        cluster_cidr: "10.224.0.0/16",
+        service_cidr: "10.225.0.0/16",
+        agent_args: own_cgroup_parent_soft,
+    });
+    let cleanup = PodCleanup(k.clone(), vec!["graceful"]);
+    // Exits 0 on SIGTERM: a graceful stop, where a hard eviction's SIGKILL would give 137.
+    let manifest = dir.join("graceful.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: graceful}}\nspec:\n  nodeName: {node}\n  \
+             hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    \
+             image: busybox:test\n    command: [sh, -c, \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    k.ok(&["create", "-f", &manifest.to_string_lossy()]);
+    k.wait_for("graceful Ready", Duration::from_secs(90), |k| {
+        k.ready("graceful") == "True"
+    });
+
+    // A soft threshold no machine satisfies, 8 s of grace, 20 s for the evicted pod (above its own 1 s).
+    let restarted = std::time::Instant::now();
+    let agent = cluster::stop_agent(agent, false).start_with(&[
+        ("--eviction-soft", "memory.available<100000Ti"),
+        ("--eviction-soft-grace-period", "memory.available=8s"),
+        ("--eviction-max-pod-grace-period", "20"),
+        ("--eviction-monitoring-period", "2s"),
+    ]);
+    let phase = |k: &cluster::Kubectl| k.jsonpath("graceful", "{.status.phase}");
+    k.wait_for("graceful evicted", Duration::from_secs(60), |k| {
+        phase(k) == "Failed"
+    });
+    assert!(
+        restarted.elapsed() >= Duration::from_secs(8),
+        "evicted only after the grace period"
+    );
+    assert_eq!(k.jsonpath("graceful", "{.status.reason}"), "Evicted");
+    let message = k.jsonpath("graceful", "{.status.message}");
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 100000Ti, available: "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        k.jsonpath(
+            "graceful",
+            "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
+        ),
+        "TerminationByKubelet"
+    );
+    k.wait_for(
+        "graceful stopped by SIGTERM",
+        Duration::from_secs(30),
+        |k| {
+            k.jsonpath(
+                "graceful",
+                "{.status.containerStatuses[0].state.terminated.exitCode}",
+            ) == "0"
+        },
+    );
+    let mem = condition(&node_json(&k, &node), "MemoryPressure");
+    assert_eq!(
+        mem["status"], "True",
+        "soft thresholds raise conditions: {mem}"
+    );
+
+    drop(cleanup);
+    drop(agent);
+    server.abort();
+    drop(ctrd);
+    drop(reg);
+    drop(dir);
+    support::remove_cgroup_parent("skiff-test-soft");
 }
 
 /// busybox:test as `busybox:once` too, so one name can be in use while the other is not; then `keeper`

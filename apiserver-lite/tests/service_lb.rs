@@ -1,7 +1,7 @@
 //! ServiceLB through kubectl 1.32 against the real server: a LoadBalancer Service gets the node's address
-//! under EXTERNAL-IP, a younger one asking for the same port stays `<pending>` with a `PortConflict` event,
-//! and with `disable-servicelb: true` (config file) nothing is written. No agent runs: the node is a fake
-//! one this test registers and marks Ready with an address.
+//! under EXTERNAL-IP (and its class cannot be set afterwards), a younger one asking for the same port
+//! stays `<pending>` with a `PortConflict` event, and with `disable-servicelb: true` (config file) nothing
+//! is written. No agent runs: the node is a fake one this test registers and marks Ready with an address.
 
 mod common;
 
@@ -81,6 +81,23 @@ fn node_address_as_external_ip_and_a_port_conflict_pending() {
     assert_eq!(
         status,
         r#"{"ingress":[{"ip":"192.0.2.11","ipMode":"VIP"}]}"#
+    );
+    // A LoadBalancer's class is fixed (kube 1.32): it cannot be taken away from ServiceLB afterwards.
+    let refused = s.fails(
+        &[
+            "patch",
+            "svc",
+            "web",
+            "-p",
+            r#"{"spec":{"loadBalancerClass":"example.com/lb"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        refused.contains(
+            r#"The Service "web" is invalid: spec.loadBalancerClass: Invalid value: "example.com/lb": may not change once set"#
+        ),
+        "{refused}"
     );
 
     // Created a second later: younger, so port 80 stays web's.

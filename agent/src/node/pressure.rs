@@ -1,4 +1,5 @@
-//! Hard eviction thresholds (`--eviction-hard`, the kubelet's syntax) and the node pressure they signal.
+//! Eviction thresholds (`--eviction-hard`, `--eviction-soft`, the kubelet's syntax) and the node pressure
+//! they signal. Soft thresholds and their grace periods live in [`soft`].
 //!
 //! Signals are measured on every node-status sync:
 //! - `memory.available`: `MemAvailable` from `/proc/meminfo` (the kubelet uses capacity − working set of the
@@ -6,21 +7,26 @@
 //! - `nodefs.*`: statvfs of the agent's root dir; `imagefs.*`: statvfs of containerd's root;
 //! - `pid.available`: `kernel.pid_max` − the number of tasks (threads) from `/proc/loadavg`.
 //!
-//! A threshold is crossed when the available amount is below it. A condition stays `True` until no threshold
-//! of it has been crossed for `--eviction-pressure-transition-period` (5m, as the kubelet), so it does not
-//! flap. No pods are evicted: crossing a threshold only sets the MemoryPressure / DiskPressure / PIDPressure
-//! condition (and so the node lifecycle controller's `NoSchedule` taint).
+//! A threshold is crossed when the available amount is below it. Crossing one, hard or soft (a soft one
+//! before its grace period is over too, as the kubelet's `nodeConditions` of the thresholds met ignoring grace
+//! periods), sets the MemoryPressure / DiskPressure / PIDPressure condition (and so the node lifecycle
+//! controller's `NoSchedule` taint). A condition stays `True` until no threshold of it has been crossed for
+//! `--eviction-pressure-transition-period` (5m, as the kubelet), so it does not flap. Evicting pods is
+//! `pods::eviction`'s.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::runtime::quantity;
 
+pub mod soft;
+pub use soft::SoftThreshold;
+
 /// The kubelet's Linux defaults (k/k `pkg/kubelet/eviction/defaults_linux.go`).
 pub const DEFAULT_EVICTION_HARD: &str =
     "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
     MemoryAvailable,
     NodefsAvailable,
@@ -31,6 +37,18 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// The kubelet's name of the signal (`memory.available`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory.available",
+            Signal::NodefsAvailable => "nodefs.available",
+            Signal::NodefsInodesFree => "nodefs.inodesFree",
+            Signal::ImagefsAvailable => "imagefs.available",
+            Signal::ImagefsInodesFree => "imagefs.inodesFree",
+            Signal::PidAvailable => "pid.available",
+        }
+    }
+
     fn parse(s: &str) -> Result<Signal, String> {
         Ok(match s {
             "memory.available" => Signal::MemoryAvailable,
@@ -194,13 +212,17 @@ pub fn crossed(thresholds: &[Threshold], obs: &Observations) -> Vec<Crossed> {
             })
         })
         .collect();
-    let rank = |s: Signal| match s {
+    out.sort_by_key(|c| reclaim_rank(c.signal));
+    out
+}
+
+/// The order signals are reclaimed in: memory, then pids, then the file systems.
+pub fn reclaim_rank(signal: Signal) -> u8 {
+    match signal {
         Signal::MemoryAvailable => 0,
         Signal::PidAvailable => 1,
         _ => 2,
-    };
-    out.sort_by_key(|c| rank(c.signal));
-    out
+    }
 }
 
 /// The conditions the crossed thresholds raise.
@@ -361,6 +383,10 @@ impl Transitions {
 #[derive(Debug, Clone)]
 pub struct Eviction {
     pub hard: Vec<Threshold>,
+    /// `--eviction-soft` with `--eviction-soft-grace-period`.
+    pub soft: Vec<SoftThreshold>,
+    /// `--eviction-max-pod-grace-period`: the grace period of a pod evicted for a soft threshold (0: the pod's).
+    pub max_pod_grace_period: i64,
     /// How long a pressure condition stays `True` after its threshold was last crossed.
     pub transition_period: Duration,
     pub nodefs: PathBuf,
@@ -400,8 +426,15 @@ impl Eviction {
         }
     }
 
+    /// The conditions the hard and soft thresholds crossed now raise (grace periods are for evicting).
     pub async fn pressure(&self) -> Pressure {
-        decide(&self.hard, &self.observe_async().await)
+        decide(&self.all_thresholds(), &self.observe_async().await)
+    }
+
+    /// Hard and soft thresholds in one list.
+    pub fn all_thresholds(&self) -> Vec<Threshold> {
+        let soft = self.soft.iter().map(|s| s.threshold);
+        self.hard.iter().copied().chain(soft).collect()
     }
 
     /// [`Eviction::observe`] on a blocking thread; nothing measured if that thread fails.
@@ -412,185 +445,11 @@ impl Eviction {
             .unwrap_or_default()
     }
 
-    /// The thresholds crossed right now.
+    /// The thresholds, hard or soft, crossed right now (grace periods not considered).
     pub async fn crossed(&self) -> Vec<Crossed> {
-        crossed(&self.hard, &self.observe_async().await)
+        crossed(&self.all_thresholds(), &self.observe_async().await)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_thresholds() {
-        let t = parse_thresholds(DEFAULT_EVICTION_HARD).expect("valid");
-        assert_eq!(t.len(), 4);
-        assert_eq!(
-            t[0],
-            Threshold {
-                signal: Signal::MemoryAvailable,
-                value: Value::Amount(100 << 20)
-            }
-        );
-        assert_eq!(t[1].value, Value::Percent(10.0));
-        assert_eq!(t[2].signal, Signal::NodefsInodesFree);
-        let p = parse_thresholds("pid.available<1k, memory.available<1Gi").expect("valid");
-        assert_eq!(p[0].value, Value::Amount(1000));
-        assert_eq!(parse_thresholds("").expect("valid"), vec![]);
-        for (bad, says) in [
-            ("memory.available>1Gi", "expected"),
-            ("memory.free<1Gi", "unknown eviction signal"),
-            ("memory.available<lots", "memory.available"),
-            ("nodefs.available<150%", "between"),
-            ("nodefs.available<x%", "bad percentage"),
-            ("memory.available<-1", "negative"),
-            ("memory.available<1Gi,memory.available<2Gi", "twice"),
-        ] {
-            let err = parse_thresholds(bad).expect_err("rejected");
-            assert!(err.contains(says), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn decides_pressure() {
-        let t = parse_thresholds(&format!("{DEFAULT_EVICTION_HARD},pid.available<1000"))
-            .expect("valid");
-        let gib = 1u64 << 30;
-        let fine = Observations {
-            memory: Some((2 * gib, 8 * gib)),
-            nodefs_bytes: Some((50 * gib, 100 * gib)),
-            nodefs_inodes: Some((900_000, 1_000_000)),
-            imagefs_bytes: Some((20 * gib, 100 * gib)),
-            imagefs_inodes: Some((900_000, 1_000_000)),
-            pids: Some((4_000_000, 4_194_304)),
-        };
-        assert_eq!(decide(&t, &fine), Pressure::default());
-        // 99 MiB available < 100Mi.
-        let low_mem = Observations {
-            memory: Some((99 << 20, 8 * gib)),
-            ..fine
-        };
-        assert_eq!(
-            decide(&t, &low_mem),
-            Pressure {
-                memory: true,
-                ..Default::default()
-            }
-        );
-        // Exactly at the threshold is no pressure.
-        let at = Observations {
-            memory: Some((100 << 20, 8 * gib)),
-            ..fine
-        };
-        assert!(!decide(&t, &at).memory);
-        // imagefs 14 GiB of 100 GiB < 15 %; nodefs inodes 4 % < 5 %.
-        let disk = Observations {
-            imagefs_bytes: Some((14 * gib, 100 * gib)),
-            ..fine
-        };
-        assert!(decide(&t, &disk).disk);
-        let inodes = Observations {
-            nodefs_inodes: Some((40_000, 1_000_000)),
-            ..fine
-        };
-        assert!(decide(&t, &inodes).disk);
-        let pids = Observations {
-            pids: Some((999, 4_194_304)),
-            ..fine
-        };
-        assert!(decide(&t, &pids).pid);
-        // Unmeasured signals and no thresholds never signal pressure.
-        assert_eq!(decide(&t, &Observations::default()), Pressure::default());
-        assert_eq!(decide(&[], &low_mem), Pressure::default());
-    }
-
-    #[test]
-    fn holds_pressure_for_the_transition_period() {
-        let period = Duration::from_secs(300);
-        let t0 = Instant::now();
-        let mut tr = Transitions::default();
-        let mem = Pressure {
-            memory: true,
-            ..Default::default()
-        };
-        assert_eq!(
-            tr.apply(Pressure::default(), t0, period),
-            Pressure::default()
-        );
-        assert_eq!(tr.apply(mem, t0, period), mem);
-        // Relief 299 s later is not enough; 300 s after the last crossing it is.
-        assert_eq!(
-            tr.apply(Pressure::default(), t0 + Duration::from_secs(299), period),
-            mem
-        );
-        assert_eq!(
-            tr.apply(Pressure::default(), t0 + Duration::from_secs(300), period),
-            Pressure::default()
-        );
-        // A zero period follows the observation exactly.
-        let mut tr = Transitions::default();
-        assert_eq!(tr.apply(mem, t0, Duration::ZERO), mem);
-        assert_eq!(
-            tr.apply(Pressure::default(), t0, Duration::ZERO),
-            Pressure::default()
-        );
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("").is_err());
-        assert!(
-            parse_duration("5")
-                .expect_err("rejected")
-                .contains("missing unit")
-        );
-        assert!(
-            parse_duration("5d")
-                .expect_err("rejected")
-                .contains("unknown unit")
-        );
-        assert!(
-            parse_duration("5é")
-                .expect_err("rejected")
-                .contains("unknown unit")
-        );
-        assert!(
-            parse_duration("m")
-                .expect_err("rejected")
-                .contains("number")
-        );
-    }
-
-    #[test]
-    fn parses_proc_files() {
-        assert_eq!(
-            meminfo_available("MemTotal: 8000 kB\nMemFree: 10 kB\nMemAvailable: 3000 kB\n"),
-            Some((3000 * 1024, 8000 * 1024))
-        );
-        assert_eq!(meminfo_available("MemTotal: 8000 kB\n"), None);
-        assert_eq!(loadavg_tasks("0.00 0.01 0.05 2/345 6789\n"), Some(345));
-        assert_eq!(loadavg_tasks("garbage"), None);
-    }
-
-    #[test]
-    fn observes_this_machine() {
-        let dir = std::env::temp_dir();
-        let e = Eviction {
-            hard: Vec::new(),
-            transition_period: Duration::ZERO,
-            nodefs: dir.clone(),
-            imagefs: dir.join("does-not-exist-skiff"),
-        };
-        let o = e.observe();
-        assert!(o.memory.is_some_and(|(a, c)| a > 0 && a <= c));
-        assert!(o.nodefs_bytes.is_some_and(|(a, c)| a <= c && c > 0));
-        assert_eq!(o.imagefs_bytes.map(|b| b.1), o.nodefs_bytes.map(|b| b.1));
-        assert!(o.pids.is_some_and(|(a, c)| a > 0 && a < c));
-    }
-}
+mod tests;

@@ -1,7 +1,9 @@
-//! Node-pressure eviction with hard thresholds, as the kubelet's eviction manager does it: every
-//! `--eviction-monitoring-period` the signals are measured; while a threshold is crossed, one pod at a
-//! time is ranked first and evicted (Failed, reason `Evicted`, condition `DisruptionTarget`, containers
-//! killed at once), and the next only once it is down. Admission: while the node reports pressure, new
+//! Node-pressure eviction, as the kubelet's eviction manager does it: every `--eviction-monitoring-period`
+//! the signals are measured; while a hard threshold is crossed, or a soft one has been crossed for its grace
+//! period, one pod at a time is ranked first and evicted (Failed, reason `Evicted`, condition
+//! `DisruptionTarget`; containers killed at once for a hard threshold, stopped with
+//! `--eviction-max-pod-grace-period` or the pod's grace period for a soft one), and the next only once it
+//! is down. Admission: while the node reports pressure, new
 //! pods are refused (only BestEffort ones when memory pressure is the only condition). Critical pods
 //! (priority at least `system-cluster-critical`'s 2000000000, mirror pods) are neither evicted nor refused.
 
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 use super::Context;
 use super::status::PodFailure;
 use crate::node::image_gc::ImageGc;
+use crate::node::pressure::soft::{self, FirstObserved};
 use crate::node::pressure::{self, Crossed, Eviction, Pressure, Signal};
 use crate::runtime::cgroups;
 
@@ -70,6 +73,7 @@ pub fn admit(pod: &Pod, conditions: Pressure) -> Result<(), PodFailure> {
         reason: "Evicted".into(),
         message: format!("The node had condition: [{}]. ", names.join(", ")),
         disruption: false,
+        grace: None,
     })
 }
 
@@ -86,6 +90,8 @@ pub struct Candidate {
     /// Bytes of the pod's logs and emptyDir volumes.
     pub storage: u64,
     pub pids: u64,
+    /// `spec.terminationGracePeriodSeconds` (a soft eviction's grace period when no maximum is set).
+    pub grace: Option<i64>,
 }
 
 /// Order the pods to evict for a signal, first first (k/k `pkg/kubelet/eviction/helpers.go`): for memory
@@ -209,6 +215,10 @@ fn candidates(pods: &[Pod], pod_log_dir: &Path, root_dir: &Path) -> Vec<Candidat
                 storage_request,
                 storage: dir_bytes(&logs) + dir_bytes(&volumes),
                 pids,
+                grace: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds),
                 uid,
                 name: format!("{ns}/{name}"),
             })
@@ -231,17 +241,20 @@ pub async fn run(
     evict: mpsc::UnboundedSender<(String, PodFailure)>,
     images: Arc<ImageGc>,
 ) {
-    if eviction.hard.is_empty() {
+    if eviction.hard.is_empty() && eviction.soft.is_empty() {
         return;
     }
+    let mut first_observed = FirstObserved::default();
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let on_node = ListParams::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let crossed = eviction.crossed().await;
-        let Some(c) = crossed.first().copied() else {
+        let observed = eviction.observe_async().await;
+        let hard = pressure::crossed(&eviction.hard, &observed);
+        let soft_met = first_observed.met(&eviction.soft, &observed, Instant::now());
+        let Some((c, is_soft)) = soft::pick(&hard, &soft_met) else {
             continue;
         };
         // Disk first gets back what unused images hold; pods are evicted only if that was not enough.
@@ -280,11 +293,19 @@ pub async fn run(
             continue;
         };
         let message = message(&c);
-        tracing::info!(pod = %victim.name, %message, "evicting a pod");
+        // A hard threshold kills at once; a soft one stops the pod with the grace period the kubelet's
+        // `MaxPodGracePeriodSeconds` override gives.
+        let grace = if is_soft {
+            soft::eviction_grace(eviction.max_pod_grace_period, victim.grace)
+        } else {
+            Duration::ZERO
+        };
+        tracing::info!(pod = %victim.name, %message, soft = is_soft, ?grace, "evicting a pod");
         let failure = PodFailure {
             reason: "Evicted".into(),
             message,
             disruption: true,
+            grace: Some(grace),
         };
         if evict.send((victim.uid.clone(), failure)).is_err() {
             return;

@@ -21,6 +21,9 @@ pub struct PodFailure {
     pub message: String,
     /// Node-pressure eviction: the kubelet also sets the `DisruptionTarget` condition.
     pub disruption: bool,
+    /// How long the containers get to stop (the eviction manager's override: 0 for a hard threshold); `None`
+    /// is the pod's own grace period.
+    pub grace: Option<std::time::Duration>,
 }
 
 pub struct StatusInput<'a> {
@@ -555,6 +558,7 @@ mod tests {
             reason: "DeadlineExceeded".into(),
             message: "Pod was active on the node longer than the specified deadline".into(),
             disruption: false,
+            grace: None,
         };
         let now = jiff::Timestamp::now();
         let s = compute(&StatusInput {

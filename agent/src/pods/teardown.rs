@@ -175,18 +175,18 @@ impl Worker {
     }
 
     /// End a pod the agent failed itself (`activeDeadlineSeconds`, eviction, admission): stop every
-    /// container once (preStop, stop signal, SIGKILL after the pod's grace period; at once when evicted)
+    /// container once (preStop, stop signal, SIGKILL after the failure's grace period: the pod's, that of a
+    /// soft eviction, none for a hard one)
     /// and restart none, report the pod Failed with the failure's reason, and give its network back once
     /// nothing runs.
     pub(crate) async fn end_failed(&mut self, pod: &Arc<Pod>) -> super::worker::Flow {
         self.probes.stop_all();
         if !self.failure_stopped {
             self.failure_stopped = true;
-            // A hard eviction threshold kills at once, as the kubelet does.
-            let grace = if self.failure.as_ref().is_some_and(|f| f.disruption) {
-                Duration::ZERO
-            } else {
-                grace_period(Some(pod))
+            // A hard eviction threshold kills at once, a soft one with its own grace period.
+            let grace = match self.failure.as_ref().and_then(|f| f.grace) {
+                Some(grace) => grace,
+                None => grace_period(Some(pod)),
             };
             let running: Vec<(String, String, u32, ContainerKind)> = self
                 .containers

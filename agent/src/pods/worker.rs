@@ -591,6 +591,7 @@ impl Worker {
             reason: "DeadlineExceeded".into(),
             message: "Pod was active on the node longer than the specified deadline".into(),
             disruption: false,
+            grace: None,
         });
         None
     }

@@ -3,9 +3,11 @@
 //! `status.loadBalancer.ingress` — one `{ip, ipMode: VIP}` per address of each eligible node, sorted. The
 //! agents read that status and program the ports (see docs/contracts.md, "Load balancers: ServiceLB").
 //!
-//! Services and Nodes are followed with list-then-watch; any change that matters (a Service, a node's
-//! readiness, addresses or `enablelb` label) recomputes every Service after a 100 ms pause, so a burst of
-//! changes costs one round. The rules are the pure [`plan`]; this module only writes what differs through
+//! Services, Nodes and Endpoints are followed with list-then-watch; any change that matters (a Service, a
+//! node's readiness, addresses or `enablelb` label, the nodes of a Service's ready endpoints) recomputes
+//! every Service after a 100 ms pause, so a burst of changes costs one round. The endpoints matter only
+//! to `externalTrafficPolicy: Local` Services, which list just the nodes running a ready endpoint (k3s
+//! reads EndpointSlices; skiff serves Endpoints, whose ready addresses carry the same `nodeName`). The rules are the pure [`plan`]; this module only writes what differs through
 //! `services/status` with the resourceVersion it read (a conflict is retried on the next round) and
 //! records the events: `UpdatedLoadBalancer` when the ingress changes (kube's service controller's wording,
 //! as k3s), `PortConflict` once per change of a Service's conflict, `UnAvailableLoadBalancer` when the
@@ -41,12 +43,19 @@ struct Cache {
     services_prefix: String,
     services: BTreeMap<Key, Stored>,
     nodes: BTreeMap<String, LbNode>,
-    /// Services that were ServiceLB's and stopped being so (a class was set) while holding ingress.
+    endpoints_prefix: String,
+    /// The nodes of each Endpoints object's ready pod addresses (by the Service's key); only non-empty
+    /// sets are kept.
+    endpoint_nodes: BTreeMap<Key, BTreeSet<String>>,
+    /// Services that were ServiceLB's and stopped being so while holding ingress. The API clears the
+    /// status on a change of type and refuses a class set on a LoadBalancer, so this only catches
+    /// objects written around validation (a class in a stored LoadBalancer).
     released: BTreeSet<Key>,
     /// The last `PortConflict` message recorded per Service, so that one conflict is reported once.
     reported: BTreeMap<Key, String>,
     services_listed: bool,
     nodes_listed: bool,
+    endpoints_listed: bool,
 }
 
 impl Cache {
@@ -55,10 +64,13 @@ impl Cache {
             services_prefix: by_kind(Kind::Service).prefix(None),
             services: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            endpoints_prefix: by_kind(Kind::Endpoints).prefix(None),
+            endpoint_nodes: BTreeMap::new(),
             released: BTreeSet::new(),
             reported: BTreeMap::new(),
             services_listed: false,
             nodes_listed: false,
+            endpoints_listed: false,
         }
     }
 
@@ -121,8 +133,40 @@ impl Cache {
         }
     }
 
+    /// Apply an Endpoints change; `true` when the nodes of its ready endpoints changed (not on every
+    /// pod IP or readiness flip that leaves them as they were).
+    fn endpoints_change(&mut self, change: Change) -> bool {
+        let prefix = &self.endpoints_prefix;
+        match change {
+            Change::Reset(items) => {
+                let fresh: BTreeMap<Key, BTreeSet<String>> = items
+                    .iter()
+                    .filter_map(|kv| Some((key_of(prefix, kv)?, parse_endpoint_nodes(kv)?)))
+                    .filter(|(_, nodes)| !nodes.is_empty())
+                    .collect();
+                self.endpoints_listed = true;
+                std::mem::replace(&mut self.endpoint_nodes, fresh) != self.endpoint_nodes
+            }
+            Change::Put(kv) => {
+                // An unreadable Endpoints object keeps its last known nodes.
+                let (Some(key), Some(nodes)) = (key_of(prefix, &kv), parse_endpoint_nodes(&kv))
+                else {
+                    return false;
+                };
+                if nodes.is_empty() {
+                    self.endpoint_nodes.remove(&key).is_some()
+                } else {
+                    self.endpoint_nodes.insert(key, nodes.clone()) != Some(nodes)
+                }
+            }
+            Change::Delete(kv) => {
+                key_of(prefix, &kv).is_some_and(|k| self.endpoint_nodes.remove(&k).is_some())
+            }
+        }
+    }
+
     fn ready(&self) -> bool {
-        self.services_listed && self.nodes_listed
+        self.services_listed && self.nodes_listed && self.endpoints_listed
     }
 }
 
@@ -142,6 +186,16 @@ fn parse_node(kv: &KeyValue) -> Option<LbNode> {
     }
 }
 
+fn parse_endpoint_nodes(kv: &KeyValue) -> Option<BTreeSet<String>> {
+    match serde_json::from_slice::<Value>(&kv.value) {
+        Ok(endpoints) => Some(plan::ready_endpoint_nodes(&endpoints)),
+        Err(err) => {
+            tracing::warn!(key = %kv.key, error = %err, "cannot parse stored endpoints");
+            None
+        }
+    }
+}
+
 /// Run the ServiceLB controller until `shutdown` turns true.
 pub async fn run(
     store: Arc<dyn Store>,
@@ -150,7 +204,8 @@ pub async fn run(
     let api = Api::new(store.clone());
     let mut cache = Cache::new();
     let mut services = Reflector::new(store.clone(), &cache.services_prefix);
-    let mut nodes = Reflector::new(store, super::NODES_PREFIX);
+    let mut nodes = Reflector::new(store.clone(), super::NODES_PREFIX);
+    let mut endpoints = Reflector::new(store, &cache.endpoints_prefix);
     let mut due: Option<tokio::time::Instant> = None;
     let mut failed = false;
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
@@ -172,6 +227,9 @@ pub async fn run(
             change = nodes.next() => if cache.node_change(change) {
                 due = due.or_else(soon);
             },
+            change = endpoints.next() => if cache.endpoints_change(change) {
+                due = due.or_else(soon);
+            },
             _ = retry.tick(), if failed => due = due.or_else(soon),
             _ = debounce => {
                 due = None;
@@ -189,7 +247,9 @@ async fn sync_all(api: &Api, cache: &mut Cache) -> bool {
     let served: Vec<LbService> = cache
         .services
         .iter()
-        .filter_map(|(key, svc)| LbService::parse(key.clone(), &svc.value))
+        .filter_map(|(key, svc)| {
+            LbService::parse(key.clone(), &svc.value, cache.endpoint_nodes.get(key))
+        })
         .collect();
     let nodes: Vec<LbNode> = cache.nodes.values().cloned().collect();
     let outcomes = plan::plan(&served, &nodes);
@@ -277,7 +337,7 @@ async fn report_conflict(api: &Api, cache: &mut Cache, key: &Key, svc: &Value, o
     }
 }
 
-/// Remove the ingress of a Service that is no longer ServiceLB's (class set).
+/// Remove the ingress of a Service that is no longer ServiceLB's (see [`Cache::released`]).
 async fn release(api: &Api, svc: &Value) -> ApiResult<()> {
     let has_ingress = svc
         .pointer("/status/loadBalancer/ingress")

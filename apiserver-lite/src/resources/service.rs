@@ -5,7 +5,7 @@
 //! empty (kube-apiserver without a cloud provider). After validation the cluster IP is allocated by
 //! `crate::service_ips` and node ports by `crate::node_ports`; the rules for what an update keeps, drops or
 //! may change are kube-apiserver's (`patchAllocatedValues`, `dropTypeDependentFields`, `ValidateService`).
-//! Session affinity's defaults and validation are in [`affinity`].
+//! Session affinity's defaults and validation are in [`affinity`], `spec.loadBalancerClass`'s in [`lb_class`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -16,6 +16,7 @@ use super::validation::is_dns1123_label;
 use crate::status::FieldError;
 
 mod affinity;
+mod lb_class;
 mod lb_status;
 pub use lb_status::default_ip_mode;
 
@@ -294,6 +295,7 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
     }
     affinity::validate(obj, &mut errs);
     validate_node_ports(obj, &mut errs);
+    lb_class::validate(obj, &mut errs);
     errs
 }
 
@@ -436,6 +438,7 @@ pub fn drop_type_dependent(old: &Value, new: &mut Value) {
     {
         dropped.push("externalTrafficPolicy");
     }
+    lb_class::drop_on_type_change(old, new);
     if service_type(new) != "LoadBalancer" && new.get("status").is_some_and(Value::is_object) {
         new["status"]["loadBalancer"] = json!({});
     }
@@ -476,7 +479,9 @@ pub fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
             "field is immutable",
         )];
     }
-    Vec::new()
+    let mut errs = Vec::new();
+    lb_class::validate_update(old, new, &mut errs);
+    errs
 }
 
 pub fn validate_endpoints(obj: &Value) -> Vec<FieldError> {

@@ -32,11 +32,21 @@ pub struct LbService {
     pub created: i64,
     /// Its `spec.ports` as claims, without duplicates.
     pub ports: BTreeSet<PortClaim>,
+    /// With `externalTrafficPolicy: Local`, the nodes that run a ready endpoint of it: only those are
+    /// listed (k3s), though it still claims its ports on every eligible node (its svclb pods run
+    /// everywhere). `None` with `Cluster`.
+    pub local: Option<BTreeSet<String>>,
 }
 
 impl LbService {
     /// `None` when the Service is not ServiceLB's (another type, a class, or being deleted).
-    pub fn parse(key: Key, svc: &Value) -> Option<LbService> {
+    /// `endpoint_nodes` are the nodes of its ready endpoints (see [`ready_endpoint_nodes`]), used when
+    /// its `externalTrafficPolicy` is `Local`.
+    pub fn parse(
+        key: Key,
+        svc: &Value,
+        endpoint_nodes: Option<&BTreeSet<String>>,
+    ) -> Option<LbService> {
         if !is_served(svc)
             || svc
                 .pointer("/metadata/deletionTimestamp")
@@ -65,8 +75,28 @@ impl LbService {
             // An unreadable timestamp sorts last: such a Service never displaces a well-formed one.
             created: seconds(str_at(svc, "/metadata/creationTimestamp")).unwrap_or(i64::MAX),
             ports,
+            local: (str_at(svc, "/spec/externalTrafficPolicy") == "Local")
+                .then(|| endpoint_nodes.cloned().unwrap_or_default()),
         })
     }
+}
+
+/// The nodes named by the ready addresses of an Endpoints object (`subsets[].addresses[]`, not
+/// `notReadyAddresses`) that are pods (`targetRef.kind: Pod`) with a `nodeName` — what k3s reads from
+/// the EndpointSlices for a `Local` Service.
+pub fn ready_endpoint_nodes(endpoints: &Value) -> BTreeSet<String> {
+    endpoints
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|subset| subset.get("addresses")?.as_array())
+        .flatten()
+        .filter(|a| a.pointer("/targetRef/kind").and_then(Value::as_str) == Some("Pod"))
+        .filter_map(|a| a.get("nodeName")?.as_str())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Whether `svc` is a LoadBalancer ServiceLB serves: `type: LoadBalancer` without a `loadBalancerClass`.
@@ -160,8 +190,8 @@ impl Conflict {
 pub struct Outcome {
     /// `status.loadBalancer.ingress` IPs, sorted, no duplicates.
     pub ingress: Vec<Ipv4Addr>,
-    /// Set when the Service lost at least one eligible node to an older Service's port: the first such
-    /// port and its holder.
+    /// Set when the Service lost at least one eligible node it would list (for `Local`, one with a ready
+    /// endpoint) to an older Service's port: the first such port and its holder.
     pub conflict: Option<Conflict>,
 }
 
@@ -172,7 +202,9 @@ fn by_age(a: &&LbService, b: &&LbService) -> std::cmp::Ordering {
 
 /// The ingress of every Service. On each eligible node the Services claim their ports oldest first; a
 /// Service that finds one of its ports taken there loses that node and claims none of its ports on it
-/// (its svclb pod would stay Pending).
+/// (its svclb pod would stay Pending). A `Local` Service claims its ports on every eligible node but lists
+/// only those with a ready endpoint; a conflict counts only on such a node (elsewhere it would not be
+/// listed anyway), so one without ready endpoints has empty ingress and no conflict.
 pub fn plan(services: &[LbService], nodes: &[LbNode]) -> BTreeMap<Key, Outcome> {
     let eligible = eligible_nodes(nodes);
     let mut ordered: Vec<&LbService> = services.iter().collect();
@@ -183,20 +215,24 @@ pub fn plan(services: &[LbService], nodes: &[LbNode]) -> BTreeMap<Key, Outcome> 
         let mut ingress = BTreeSet::new();
         let mut conflict = None;
         for (node, held) in eligible.iter().zip(taken.iter_mut()) {
+            let listed = svc.local.as_ref().is_none_or(|l| l.contains(&node.name));
             let clash = svc
                 .ports
                 .iter()
                 .find_map(|claim| held.get(claim).map(|holder| (claim, *holder)));
             match clash {
-                Some((claim, holder)) => {
+                Some((claim, holder)) if listed => {
                     conflict.get_or_insert_with(|| Conflict {
                         claim: claim.clone(),
                         holder: holder.clone(),
                     });
                 }
+                Some(_) => {}
                 None => {
                     held.extend(svc.ports.iter().map(|claim| (claim, &svc.key)));
-                    ingress.extend(node.addresses.iter().copied());
+                    if listed {
+                        ingress.extend(node.addresses.iter().copied());
+                    }
                 }
             }
         }

@@ -12,7 +12,7 @@ fn service(name: &str, created: &str, ports: Value) -> Value {
 }
 
 fn lb(name: &str, created: &str, ports: Value) -> LbService {
-    LbService::parse(key(name), &service(name, created, ports)).expect("a ServiceLB Service")
+    LbService::parse(key(name), &service(name, created, ports), None).expect("a ServiceLB Service")
 }
 
 fn node(name: &str, ready: bool, addresses: Value, labels: Value) -> LbNode {
@@ -35,7 +35,7 @@ fn ips(list: &[&str]) -> Vec<Ipv4Addr> {
 #[test]
 fn only_class_less_load_balancers_that_are_not_deleting_are_served() {
     let mut svc = service("a", "2026-01-01T00:00:00Z", json!([{"port": 80}]));
-    let parsed = LbService::parse(key("a"), &svc).expect("served");
+    let parsed = LbService::parse(key("a"), &svc, None).expect("served");
     assert_eq!(parsed.created, 1767225600);
     assert_eq!(
         parsed.ports.into_iter().collect::<Vec<_>>(),
@@ -45,13 +45,13 @@ fn only_class_less_load_balancers_that_are_not_deleting_are_served() {
         }]
     );
     svc["spec"]["loadBalancerClass"] = json!("example.com/lb");
-    assert!(LbService::parse(key("a"), &svc).is_none());
+    assert!(LbService::parse(key("a"), &svc, None).is_none());
     svc["spec"]["loadBalancerClass"] = Value::Null;
     svc["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
-    assert!(LbService::parse(key("a"), &svc).is_none());
+    assert!(LbService::parse(key("a"), &svc, None).is_none());
     svc["metadata"]["deletionTimestamp"] = Value::Null;
     svc["spec"]["type"] = json!("NodePort");
-    assert!(LbService::parse(key("a"), &svc).is_none());
+    assert!(LbService::parse(key("a"), &svc, None).is_none());
 }
 
 #[test]
@@ -191,6 +191,121 @@ fn a_pending_service_claims_nothing_and_ties_go_by_namespace_then_name() {
     );
     assert_eq!(out[&key("c")].ingress, ips(&["10.0.0.1"]));
     assert_eq!(out[&key("c")].conflict, None);
+}
+
+fn local(name: &str, created: &str, ports: Value, endpoint_nodes: &[&str]) -> LbService {
+    let mut svc = service(name, created, ports);
+    svc["spec"]["externalTrafficPolicy"] = json!("Local");
+    let nodes: BTreeSet<String> = endpoint_nodes.iter().map(|n| n.to_string()).collect();
+    LbService::parse(key(name), &svc, Some(&nodes)).expect("a ServiceLB Service")
+}
+
+#[test]
+fn ready_endpoint_nodes_are_the_nodes_of_ready_pod_addresses() {
+    let endpoints = json!({"subsets": [
+        {"addresses": [
+            {"ip": "10.244.1.5", "nodeName": "b", "targetRef": {"kind": "Pod", "name": "p1"}},
+            {"ip": "10.244.0.5", "nodeName": "a", "targetRef": {"kind": "Pod", "name": "p2"}},
+            {"ip": "10.244.0.6", "nodeName": "a", "targetRef": {"kind": "Pod", "name": "p3"}},
+            // Not a pod, or no node: not counted (k3s).
+            {"ip": "192.0.2.1", "nodeName": "c"},
+            {"ip": "10.244.3.1", "targetRef": {"kind": "Pod", "name": "p4"}}],
+         "notReadyAddresses": [
+            {"ip": "10.244.4.1", "nodeName": "d", "targetRef": {"kind": "Pod", "name": "p5"}}]},
+        {"addresses": [
+            {"ip": "10.244.5.1", "nodeName": "e", "targetRef": {"kind": "Pod", "name": "p6"}}]}]});
+    assert_eq!(
+        ready_endpoint_nodes(&endpoints)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["a", "b", "e"]
+    );
+    assert!(ready_endpoint_nodes(&json!({})).is_empty());
+    // The nodes count only with `Local`; without Endpoints a `Local` Service has none.
+    let mut svc = service("web", "2026-01-01T00:00:00Z", json!([{"port": 80}]));
+    let some = BTreeSet::from(["a".to_string()]);
+    assert_eq!(
+        LbService::parse(key("web"), &svc, Some(&some)).map(|s| s.local),
+        Some(None)
+    );
+    svc["spec"]["externalTrafficPolicy"] = json!("Local");
+    assert_eq!(
+        LbService::parse(key("web"), &svc, Some(&some)).map(|s| s.local),
+        Some(Some(some))
+    );
+    assert_eq!(
+        LbService::parse(key("web"), &svc, None).map(|s| s.local),
+        Some(Some(BTreeSet::new()))
+    );
+}
+
+#[test]
+fn local_lists_only_eligible_nodes_with_a_ready_endpoint() {
+    let nodes = [
+        node("a", true, internal("10.0.0.1"), json!({})),
+        node("b", true, internal("10.0.0.2"), json!({})),
+        // Not Ready: never listed, whatever its endpoints.
+        node("c", false, internal("10.0.0.3"), json!({})),
+    ];
+    let t = "2026-01-01T00:00:00Z";
+    let services = [
+        local("local", t, json!([{"port": 80}]), &["b", "c", "gone"]),
+        local("idle", t, json!([{"port": 81}]), &[]),
+        lb("cluster", t, json!([{"port": 82}])),
+    ];
+    let out = plan(&services, &nodes);
+    assert_eq!(out[&key("local")].ingress, ips(&["10.0.0.2"]));
+    assert_eq!(
+        out[&key("idle")],
+        Outcome {
+            ingress: vec![],
+            conflict: None
+        }
+    );
+    assert_eq!(out[&key("cluster")].ingress, ips(&["10.0.0.1", "10.0.0.2"]));
+}
+
+#[test]
+fn local_claims_its_ports_on_every_node_and_conflicts_only_where_it_is_listed() {
+    let nodes = [
+        node("a", true, internal("10.0.0.1"), json!({})),
+        node("b", true, internal("10.0.0.2"), json!({})),
+    ];
+    let services = [
+        // Endpoints on `a` only, yet port 80 is its on `b` too (its svclb pod runs there).
+        local("old", "2026-01-01T00:00:00Z", json!([{"port": 80}]), &["a"]),
+        lb("young", "2026-01-02T00:00:00Z", json!([{"port": 80}])),
+        // Loses both nodes, but has an endpoint on `b` only: the conflict counts there.
+        local(
+            "younger",
+            "2026-01-03T00:00:00Z",
+            json!([{"port": 80}]),
+            &["b"],
+        ),
+        // Loses both nodes with no endpoint at all: no conflict, just nothing available.
+        local(
+            "youngest",
+            "2026-01-04T00:00:00Z",
+            json!([{"port": 80}]),
+            &[],
+        ),
+    ];
+    let out = plan(&services, &nodes);
+    assert_eq!(out[&key("old")].ingress, ips(&["10.0.0.1"]));
+    let young = &out[&key("young")];
+    assert!(young.ingress.is_empty());
+    assert_eq!(
+        young.conflict.as_ref().map(|c| c.holder.clone()),
+        Some(key("old"))
+    );
+    assert_eq!(
+        out[&key("younger")]
+            .conflict
+            .as_ref()
+            .map(|c| c.holder.clone()),
+        Some(key("old"))
+    );
+    assert_eq!(out[&key("youngest")], Outcome::default());
 }
 
 #[test]

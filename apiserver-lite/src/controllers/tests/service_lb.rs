@@ -1,12 +1,14 @@
 //! ServiceLB against a real store: the ingress follows the nodes (readiness, the `enablelb` label), a port
-//! conflict leaves the younger Service pending with one `PortConflict` event, and a Service that stops
-//! being a class-less LoadBalancer loses its ingress. Nodes are written directly (no agent).
+//! conflict leaves the younger Service pending with one `PortConflict` event, a Service that stops
+//! being a LoadBalancer loses its ingress, and an `externalTrafficPolicy: Local` one lists only the nodes
+//! of its ready endpoints. Nodes and Endpoints are written directly (no agent, no pods).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::replicaset::{Cluster, cluster};
+use crate::handlers::DeleteOpts;
 use crate::patch::PatchType;
 use crate::resources::{Kind, by_kind};
 
@@ -142,14 +144,31 @@ async fn ingress_follows_readiness_and_the_enablelb_label() {
             "{name}"
         );
     }
-    // Setting a class takes the Service away from ServiceLB: its ingress goes.
-    c.patch(
-        Kind::Service,
-        "web",
-        json!({"spec": {"loadBalancerClass": "example.com/lb"}}),
-    )
-    .await;
-    wait_ingress(&c, "web", &[]).await;
+    // The class of a LoadBalancer cannot be set afterwards (kube 1.32), so ServiceLB keeps it.
+    let refused = c
+        .api
+        .patch(
+            by_kind(Kind::Service),
+            Some("default"),
+            "web",
+            None,
+            PatchType::Merge,
+            json!({"spec": {"loadBalancerClass": "example.com/lb"}}),
+            &[],
+            &super::opts(),
+            false,
+        )
+        .await
+        .expect_err("class set on a LoadBalancer");
+    assert_eq!(refused.code, 422);
+    assert!(
+        refused.message.contains(
+            "spec.loadBalancerClass: Invalid value: \"example.com/lb\": may not change once set"
+        ),
+        "{}",
+        refused.message
+    );
+    assert_eq!(ingress(&c, "web").await, Some(vec!["203.0.113.2".into()]));
     assert!(c.reasons("PortConflict").await.is_empty());
 }
 
@@ -209,4 +228,115 @@ async fn the_younger_service_waits_for_a_port_until_the_older_one_lets_go() {
         c.reasons("PortConflict").await.len() == 2
     })
     .await;
+}
+
+/// Endpoints as the endpoints controller writes them: one ready pod address per `(ip, node)` in `ready`,
+/// one not-ready one per node in `not_ready`.
+fn endpoints(name: &str, ready: &[(&str, &str)], not_ready: &[(&str, &str)]) -> Value {
+    let address = |(ip, node): &(&str, &str)| {
+        json!({"ip": ip, "nodeName": node,
+            "targetRef": {"kind": "Pod", "namespace": "default", "name": format!("pod-{ip}")}})
+    };
+    let mut subset = json!({"ports": [{"port": 8080, "protocol": "TCP"}]});
+    if !ready.is_empty() {
+        subset["addresses"] = ready.iter().map(address).collect();
+    }
+    if !not_ready.is_empty() {
+        subset["notReadyAddresses"] = not_ready.iter().map(address).collect();
+    }
+    json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name}, "subsets": [subset]})
+}
+
+/// Create the Endpoints, or replace their subsets.
+async fn put_endpoints(c: &Cluster, body: Value) {
+    let name = body["metadata"]["name"].as_str().expect("name").to_string();
+    if c.get(Kind::Endpoints, &name).await.is_some() {
+        c.patch(Kind::Endpoints, &name, json!({"subsets": body["subsets"]}))
+            .await;
+    } else {
+        c.create(Kind::Endpoints, body).await;
+    }
+}
+
+#[tokio::test]
+async fn local_lists_only_the_nodes_with_a_ready_endpoint() {
+    let c = cluster().await;
+    add_node(&c, "a", internal("10.0.0.1")).await;
+    add_node(&c, "b", internal("10.0.0.2")).await;
+    // Without a selector the endpoints controller leaves the Endpoints to us.
+    let mut svc = lb_service("local", json!([{"port": 80, "targetPort": 8080}]));
+    svc["spec"]["externalTrafficPolicy"] = json!("Local");
+    svc["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("selector");
+    c.create(Kind::Service, svc).await;
+    // No endpoints yet: nothing to list (and, the status being unchanged, no event), as k3s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ingress(&c, "local").await, Some(vec![]));
+    assert!(c.reasons("UpdatedLoadBalancer").await.is_empty());
+
+    put_endpoints(
+        &c,
+        endpoints("local", &[("10.244.1.5", "b")], &[("10.244.0.5", "a")]),
+    )
+    .await;
+    wait_ingress(&c, "local", &["10.0.0.2"]).await;
+    wait_reason(
+        &c,
+        "UpdatedLoadBalancer",
+        "Updated LoadBalancer with new IPs: [] -> [10.0.0.2]",
+    )
+    .await;
+    // The pod on `a` turns ready: both nodes.
+    put_endpoints(
+        &c,
+        endpoints("local", &[("10.244.0.5", "a"), ("10.244.1.5", "b")], &[]),
+    )
+    .await;
+    wait_ingress(&c, "local", &["10.0.0.1", "10.0.0.2"]).await;
+    // A node that is not Ready is not listed, whatever its endpoints.
+    c.harness.set_ready("a", false).await;
+    wait_ingress(&c, "local", &["10.0.0.2"]).await;
+    c.harness.set_ready("a", true).await;
+    wait_ingress(&c, "local", &["10.0.0.1", "10.0.0.2"]).await;
+    // No ready endpoint left: empty again.
+    put_endpoints(&c, endpoints("local", &[], &[("10.244.1.5", "b")])).await;
+    wait_ingress(&c, "local", &[]).await;
+    wait_reason(
+        &c,
+        "UnAvailableLoadBalancer",
+        "There are no available nodes for LoadBalancer",
+    )
+    .await;
+    // `Cluster` lists every node, endpoints or not; back to `Local`, none.
+    c.patch(
+        Kind::Service,
+        "local",
+        json!({"spec": {"externalTrafficPolicy": "Cluster"}}),
+    )
+    .await;
+    wait_ingress(&c, "local", &["10.0.0.1", "10.0.0.2"]).await;
+    c.patch(
+        Kind::Service,
+        "local",
+        json!({"spec": {"externalTrafficPolicy": "Local"}}),
+    )
+    .await;
+    wait_ingress(&c, "local", &[]).await;
+    // Endpoints deleted while pending: stays empty; new ready ones bring the node back.
+    c.api
+        .delete(
+            by_kind(Kind::Endpoints),
+            Some("default"),
+            "local",
+            &DeleteOpts::default(),
+            false,
+        )
+        .await
+        .expect("delete endpoints");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ingress(&c, "local").await, Some(vec![]));
+    put_endpoints(&c, endpoints("local", &[("10.244.0.9", "a")], &[])).await;
+    wait_ingress(&c, "local", &["10.0.0.1"]).await;
 }
