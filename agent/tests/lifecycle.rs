@@ -61,10 +61,12 @@ async fn rotation_hooks_and_graceful_stop() {
     // ~1000 lines a second: a 64 KiB log file fills in about a second.
     let chatty = head("chatty", 1)
         + "    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo line-$i-padding-padding; busybox usleep 1000; done']\n";
-    // postStart writes a file the app waits for; preStop writes before the app's SIGTERM trap does.
+    // postStart writes a file the app waits for; preStop writes before the app's SIGTERM trap does. The app
+    // waits for the file to be non-empty: `>` creates it before `echo` writes, and `cat` in between reads
+    // nothing ("app saw "), which once failed this test under load.
     let hooks = head("hooks", 30)
         + "    command: [sh, -c, 'trap \"echo term >> /shared/order; exit 0\" TERM; \
-           until [ -f /shared/post ]; do busybox usleep 100000; done; echo \"app saw $(cat /shared/post)\"; \
+           until [ -s /shared/post ]; do busybox usleep 100000; done; echo \"app saw $(cat /shared/post)\"; \
            while true; do busybox usleep 200000; done']\n\
            \x20   lifecycle:\n\
            \x20     postStart: {exec: {command: [sh, -c, 'echo poststart > /shared/post']}}\n\
@@ -235,14 +237,17 @@ async fn rotation_hooks_and_graceful_stop() {
     );
 
     // postStart ran and the app saw its file.
-    k.wait_for(
-        "the app sees the postStart file",
-        Duration::from_secs(20),
-        |k| {
-            String::from_utf8_lossy(&k.run(&["logs", "hooks"], None).stdout)
-                .contains("app saw poststart")
-        },
-    );
+    let mut logs = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs.contains("app saw poststart") {
+        assert!(
+            Instant::now() < deadline,
+            "the app sees the postStart file within 20 s; its log: {logs:?}; /shared/post: {:?}",
+            std::fs::read_to_string(shared.join("post"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        logs = String::from_utf8_lossy(&k.run(&["logs", "hooks"], None).stdout).into_owned();
+    }
 
     // A failing postStart hook: warning event, container killed.
     k.wait_for("FailedPostStartHook event", Duration::from_secs(60), |k| {

@@ -148,9 +148,13 @@ pub fn unhealthy_cleanup(olds: &[&Value], room: i64) -> (Vec<(usize, i64)>, i64)
 
 /// Plans scaling old ReplicaSets down while at least `replicas - maxUnavailable` stay available (kube's
 /// `scaleDownOldReplicaSetsForRollingUpdate`): `(index into olds, new size)`.
+///
+/// Unlike kube, a set counts at most its `spec.replicas` as available: a status written before a scale-down
+/// took effect still counts the pods being deleted, and kube would then scale down once more on their
+/// account, below `maxUnavailable`.
 pub fn rolling_scale_down(d: &Value, all: &[&Value], olds: &[&Value]) -> Vec<(usize, i64)> {
     let min_available = replicas(d) - max_unavailable(d);
-    let available_now: i64 = all.iter().map(|rs| available(rs)).sum();
+    let available_now: i64 = all.iter().map(|rs| available(rs).min(replicas(rs))).sum();
     if available_now <= min_available {
         return Vec::new();
     }
@@ -292,6 +296,13 @@ mod tests {
         // Status behind a scale-down (more available than wanted): nothing to clean up.
         let behind = rs("behind", "2026-01-01T00:00:00Z", 3, 4);
         assert_eq!(unhealthy_cleanup(&[&behind], 2), (vec![], 0));
+        // Nor a reason to scale down further: 3 (not 4) + 1 available, 3 must stay: one more may go.
+        let x = d(4, json!(1), json!(1));
+        let new = rs("new", "2026-01-02T00:00:00Z", 2, 1);
+        assert_eq!(
+            rolling_scale_down(&x, &[&behind, &new], &[&behind]),
+            vec![(0, 2)]
+        );
     }
 
     #[test]

@@ -95,10 +95,28 @@ async fn roll(c: &Cluster, max_total: i64, min_available: i64) {
         }
         let live = c.live_pods().await;
         let ready = live.iter().filter(|p| is_ready(p)).count() as i64;
-        assert!(
-            ready >= min_available,
-            "too few ready pods: {ready} < {min_available}"
-        );
+        if ready < min_available {
+            let pods: Vec<String> = live
+                .iter()
+                .map(|p| format!("{} ready {}", p["metadata"]["name"], is_ready(p)))
+                .collect();
+            let brief: Vec<String> = all
+                .iter()
+                .map(|rs| {
+                    format!(
+                        "{} rev {} spec {} status {}",
+                        rs["metadata"]["name"],
+                        revision(rs),
+                        rs["spec"]["replicas"],
+                        rs["status"]
+                    )
+                })
+                .collect();
+            panic!(
+                "too few ready pods: {ready} < {min_available}\n{pods:#?}\n{brief:#?}\n{:#?}",
+                c.reasons("ScalingReplicaSet").await
+            );
+        }
         let d = c.get(Kind::Deployment, "web").await.expect("deployment");
         if rolled_out(&d) {
             return;
