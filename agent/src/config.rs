@@ -169,6 +169,11 @@ pub struct Config {
           allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32))]
     pub eviction_max_pod_grace_period: i32,
+    /// Minimum reclaim per signal (`nodefs.available=500Mi,imagefs.available=2Gi`, percentages allowed; none
+    /// by default): a threshold once met stays met until what is available reaches it plus this amount.
+    #[arg(long, env = "SKIFF_EVICTION_MINIMUM_RECLAIM", default_value = "",
+          value_parser = crate::node::pressure::min_reclaim::parse_min_reclaims)]
+    pub eviction_minimum_reclaim: crate::node::pressure::min_reclaim::MinReclaims,
     /// How long a pressure condition stays True after its threshold was last crossed (`5m`, `30s`, `0s`).
     #[arg(long, env = "SKIFF_EVICTION_PRESSURE_TRANSITION_PERIOD",
           default_value = crate::node::pressure::DEFAULT_TRANSITION_PERIOD,
@@ -339,5 +344,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.eviction_max_pod_grace_period, -1);
+    }
+
+    #[test]
+    fn eviction_minimum_reclaim_flag_and_file_key() {
+        use crate::node::pressure::{Signal, Value};
+        if std::env::var_os("SKIFF_EVICTION_MINIMUM_RECLAIM").is_some() {
+            return;
+        }
+        let cli = minimal_cli();
+        assert!(
+            Config::try_parse_from(&cli)
+                .unwrap()
+                .eviction_minimum_reclaim
+                .0
+                .is_empty(),
+            "none by default"
+        );
+        let extra = settings_args(
+            &Config::command(),
+            &cli,
+            Path::new("/etc/skiff/agent.yaml"),
+            "eviction-minimum-reclaim: nodefs.available=500Mi,imagefs.available=2%\n",
+        )
+        .unwrap();
+        let c = Config::try_parse_from(cli.iter().chain(&extra)).unwrap();
+        assert_eq!(
+            c.eviction_minimum_reclaim.0,
+            [
+                (Signal::NodefsAvailable, Value::Amount(500 << 20)),
+                (Signal::ImagefsAvailable, Value::Percent(2.0))
+            ]
+        );
+        for bad in [
+            "--eviction-minimum-reclaim=nodefs.available<500Mi",
+            "--eviction-minimum-reclaim=nodefs.available=-1Gi",
+        ] {
+            let err = Config::try_parse_from(cli.iter().chain(&[OsString::from(bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--eviction-minimum-reclaim"), "{bad}: {err}");
+        }
+        let err = settings_args(
+            &Config::command(),
+            &cli,
+            Path::new("/etc/skiff/agent.yaml"),
+            "eviction-minimum-reclaim: nodefs.available=lots\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("eviction-minimum-reclaim"), "{err}");
     }
 }

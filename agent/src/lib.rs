@@ -153,6 +153,7 @@ async fn start(config: Config) -> anyhow::Result<()> {
             transition_period: config.eviction_pressure_transition_period,
             nodefs: config.root_dir.clone(),
             imagefs: config.containerd_root.clone(),
+            min_reclaim: node::pressure::MinReclaim::new(config.eviction_minimum_reclaim.clone()),
         },
         system_reserved: config.system_reserved,
         kube_reserved: config.kube_reserved,

@@ -511,7 +511,8 @@ async fn soft_threshold_evicts_gracefully_after_its_grace_period() {
 }
 
 /// busybox:test as `busybox:once` too, so one name can be in use while the other is not; then `keeper`
-/// (busybox:test, running) and `once` (busybox:once, finished), on the host network.
+/// (busybox:test, running) and `once` (busybox:once, finished after writing a line of log), on the host
+/// network.
 fn keeper_and_once(k: &cluster::Kubectl, dir: &TempDir, reg: &support::TestRegistry, node: &str) {
     support::run(
         "skopeo",
@@ -526,7 +527,7 @@ fn keeper_and_once(k: &cluster::Kubectl, dir: &TempDir, reg: &support::TestRegis
     );
     for (name, image, cmd, policy) in [
         ("keeper", "busybox:test", "[sleep, '3600']", "Always"),
-        ("once", "busybox:once", "[\"true\"]", "Never"),
+        ("once", "busybox:once", "[sh, -c, 'echo done']", "Never"),
     ] {
         let manifest = dir.join(format!("{name}.yaml"));
         std::fs::write(
@@ -645,8 +646,11 @@ async fn image_gc_deletes_images_no_container_uses() {
     drop(reg);
 }
 
+/// Under a crossed nodefs threshold (one file system for nodefs and imagefs) the eviction manager first
+/// removes the dead container of the finished pod (with its log), then the image nothing uses any more, and
+/// only then evicts a pod, as the kubelet's `reclaimNodeLevelResources`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_pressure_deletes_unused_images_before_evicting() {
+async fn disk_pressure_reclaims_dead_containers_and_images_before_evicting() {
     let Cluster {
         ctrd,
         reg,
@@ -667,32 +671,59 @@ async fn disk_pressure_deletes_unused_images_before_evicting() {
     });
     let cleanup = PodCleanup(k.clone(), vec!["keeper", "once"]);
     keeper_and_once(&k, &dir, &reg, &node);
-    k.ok(&["delete", "pod", "once", "--wait=true"]);
-    // The pod object goes before its container record may: wait until nothing uses busybox:once.
-    cluster::wait_until("once's container removed", Duration::from_secs(30), || {
-        !ctr_ls(&ctrd, "skiff-dg-test", &["containers", "ls"]).contains("busybox:once")
-    });
-    // Periodic image GC stays off (the harness's 100 %): only the eviction manager can delete the image.
+    let containers = || ctr_ls(&ctrd, "skiff-dg-test", &["containers", "ls"]);
+    let uid = k.jsonpath("once", "{.metadata.uid}");
+    let once_log = dir
+        .join("pods")
+        .join(format!("default_once_{uid}"))
+        .join("main")
+        .join("0.log");
+    assert!(containers().contains("busybox:once"), "{}", containers());
+    let listing = || support::run("find", &[&dir.join("pods").to_string_lossy()]);
+    assert!(once_log.exists(), "{}:\n{}", once_log.display(), listing());
+    // Periodic image GC stays off (the harness's 100 %): only the eviction manager deletes anything. No
+    // containerd root: the imagefs is the nodefs, so a nodefs signal reclaims containers and images.
+    let no_root = dir.join("no-containerd-root");
     let agent = cluster::stop_agent(agent, false).start_with(&[
-        ("--eviction-hard", "imagefs.available<100%"),
+        ("--eviction-hard", "nodefs.available<100%"),
         ("--eviction-monitoring-period", "3s"),
         ("--image-minimum-gc-age", "0s"),
+        ("--containerd-root", &no_root.to_string_lossy()),
     ]);
     k.wait_for("keeper evicted", Duration::from_secs(60), |k| {
         k.jsonpath("keeper", "{.status.reason}") == "Evicted"
     });
-    let images = images_of(&ctrd, "skiff-dg-test");
-    assert!(
-        !images.contains("busybox:once") && images.contains("busybox:test"),
-        "{images}"
+    assert!(!containers().contains("busybox:once"), "{}", containers());
+    assert!(!once_log.exists(), "the dead container's log goes with it");
+    assert!(!images_of(&ctrd, "skiff-dg-test").contains("busybox:once"));
+    assert_eq!(
+        k.jsonpath("once", "{.status.phase}"),
+        "Succeeded",
+        "a finished pod keeps its status"
     );
     let log = std::fs::read_to_string(&agent.log).unwrap_or_default();
-    let reclaimed = log.find("disk pressure: deleted unused images");
-    let evicted = log.find("evicting a pod");
+    let at = |what: &str| log.find(what);
+    let (containers_at, images_at, evicted_at) = (
+        at("eviction manager: deleted dead containers"),
+        at("eviction manager: deleted unused images"),
+        at("evicting a pod"),
+    );
     assert!(
-        reclaimed.is_some() && reclaimed < evicted,
-        "images are reclaimed before a pod is evicted:\n{}",
-        cluster::tail(&log, 20)
+        at("eviction manager: attempting to reclaim").is_some()
+            && containers_at.is_some()
+            && containers_at < images_at
+            && images_at < evicted_at,
+        "dead containers, then images, then a pod:\n{}",
+        cluster::tail(&log, 30)
+    );
+    // The first image reclaim took busybox:once only: busybox:test was still used by keeper.
+    let first_images = log[images_at.unwrap_or(0)..]
+        .lines()
+        .next()
+        .unwrap_or_default();
+    assert!(
+        first_images.contains("busybox:once") && !first_images.contains("busybox:test"),
+        "{first_images}"
     );
     drop(cleanup);
     drop(agent);

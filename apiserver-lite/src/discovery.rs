@@ -1,9 +1,13 @@
 //! API discovery (`/api`, `/apis`, aggregated v2 and legacy), `/version` and `/openapi/v3`.
 
+use std::sync::OnceLock;
+
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::resources::{RESOURCES, ResourceDef};
+
+mod schemas;
 
 pub const GIT_VERSION: &str = "v1.32.0-skiff";
 pub const AGGREGATED_CT: &str =
@@ -350,8 +354,16 @@ fn op_params(with_validation: bool) -> Value {
 }
 
 /// The OpenAPI v3 document of one group-version: per kind, the operations with
-/// `x-kubernetes-group-version-kind` and the `fieldValidation` parameter kubectl looks for.
+/// `x-kubernetes-group-version-kind` and the `fieldValidation` parameter kubectl looks for, and the
+/// kinds' schemas (what `kubectl explain` shows).
 pub fn openapi_group_doc(group: &str, version: &str) -> Value {
+    let mut doc = openapi_paths_doc(group, version);
+    doc["components"] = json!({"schemas": schemas::components(group, version)});
+    doc
+}
+
+/// [`openapi_group_doc`] without the schemas: cheap to build, and it changes whenever the operations do.
+fn openapi_paths_doc(group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
     let base = format!("/{}", openapi_key(group, version));
     for r in RESOURCES
@@ -411,6 +423,28 @@ pub fn openapi_group_doc(group: &str, version: &str) -> Value {
                 json!({"get": sop("get", "read"), "put": sop("put", "replace"), "patch": sp}),
             );
         }
+    }
+    // Reviews are create-only; kubectl explain finds their kind through this path's operation.
+    for r in REVIEWS
+        .iter()
+        .filter(|r| r.group == group && version == "v1")
+    {
+        let path = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        paths.insert(
+            path,
+            json!({"post": {
+                "tags": [openapi_tag(group, version)],
+                "operationId": format!("create{}", r.kind),
+                "parameters": op_params(true),
+                "responses": {"201": {"description": "Created"}},
+                "x-kubernetes-action": "post",
+                "x-kubernetes-group-version-kind": {"group": r.group, "version": "v1", "kind": r.kind},
+            }}),
+        );
     }
     json!({
         "openapi": "3.0.0",
@@ -477,9 +511,21 @@ pub fn openapi_v2(accept: &str) -> (&'static str, Vec<u8>) {
 
 pub struct OpenApi {
     pub root: Value,
-    /// (path key, hash, document bytes)
-    pub docs: Vec<(String, String, Vec<u8>)>,
+    docs: Vec<GroupDoc>,
 }
+
+/// One group-version document, built on first request (the schemas of `api/v1` alone are about 1 MB).
+struct GroupDoc {
+    key: String,
+    group: &'static str,
+    version: &'static str,
+    hash: String,
+    bytes: OnceLock<bytes::Bytes>,
+}
+
+/// What the schemas are generated from: part of each document's hash, so that kubectl's cache (keyed by
+/// the hash in `serverRelativeURL`) sees a new document when only the schemas change.
+const SCHEMA_SOURCE: &str = "k8s-openapi 0.29 latest";
 
 impl OpenApi {
     pub fn build() -> Self {
@@ -487,18 +533,28 @@ impl OpenApi {
         let mut paths = serde_json::Map::new();
         let mut all_groups = vec![""];
         all_groups.extend(groups());
-        for (g, v) in all_groups
+        for (group, version) in all_groups
             .into_iter()
             .flat_map(|g| versions(g).into_iter().map(move |v| (g, v)))
         {
-            let key = openapi_key(g, v);
-            let bytes = serde_json::to_vec(&openapi_group_doc(g, v)).unwrap_or_default();
-            let hash = hex::encode_upper(Sha256::digest(&bytes));
+            let key = openapi_key(group, version);
+            let mut hasher = Sha256::new();
+            hasher.update(SCHEMA_SOURCE);
+            hasher.update(GIT_VERSION);
+            hasher
+                .update(serde_json::to_vec(&openapi_paths_doc(group, version)).unwrap_or_default());
+            let hash = hex::encode_upper(hasher.finalize());
             paths.insert(
                 key.clone(),
                 json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
             );
-            docs.push((key, hash, bytes));
+            docs.push(GroupDoc {
+                key,
+                group,
+                version,
+                hash,
+                bytes: OnceLock::new(),
+            });
         }
         OpenApi {
             root: json!({"paths": paths}),
@@ -506,14 +562,33 @@ impl OpenApi {
         }
     }
 
-    pub fn doc(&self, key: &str) -> Option<&(String, String, Vec<u8>)> {
-        self.docs.iter().find(|(k, _, _)| k == key)
+    /// The hash and bytes of the document at `key` (`api/v1`, `apis/apps/v1`).
+    pub fn doc(&self, key: &str) -> Option<(&str, bytes::Bytes)> {
+        let d = self.docs.iter().find(|d| d.key == key)?;
+        let bytes = d.bytes.get_or_init(|| {
+            serde_json::to_vec(&openapi_group_doc(d.group, d.version))
+                .unwrap_or_default()
+                .into()
+        });
+        Some((&d.hash, bytes.clone()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_served_kind_has_a_schema() {
+        let missing: Vec<String> = RESOURCES
+            .iter()
+            .map(|r| (r.group, r.version, r.kind))
+            .chain(REVIEWS.iter().map(|r| (r.group, "v1", r.kind)))
+            .filter(|(g, v, k)| !schemas::has(g, v, k))
+            .map(|(g, v, k)| format!("{g}/{v} {k}"))
+            .collect();
+        assert!(missing.is_empty(), "no schema for {missing:?}");
+    }
 
     #[test]
     fn aggregated_accept() {
@@ -603,12 +678,9 @@ mod tests {
                 "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}})
         );
         let o = OpenApi::build();
-        let doc: Value = serde_json::from_slice(
-            &o.doc("apis/apps/v1")
-                .map(|d| d.2.clone())
-                .unwrap_or_default(),
-        )
-        .unwrap_or_default();
+        let doc: Value =
+            serde_json::from_slice(&o.doc("apis/apps/v1").map(|d| d.1).unwrap_or_default())
+                .unwrap_or_default();
         let item = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}";
         assert_eq!(
             doc["paths"][item]["patch"]["x-kubernetes-group-version-kind"]["kind"],
@@ -628,7 +700,7 @@ mod tests {
     #[test]
     fn openapi_has_field_validation_on_patch() {
         let o = OpenApi::build();
-        let keys: Vec<&str> = o.docs.iter().map(|d| d.0.as_str()).collect();
+        let keys: Vec<&str> = o.docs.iter().map(|d| d.key.as_str()).collect();
         for k in [
             "api/v1",
             "apis/coordination.k8s.io/v1",
@@ -636,7 +708,8 @@ mod tests {
         ] {
             assert!(keys.contains(&k), "{keys:?}");
         }
-        let core: Value = serde_json::from_slice(&o.docs[0].2).unwrap_or_default();
+        let core: Value = serde_json::from_slice(&o.doc("api/v1").map(|d| d.1).unwrap_or_default())
+            .unwrap_or_default();
         for kind in [
             "ConfigMap",
             "Secret",
@@ -660,7 +733,8 @@ mod tests {
             .as_str()
             .unwrap_or("");
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
-        let doc: Value = serde_json::from_slice(&o.docs[0].2).unwrap_or_default();
+        let doc: Value = serde_json::from_slice(&o.doc("api/v1").map(|d| d.1).unwrap_or_default())
+            .unwrap_or_default();
         let p = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], "Pod");
         assert!(

@@ -2,8 +2,10 @@
 //!
 //! kubectl's typed commands (`kubectl create namespace`, `kubectl run`) send protobuf. The envelope is the
 //! magic `k8s\0` followed by a `runtime.Unknown{typeMeta{apiVersion,kind}, raw, …}`; `raw` is the object.
-//! Only the kinds and fields in the schema table below are understood (the ones kubectl's generators and
-//! a node agent write); other fields are skipped.
+//! The schema table below (with its submodules) mirrors the `generated.proto` of each group at kube 1.32 for
+//! every message reachable from the kinds [`decode`] accepts, so a request body loses nothing: a field
+//! number the table does not know is refused (415, "send JSON") rather than dropped. Responses decoded
+//! with [`decode_known`] still skip unknown fields.
 
 use serde_json::{Map, Value, json};
 
@@ -11,7 +13,11 @@ use serde_json::{Map, Value, json};
 pub(crate) enum Ty {
     Str,
     Int,
+    /// A plain Go `bool`: false is the zero value, left out of the JSON.
     Bool,
+    /// A Go `*bool`: false is a value (`enableServiceLinks: false`, `allowPrivilegeEscalation: false`) and
+    /// is kept.
+    OptBool,
     Msg(&'static str),
     /// map<string, string>
     MapStr,
@@ -21,6 +27,10 @@ pub(crate) enum Ty {
     Time,
     /// map<string, bytes> (Secret and ConfigMap binary data), base64 in JSON.
     MapBytes,
+    /// map<string, meta/v1 Time> (PodDisruptionBudget status disruptedPods).
+    MapTime,
+    /// map<string, ExtraValue{repeated string items = 1}>, a JSON object of string arrays (user extra).
+    MapStrList,
     /// bytes, base64 in JSON (CertificateSigningRequest request and certificate).
     Bytes,
     /// intstr.IntOrString { type (1), intVal (2), strVal (3) }.
@@ -57,12 +67,40 @@ const fn r(num: u64, name: &'static str, ty: Ty) -> F {
 
 use Ty::*;
 
+mod affinity;
 mod apps;
+mod authz;
 mod autoscaling;
 mod batch;
+mod container;
 mod extra;
+mod node;
+mod pod;
+mod pod_status;
 mod policy;
+mod probe;
 mod quota;
+mod volume;
+mod volume_sources;
+
+/// The submodules' tables, asked in turn for a message the main table lacks.
+const PARTS: &[fn(&str) -> &'static [F]] = &[
+    extra::schema,
+    apps::schema,
+    batch::schema,
+    policy::schema,
+    autoscaling::schema,
+    quota::schema,
+    authz::schema,
+    node::schema,
+    pod::schema,
+    pod_status::schema,
+    affinity::schema,
+    container::schema,
+    probe::schema,
+    volume::schema,
+    volume_sources::schema,
+];
 
 pub(crate) fn schema(msg: &str) -> &'static [F] {
     match msg {
@@ -92,8 +130,8 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(1, "kind", Str),
                 f(3, "name", Str),
                 f(4, "uid", Str),
-                f(6, "controller", Bool),
-                f(7, "blockOwnerDeletion", Bool),
+                f(6, "controller", OptBool),
+                f(7, "blockOwnerDeletion", OptBool),
             ];
             S
         }
@@ -118,10 +156,18 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
         }
         // rbac.authorization.k8s.io/v1 and authorization.k8s.io/v1 (kubectl create role/rolebinding,
         // kubectl auth can-i); served by `crate::authz`.
-        "Role" | "ClusterRole" => {
+        "Role" => {
             const S: &[F] = &[
                 f(1, "metadata", Msg("ObjectMeta")),
                 r(2, "rules", Msg("PolicyRule")),
+            ];
+            S
+        }
+        "ClusterRole" => {
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                r(2, "rules", Msg("PolicyRule")),
+                f(3, "aggregationRule", Msg("AggregationRule")),
             ];
             S
         }
@@ -170,6 +216,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 r(5, "usages", Str),
                 f(7, "signerName", Str),
                 f(8, "expirationSeconds", Int),
+                f(6, "extra", MapStrList),
             ];
             S
         }
@@ -199,6 +246,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
             const S: &[F] = &[
                 f(1, "metadata", Msg("ObjectMeta")),
                 f(2, "spec", Msg("SelfSubjectAccessReviewSpec")),
+                f(3, "status", Msg("SubjectAccessReviewStatus")),
             ];
             S
         }
@@ -218,17 +266,23 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(5, "resource", Str),
                 f(6, "subresource", Str),
                 f(7, "name", Str),
+                f(8, "fieldSelector", Msg("FieldSelectorAttributes")),
+                f(9, "labelSelector", Msg("LabelSelectorAttributes")),
             ];
             S
         }
         "SelfSubjectReview" => {
-            const S: &[F] = &[f(1, "metadata", Msg("ObjectMeta"))];
+            const S: &[F] = &[
+                f(1, "metadata", Msg("ObjectMeta")),
+                f(2, "status", Msg("SelfSubjectReviewStatus")),
+            ];
             S
         }
         "SelfSubjectRulesReview" => {
             const S: &[F] = &[
                 f(1, "metadata", Msg("ObjectMeta")),
                 f(2, "spec", Msg("SelfSubjectRulesReviewSpec")),
+                f(3, "status", Msg("SubjectRulesReviewStatus")),
             ];
             S
         }
@@ -238,203 +292,6 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
         }
         "NonResourceAttributes" => {
             const S: &[F] = &[f(1, "path", Str), f(2, "verb", Str)];
-            S
-        }
-        "Pod" => {
-            const S: &[F] = &[
-                f(1, "metadata", Msg("ObjectMeta")),
-                f(2, "spec", Msg("PodSpec")),
-                f(3, "status", Msg("PodStatus")),
-            ];
-            S
-        }
-        "PodSpec" => {
-            const S: &[F] = &[
-                r(1, "volumes", Msg("Volume")),
-                r(20, "initContainers", Msg("Container")),
-                r(2, "containers", Msg("Container")),
-                f(3, "restartPolicy", Str),
-                f(4, "terminationGracePeriodSeconds", Int),
-                f(5, "activeDeadlineSeconds", Int),
-                f(6, "dnsPolicy", Str),
-                f(7, "nodeSelector", MapStr),
-                f(8, "serviceAccountName", Str),
-                f(9, "serviceAccount", Str),
-                f(21, "automountServiceAccountToken", Bool),
-                f(10, "nodeName", Str),
-                f(11, "hostNetwork", Bool),
-                f(12, "hostPID", Bool),
-                f(13, "hostIPC", Bool),
-                f(14, "securityContext", Msg("Empty")),
-                r(15, "imagePullSecrets", Msg("LocalObjectReference")),
-                f(16, "hostname", Str),
-                f(17, "subdomain", Str),
-                f(19, "schedulerName", Str),
-                r(22, "tolerations", Msg("Toleration")),
-                f(24, "priorityClassName", Str),
-                f(25, "priority", Int),
-                f(29, "runtimeClassName", Str),
-                f(30, "enableServiceLinks", Bool),
-                f(31, "preemptionPolicy", Str),
-            ];
-            S
-        }
-        "PodStatus" => {
-            const S: &[F] = &[
-                f(1, "phase", Str),
-                r(2, "conditions", Msg("PodCondition")),
-                f(3, "message", Str),
-                f(4, "reason", Str),
-                f(5, "hostIP", Str),
-                f(6, "podIP", Str),
-                f(7, "startTime", Time),
-                r(8, "containerStatuses", Msg("ContainerStatus")),
-                r(10, "initContainerStatuses", Msg("ContainerStatus")),
-                f(9, "qosClass", Str),
-                f(11, "nominatedNodeName", Str),
-                r(12, "podIPs", Msg("PodIP")),
-                r(16, "hostIPs", Msg("HostIP")),
-                f(17, "observedGeneration", Int),
-            ];
-            S
-        }
-        "PodCondition" => {
-            const S: &[F] = &[
-                f(1, "type", Str),
-                f(2, "status", Str),
-                f(3, "lastProbeTime", Time),
-                f(4, "lastTransitionTime", Time),
-                f(5, "reason", Str),
-                f(6, "message", Str),
-                f(7, "observedGeneration", Int),
-            ];
-            S
-        }
-        "ContainerStatus" => {
-            const S: &[F] = &[
-                f(1, "name", Str),
-                f(2, "state", Msg("ContainerState")),
-                f(3, "lastState", Msg("ContainerState")),
-                f(4, "ready", Bool),
-                f(5, "restartCount", Int),
-                f(6, "image", Str),
-                f(7, "imageID", Str),
-                f(8, "containerID", Str),
-                f(9, "started", Bool),
-            ];
-            S
-        }
-        "ContainerState" => {
-            const S: &[F] = &[
-                f(1, "waiting", Msg("ContainerStateWaiting")),
-                f(2, "running", Msg("ContainerStateRunning")),
-                f(3, "terminated", Msg("ContainerStateTerminated")),
-            ];
-            S
-        }
-        "ContainerStateWaiting" => {
-            const S: &[F] = &[f(1, "reason", Str), f(2, "message", Str)];
-            S
-        }
-        "ContainerStateRunning" => {
-            const S: &[F] = &[f(1, "startedAt", Time)];
-            S
-        }
-        "ContainerStateTerminated" => {
-            const S: &[F] = &[
-                f(1, "exitCode", Int),
-                f(2, "signal", Int),
-                f(3, "reason", Str),
-                f(4, "message", Str),
-                f(5, "startedAt", Time),
-                f(6, "finishedAt", Time),
-                f(7, "containerID", Str),
-            ];
-            S
-        }
-        "Container" => {
-            const S: &[F] = &[
-                f(1, "name", Str),
-                f(2, "image", Str),
-                r(3, "command", Str),
-                r(4, "args", Str),
-                f(5, "workingDir", Str),
-                r(6, "ports", Msg("ContainerPort")),
-                r(7, "env", Msg("EnvVar")),
-                f(8, "resources", Msg("ResourceRequirements")),
-                r(9, "volumeMounts", Msg("VolumeMount")),
-                f(13, "terminationMessagePath", Str),
-                f(20, "terminationMessagePolicy", Str),
-                f(14, "imagePullPolicy", Str),
-                f(16, "stdin", Bool),
-                f(17, "stdinOnce", Bool),
-                f(18, "tty", Bool),
-                f(24, "restartPolicy", Str),
-            ];
-            S
-        }
-        "ContainerPort" => {
-            const S: &[F] = &[
-                f(1, "name", Str),
-                f(2, "hostPort", Int),
-                f(3, "containerPort", Int),
-                f(4, "protocol", Str),
-                f(5, "hostIP", Str),
-            ];
-            S
-        }
-        "EnvVar" => {
-            const S: &[F] = &[f(1, "name", Str), f(2, "value", Str)];
-            S
-        }
-        "ResourceRequirements" => {
-            const S: &[F] = &[f(1, "limits", MapQty), f(2, "requests", MapQty)];
-            S
-        }
-        "VolumeMount" => {
-            const S: &[F] = &[
-                f(1, "name", Str),
-                f(2, "readOnly", Bool),
-                f(3, "mountPath", Str),
-                f(4, "subPath", Str),
-                f(5, "mountPropagation", Str),
-            ];
-            S
-        }
-        "Volume" => {
-            const S: &[F] = &[
-                f(1, "name", Str),
-                f(2, "volumeSource", Inline("VolumeSource")),
-            ];
-            S
-        }
-        "VolumeSource" => {
-            const S: &[F] = &[
-                f(1, "hostPath", Msg("HostPathVolumeSource")),
-                f(2, "emptyDir", Msg("EmptyDirVolumeSource")),
-            ];
-            S
-        }
-        "HostPathVolumeSource" => {
-            const S: &[F] = &[f(1, "path", Str), f(2, "type", Str)];
-            S
-        }
-        "EmptyDirVolumeSource" => {
-            const S: &[F] = &[f(1, "medium", Str), f(2, "sizeLimit", Quantity)];
-            S
-        }
-        "Toleration" => {
-            const S: &[F] = &[
-                f(1, "key", Str),
-                f(2, "operator", Str),
-                f(3, "value", Str),
-                f(4, "effect", Str),
-                f(5, "tolerationSeconds", Int),
-            ];
-            S
-        }
-        "LocalObjectReference" => {
-            const S: &[F] = &[f(1, "name", Str)];
             S
         }
         "ObjectReference" => {
@@ -454,7 +311,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(1, "metadata", Msg("ObjectMeta")),
                 f(2, "data", MapStr),
                 f(3, "binaryData", MapBytes),
-                f(4, "immutable", Bool),
+                f(4, "immutable", OptBool),
             ];
             S
         }
@@ -464,7 +321,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(2, "data", MapBytes),
                 f(3, "type", Str),
                 f(4, "stringData", MapStr),
-                f(5, "immutable", Bool),
+                f(5, "immutable", OptBool),
             ];
             S
         }
@@ -473,7 +330,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(1, "metadata", Msg("ObjectMeta")),
                 r(2, "secrets", Msg("ObjectReference")),
                 r(3, "imagePullSecrets", Msg("LocalObjectReference")),
-                f(4, "automountServiceAccountToken", Bool),
+                f(4, "automountServiceAccountToken", OptBool),
             ];
             S
         }
@@ -503,7 +360,7 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
                 f(14, "sessionAffinityConfig", Msg("SessionAffinityConfig")),
                 r(19, "ipFamilies", Str),
                 f(17, "ipFamilyPolicy", Str),
-                f(20, "allocateLoadBalancerNodePorts", Bool),
+                f(20, "allocateLoadBalancerNodePorts", OptBool),
                 f(21, "loadBalancerClass", Str),
                 f(22, "internalTrafficPolicy", Str),
                 f(23, "trafficDistribution", Str),
@@ -555,22 +412,11 @@ pub(crate) fn schema(msg: &str) -> &'static [F] {
             S
         }
 
-        _ => match extra::schema(msg) {
-            [] => match apps::schema(msg) {
-                [] => match batch::schema(msg) {
-                    [] => match policy::schema(msg) {
-                        [] => match autoscaling::schema(msg) {
-                            [] => quota::schema(msg),
-                            s => s,
-                        },
-                        s => s,
-                    },
-                    s => s,
-                },
-                s => s,
-            },
-            s => s,
-        },
+        _ => PARTS
+            .iter()
+            .map(|part| part(msg))
+            .find(|s| !s.is_empty())
+            .unwrap_or(&[]),
     }
 }
 
@@ -628,9 +474,12 @@ impl<'a> Reader<'a> {
 enum P<'a> {
     V(u64),
     B(&'a [u8]),
+    /// A fixed-width (64- or 32-bit) field: no Kubernetes type in the table has one, so it is never a
+    /// known field.
+    Fixed,
 }
 
-/// The (field number, payload) pairs of a message; fixed-width fields are skipped.
+/// The (field number, payload) pairs of a message.
 fn fields(b: &[u8]) -> Result<Vec<(u64, P<'_>)>, String> {
     let mut rd = Reader { b, pos: 0 };
     let mut out = Vec::new();
@@ -640,10 +489,24 @@ fn fields(b: &[u8]) -> Result<Vec<(u64, P<'_>)>, String> {
         match wt {
             0 => out.push((num, P::V(rd.varint()?))),
             2 => out.push((num, P::B(rd.bytes()?))),
-            other => rd.skip(other)?,
+            other => {
+                rd.skip(other)?;
+                out.push((num, P::Fixed));
+            }
         }
     }
     Ok(out)
+}
+
+/// Whether payload `v` has the wire type Go's marshaller writes for field `fd` (varints for integers and
+/// booleans, packed or not when repeated; length-delimited for everything else).
+fn wire_type_fits(fd: &F, v: P<'_>) -> bool {
+    match (fd.ty, v) {
+        (Int | Bool | OptBool, P::V(_)) => true,
+        (Int, P::B(_)) => fd.rep,
+        (Int | Bool | OptBool, _) | (_, P::V(_) | P::Fixed) => false,
+        (_, P::B(_)) => true,
+    }
 }
 
 fn as_string(b: &[u8]) -> Result<String, String> {
@@ -710,6 +573,7 @@ fn scalar(ty: Ty, v: P<'_>) -> Result<Option<Value>, String> {
         }
         (Int, P::V(x)) => Some(json!(x as i64)),
         (Bool, P::V(x)) => (x != 0).then_some(Value::Bool(true)),
+        (OptBool, P::V(x)) => Some(Value::Bool(x != 0)),
         (Quantity, P::B(b)) => Some(quantity_json(b)?),
         (Time, P::B(b)) => time_json(b)?,
         (Bytes, P::B(b)) => {
@@ -729,7 +593,21 @@ fn scalar(ty: Ty, v: P<'_>) -> Result<Option<Value>, String> {
     })
 }
 
-fn message(name: &str, b: &[u8], depth: usize) -> Result<Map<String, Value>, String> {
+/// How [`message`] treats a field number the schema table lacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// Responses ([`decode_known`]): skip it, as a protobuf reader of an older schema does.
+    Skip,
+    /// Request bodies ([`decode`]): refuse it, so that no field the client set is silently dropped.
+    Refuse,
+}
+
+fn message(
+    name: &str,
+    b: &[u8],
+    depth: usize,
+    unknown: Unknown,
+) -> Result<Map<String, Value>, String> {
     if depth > 32 {
         return Err("message nesting too deep".into());
     }
@@ -737,16 +615,59 @@ fn message(name: &str, b: &[u8], depth: usize) -> Result<Map<String, Value>, Str
     let mut out = Map::new();
     for (num, v) in fields(b)? {
         let Some(fd) = sch.iter().find(|x| x.num == num) else {
+            if unknown == Unknown::Refuse {
+                return Err(format!(
+                    "protobuf field {num} of {name} is not supported by this server; send JSON"
+                ));
+            }
             continue;
         };
+        if !wire_type_fits(fd, v) {
+            if unknown == Unknown::Refuse {
+                return Err(format!(
+                    "protobuf field {num} of {name} ({}) has the wrong wire type",
+                    fd.name
+                ));
+            }
+            continue;
+        }
         match (fd.ty, v) {
             (Msg(m), P::B(b)) => {
-                let sub = Value::Object(message(m, b, depth + 1)?);
+                let sub = Value::Object(message(m, b, depth + 1, unknown)?);
                 push(&mut out, fd, sub);
             }
             (Inline(m), P::B(b)) => {
-                for (k, x) in message(m, b, depth + 1)? {
+                for (k, x) in message(m, b, depth + 1, unknown)? {
                     out.insert(k, x);
+                }
+            }
+            (MapTime | MapStrList, P::B(b)) => {
+                let mut k = String::new();
+                let mut val = Value::Null;
+                for (num, v) in fields(b)? {
+                    match (num, v) {
+                        (1, P::B(x)) => k = as_string(x)?,
+                        (2, P::B(x)) if matches!(fd.ty, MapTime) => {
+                            val = time_json(x)?.unwrap_or(Value::Null)
+                        }
+                        (2, P::B(x)) => {
+                            let mut items = Vec::new();
+                            for (n, item) in fields(x)? {
+                                if let (1, P::B(s)) = (n, item) {
+                                    items.push(json!(as_string(s)?));
+                                }
+                            }
+                            val = Value::Array(items);
+                        }
+                        _ => {}
+                    }
+                }
+                if val.is_null() && matches!(fd.ty, MapStrList) {
+                    val = json!([]);
+                }
+                let e = out.entry(fd.name).or_insert_with(|| json!({}));
+                if let Some(m) = e.as_object_mut() {
+                    m.insert(k, val);
                 }
             }
             (MapBytes, P::B(b)) => {
@@ -833,9 +754,12 @@ pub fn decode_known(body: &[u8]) -> Result<Value, String> {
         for (num, v) in fields(&raw)? {
             match (num, v) {
                 (1, P::B(b)) => {
-                    out.insert("metadata".into(), Value::Object(message("ListMeta", b, 0)?));
+                    let meta = message("ListMeta", b, 0, Unknown::Skip)?;
+                    out.insert("metadata".into(), Value::Object(meta));
                 }
-                (2, P::B(b)) => items.push(Value::Object(message(item, b, 0)?)),
+                (2, P::B(b)) => {
+                    items.push(Value::Object(message(item, b, 0, Unknown::Skip)?));
+                }
                 _ => {}
             }
         }
@@ -844,7 +768,7 @@ pub fn decode_known(body: &[u8]) -> Result<Value, String> {
     } else if schema(&kind).is_empty() {
         return Err(format!("no schema for kind {kind:?}"));
     } else {
-        message(&kind, &raw, 0)?
+        message(&kind, &raw, 0, Unknown::Skip)?
     };
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
@@ -916,7 +840,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             "protobuf bodies of kind {kind:?} are not supported; send JSON"
         ));
     }
-    let mut obj = message(&kind, &raw, 0)?;
+    let mut obj = message(&kind, &raw, 0, Unknown::Refuse)?;
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
     Ok(Value::Object(obj))

@@ -188,12 +188,12 @@ fn field(out: &mut Vec<u8>, fd: &F, v: &Value) -> Option<()> {
     match fd.ty {
         Ty::Str => put_str(out, fd.num, v.as_str()?),
         Ty::Int => put_varint_field(out, fd.num, v.as_i64()? as u64),
-        Ty::Bool => put_varint_field(out, fd.num, u64::from(v.as_bool()?)),
+        Ty::Bool | Ty::OptBool => put_varint_field(out, fd.num, u64::from(v.as_bool()?)),
         Ty::Msg(m) | Ty::Inline(m) => put_bytes(out, fd.num, &message(m, v.as_object()?, false)?),
         Ty::Quantity => put_bytes(out, fd.num, &quantity(v)?),
         Ty::Time => put_bytes(out, fd.num, &time(v.as_str()?)?),
         Ty::Bytes => put_bytes(out, fd.num, &b64.decode(v.as_str()?).ok()?),
-        Ty::MapStr | Ty::MapQty | Ty::MapBytes => {
+        Ty::MapStr | Ty::MapQty | Ty::MapBytes | Ty::MapTime | Ty::MapStrList => {
             let mut entries: Vec<(&String, &Value)> = v.as_object()?.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             for (k, x) in entries {
@@ -202,6 +202,14 @@ fn field(out: &mut Vec<u8>, fd: &F, v: &Value) -> Option<()> {
                 match fd.ty {
                     Ty::MapStr => put_str(&mut entry, 2, x.as_str()?),
                     Ty::MapQty => put_bytes(&mut entry, 2, &quantity(x)?),
+                    Ty::MapTime => put_bytes(&mut entry, 2, &time(x.as_str()?)?),
+                    Ty::MapStrList => {
+                        let mut items = Vec::new();
+                        for item in x.as_array()? {
+                            put_str(&mut items, 1, item.as_str()?);
+                        }
+                        put_bytes(&mut entry, 2, &items);
+                    }
                     _ => put_bytes(&mut entry, 2, &b64.decode(x.as_str()?).ok()?),
                 }
                 put_bytes(out, fd.num, &entry);
@@ -281,5 +289,7 @@ fn put_str(out: &mut Vec<u8>, num: u64, s: &str) {
     put_bytes(out, num, s.as_bytes());
 }
 
+#[cfg(test)]
+mod pod_tests;
 #[cfg(test)]
 mod tests;

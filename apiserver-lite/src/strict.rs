@@ -109,6 +109,54 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
+/// Field validation of a create-only review body (reviews are never stored, so they do not go through
+/// `handlers::decode_object`): the fields its kube type lacks and the duplicate keys, as kube's strict
+/// decoding reports them. `Err` for `Strict` with problems, else the warnings to send (`Warn`).
+pub fn review(
+    kind: &str,
+    body: &[u8],
+    content_type: &str,
+    fv: FieldValidation,
+) -> Result<Vec<String>, crate::status::ApiError> {
+    use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz};
+    if fv == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let (value, dups) = crate::handlers::parse_body(body, content_type)?;
+    let normalized = match kind {
+        "SubjectAccessReview" => typed::<authz::SubjectAccessReview>(&value),
+        "LocalSubjectAccessReview" => typed::<authz::LocalSubjectAccessReview>(&value),
+        "SelfSubjectAccessReview" => typed::<authz::SelfSubjectAccessReview>(&value),
+        "SelfSubjectRulesReview" => typed::<authz::SelfSubjectRulesReview>(&value),
+        "TokenReview" => typed::<authn::TokenReview>(&value),
+        "SelfSubjectReview" => typed::<authn::SelfSubjectReview>(&value),
+        _ => None,
+    };
+    let mut problems: Vec<String> = normalized
+        .map(|n| unknown_fields(&value, &n))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| format!("unknown field \"{u}\""))
+        .collect();
+    problems.extend(dups.iter().map(|d| format!("duplicate field \"{d}\"")));
+    match fv {
+        FieldValidation::Strict if !problems.is_empty() => {
+            Err(crate::status::ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                problems.join(", ")
+            )))
+        }
+        _ => Ok(problems),
+    }
+}
+
+/// `value` after a round trip through its kube type; `None` when it does not fit the type (the review's
+/// own checks report that).
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Option<Value> {
+    let t: T = serde_json::from_value(value.clone()).ok()?;
+    serde_json::to_value(t).ok()
+}
+
 /// Parse JSON, reporting the paths of duplicate keys (the last value wins, as in Go).
 pub fn parse_json_with_dups(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
     let dups = RefCell::new(Vec::new());

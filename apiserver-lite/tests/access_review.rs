@@ -104,6 +104,31 @@ spec:
     let file = s.write("f.yaml", &mismatch);
     let err = s.fails(&["create", "-f", path_str(&file)], None);
     assert!(err.contains("must match"), "{err}");
+    // kubectl's default strict field validation holds for reviews too (they are never stored).
+    let file = s.write(
+        "typo.yaml",
+        &sar("alice", &[], "list", "default").replace("  user:", "  usr: x\n  user:"),
+    );
+    let err = s.fails(&["create", "-f", path_str(&file)], None);
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.usr""#),
+        "{err}"
+    );
+    let out = s.ok(&[
+        "create",
+        "-f",
+        path_str(&file),
+        "--validate=false",
+        "-o",
+        "jsonpath={.status.allowed}",
+    ]);
+    assert_eq!(out, "true", "Ignore answers the review");
+    // kubectl explain reads the review's schema from /openapi/v3.
+    let explained = s.ok(&["explain", "subjectaccessreview.spec.resourceAttributes"]);
+    assert!(
+        explained.contains("FIELD: resourceAttributes <ResourceAttributes>"),
+        "{explained}"
+    );
 
     // alice herself may ask about herself (can-i) but not about others.
     let alice = mint(&s, "alice", &["dev"]);

@@ -119,6 +119,32 @@ fn validation_and_strict_decoding() {
         "{err}"
     );
 
+    // A volume with two sources is refused with kube's message; its mount then names no valid volume,
+    // as kube reports too. Nothing is stored.
+    let two = s.write(
+        "two.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: two}\nspec:\n  containers: [{name: c, image: x, volumeMounts: [{name: v, mountPath: /v}]}]\n  volumes: [{name: v, emptyDir: {}, hostPath: {path: /tmp}}]\n",
+    );
+    let err = s.fails(&["create", "-f", path_str(&two)], None);
+    assert!(
+        err.contains(
+            "The Pod \"two\" is invalid: \n* spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type\n* spec.containers[0].volumeMounts[0].name: Not found: \"v\""
+        ),
+        "{err}"
+    );
+    assert!(!s.kubectl(&["get", "pod", "two"]).status.success());
+    // The same volume with one source is stored with kube's volume defaults.
+    let one = s.write(
+        "one.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\nspec:\n  containers: [{name: c, image: x}]\n  volumes: [{name: v, hostPath: {path: /tmp}}, {name: c, configMap: {name: cm}}, {name: e}]\n",
+    );
+    s.ok(&["create", "-f", path_str(&one)]);
+    let vols = s.ok(&["get", "pod", "one", "-o", "jsonpath={.spec.volumes}"]);
+    let vols: Value = serde_json::from_str(&vols).expect("volumes json");
+    assert_eq!(vols[0]["hostPath"]["type"], "", "{vols}");
+    assert_eq!(vols[1]["configMap"]["defaultMode"], 420, "{vols}");
+    assert_eq!(vols[2]["emptyDir"], serde_json::json!({}), "{vols}");
+
     let unknown = s.write(
         "unknown.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: unk}\nspec:\n  foo: 1\n  containers: [{name: c, image: x}]\n",

@@ -1,8 +1,8 @@
 //! Protobuf responses over HTTPS from the real server, for a client that sends client-go's default
 //! `Accept: application/vnd.kubernetes.protobuf,application/json`: get, list, create and watch of
-//! ConfigMaps come back as protobuf whose decoding equals the JSON answer for the same object; a pod with
-//! fields outside the protobuf table comes back as JSON. `protoc --decode_raw` checks the envelope with an
-//! independent decoder.
+//! ConfigMaps and pods come back as protobuf whose decoding equals the JSON answer for the same object; a
+//! watch of a kind whose table is not declared complete streams JSON. `protoc --decode_raw` checks the
+//! envelope with an independent decoder.
 
 mod common;
 
@@ -279,7 +279,7 @@ fn protobuf_get_list_create_watch_and_json_fallback() {
     );
     assert_eq!(events[0].1, created);
 
-    // A pod with fields outside the protobuf table: JSON, which the client also accepts.
+    // A pod with a security context (once outside the table): protobuf, decoding to the JSON answer.
     let file = s.write(
         "pod.yaml",
         "apiVersion: v1
@@ -299,8 +299,18 @@ spec:
         None,
     );
     assert_eq!(reply.code, 200);
-    assert_eq!(reply.content_type, "application/json");
-    assert_eq!(json(&reply)["spec"]["securityContext"]["runAsUser"], 1000);
+    assert_eq!(reply.content_type, "application/vnd.kubernetes.protobuf");
+    let decoded = decode_known(&reply.body).expect("pod decodes");
+    assert_eq!(decoded["spec"]["securityContext"]["runAsUser"], 1000);
+    let as_json = curl(
+        &s,
+        "GET",
+        "/api/v1/namespaces/default/pods/secure",
+        "application/json",
+        None,
+    );
+    // Protobuf has no null: `lastProbeTime: null` (a zero Time) is simply absent.
+    assert_eq!(decoded, without_nulls(json(&as_json)));
     // A watch of a kind without a complete table streams JSON lines.
     let reply = curl(
         &s,
@@ -310,6 +320,19 @@ spec:
         None,
     );
     assert_eq!(reply.content_type, "application/json");
+}
+
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k, without_nulls(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
 }
 
 /// client-go (inside kubectl 1.32) is an independent protobuf decoder: `kubectl create … -o json` sends

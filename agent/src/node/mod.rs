@@ -1,9 +1,11 @@
 //! This node in the API: registration, readiness (runtime and network), status heartbeat, Lease.
 
+pub mod container_gc;
 pub mod image_gc;
 pub mod info;
 pub mod lease;
 pub mod pressure;
+pub mod reclaim;
 pub mod reserved;
 
 use std::collections::BTreeMap;

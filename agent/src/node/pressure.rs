@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::quantity;
 
+pub mod min_reclaim;
 pub mod soft;
+pub use min_reclaim::MinReclaim;
 pub use soft::SoftThreshold;
 
 /// The kubelet's Linux defaults (k/k `pkg/kubelet/eviction/defaults_linux.go`).
@@ -99,28 +101,33 @@ pub fn parse_thresholds(s: &str) -> Result<Vec<Threshold>, String> {
             .split_once('<')
             .ok_or_else(|| format!("{item:?}: expected <signal><<quantity or percentage>"))?;
         let signal = Signal::parse(name.trim())?;
-        let raw = raw.trim();
-        let value = if let Some(pct) = raw.strip_suffix('%') {
-            let p: f64 = pct
-                .trim()
-                .parse()
-                .map_err(|_| format!("{item:?}: bad percentage {raw:?}"))?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(format!("{item:?}: percentage must be between 0% and 100%"));
-            }
-            Value::Percent(p)
-        } else {
-            let milli = quantity::parse_milli(raw).map_err(|e| format!("{item:?}: {e}"))?;
-            let whole = u64::try_from((milli + 999).div_euclid(1000))
-                .map_err(|_| format!("{item:?}: must not be negative"))?;
-            Value::Amount(whole)
-        };
+        let value = parse_value(item, raw)?;
         if out.iter().any(|t| t.signal == signal) {
             return Err(format!("{item:?}: signal {name} given twice"));
         }
         out.push(Threshold { signal, value });
     }
     Ok(out)
+}
+
+/// A quantity (`100Mi`, `1k`, rounded up to a whole unit) or a percentage between 0 and 100 (`10%`); `item`
+/// names the whole statement in errors.
+fn parse_value(item: &str, raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    if let Some(pct) = raw.strip_suffix('%') {
+        let p: f64 = pct
+            .trim()
+            .parse()
+            .map_err(|_| format!("{item:?}: bad percentage {raw:?}"))?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!("{item:?}: percentage must be between 0% and 100%"));
+        }
+        return Ok(Value::Percent(p));
+    }
+    let milli = quantity::parse_milli(raw).map_err(|e| format!("{item:?}: {e}"))?;
+    let whole = u64::try_from((milli + 999).div_euclid(1000))
+        .map_err(|_| format!("{item:?}: must not be negative"))?;
+    Ok(Value::Amount(whole))
 }
 
 /// Parsed `--eviction-hard` (a newtype so that clap takes the whole list as one value).
@@ -227,8 +234,13 @@ pub fn reclaim_rank(signal: Signal) -> u8 {
 
 /// The conditions the crossed thresholds raise.
 pub fn decide(thresholds: &[Threshold], obs: &Observations) -> Pressure {
+    conditions_of(&crossed(thresholds, obs))
+}
+
+/// The conditions thresholds met raise.
+pub fn conditions_of(met: &[Crossed]) -> Pressure {
     let mut p = Pressure::default();
-    for c in crossed(thresholds, obs) {
+    for c in met {
         match c.signal {
             Signal::MemoryAvailable => p.memory = true,
             Signal::PidAvailable => p.pid = true,
@@ -392,6 +404,8 @@ pub struct Eviction {
     pub nodefs: PathBuf,
     /// containerd's root; the nodefs when it does not exist (one file system for both).
     pub imagefs: PathBuf,
+    /// `--eviction-minimum-reclaim` and the thresholds it holds met.
+    pub min_reclaim: MinReclaim,
 }
 
 impl Eviction {
@@ -426,9 +440,27 @@ impl Eviction {
         }
     }
 
-    /// The conditions the hard and soft thresholds crossed now raise (grace periods are for evicting).
+    /// The conditions the hard and soft thresholds met now raise (grace periods are for evicting): crossed,
+    /// or met at the eviction manager's last round and not yet reclaimed by the minimum reclaim.
     pub async fn pressure(&self) -> Pressure {
-        decide(&self.all_thresholds(), &self.observe_async().await)
+        let obs = self.observe_async().await;
+        let held = self.min_reclaim.held();
+        let amounts = &self.min_reclaim.amounts;
+        let soft: Vec<Threshold> = self.soft.iter().map(|s| s.threshold).collect();
+        let mut all = min_reclaim::met(&self.hard, &held.hard, amounts, &obs);
+        all.extend(min_reclaim::met(&soft, &held.soft, amounts, &obs));
+        conditions_of(&all)
+    }
+
+    /// Whether the image file system is a file system of its own (the kubelet's `HasDedicatedImageFs`):
+    /// containerd's root exists and is on another device than the nodefs. Blocking.
+    pub fn dedicated_imagefs(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| m.dev());
+        match (dev(&self.nodefs), dev(&self.imagefs)) {
+            (Some(n), Some(i)) => n != i,
+            _ => false,
+        }
     }
 
     /// Hard and soft thresholds in one list.
@@ -443,11 +475,6 @@ impl Eviction {
         tokio::task::spawn_blocking(move || me.observe())
             .await
             .unwrap_or_default()
-    }
-
-    /// The thresholds, hard or soft, crossed right now (grace periods not considered).
-    pub async fn crossed(&self) -> Vec<Crossed> {
-        crossed(&self.all_thresholds(), &self.observe_async().await)
     }
 }
 

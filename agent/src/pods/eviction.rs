@@ -3,7 +3,9 @@
 //! period, one pod at a time is ranked first and evicted (Failed, reason `Evicted`, condition
 //! `DisruptionTarget`; containers killed at once for a hard threshold, stopped with
 //! `--eviction-max-pod-grace-period` or the pod's grace period for a soft one), and the next only once it
-//! is down. Admission: while the node reports pressure, new
+//! is down. Before a pod is evicted, node-level resources are reclaimed (`node::reclaim`: for disk, dead
+//! containers then unused images) and the signals measured again; a threshold once met stays met until its
+//! `--eviction-minimum-reclaim` is reclaimed too. Admission: while the node reports pressure, new
 //! pods are refused (only BestEffort ones when memory pressure is the only condition). Critical pods
 //! (priority at least `system-cluster-critical`'s 2000000000, mirror pods) are neither evicted nor refused.
 
@@ -17,9 +19,12 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use super::status::PodFailure;
+use crate::node::container_gc::ContainerGc;
 use crate::node::image_gc::ImageGc;
+use crate::node::pressure::min_reclaim::{self, Held};
 use crate::node::pressure::soft::{self, FirstObserved};
 use crate::node::pressure::{self, Crossed, Eviction, Pressure, Signal};
+use crate::node::reclaim::{self, NodeReclaim};
 use crate::runtime::cgroups;
 
 /// The kubelet's `SystemCriticalPriority`.
@@ -247,34 +252,54 @@ pub async fn run(
     let mut first_observed = FirstObserved::default();
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let on_node = ListParams::default().fields(&format!("spec.nodeName={}", ctx.node_name));
+    let node_reclaim = NodeReclaim {
+        containers: ContainerGc::new(ctx.runtime.clone(), ctx.pod_log_dir.clone()),
+        images,
+        pods: api.clone(),
+        on_node: on_node.clone(),
+    };
+    let fs = eviction.clone();
+    let dedicated_imagefs = tokio::task::spawn_blocking(move || fs.dedicated_imagefs())
+        .await
+        .unwrap_or(false);
+    let min = eviction.min_reclaim.amounts.clone();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let observed = eviction.observe_async().await;
-        let hard = pressure::crossed(&eviction.hard, &observed);
-        let soft_met = first_observed.met(&eviction.soft, &observed, Instant::now());
+        // Thresholds met last round stay met until their minimum reclaim is reclaimed.
+        let held = eviction.min_reclaim.held();
+        let hard = min_reclaim::met(&eviction.hard, &held.hard, &min, &observed);
+        let soft_met =
+            first_observed.met_holding(&eviction.soft, &held.soft, &min, &observed, Instant::now());
+        eviction.min_reclaim.set_held(Held {
+            hard: hard.iter().map(|c| c.signal).collect(),
+            soft: soft_met.iter().map(|c| c.signal).collect(),
+        });
         let Some((c, is_soft)) = soft::pick(&hard, &soft_met) else {
             continue;
         };
-        // Disk first gets back what unused images hold; pods are evicted only if that was not enough.
-        if c.signal.is_disk() {
-            match images.reclaim().await {
-                Ok(p) if !p.deleted.is_empty() => {
-                    tracing::info!(signal = ?c.signal, deleted = ?p.deleted, freed = p.freed, "disk pressure: deleted unused images");
-                    if !eviction
-                        .crossed()
-                        .await
-                        .iter()
-                        .any(|x| x.signal == c.signal)
-                    {
-                        continue;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "disk pressure: cannot delete unused images"),
+        let resource = c.signal.resource();
+        tracing::info!(
+            resource,
+            signal = c.signal.name(),
+            "eviction manager: attempting to reclaim"
+        );
+        // Node-level resources first (disk: dead containers, then unused images); no pod is evicted when
+        // that brought every threshold back above itself plus its minimum reclaim.
+        let fns = reclaim::reclaim_fns(c.signal, dedicated_imagefs);
+        if node_reclaim.run(fns, resource).await {
+            let after = eviction.observe_async().await;
+            if min_reclaim::met_enforcing(&eviction.all_thresholds(), &min, &after).is_empty() {
+                tracing::info!(
+                    resource,
+                    "eviction manager: able to reduce resource pressure without evicting pods."
+                );
+                continue;
             }
         }
+        tracing::info!(resource, "eviction manager: must evict pod(s) to reclaim");
         let pods: Vec<Pod> = match api.list(&on_node).await {
             Ok(l) => l.items.into_iter().filter(evictable).collect(),
             Err(e) => {
@@ -330,161 +355,5 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements, Toleration};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-
-    fn pod(requests: &[(&str, &str)], priority: Option<i32>) -> Pod {
-        Pod {
-            spec: Some(PodSpec {
-                priority,
-                containers: vec![Container {
-                    name: "c".into(),
-                    resources: Some(ResourceRequirements {
-                        requests: (!requests.is_empty()).then(|| {
-                            requests
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-                                .collect()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn admission_under_pressure() {
-        let memory = Pressure {
-            memory: true,
-            ..Default::default()
-        };
-        let disk = Pressure {
-            disk: true,
-            ..Default::default()
-        };
-        let best_effort = pod(&[], None);
-        let burstable = pod(&[("memory", "10Mi")], None);
-        assert!(admit(&best_effort, Pressure::default()).is_ok());
-        let refused = admit(&best_effort, memory).expect_err("BestEffort under memory pressure");
-        assert_eq!(refused.reason, "Evicted");
-        assert_eq!(
-            refused.message,
-            "The node had condition: [MemoryPressure]. "
-        );
-        assert!(admit(&burstable, memory).is_ok());
-        let mut tolerant = best_effort.clone();
-        if let Some(s) = tolerant.spec.as_mut() {
-            s.tolerations = Some(vec![Toleration {
-                key: Some("node.kubernetes.io/memory-pressure".into()),
-                operator: Some("Exists".into()),
-                effect: Some("NoSchedule".into()),
-                ..Default::default()
-            }]);
-        }
-        assert!(admit(&tolerant, memory).is_ok());
-        assert!(
-            admit(&burstable, disk).is_err(),
-            "disk pressure refuses all"
-        );
-        let both = Pressure {
-            memory: true,
-            disk: true,
-            pid: false,
-        };
-        assert_eq!(
-            admit(&burstable, both).map_err(|f| f.message),
-            Err("The node had condition: [MemoryPressure, DiskPressure]. ".to_string())
-        );
-        assert!(admit(&pod(&[], Some(SYSTEM_CRITICAL_PRIORITY)), both).is_ok());
-    }
-
-    #[test]
-    fn memory_ranking() {
-        let c = |uid: &str, priority: i32, request: u64, memory: u64| Candidate {
-            uid: uid.into(),
-            priority,
-            memory_request: request,
-            memory,
-            ..Default::default()
-        };
-        let ranked = rank(
-            Signal::MemoryAvailable,
-            vec![
-                c("within-request", 0, 100, 50),
-                c("high-priority-over", 10, 0, 500),
-                c("over-a-little", 0, 100, 120),
-                c("over-a-lot", 0, 0, 300),
-            ],
-        );
-        let order: Vec<&str> = ranked.iter().map(|c| c.uid.as_str()).collect();
-        assert_eq!(
-            order,
-            [
-                "over-a-lot",
-                "over-a-little",
-                "high-priority-over",
-                "within-request"
-            ]
-        );
-        let pids = rank(
-            Signal::PidAvailable,
-            vec![
-                Candidate {
-                    uid: "few".into(),
-                    pids: 2,
-                    ..Default::default()
-                },
-                Candidate {
-                    uid: "many".into(),
-                    pids: 40,
-                    ..Default::default()
-                },
-            ],
-        );
-        assert_eq!(pids[0].uid, "many");
-    }
-
-    #[test]
-    fn bytes_below_a_directory() {
-        let root = std::env::temp_dir().join(format!("skiff-dir-bytes-{}", std::process::id()));
-        let deep = root.join("a/b/c");
-        std::fs::create_dir_all(&deep).expect("mkdir");
-        std::fs::write(root.join("one"), [0u8; 10]).expect("write");
-        std::fs::write(deep.join("two"), [0u8; 32]).expect("write");
-        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).expect("symlink");
-        assert_eq!(
-            dir_bytes(&root),
-            42,
-            "files at every depth, symlinks not followed"
-        );
-        assert_eq!(dir_bytes(&root.join("missing")), 0);
-        let _ = std::fs::remove_dir_all(&root);
-    }
-
-    #[test]
-    fn kubelet_message() {
-        let c = Crossed {
-            signal: Signal::MemoryAvailable,
-            threshold: 100 << 20,
-            available: 50 << 20,
-        };
-        assert_eq!(
-            message(&c),
-            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. "
-        );
-        let p = Crossed {
-            signal: Signal::PidAvailable,
-            threshold: 1000,
-            available: 10,
-        };
-        assert!(
-            message(&p).starts_with("The node was low on resource: pids. Threshold quantity: 1000")
-        );
-    }
-}
+#[path = "eviction_tests.rs"]
+mod tests;

@@ -220,12 +220,8 @@ pub async fn run_with(
             }
             _ = tokio::time::sleep(wait) => {}
         }
-        while let Some(change) = jobs.try_next() {
-            cache.job_change(change);
-        }
-        while let Some(change) = cronjobs.try_next() {
-            cache.cronjob_change(change);
-        }
+        jobs.drain(usize::MAX, |change| cache.job_change(change));
+        cronjobs.drain(usize::MAX, |change| cache.cronjob_change(change));
         if !(cache.cronjobs_listed && cache.jobs_listed) {
             continue;
         }

@@ -30,7 +30,6 @@ mod writes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::owners::Key;
 use super::reflector::Reflector;
 use crate::handlers::Api;
 use crate::store::Store;
@@ -61,12 +60,7 @@ pub async fn run(
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*shutdown.borrow() {
-        let timer = cache
-            .timers
-            .values()
-            .min()
-            .map(|at| at.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(86_400));
+        let timer = cache.queue.sleep_for(Instant::now());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = sets.next() => cache.ds_change(change),
@@ -75,60 +69,24 @@ pub async fn run(
             change = revisions.next() => cache.revision_change(change),
             _ = retry.tick() => {
                 let failed = std::mem::take(&mut cache.failed);
-                cache.dirty.extend(failed);
+                cache.queue.mark_all(failed);
             }
             _ = tokio::time::sleep(timer) => {}
         }
-        for _ in 0..BATCH {
-            match pods.try_next() {
-                Some(change) => cache.pod_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match nodes.try_next() {
-                Some(change) => cache.node_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match revisions.try_next() {
-                Some(change) => cache.revision_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match sets.try_next() {
-                Some(change) => cache.ds_change(change),
-                None => break,
-            }
-        }
+        pods.drain(BATCH, |change| cache.pod_change(change));
+        nodes.drain(BATCH, |change| cache.node_change(change));
+        revisions.drain(BATCH, |change| cache.revision_change(change));
+        sets.drain(BATCH, |change| cache.ds_change(change));
         if cache.listed.contains(&false) {
             continue;
         }
         let now = Instant::now();
-        let due: Vec<Key> = cache
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            cache.timers.remove(&key);
-            cache.dirty.insert(key);
-        }
         let seen = pods.revision();
-        cache.expect.retain(|_, rev| *rev > seen);
-        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
-        for key in dirty {
-            if cache.expect.contains_key(&key) {
-                // Synced again once the pod view has caught up (the loop re-marks it then).
-                cache.dirty.insert(key);
-                continue;
-            }
+        // A DaemonSet waiting for the pod view stays dirty: synced again once the view has caught up.
+        for key in cache.queue.take_ready(now, |rev| *rev > seen) {
             match sync(&api, &mut cache, &key).await {
                 Ok(Some(rev)) if rev > seen => {
-                    cache.expect.insert(key, rev);
+                    cache.queue.expect(key, rev);
                 }
                 Ok(_) => {}
                 Err(err) => {

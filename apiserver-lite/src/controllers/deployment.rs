@@ -14,11 +14,11 @@ mod strategy;
 mod sync;
 pub(crate) mod template;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::owners::{self, Key, Selector, Stored, key_of, str_at};
+use super::owners::{Key, Selector, Stored, key_of, str_at};
+use super::queue::Queue;
 use super::reflector::{Change, Reflector};
 use crate::handlers::Api;
 use crate::resources::{Kind, by_kind};
@@ -38,13 +38,9 @@ struct Cache {
     deployments: BTreeMap<Key, Stored>,
     sets: BTreeMap<Key, Stored>,
     pods: BTreeMap<Key, PodEntry>,
-    dirty: BTreeSet<Key>,
-    /// Consecutive failed syncs, for the back-off of their retries.
-    failures: HashMap<Key, u32>,
-    /// Deployments waiting for the (ReplicaSet, Deployment) views to reach their last writes.
-    expect: HashMap<Key, (Revision, Revision)>,
-    /// Deployments to look at again at a UNIX time (progress deadline).
-    timers: BTreeMap<Key, i64>,
+    /// Deployments to sync; a timer looks at one again at a UNIX time (progress deadline); an expectation
+    /// waits for the (ReplicaSet, Deployment) views to reach its last writes.
+    queue: Queue<Key, (Revision, Revision)>,
     listed: [bool; 3],
 }
 
@@ -56,10 +52,7 @@ impl Cache {
             deployments: BTreeMap::new(),
             sets: BTreeMap::new(),
             pods: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            failures: HashMap::new(),
-            expect: HashMap::new(),
-            timers: BTreeMap::new(),
+            queue: Queue::new(),
             listed: [false; 3],
         }
     }
@@ -71,7 +64,7 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.d_prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.deployments.keys().cloned());
+                self.queue.mark_all(self.deployments.keys().cloned());
                 self.listed[0] = true;
             }
             Change::Put(kv) => {
@@ -79,14 +72,13 @@ impl Cache {
                     && let Some(d) = Stored::parse(&kv)
                 {
                     self.deployments.insert(key.clone(), d);
-                    self.dirty.insert(key);
+                    self.queue.mark(key);
                 }
             }
             Change::Delete(kv) => {
                 if let Some(key) = key_of(&self.d_prefix, &kv) {
                     self.deployments.remove(&key);
-                    self.expect.remove(&key);
-                    self.timers.remove(&key);
+                    self.queue.forget(&key);
                 }
             }
         }
@@ -105,7 +97,7 @@ impl Cache {
                     .is_some_and(|s| s.matches(&rs.labels())),
             };
             if wanted {
-                self.dirty.insert((d_ns.clone(), name.clone()));
+                self.queue.mark((d_ns.clone(), name.clone()));
             }
         }
     }
@@ -117,7 +109,7 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.rs_prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.deployments.keys().cloned());
+                self.queue.mark_all(self.deployments.keys().cloned());
                 self.listed[1] = true;
             }
             Change::Put(kv) => {
@@ -167,7 +159,7 @@ impl Cache {
             .filter(|(_, d)| str_at(&d.value, "/spec/strategy/type") == "Recreate")
             .map(|(k, _)| k.clone());
         if let Some(key) = found {
-            self.dirty.insert(key);
+            self.queue.mark(key);
         }
     }
 
@@ -184,7 +176,7 @@ impl Cache {
                         Some((key_of(super::PODS_PREFIX, kv)?, entry(&Stored::parse(kv)?)))
                     })
                     .collect();
-                self.dirty.extend(self.deployments.keys().cloned());
+                self.queue.mark_all(self.deployments.keys().cloned());
                 self.listed[2] = true;
             }
             Change::Put(kv) => {
@@ -256,13 +248,7 @@ pub async fn run(
     let mut sets = Reflector::new(store.clone(), &cache.rs_prefix);
     let mut pods = Reflector::new(store, super::PODS_PREFIX);
     while !*shutdown.borrow() {
-        let now = jiff::Timestamp::now().as_second();
-        let timer = cache
-            .timers
-            .values()
-            .min()
-            .map(|at| Duration::from_secs((at - now).max(0) as u64))
-            .unwrap_or(Duration::from_secs(86_400));
+        let timer = cache.queue.sleep_for(jiff::Timestamp::now().as_second());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = deployments.next() => cache.deployment_change(change),
@@ -271,48 +257,19 @@ pub async fn run(
             _ = tokio::time::sleep(timer) => {}
         }
         // Pods, then ReplicaSets, then Deployments: a view is never newer than the ones it is read with.
-        for _ in 0..BATCH {
-            match pods.try_next() {
-                Some(change) => cache.pod_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match sets.try_next() {
-                Some(change) => cache.rs_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match deployments.try_next() {
-                Some(change) => cache.deployment_change(change),
-                None => break,
-            }
-        }
+        pods.drain(BATCH, |change| cache.pod_change(change));
+        sets.drain(BATCH, |change| cache.rs_change(change));
+        deployments.drain(BATCH, |change| cache.deployment_change(change));
         if cache.listed.contains(&false) {
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
-        let due: Vec<Key> = cache
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            cache.timers.remove(&key);
-            cache.dirty.insert(key);
-        }
         let seen = (sets.revision(), deployments.revision());
-        cache
-            .expect
-            .retain(|_, (rs, d)| *rs > seen.0 || *d > seen.1);
-        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
-        for key in dirty {
-            if cache.expect.contains_key(&key) {
-                cache.dirty.insert(key);
-                continue;
-            }
+        // A Deployment waiting for the views stays dirty: synced again once they have caught up.
+        let ready = cache
+            .queue
+            .take_ready(now, |(rs, d)| *rs > seen.0 || *d > seen.1);
+        for key in ready {
             let Some(d) = cache.deployments.get(&key).cloned() else {
                 continue;
             };
@@ -320,25 +277,18 @@ pub async fn run(
             let pod_owners = cache.pod_owners(&key.0);
             match sync::Sync::new(&api, &d).run(candidates, &pod_owners).await {
                 Ok(out) => {
-                    cache.failures.remove(&key);
+                    cache.queue.succeeded(&key);
                     let rs = out.rs_write.filter(|r| *r > seen.0).unwrap_or(0);
                     let dw = out.d_write.filter(|r| *r > seen.1).unwrap_or(0);
                     if rs > 0 || dw > 0 {
-                        cache.expect.insert(key.clone(), (rs, dw));
+                        cache.queue.expect(key.clone(), (rs, dw));
                     }
-                    match out.recheck_at {
-                        Some(at) => cache.timers.insert(key, at),
-                        None => cache.timers.remove(&key),
-                    };
+                    cache.queue.recheck(&key, out.recheck_at);
                 }
                 Err(err) => {
                     tracing::warn!(deployment = %format!("{}/{}", key.0, key.1), error = %err.message,
                         "failed to sync deployment; will retry");
-                    let n = cache.failures.entry(key.clone()).or_insert(0);
-                    *n = n.saturating_add(1);
-                    let at = jiff::Timestamp::now().as_second() + owners::backoff_secs(*n);
-                    let timer = cache.timers.entry(key).or_insert(at);
-                    *timer = (*timer).min(at);
+                    cache.queue.failed(key, jiff::Timestamp::now().as_second());
                 }
             }
         }

@@ -12,14 +12,14 @@
 
 pub(crate) mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use super::events::{self, EventType, ObjectRef};
 use super::owners::{self, Key, Stored, key_of};
+use super::queue::Queue;
 use super::reflector::{Change, Reflector};
 use crate::handlers::Api;
 use crate::resources::{Kind, by_kind};
@@ -88,10 +88,9 @@ struct Cache {
     replicasets: View,
     deployments: View,
     statefulsets: View,
-    dirty: BTreeSet<Key>,
-    /// Budgets to look at again at a UNIX time (a `disruptedPods` entry expiring, a failed sync).
-    timers: BTreeMap<Key, i64>,
-    failures: HashMap<Key, u32>,
+    /// Budgets to sync; a timer looks at one again at a UNIX time (a `disruptedPods` entry expiring, a
+    /// failed sync).
+    queue: Queue<Key>,
 }
 
 impl Cache {
@@ -102,9 +101,7 @@ impl Cache {
             replicasets: View::new(by_kind(Kind::ReplicaSet).prefix(None)),
             deployments: View::new(by_kind(Kind::Deployment).prefix(None)),
             statefulsets: View::new(by_kind(Kind::StatefulSet).prefix(None)),
-            dirty: BTreeSet::new(),
-            timers: BTreeMap::new(),
-            failures: HashMap::new(),
+            queue: Queue::new(),
         }
     }
 
@@ -123,7 +120,7 @@ impl Cache {
     /// Requeue the budgets of `namespaces` (all budgets for `None`).
     fn touch(&mut self, namespaces: Option<Vec<String>>) {
         match namespaces {
-            None => self.dirty.extend(self.budgets.objects.keys().cloned()),
+            None => self.queue.mark_all(self.budgets.objects.keys().cloned()),
             Some(namespaces) => {
                 for ns in namespaces {
                     let keys: Vec<Key> = self
@@ -131,7 +128,7 @@ impl Cache {
                         .in_namespace(&ns)
                         .map(|(k, _)| k.clone())
                         .collect();
-                    self.dirty.extend(keys);
+                    self.queue.mark_all(keys);
                 }
             }
         }
@@ -144,8 +141,8 @@ impl Cache {
         };
         let touched = self.budgets.apply(change);
         if let Some(key) = deleted {
-            self.timers.remove(&key);
-            self.failures.remove(&key);
+            self.queue.forget(&key);
+            self.queue.succeeded(&key);
         }
         self.touch(touched);
     }
@@ -164,7 +161,7 @@ pub async fn run(
     let mut deployments = Reflector::new(store.clone(), &cache.deployments.prefix);
     let mut statefulsets = Reflector::new(store, &cache.statefulsets.prefix);
     while !*shutdown.borrow() {
-        let timer = next_timer(&cache.timers);
+        let timer = cache.queue.sleep_for(jiff::Timestamp::now().as_second());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = budgets.next() => cache.budget_change(change),
@@ -174,60 +171,29 @@ pub async fn run(
             change = statefulsets.next() => { let t = cache.statefulsets.apply(change); cache.touch(t) }
             _ = tokio::time::sleep(timer) => {}
         }
-        for _ in 0..BATCH {
-            let Some(change) = pods.try_next() else { break };
+        pods.drain(BATCH, |change| {
             let t = cache.pods.apply(change);
             cache.touch(t);
-        }
-        for _ in 0..BATCH {
-            let Some(change) = budgets.try_next() else {
-                break;
-            };
-            cache.budget_change(change);
-        }
+        });
+        budgets.drain(BATCH, |change| cache.budget_change(change));
         if !cache.listed() {
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
-        let due: Vec<Key> = cache
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            cache.timers.remove(&key);
-            cache.dirty.insert(key);
-        }
-        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
-        for key in dirty {
+        for key in cache.queue.take_due_and_dirty(now) {
             match sync(&api, &mut cache, &key, now).await {
                 Ok(()) => {
-                    cache.failures.remove(&key);
+                    cache.queue.succeeded(&key);
                 }
                 Err(err) => {
                     tracing::warn!(pdb = %format!("{}/{}", key.0, key.1), error = %err.message,
                         "failed to sync pod disruption budget; will retry");
-                    let n = cache.failures.entry(key.clone()).or_insert(0);
-                    *n = n.saturating_add(1);
-                    let at = now + owners::backoff_secs(*n);
-                    let timer = cache.timers.entry(key).or_insert(at);
-                    *timer = (*timer).min(at);
+                    cache.queue.failed(key, now);
                 }
             }
         }
     }
     Ok(())
-}
-
-/// How long until the first timer (a day when there is none).
-fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
-    let now = jiff::Timestamp::now().as_second();
-    timers
-        .values()
-        .min()
-        .map(|at| Duration::from_secs((at - now).max(0) as u64))
-        .unwrap_or(Duration::from_secs(86_400))
 }
 
 async fn event(api: &Api, pdb: &Value, type_: EventType, reason: &str, message: &str) {
@@ -246,7 +212,7 @@ async fn event(api: &Api, pdb: &Value, type_: EventType, reason: &str, message: 
 /// Sync one budget: compute its status and write it when it changed.
 async fn sync(api: &Api, cache: &mut Cache, key: &Key, now: i64) -> ApiResult<()> {
     let Some(pdb) = cache.budgets.objects.get(key).cloned() else {
-        cache.timers.remove(key);
+        cache.queue.cancel(key);
         return Ok(());
     };
     let (ns, _) = key;
@@ -262,10 +228,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key, now: i64) -> ApiResult<()
     };
     let next = match status::compute(&pdb.value, &pods, &workloads, now) {
         Ok(computed) => {
-            match computed.recheck_at {
-                Some(at) => cache.timers.insert(key.clone(), at),
-                None => cache.timers.remove(key),
-            };
+            cache.queue.recheck(key, computed.recheck_at);
             if !computed.unmanaged.is_empty() {
                 tracing::debug!(pdb = %format!("{}/{}", key.0, key.1), pods = ?computed.unmanaged,
                     "pods without a controller are selected by this budget");

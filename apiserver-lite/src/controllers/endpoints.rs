@@ -224,18 +224,8 @@ pub async fn run(
                 cache.dirty.extend(failed);
             }
         }
-        for _ in 0..BATCH {
-            match services.try_next() {
-                Some(change) => cache.service_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match pods.try_next() {
-                Some(change) => cache.pod_change(change),
-                None => break,
-            }
-        }
+        services.drain(BATCH, |change| cache.service_change(change));
+        pods.drain(BATCH, |change| cache.pod_change(change));
         if !cache.ready() {
             continue;
         }

@@ -10,14 +10,14 @@
 //! admission (the default StorageClass, the `pvc-protection` finalizer, quota) applies as to any claim.
 //! A failed sync is retried with a back-off (1 s doubling to 256 s).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::events::{self, EventType, ObjectRef};
-use super::owners::{self, Key, Stored, key_of, str_at};
+use super::owners::{Key, Stored, key_of, str_at};
+use super::queue::Queue;
 use super::reflector::{Change, Reflector};
 use crate::handlers::Api;
 use crate::resources::pod::ephemeral;
@@ -113,9 +113,8 @@ struct Controller {
     /// Pods with ephemeral volumes.
     pods: BTreeMap<Key, Stored>,
     claims: BTreeMap<Key, Stored>,
-    dirty: BTreeSet<Key>,
-    failures: HashMap<Key, u32>,
-    timers: BTreeMap<Key, i64>,
+    /// Pods to sync, and the retries of failed syncs.
+    queue: Queue<Key>,
     /// Pod uid → the warnings already recorded about it (kube's recorder folds repeats into a count).
     warned: HashMap<String, HashSet<String>>,
     /// Whether pods and claims have had their first listing.
@@ -132,7 +131,7 @@ impl Controller {
                     .filter_map(|kv| Some((key_of(prefix, kv)?, Stored::parse(kv)?)))
                     .filter(|(_, p)| has_ephemeral(&p.value))
                     .collect();
-                self.dirty.extend(self.pods.keys().cloned());
+                self.queue.mark_all(self.pods.keys().cloned());
                 let uids: HashSet<&str> = self.pods.values().map(Stored::uid).collect();
                 self.warned.retain(|uid, _| uids.contains(uid.as_str()));
                 self.listed[0] = true;
@@ -147,7 +146,7 @@ impl Controller {
                 // The spec is immutable: only a new pod (or a new one of the same name) needs work.
                 let known = self.pods.get(&key).is_some_and(|p| p.uid() == pod.uid());
                 if !known {
-                    self.dirty.insert(key.clone());
+                    self.queue.mark(key.clone());
                 }
                 self.pods.insert(key, pod);
             }
@@ -167,7 +166,7 @@ impl Controller {
                     .iter()
                     .filter_map(|kv| Some((key_of(&prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.pods.keys().cloned());
+                self.queue.mark_all(self.pods.keys().cloned());
                 self.listed[1] = true;
             }
             Change::Put(kv) => {
@@ -194,7 +193,7 @@ impl Controller {
                     })
                     .map(|(key, _)| key.clone())
                     .collect();
-                self.dirty.extend(users);
+                self.queue.mark_all(users);
             }
         }
     }
@@ -202,7 +201,7 @@ impl Controller {
     /// Sync one pod; on failure retry it after the back-off.
     async fn sync(&mut self, key: Key) {
         let Some(pod) = self.pods.get(&key).cloned() else {
-            self.failures.remove(&key);
+            self.queue.succeeded(&key);
             return;
         };
         let ns = key.0.clone();
@@ -230,16 +229,12 @@ impl Controller {
         }
         match failure {
             None => {
-                self.failures.remove(&key);
+                self.queue.succeeded(&key);
             }
             Some(error) => {
                 tracing::debug!(pod = %format!("{}/{}", key.0, key.1), %error,
                     "ephemeral volume sync failed; will retry");
-                let n = self.failures.entry(key.clone()).or_insert(0);
-                *n = n.saturating_add(1);
-                let at = jiff::Timestamp::now().as_second() + owners::backoff_secs(*n);
-                let timer = self.timers.entry(key).or_insert(at);
-                *timer = (*timer).min(at);
+                self.queue.failed(key, jiff::Timestamp::now().as_second());
             }
         }
     }
@@ -315,18 +310,12 @@ pub async fn run(
         api: Api::new(store),
         pods: BTreeMap::new(),
         claims: BTreeMap::new(),
-        dirty: BTreeSet::new(),
-        failures: HashMap::new(),
-        timers: BTreeMap::new(),
+        queue: Queue::new(),
         warned: HashMap::new(),
         listed: [false; 2],
     };
     while !*shutdown.borrow() {
-        let now = jiff::Timestamp::now().as_second();
-        let wait = match c.timers.values().min() {
-            Some(at) => Duration::from_secs((at - now).max(0) as u64),
-            None => Duration::from_secs(86_400),
-        };
+        let wait = c.queue.sleep_for(jiff::Timestamp::now().as_second());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = pods.next() => c.pod_change(change),
@@ -334,27 +323,13 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
         // Claims first: a pod is judged by the claims already delivered.
-        while let Some(change) = claims.try_next() {
-            c.claim_change(change);
-        }
-        while let Some(change) = pods.try_next() {
-            c.pod_change(change);
-        }
+        claims.drain(usize::MAX, |change| c.claim_change(change));
+        pods.drain(usize::MAX, |change| c.pod_change(change));
         if c.listed.contains(&false) {
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
-        let due: Vec<Key> = c
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in due {
-            c.timers.remove(&key);
-            c.dirty.insert(key);
-        }
-        for key in std::mem::take(&mut c.dirty) {
+        for key in c.queue.take_due_and_dirty(now) {
             if *shutdown.borrow() {
                 break;
             }

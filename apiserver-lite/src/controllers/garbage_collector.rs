@@ -61,9 +61,7 @@ pub async fn run(
             change = reflector.next() => {
                 queue.extend(apply(&mut graph, change));
                 // Take in what is already delivered, so a burst is handled as one batch.
-                while let Some(change) = reflector.try_next() {
-                    queue.extend(apply(&mut graph, change));
-                }
+                reflector.drain(usize::MAX, |change| queue.extend(apply(&mut graph, change)));
             }
             _ = retry.tick() => queue.extend(failed.due()),
         }

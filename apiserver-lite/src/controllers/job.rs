@@ -76,63 +76,31 @@ pub async fn run_with(
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*shutdown.borrow() {
-        let next_timer = cache
-            .timers
-            .values()
-            .min()
-            .copied()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        let timer = cache.queue.sleep_for(Instant::now());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = jobs.next() => cache.job_change(change),
             change = pods.next() => cache.pod_change(change),
             _ = retry.tick() => {
                 let failed = std::mem::take(&mut cache.failed);
-                cache.dirty.extend(failed);
+                cache.queue.mark_all(failed);
             }
-            _ = tokio::time::sleep_until(next_timer) => {}
+            _ = tokio::time::sleep(timer) => {}
         }
-        for _ in 0..BATCH {
-            match pods.try_next() {
-                Some(change) => cache.pod_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match jobs.try_next() {
-                Some(change) => cache.job_change(change),
-                None => break,
-            }
-        }
+        pods.drain(BATCH, |change| cache.pod_change(change));
+        jobs.drain(BATCH, |change| cache.job_change(change));
         if !(cache.jobs_listed && cache.pods_listed) {
             continue;
         }
         let now = Instant::now();
-        let due: Vec<Key> = cache
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            cache.timers.remove(&key);
-            cache.dirty.insert(key);
-        }
         let (seen_pods, seen_jobs) = (pods.revision(), jobs.revision());
-        cache
-            .expect
-            .retain(|_, e| e.pods > seen_pods || e.jobs > seen_jobs);
-        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
-        for key in dirty {
-            if cache.expect.contains_key(&key) {
-                // Synced again once the views have caught up (the loop re-marks it then).
-                cache.dirty.insert(key);
-                continue;
-            }
+        let pending = |e: &Expect| e.pods > seen_pods || e.jobs > seen_jobs;
+        // A Job waiting for the views stays dirty: synced again once they have caught up.
+        for key in cache.queue.take_ready(now, pending) {
             let mut expect = Expect::default();
             let result = sync(&api, settings, &mut cache, &key, &mut expect).await;
-            if expect.pods > seen_pods || expect.jobs > seen_jobs {
-                cache.expect.insert(key.clone(), expect);
+            if pending(&expect) {
+                cache.queue.expect(key.clone(), expect);
             }
             if let Err(err) = result {
                 tracing::warn!(job = %format!("{}/{}", key.0, key.1), error = %err.message,

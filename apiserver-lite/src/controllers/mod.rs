@@ -32,6 +32,7 @@ mod leader;
 mod node_lifecycle;
 mod object;
 mod owners;
+mod queue;
 pub(crate) mod quota;
 pub(crate) mod reflector;
 mod replicaset;

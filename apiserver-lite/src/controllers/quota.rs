@@ -177,17 +177,9 @@ pub async fn run(
             ((i, change), _, _) = next_tracked => cache.tracked_change(&prefixes[i], &change),
             _ = resync.tick() => cache.dirty.extend(cache.quotas.keys().map(|k| k.0.clone())),
         }
-        for _ in 0..BATCH {
-            let Some(change) = quotas.try_next() else {
-                break;
-            };
-            cache.quota_change(change);
-        }
+        quotas.drain(BATCH, |change| cache.quota_change(change));
         for (i, r) in tracked.iter_mut().enumerate() {
-            for _ in 0..BATCH {
-                let Some(change) = r.try_next() else { break };
-                cache.tracked_change(&prefixes[i], &change);
-            }
+            r.drain(BATCH, |change| cache.tracked_change(&prefixes[i], &change));
         }
         if !cache.listed {
             continue;

@@ -96,6 +96,17 @@ impl Reflector {
         }
     }
 
+    /// Hand at most `max` already-delivered changes to `apply` (see [`Reflector::try_next`]), so a round
+    /// folds in what has arrived without starving the syncs behind it.
+    pub fn drain(&mut self, max: usize, mut apply: impl FnMut(Change)) {
+        for _ in 0..max {
+            match self.try_next() {
+                Some(change) => apply(change),
+                None => break,
+            }
+        }
+    }
+
     /// A change that is already delivered, without waiting (and without starting a list or watch). Lets a
     /// caller bring this view up to date before acting on a newer change from another reflector.
     pub fn try_next(&mut self) -> Option<Change> {

@@ -13,15 +13,15 @@
 pub(crate) mod pods;
 mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::Value;
 
 use super::events::{self, EventType, ObjectRef};
 use super::owners::{self, Applied, Claim, Key, Selector, Stored, int_at, key_of};
+use super::queue::Queue;
 use super::reflector::{Change, Reflector};
 use crate::handlers::{Api, DeleteOpts};
 use crate::resources::{Kind, by_kind};
@@ -33,7 +33,6 @@ const COMPONENT: &str = "replicaset-controller";
 const MANAGER: &str = "kube-controller-manager";
 /// At most this many pods are created or deleted in one sync (kube's `burstReplicas`).
 const BURST: usize = 500;
-/// Failed syncs are tried again this often.
 /// At most this many already-delivered changes are folded into one round before syncing.
 const BATCH: usize = 512;
 
@@ -41,13 +40,9 @@ struct Cache {
     rs_prefix: String,
     sets: BTreeMap<Key, Stored>,
     pods: BTreeMap<Key, Stored>,
-    dirty: BTreeSet<Key>,
-    /// Consecutive failed syncs, for the back-off of their retries.
-    failures: HashMap<Key, u32>,
-    /// ReplicaSets waiting for the pod view to reach the revision of their last pod write.
-    expect: HashMap<Key, Revision>,
-    /// ReplicaSets to look at again at a UNIX time (pods becoming available after minReadySeconds).
-    timers: BTreeMap<Key, i64>,
+    /// ReplicaSets to sync; a timer looks at one again at a UNIX time (pods becoming available after
+    /// minReadySeconds); an expectation waits for the pod view to reach the revision of its last pod write.
+    queue: Queue<Key>,
     sets_listed: bool,
     pods_listed: bool,
 }
@@ -58,10 +53,7 @@ impl Cache {
             rs_prefix: by_kind(Kind::ReplicaSet).prefix(None),
             sets: BTreeMap::new(),
             pods: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            failures: HashMap::new(),
-            expect: HashMap::new(),
-            timers: BTreeMap::new(),
+            queue: Queue::new(),
             sets_listed: false,
             pods_listed: false,
         }
@@ -74,7 +66,7 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.rs_prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.sets_listed = true;
             }
             Change::Put(kv) => {
@@ -82,14 +74,13 @@ impl Cache {
                     && let Some(rs) = Stored::parse(&kv)
                 {
                     self.sets.insert(key.clone(), rs);
-                    self.dirty.insert(key);
+                    self.queue.mark(key);
                 }
             }
             Change::Delete(kv) => {
                 if let Some(key) = key_of(&self.rs_prefix, &kv) {
                     self.sets.remove(&key);
-                    self.expect.remove(&key);
-                    self.timers.remove(&key);
+                    self.queue.forget(&key);
                 }
             }
         }
@@ -98,13 +89,14 @@ impl Cache {
     fn pod_change(&mut self, change: Change) {
         match owners::apply(&mut self.pods, super::PODS_PREFIX, change) {
             Some(Applied::Reset) => {
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.pods_listed = true;
             }
             // Requeue the controller of the pod or, for an orphan, every ReplicaSet of its namespace selecting it.
             Some(Applied::Changed { key, old, new }) => {
                 for pod in old.iter().chain(&new) {
-                    self.dirty.extend(owners::sets_for(&self.sets, &key.0, pod));
+                    self.queue
+                        .mark_all(owners::sets_for(&self.sets, &key.0, pod));
                 }
             }
             None => {}
@@ -122,80 +114,40 @@ pub async fn run(
     let mut sets = Reflector::new(store.clone(), &cache.rs_prefix);
     let mut pods = Reflector::new(store, super::PODS_PREFIX);
     while !*shutdown.borrow() {
-        let timer = next_timer(&cache.timers);
+        let timer = cache.queue.sleep_for(jiff::Timestamp::now().as_second());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = sets.next() => cache.rs_change(change),
             change = pods.next() => cache.pod_change(change),
             _ = tokio::time::sleep(timer) => {}
         }
-        for _ in 0..BATCH {
-            match pods.try_next() {
-                Some(change) => cache.pod_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match sets.try_next() {
-                Some(change) => cache.rs_change(change),
-                None => break,
-            }
-        }
+        pods.drain(BATCH, |change| cache.pod_change(change));
+        sets.drain(BATCH, |change| cache.rs_change(change));
         if !(cache.sets_listed && cache.pods_listed) {
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
-        let due: Vec<Key> = cache
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            cache.timers.remove(&key);
-            cache.dirty.insert(key);
-        }
         let seen = pods.revision();
-        cache.expect.retain(|_, rev| *rev > seen);
-        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
-        for key in dirty {
-            if cache.expect.contains_key(&key) {
-                // Synced again once the pod view has caught up (the loop re-marks it then).
-                cache.dirty.insert(key);
-                continue;
-            }
+        // A ReplicaSet waiting for the pod view stays dirty: synced again once the view has caught up.
+        for key in cache.queue.take_ready(now, |rev| *rev > seen) {
             let result = sync(&api, &mut cache, &key).await;
             if result.is_ok() {
-                cache.failures.remove(&key);
+                cache.queue.succeeded(&key);
             }
             match result {
                 Ok(Some(rev)) if rev > seen => {
-                    cache.expect.insert(key, rev);
+                    cache.queue.expect(key, rev);
                 }
                 Ok(_) => {}
                 Err(err) => {
                     tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), error = %err.message,
                         "failed to sync replica set; will retry");
-                    let n = cache.failures.entry(key.clone()).or_insert(0);
-                    *n = n.saturating_add(1);
-                    let at = jiff::Timestamp::now().as_second() + owners::backoff_secs(*n);
-                    let timer = cache.timers.entry(key).or_insert(at);
-                    *timer = (*timer).min(at);
+                    cache.queue.failed(key, jiff::Timestamp::now().as_second());
                 }
             }
         }
     }
     Ok(())
-}
-
-/// How long until the first timer (a day when there is none).
-fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
-    let now = jiff::Timestamp::now().as_second();
-    timers
-        .values()
-        .min()
-        .map(|at| Duration::from_secs((at - now).max(0) as u64))
-        .unwrap_or(Duration::from_secs(86_400))
 }
 
 async fn event(api: &Api, rs: &Value, type_: EventType, reason: &str, message: &str) {
@@ -275,10 +227,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
     }
     let now = jiff::Timestamp::now().as_second();
     let counts = pods::counts(&rs.value, &owned_refs, now);
-    match counts.recheck_at {
-        Some(at) => cache.timers.insert(key.clone(), at),
-        None => cache.timers.remove(key),
-    };
+    cache.queue.recheck(key, counts.recheck_at);
     status::write(api, &rs.value, &counts, manage_error.as_ref()).await?;
     match manage_error {
         Some((_, e)) => Err(e),

@@ -24,9 +24,8 @@ mod plan;
 mod pods;
 mod status;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -60,7 +59,7 @@ pub async fn run(
     let revisions_prefix = by_kind(Kind::ControllerRevision).prefix(None);
     let mut revisions = Reflector::new(store, &revisions_prefix);
     while !*shutdown.borrow() {
-        let timer = next_timer(&cache.timers);
+        let timer = cache.queue.sleep_for(jiff::Timestamp::now().as_second());
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = sets.next() => cache.set_change(change),
@@ -69,82 +68,33 @@ pub async fn run(
             change = revisions.next() => cache.revision_change(change),
             _ = tokio::time::sleep(timer) => {}
         }
-        for _ in 0..BATCH {
-            match pods.try_next() {
-                Some(change) => cache.pod_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match sets.try_next() {
-                Some(change) => cache.set_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match claims.try_next() {
-                Some(change) => cache.claim_change(change),
-                None => break,
-            }
-        }
-        for _ in 0..BATCH {
-            match revisions.try_next() {
-                Some(change) => cache.revision_change(change),
-                None => break,
-            }
-        }
+        pods.drain(BATCH, |change| cache.pod_change(change));
+        sets.drain(BATCH, |change| cache.set_change(change));
+        claims.drain(BATCH, |change| cache.claim_change(change));
+        revisions.drain(BATCH, |change| cache.revision_change(change));
         if !cache.listed() {
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
-        let due: Vec<Key> = cache
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            cache.timers.remove(&key);
-            cache.dirty.insert(key);
-        }
         let seen = pods.revision();
-        cache.expect.retain(|_, rev| *rev > seen);
-        let dirty: Vec<Key> = std::mem::take(&mut cache.dirty).into_iter().collect();
-        for key in dirty {
-            if cache.expect.contains_key(&key) {
-                cache.dirty.insert(key);
-                continue;
-            }
+        // A set waiting for the pod view stays dirty: synced again once the view has caught up.
+        for key in cache.queue.take_ready(now, |rev| *rev > seen) {
             match sync(&api, &mut cache, &key).await {
                 Ok(last) => {
-                    cache.failures.remove(&key);
+                    cache.queue.succeeded(&key);
                     if let Some(rev) = last.filter(|rev| *rev > seen) {
-                        cache.expect.insert(key, rev);
+                        cache.queue.expect(key, rev);
                     }
                 }
                 Err(err) => {
                     tracing::warn!(statefulset = %format!("{}/{}", key.0, key.1), error = %err.message,
                         "failed to sync stateful set; will retry");
-                    let n = cache.failures.entry(key.clone()).or_insert(0);
-                    *n = n.saturating_add(1);
-                    let at = jiff::Timestamp::now().as_second() + owners::backoff_secs(*n);
-                    let timer = cache.timers.entry(key).or_insert(at);
-                    *timer = (*timer).min(at);
+                    cache.queue.failed(key, jiff::Timestamp::now().as_second());
                 }
             }
         }
     }
     Ok(())
-}
-
-/// How long until the first timer (a day when there is none).
-fn next_timer(timers: &BTreeMap<Key, i64>) -> Duration {
-    let now = jiff::Timestamp::now().as_second();
-    timers
-        .values()
-        .min()
-        .map(|at| Duration::from_secs((at - now).max(0) as u64))
-        .unwrap_or(Duration::from_secs(86_400))
 }
 
 /// Claim the pods of the set's namespace that are its members (`<set>-<ordinal>`): adopt selected
@@ -311,10 +261,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
         min_ready,
         now,
     );
-    match counts.recheck_at {
-        Some(at) => cache.timers.insert(key.clone(), at),
-        None => cache.timers.remove(key),
-    };
+    cache.queue.recheck(key, counts.recheck_at);
     let (current, update) = status::revisions(&set.value, &update_revision, &counts);
     status::write(
         api,

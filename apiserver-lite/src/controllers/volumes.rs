@@ -24,7 +24,7 @@ mod protection;
 mod provision;
 mod volume;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::events::{self, EventType, ObjectRef};
-use super::owners::{self, Key, Stored, str_at};
+use super::owners::{Key, Stored, str_at};
+use super::queue::Queue;
 use super::reflector::Reflector;
 use crate::handlers::Api;
 use crate::resources::{Kind, by_kind};
@@ -89,10 +90,8 @@ struct Controller {
     /// external provisioners' `<provisioner>_<host>_<id>`.
     provisioner_component: String,
     cache: Cache,
-    dirty: BTreeSet<Item>,
-    /// Consecutive failed syncs and the UNIX time of the next retry.
-    failures: HashMap<Item, u32>,
-    timers: BTreeMap<Item, i64>,
+    /// Items to sync, consecutive failed syncs and the UNIX time of the next retry.
+    queue: Queue<Item>,
     /// Claim uid → events recorded in its current state.
     recorded: HashMap<String, Recorded>,
 }
@@ -156,7 +155,7 @@ impl Controller {
         };
         match result {
             Ok(()) => {
-                self.failures.remove(&item);
+                self.queue.succeeded(&item);
             }
             Err(err) => {
                 let what = match &item {
@@ -168,11 +167,7 @@ impl Controller {
                 } else {
                     tracing::warn!(object = %what, error = %err.message, "sync failed; will retry");
                 }
-                let n = self.failures.entry(item.clone()).or_insert(0);
-                *n = n.saturating_add(1);
-                let at = jiff::Timestamp::now().as_second() + owners::backoff_secs(*n);
-                let timer = self.timers.entry(item).or_insert(at);
-                *timer = (*timer).min(at);
+                self.queue.failed(item, jiff::Timestamp::now().as_second());
             }
         }
     }
@@ -337,18 +332,15 @@ pub async fn run(
         settings,
         provisioner_component: format!("{LOCAL_PATH}_{}", super::host_identity()),
         cache: Cache::new(),
-        dirty: BTreeSet::new(),
-        failures: HashMap::new(),
-        timers: BTreeMap::new(),
+        queue: Queue::new(),
         recorded: HashMap::new(),
     };
     while !*shutdown.borrow() {
-        let now = jiff::Timestamp::now().as_second();
-        let wait = match c.timers.values().min() {
+        let wait = if c.queue.has_dirty() && !c.cache.listed.contains(&false) {
             // Items a sync marked for another round (a claim whose volume was just provisioned).
-            _ if !c.dirty.is_empty() && !c.cache.listed.contains(&false) => Duration::ZERO,
-            Some(at) => Duration::from_secs((at - now).max(0) as u64),
-            None => Duration::from_secs(86_400),
+            Duration::ZERO
+        } else {
+            c.queue.sleep_for(jiff::Timestamp::now().as_second())
         };
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
@@ -390,18 +382,8 @@ pub async fn run(
             continue;
         }
         let now = jiff::Timestamp::now().as_second();
-        let due: Vec<Item> = c
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(item, _)| item.clone())
-            .collect();
-        for item in due {
-            c.timers.remove(&item);
-            c.dirty.insert(item);
-        }
         // What these syncs mark dirty waits for the next round, after the views have caught up.
-        for item in std::mem::take(&mut c.dirty) {
+        for item in c.queue.take_due_and_dirty(now) {
             if *shutdown.borrow() {
                 break;
             }

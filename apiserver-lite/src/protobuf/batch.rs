@@ -1,7 +1,6 @@
 //! Schema entries of batch/v1 Jobs and CronJobs (kubectl's `create job` and `create cronjob` send
 //! protobuf). Field numbers are
-//! those of `k8s.io/api/batch/v1/generated.proto`; `podFailurePolicy` and `successPolicy` are not
-//! decoded from protobuf (kubectl's generators never set them).
+//! those of `k8s.io/api/batch/v1/generated.proto` at kube 1.32.
 
 use super::Ty::*;
 use super::{F, f, r};
@@ -25,13 +24,15 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                 f(12, "backoffLimitPerIndex", Int),
                 f(13, "maxFailedIndexes", Int),
                 f(4, "selector", Msg("LabelSelector")),
-                f(5, "manualSelector", Bool),
+                f(5, "manualSelector", OptBool),
                 f(6, "template", Msg("PodTemplateSpec")),
                 f(8, "ttlSecondsAfterFinished", Int),
                 f(9, "completionMode", Str),
-                f(10, "suspend", Bool),
+                f(10, "suspend", OptBool),
                 f(14, "podReplacementPolicy", Str),
                 f(15, "managedBy", Str),
+                f(11, "podFailurePolicy", Msg("PodFailurePolicy")),
+                f(16, "successPolicy", Msg("SuccessPolicy")),
             ];
             S
         }
@@ -76,7 +77,7 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                 f(8, "timeZone", Str),
                 f(2, "startingDeadlineSeconds", Int),
                 f(3, "concurrencyPolicy", Str),
-                f(4, "suspend", Bool),
+                f(4, "suspend", OptBool),
                 f(5, "jobTemplate", Msg("JobTemplateSpec")),
                 f(6, "successfulJobsHistoryLimit", Int),
                 f(7, "failedJobsHistoryLimit", Int),
@@ -100,6 +101,46 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
         }
         "UncountedTerminatedPods" => {
             const S: &[F] = &[r(1, "succeeded", Str), r(2, "failed", Str)];
+            S
+        }
+        "PodFailurePolicy" => {
+            const S: &[F] = &[r(1, "rules", Msg("PodFailurePolicyRule"))];
+            S
+        }
+        "PodFailurePolicyRule" => {
+            const S: &[F] = &[
+                f(1, "action", Str),
+                f(
+                    2,
+                    "onExitCodes",
+                    Msg("PodFailurePolicyOnExitCodesRequirement"),
+                ),
+                r(
+                    3,
+                    "onPodConditions",
+                    Msg("PodFailurePolicyOnPodConditionsPattern"),
+                ),
+            ];
+            S
+        }
+        "PodFailurePolicyOnExitCodesRequirement" => {
+            const S: &[F] = &[
+                f(1, "containerName", Str),
+                f(2, "operator", Str),
+                r(3, "values", Int),
+            ];
+            S
+        }
+        "PodFailurePolicyOnPodConditionsPattern" => {
+            const S: &[F] = &[f(1, "type", Str), f(2, "status", Str)];
+            S
+        }
+        "SuccessPolicy" => {
+            const S: &[F] = &[r(1, "rules", Msg("SuccessPolicyRule"))];
+            S
+        }
+        "SuccessPolicyRule" => {
+            const S: &[F] = &[f(1, "succeededIndexes", Str), f(2, "succeededCount", Int)];
             S
         }
         _ => &[],

@@ -145,9 +145,14 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
             const S: &[F] = &[
                 f(1, "gracePeriodSeconds", Int),
                 f(2, "preconditions", Msg("Preconditions")),
-                f(3, "orphanDependents", Bool),
+                f(3, "orphanDependents", OptBool),
                 f(4, "propagationPolicy", Str),
                 r(5, "dryRun", Str),
+                f(
+                    6,
+                    "ignoreStoreReadErrorWithClusterBreakingPotential",
+                    OptBool,
+                ),
             ];
             S
         }
@@ -234,6 +239,7 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                 f(3, "providerID", Str),
                 f(4, "unschedulable", Bool),
                 r(5, "taints", Msg("Taint")),
+                f(6, "configSource", Msg("NodeConfigSource")),
                 r(7, "podCIDRs", Str),
             ];
             S
@@ -258,6 +264,10 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                 f(7, "nodeInfo", Msg("NodeSystemInfo")),
                 r(8, "images", Msg("ContainerImage")),
                 r(9, "volumesInUse", Str),
+                r(10, "volumesAttached", Msg("AttachedVolume")),
+                f(11, "config", Msg("NodeConfigStatus")),
+                r(12, "runtimeHandlers", Msg("NodeRuntimeHandler")),
+                f(13, "features", Msg("NodeFeatures")),
             ];
             S
         }

@@ -1,9 +1,8 @@
 //! Schema entries of policy/v1 PodDisruptionBudgets (kubectl's `create poddisruptionbudget` sends one in
-//! protobuf). Field numbers are those of `k8s.io/api/policy/v1/generated.proto`; the status's
-//! `disruptedPods` map and `conditions` are not decoded (clients never send them in a create).
+//! protobuf). Field numbers are those of `k8s.io/api/policy/v1/generated.proto` at kube 1.32.
 
 use super::Ty::*;
-use super::{F, f};
+use super::{F, f, r};
 
 pub(super) fn schema(msg: &str) -> &'static [F] {
     match msg {
@@ -27,10 +26,12 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
         "PodDisruptionBudgetStatus" => {
             const S: &[F] = &[
                 f(1, "observedGeneration", Int),
+                f(2, "disruptedPods", MapTime),
                 f(3, "disruptionsAllowed", Int),
                 f(4, "currentHealthy", Int),
                 f(5, "desiredHealthy", Int),
                 f(6, "expectedPods", Int),
+                r(7, "conditions", Msg("Condition")),
             ];
             S
         }

@@ -1,6 +1,7 @@
 //! Pod defaults, validation, update rules and the kubectl STATUS column.
 
 pub mod ephemeral;
+pub mod volumes;
 
 use std::collections::HashSet;
 
@@ -121,7 +122,7 @@ pub fn apply_defaults(pod: &mut Value, create: bool) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    ephemeral::apply_defaults(spec);
+    volumes::apply_defaults(spec);
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
@@ -193,21 +194,12 @@ fn validate_ports(c: &Value, path: &str, errs: &mut Vec<FieldError>) {
 pub fn validate(pod: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = pod.get("spec").cloned().unwrap_or(json!({}));
-    let mut volumes = HashSet::new();
-    if let Some(vs) = spec.get("volumes").and_then(Value::as_array) {
-        for (i, v) in vs.iter().enumerate() {
-            let name = v.get("name").and_then(Value::as_str).unwrap_or("");
-            let path = format!("spec.volumes[{i}].name");
-            if name.is_empty() {
-                errs.push(FieldError::required(path, ""));
-            } else if !is_dns1123_label(name) {
-                errs.push(FieldError::invalid(path, &json!(name), DNS1123_LABEL_MSG));
-            } else if !volumes.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(path, &json!(name)));
-            }
-        }
-    }
-    errs.extend(ephemeral::validate(&spec));
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let (volumes, volume_errs) = volumes::validate(&spec, pod_name);
+    errs.extend(volume_errs);
     let containers = spec
         .get("containers")
         .and_then(Value::as_array)
@@ -337,6 +329,9 @@ const UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `sp
 
 fn mutable_stripped(spec: &Value) -> Value {
     let mut s = spec.clone();
+    // As kube decodes the stored pod with today's defaults, a pod stored before a volume default existed
+    // compares as if it had it.
+    volumes::apply_defaults(&mut s);
     if let Some(m) = s.as_object_mut() {
         m.remove("activeDeadlineSeconds");
         m.remove("tolerations");

@@ -20,6 +20,11 @@ use crate::status::FieldError;
 
 pub use table::{access_modes, cells, columns};
 pub use validation::ACCESS_MODES;
+// Pod volumes share the source rules and name checks of PersistentVolumes (`pod::volumes`).
+pub(crate) use names::{
+    check_label, check_subdomain, invalid_each, qualified_name_errors, subdomain_errors,
+};
+pub(crate) use sources::{HOST_PATH_TYPES, csi_driver, nfs, no_backsteps, one_source};
 
 /// The annotation that makes a StorageClass the default one.
 pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";

@@ -53,7 +53,7 @@ fn set_default(obj: &mut Value, key: &str, v: Value) {
     }
 }
 
-/// The defaults of a pod template's spec (kube's `SetDefaults_PodSpec` and the container defaults), the
+/// The defaults of a pod template's spec (kube's `SetDefaults_PodSpec`, the volume and container defaults), the
 /// ones a Deployment or ReplicaSet stores for its template.
 pub fn default_template(template: &mut Value) {
     if !template.is_object() {
@@ -68,6 +68,8 @@ pub fn default_template(template: &mut Value) {
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
+    // Volume source defaults, the ephemeral claim's `volumeMode` included.
+    super::pod::volumes::apply_defaults(spec);
     for list in ["initContainers", "containers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{Crossed, Observations, Signal, Threshold, crossed, parse_duration, reclaim_rank};
+use super::min_reclaim::{self, MinReclaims};
+use super::{Crossed, Observations, Signal, Threshold, parse_duration, reclaim_rank};
 
 /// A soft threshold: it must stay crossed for `grace` before pods are evicted for it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,8 +75,22 @@ impl FirstObserved {
         obs: &Observations,
         now: Instant,
     ) -> Vec<Crossed> {
+        self.met_holding(soft, &[], &MinReclaims::default(), obs, now)
+    }
+
+    /// [`FirstObserved::met`] where the signals in `held` (met last round) count as crossed until their
+    /// minimum reclaim is reclaimed, so their grace period goes on (the kubelet merges the thresholds not
+    /// yet resolved before it tracks when each was first observed).
+    pub fn met_holding(
+        &mut self,
+        soft: &[SoftThreshold],
+        held: &[Signal],
+        min: &MinReclaims,
+        obs: &Observations,
+        now: Instant,
+    ) -> Vec<Crossed> {
         let thresholds: Vec<Threshold> = soft.iter().map(|s| s.threshold).collect();
-        let now_crossed = crossed(&thresholds, obs);
+        let now_crossed = min_reclaim::met(&thresholds, held, min, obs);
         let previous = std::mem::take(&mut self.0);
         for c in &now_crossed {
             let first = previous.get(&c.signal).copied().unwrap_or(now);
@@ -224,6 +239,7 @@ mod tests {
             transition_period: Duration::ZERO,
             nodefs: "/".into(),
             imagefs: "/".into(),
+            min_reclaim: Default::default(),
         };
         let all = e.all_thresholds();
         assert_eq!(all.len(), 2);

@@ -168,7 +168,21 @@ fn observes_this_machine() {
         transition_period: Duration::ZERO,
         nodefs: dir.clone(),
         imagefs: dir.join("does-not-exist-skiff"),
+        min_reclaim: Default::default(),
     };
+    // No containerd root: one file system for both; the same directory, the same device; /proc is not
+    // on the temp dir's device.
+    assert!(!e.dedicated_imagefs());
+    let same = Eviction {
+        imagefs: dir.clone(),
+        ..e.clone()
+    };
+    assert!(!same.dedicated_imagefs());
+    let other = Eviction {
+        imagefs: "/proc".into(),
+        ..e.clone()
+    };
+    assert!(other.dedicated_imagefs());
     let o = e.observe();
     assert!(o.memory.is_some_and(|(a, c)| a > 0 && a <= c));
     assert!(o.nodefs_bytes.is_some_and(|(a, c)| a <= c && c > 0));

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
 use super::super::owners::{self, Applied, Key, Stored, key_of};
+use super::super::queue::Queue;
 use super::super::reflector::Change;
 use super::super::{NODES_PREFIX, PODS_PREFIX};
 use crate::resources::{Kind, by_kind};
@@ -48,12 +49,10 @@ pub(super) struct Cache {
     pub(super) revisions_prefix: String,
     /// The ControllerRevisions of every namespace.
     pub(super) revisions: BTreeMap<Key, Stored>,
-    pub(super) dirty: BTreeSet<Key>,
+    /// DaemonSets to sync; a timer looks at one again at an instant (minReadySeconds, failed-pod backoff);
+    /// an expectation waits for the pod view to reach the revision of its last pod write.
+    pub(super) queue: Queue<Key, Revision, Instant>,
     pub(super) failed: BTreeSet<Key>,
-    /// DaemonSets waiting for the pod view to reach the revision of their last pod write.
-    pub(super) expect: HashMap<Key, Revision>,
-    /// DaemonSets to look at again at an instant (minReadySeconds, failed-pod backoff).
-    pub(super) timers: BTreeMap<Key, Instant>,
     pub(super) backoff: Backoff,
     /// DaemonSets, pods, nodes, revisions.
     pub(super) listed: [bool; 4],
@@ -68,10 +67,8 @@ impl Cache {
             nodes: BTreeMap::new(),
             revisions_prefix: by_kind(Kind::ControllerRevision).prefix(None),
             revisions: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            queue: Queue::new(),
             failed: BTreeSet::new(),
-            expect: HashMap::new(),
-            timers: BTreeMap::new(),
             backoff: HashMap::new(),
             listed: [false; 4],
         }
@@ -84,7 +81,7 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.ds_prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.listed[0] = true;
             }
             Change::Put(kv) => {
@@ -92,15 +89,14 @@ impl Cache {
                     && let Some(ds) = Stored::parse(&kv)
                 {
                     self.sets.insert(key.clone(), ds);
-                    self.dirty.insert(key);
+                    self.queue.mark(key);
                 }
             }
             Change::Delete(kv) => {
                 if let Some(key) = key_of(&self.ds_prefix, &kv)
                     && let Some(gone) = self.sets.remove(&key)
                 {
-                    self.expect.remove(&key);
-                    self.timers.remove(&key);
+                    self.queue.forget(&key);
                     self.backoff.retain(|(uid, _), _| uid != gone.uid());
                 }
             }
@@ -110,13 +106,14 @@ impl Cache {
     pub(super) fn pod_change(&mut self, change: Change) {
         match owners::apply(&mut self.pods, PODS_PREFIX, change) {
             Some(Applied::Reset) => {
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.listed[1] = true;
             }
             // Requeue the controller of the pod or, for an orphan, every DaemonSet of its namespace selecting it.
             Some(Applied::Changed { key, old, new }) => {
                 for pod in old.iter().chain(&new) {
-                    self.dirty.extend(owners::sets_for(&self.sets, &key.0, pod));
+                    self.queue
+                        .mark_all(owners::sets_for(&self.sets, &key.0, pod));
                 }
             }
             None => {}
@@ -126,7 +123,7 @@ impl Cache {
     pub(super) fn revision_change(&mut self, change: Change) {
         match owners::apply(&mut self.revisions, &self.revisions_prefix, change) {
             Some(Applied::Reset) => {
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.listed[3] = true;
             }
             // Requeue the DaemonSet controlling a revision that changed (one deleted by hand is made again).
@@ -135,8 +132,8 @@ impl Cache {
                 old: Some(old),
                 ..
             }) => {
-                self.dirty
-                    .extend(owners::controller_in(&self.sets, &key.0, &old));
+                self.queue
+                    .mark_all(owners::controller_in(&self.sets, &key.0, &old));
             }
             Some(Applied::Changed { .. }) | None => {}
         }
@@ -164,7 +161,7 @@ impl Cache {
             }
         };
         if changed {
-            self.dirty.extend(self.sets.keys().cloned());
+            self.queue.mark_all(self.sets.keys().cloned());
         }
     }
 }
@@ -195,8 +192,5 @@ pub(super) fn backoff_holds(
 }
 
 pub(super) fn set_timer(cache: &mut Cache, key: &Key, at: Instant) {
-    let slot = cache.timers.entry(key.clone()).or_insert(at);
-    if at < *slot {
-        *slot = at;
-    }
+    cache.queue.no_later_than(key.clone(), at);
 }

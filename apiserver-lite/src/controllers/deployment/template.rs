@@ -127,8 +127,13 @@ pub fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> Stri
 }
 
 /// A template without the hash label and without nulls, for comparing (kube's `EqualIgnoreHash`).
+///
+/// Both sides get the template defaults first, as kube's do when read from etcd: a ReplicaSet stored
+/// before a default was added still matches its Deployment's template once an update has defaulted it,
+/// instead of starting a rollout.
 fn without_hash(template: Option<&Value>) -> Value {
     let mut t = template.cloned().unwrap_or(Value::Null);
+    crate::resources::workloads::default_template(&mut t);
     if let Some(labels) = t
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
@@ -326,6 +331,16 @@ mod tests {
         noisy["spec"]["securityContext"] = json!({});
         assert_eq!(pod_template_hash(&noisy, None), h);
         assert!(equal_ignore_hash(Some(&noisy), Some(t)));
+        // A template stored before a default existed matches its defaulted self.
+        let mut old = t.clone();
+        old["spec"]["volumes"] = json!([{"name": "cfg", "configMap": {"name": "c"}}]);
+        let mut defaulted = old.clone();
+        crate::resources::workloads::default_template(&mut defaulted);
+        assert_eq!(
+            defaulted["spec"]["volumes"][0]["configMap"]["defaultMode"],
+            420
+        );
+        assert!(equal_ignore_hash(Some(&old), Some(&defaulted)));
         assert_eq!(pod_template_hash(t, Some(1)), pod_template_hash(t, Some(1)));
     }
 

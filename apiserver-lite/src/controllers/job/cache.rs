@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::super::PODS_PREFIX;
 use super::super::owners::{self, Key, Selector, Stored, key_of, str_at};
+use super::super::queue::Queue;
 use super::super::reflector::Change;
 use super::status::finished;
 use super::{backoff, pods};
@@ -39,13 +40,12 @@ pub(super) struct Cache {
     pub(super) job_prefix: String,
     pub(super) jobs: BTreeMap<Key, Stored>,
     pub(super) pods: BTreeMap<Key, Stored>,
-    pub(super) dirty: BTreeSet<Key>,
+    /// Jobs to sync; a timer looks at one again at an instant (back-off, active deadline, TTL); an
+    /// expectation waits for the views to reach its last writes.
+    pub(super) queue: Queue<Key, Expect, Instant>,
     pub(super) failed: BTreeSet<Key>,
     /// Pods with the tracking finalizer whose Job may be gone or finished.
     pub(super) orphans: BTreeSet<Key>,
-    pub(super) expect: HashMap<Key, Expect>,
-    /// Jobs to look at again at an instant (back-off, active deadline, TTL).
-    pub(super) timers: BTreeMap<Key, Instant>,
     /// Failures since the last success, per Job uid.
     pub(super) backoff: HashMap<String, backoff::Record>,
     pub(super) jobs_listed: bool,
@@ -58,11 +58,9 @@ impl Cache {
             job_prefix: by_kind(Kind::Job).prefix(None),
             jobs: BTreeMap::new(),
             pods: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            queue: Queue::new(),
             failed: BTreeSet::new(),
             orphans: BTreeSet::new(),
-            expect: HashMap::new(),
-            timers: BTreeMap::new(),
             backoff: HashMap::new(),
             jobs_listed: false,
             pods_listed: false,
@@ -70,11 +68,8 @@ impl Cache {
     }
 
     pub(super) fn schedule(&mut self, key: &Key, after: Duration) {
-        let at = Instant::now() + after;
-        let slot = self.timers.entry(key.clone()).or_insert(at);
-        if at < *slot {
-            *slot = at;
-        }
+        self.queue
+            .no_later_than(key.clone(), Instant::now() + after);
     }
 
     pub(super) fn job_change(&mut self, change: Change) {
@@ -84,7 +79,7 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.job_prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.jobs.keys().cloned());
+                self.queue.mark_all(self.jobs.keys().cloned());
                 let known: BTreeSet<String> =
                     self.jobs.values().map(|j| j.uid().to_string()).collect();
                 self.backoff.retain(|uid, _| known.contains(uid));
@@ -105,15 +100,14 @@ impl Cache {
                         self.backoff.remove(job.uid());
                     }
                     self.jobs.insert(key.clone(), job);
-                    self.dirty.insert(key);
+                    self.queue.mark(key);
                 }
             }
             Change::Delete(kv) => {
                 if let Some(key) = key_of(&self.job_prefix, &kv)
                     && let Some(gone) = self.jobs.remove(&key)
                 {
-                    self.expect.remove(&key);
-                    self.timers.remove(&key);
+                    self.queue.forget(&key);
                     self.backoff.remove(gone.uid());
                     // Its pods keep the finalizer until someone removes it.
                     let tracked: Vec<Key> = self
@@ -155,7 +149,7 @@ impl Cache {
                 if finished(&job.value) {
                     found = false;
                 }
-                self.dirty.insert((ns.clone(), name.clone()));
+                self.queue.mark((ns.clone(), name.clone()));
             }
         }
         if mark_orphan && !found && pods::has_tracking_finalizer(&pod.value) {

@@ -1,13 +1,13 @@
 //! What the StatefulSet controller knows: the sets, the pods, the claims and the ControllerRevisions
 //! (followed with list-then-watch), and which sets to sync when.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use super::claims;
 use crate::controllers::owners::{self, Applied, Key, Stored, key_of, str_at};
+use crate::controllers::queue::Queue;
 use crate::controllers::reflector::Change;
 use crate::resources::{Kind, by_kind};
-use crate::store::Revision;
 
 pub(super) struct Cache {
     pub(super) prefix: String,
@@ -19,12 +19,9 @@ pub(super) struct Cache {
     /// The ControllerRevisions of every namespace.
     pub(super) revisions: BTreeMap<Key, Stored>,
     revisions_prefix: String,
-    pub(super) dirty: BTreeSet<Key>,
-    pub(super) failures: HashMap<Key, u32>,
-    /// Sets waiting for the pod view to reach the revision of their last pod write.
-    pub(super) expect: HashMap<Key, Revision>,
-    /// Sets to look at again at a UNIX time (minReadySeconds, retries).
-    pub(super) timers: BTreeMap<Key, i64>,
+    /// Sets to sync; a timer looks at one again at a UNIX time (minReadySeconds, retries); an expectation
+    /// waits for the pod view to reach the revision of its last pod write.
+    pub(super) queue: Queue<Key>,
     pub(super) sets_listed: bool,
     pub(super) pods_listed: bool,
     pub(super) claims_listed: bool,
@@ -41,10 +38,7 @@ impl Cache {
             claims: BTreeMap::new(),
             revisions: BTreeMap::new(),
             revisions_prefix: by_kind(Kind::ControllerRevision).prefix(None),
-            dirty: BTreeSet::new(),
-            failures: HashMap::new(),
-            expect: HashMap::new(),
-            timers: BTreeMap::new(),
+            queue: Queue::new(),
             sets_listed: false,
             pods_listed: false,
             claims_listed: false,
@@ -59,7 +53,7 @@ impl Cache {
                     .iter()
                     .filter_map(|kv| Some((key_of(&self.prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.sets_listed = true;
             }
             Change::Put(kv) => {
@@ -67,15 +61,14 @@ impl Cache {
                     && let Some(set) = Stored::parse(&kv)
                 {
                     self.sets.insert(key.clone(), set);
-                    self.dirty.insert(key);
+                    self.queue.mark(key);
                 }
             }
             Change::Delete(kv) => {
                 if let Some(key) = key_of(&self.prefix, &kv) {
                     self.sets.remove(&key);
-                    self.expect.remove(&key);
-                    self.timers.remove(&key);
-                    self.failures.remove(&key);
+                    self.queue.forget(&key);
+                    self.queue.succeeded(&key);
                 }
             }
         }
@@ -84,13 +77,14 @@ impl Cache {
     pub(super) fn pod_change(&mut self, change: Change) {
         match owners::apply(&mut self.pods, crate::controllers::PODS_PREFIX, change) {
             Some(Applied::Reset) => {
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.pods_listed = true;
             }
             // Requeue the controller of the pod or, for an orphan, every set of its namespace selecting it.
             Some(Applied::Changed { key, old, new }) => {
                 for pod in old.iter().chain(&new) {
-                    self.dirty.extend(owners::sets_for(&self.sets, &key.0, pod));
+                    self.queue
+                        .mark_all(owners::sets_for(&self.sets, &key.0, pod));
                 }
             }
             None => {}
@@ -109,7 +103,7 @@ impl Cache {
                 .map(|t| str_at(t, "/metadata/name"))
                 .collect();
             if claims::is_claim_of(claim, name, &names) {
-                self.dirty.insert((set_ns.clone(), name.clone()));
+                self.queue.mark((set_ns.clone(), name.clone()));
             }
         }
     }
@@ -117,7 +111,7 @@ impl Cache {
     pub(super) fn claim_change(&mut self, change: Change) {
         match owners::apply(&mut self.claims, &self.claims_prefix, change) {
             Some(Applied::Reset) => {
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.claims_listed = true;
             }
             Some(Applied::Changed { key, .. }) => self.touch_sets_of_claim(&key.0, &key.1),
@@ -128,7 +122,7 @@ impl Cache {
     pub(super) fn revision_change(&mut self, change: Change) {
         match owners::apply(&mut self.revisions, &self.revisions_prefix, change) {
             Some(Applied::Reset) => {
-                self.dirty.extend(self.sets.keys().cloned());
+                self.queue.mark_all(self.sets.keys().cloned());
                 self.revisions_listed = true;
             }
             // Requeue the set controlling a revision that changed (one deleted by hand is made again).
@@ -137,8 +131,8 @@ impl Cache {
                 old: Some(old),
                 ..
             }) => {
-                self.dirty
-                    .extend(owners::controller_in(&self.sets, &key.0, &old));
+                self.queue
+                    .mark_all(owners::controller_in(&self.sets, &key.0, &old));
             }
             Some(Applied::Changed { .. }) | None => {}
         }

@@ -54,7 +54,7 @@ impl Controller {
     fn touch_unbound(&mut self, pick: impl Fn(&Value) -> bool) {
         for (key, claim) in &self.cache.claims {
             if !bind_completed(&claim.value) && pick(&claim.value) {
-                self.dirty.insert(Item::Claim(key.clone()));
+                self.queue.mark(Item::Claim(key.clone()));
             }
         }
     }
@@ -68,13 +68,13 @@ impl Controller {
                     .filter_map(|kv| Some((key_of(&prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
                 let keys: Vec<Key> = self.cache.claims.keys().cloned().collect();
-                self.dirty.extend(keys.into_iter().map(Item::Claim));
+                self.queue.mark_all(keys.into_iter().map(Item::Claim));
                 // Claims deleted while the view was away: forget their events, release their volumes.
                 let uids: std::collections::HashSet<&str> =
                     self.cache.claims.values().map(Stored::uid).collect();
                 self.recorded.retain(|uid, _| uids.contains(uid.as_str()));
                 let names: Vec<String> = self.cache.volumes.keys().cloned().collect();
-                self.dirty.extend(names.into_iter().map(Item::Volume));
+                self.queue.mark_all(names.into_iter().map(Item::Volume));
                 self.cache.listed[0] = true;
             }
             Change::Put(kv) => {
@@ -83,10 +83,10 @@ impl Controller {
                 };
                 let volume = str_at(&claim.value, "/spec/volumeName").to_string();
                 if !volume.is_empty() {
-                    self.dirty.insert(Item::Volume(volume));
+                    self.queue.mark(Item::Volume(volume));
                 }
                 put_newer(&mut self.cache.claims, key.clone(), claim);
-                self.dirty.insert(Item::Claim(key));
+                self.queue.mark(Item::Claim(key));
             }
             Change::Delete(kv) => {
                 let Some(key) = key_of(&prefix, &kv) else {
@@ -101,7 +101,7 @@ impl Controller {
                     if r.is_some_and(|r| {
                         str_at(r, "/namespace") == key.0 && str_at(r, "/name") == key.1
                     }) {
-                        self.dirty.insert(Item::Volume(name.clone()));
+                        self.queue.mark(Item::Volume(name.clone()));
                     }
                 }
             }
@@ -117,7 +117,7 @@ impl Controller {
                     .filter_map(|kv| Some((name_of(&prefix, kv)?, Stored::parse(kv)?)))
                     .collect();
                 let names: Vec<String> = self.cache.volumes.keys().cloned().collect();
-                self.dirty.extend(names.into_iter().map(Item::Volume));
+                self.queue.mark_all(names.into_iter().map(Item::Volume));
                 self.touch_unbound(|_| true);
                 self.cache.listed[1] = true;
             }
@@ -136,7 +136,7 @@ impl Controller {
                     self.touch_unbound(|_| true);
                 }
                 put_newer(&mut self.cache.volumes, name.clone(), volume);
-                self.dirty.insert(Item::Volume(name));
+                self.queue.mark(Item::Volume(name));
             }
             Change::Delete(kv) => {
                 let Some(name) = name_of(&prefix, &kv) else {
@@ -148,7 +148,7 @@ impl Controller {
                 // Claims bound to it are Lost.
                 for (key, claim) in &self.cache.claims {
                     if str_at(&claim.value, "/spec/volumeName") == name {
-                        self.dirty.insert(Item::Claim(key.clone()));
+                        self.queue.mark(Item::Claim(key.clone()));
                     }
                 }
             }
@@ -163,7 +163,7 @@ impl Controller {
                 str_at(r, "/name").to_string(),
             );
             if self.cache.claims.contains_key(&key) {
-                self.dirty.insert(Item::Claim(key));
+                self.queue.mark(Item::Claim(key));
             }
         }
     }
@@ -214,7 +214,7 @@ impl Controller {
                     .filter(|(_, pod)| !claims_of_pod(&pod.value).is_empty())
                     .collect();
                 let keys: Vec<Key> = self.cache.claims.keys().cloned().collect();
-                self.dirty.extend(keys.into_iter().map(Item::Claim));
+                self.queue.mark_all(keys.into_iter().map(Item::Claim));
                 self.cache.listed[3] = true;
             }
             Change::Put(kv) => {
@@ -250,7 +250,7 @@ impl Controller {
             if let Some(claim) = self.cache.claims.get(&key)
                 && (claim.deleting() || !bind_completed(&claim.value))
             {
-                self.dirty.insert(Item::Claim(key));
+                self.queue.mark(Item::Claim(key));
             }
         }
     }

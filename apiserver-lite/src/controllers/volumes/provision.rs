@@ -156,8 +156,8 @@ impl Controller {
         )
         .await;
         // Bind it in the next round.
-        self.dirty
-            .insert(Item::Claim((ns.to_string(), name.to_string())));
+        self.queue
+            .mark(Item::Claim((ns.to_string(), name.to_string())));
         Ok(())
     }
 

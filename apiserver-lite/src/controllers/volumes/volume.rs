@@ -56,7 +56,7 @@ impl Controller {
         match str_at(&claim.value, "/spec/volumeName") {
             "" => {
                 // Bound to a claim that does not know yet (a provisioned volume): bind it now.
-                self.dirty.insert(Item::Claim(key));
+                self.queue.mark(Item::Claim(key));
                 Ok(())
             }
             bound if bound == name => self.volume_phase(value.clone(), "Bound").await.map(drop),

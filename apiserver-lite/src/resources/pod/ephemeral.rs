@@ -102,27 +102,28 @@ pub fn apply_defaults(spec: &mut Value) {
     }
 }
 
-/// kube's `validateEphemeralVolumeSource` for every ephemeral volume of a pod spec (paths `spec.…`).
-pub fn validate(spec: &Value) -> Vec<FieldError> {
+/// kube's `validateEphemeralVolumeSource` for the `ephemeral` source at `path` (`spec.volumes[i].ephemeral`).
+pub fn validate_source(ephemeral: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    for (i, _, template) in volumes(spec) {
-        let path = format!("spec.volumes[{i}].ephemeral.volumeClaimTemplate");
-        let Some(template) = template else {
-            errs.push(FieldError::required(path, ""));
-            continue;
-        };
-        let empty = Map::new();
-        let meta = template
-            .get("metadata")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        template_metadata(meta, &format!("{path}.metadata"), &mut errs);
-        let claim_spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-        errs.extend(storage::validate_claim_template_spec(
-            &claim_spec,
-            &format!("{path}.spec"),
-        ));
-    }
+    let path = format!("{path}.volumeClaimTemplate");
+    let Some(template) = ephemeral
+        .get("volumeClaimTemplate")
+        .filter(|t| !t.is_null())
+    else {
+        errs.push(FieldError::required(path, ""));
+        return errs;
+    };
+    let empty = Map::new();
+    let meta = template
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    template_metadata(meta, &format!("{path}.metadata"), &mut errs);
+    let claim_spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    errs.extend(storage::validate_claim_template_spec(
+        &claim_spec,
+        &format!("{path}.spec"),
+    ));
     errs
 }
 
@@ -174,8 +175,14 @@ mod tests {
     use super::*;
 
     fn fields(spec: Value) -> Vec<(String, String)> {
-        validate(&spec)
-            .into_iter()
+        let vols = spec["volumes"].as_array().cloned().unwrap_or_default();
+        vols.iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let e = v.get("ephemeral")?;
+                Some(validate_source(e, &format!("spec.volumes[{i}].ephemeral")))
+            })
+            .flatten()
             .map(|e| (e.field, e.message))
             .collect()
     }

@@ -1,9 +1,9 @@
 //! The volume source of a PersistentVolume and its node affinity (kube's `ValidatePersistentVolumeSpec`
 //! source part, `validateVolumeNodeAffinity`, `ValidateNodeSelector`).
 //!
-//! Exactly one source must be given. `hostPath`, `local`, `nfs` and `csi` are checked field by field as
-//! kube does; the other in-tree sources kube still accepts are counted (so mixing is refused) but their
-//! fields are not checked.
+//! Exactly one source must be given ([`one_source`], which pod volumes share). `hostPath`, `local`, `nfs`
+//! and `csi` are checked field by field as kube does; the other in-tree sources kube still accepts are
+//! counted (so mixing is refused) but their fields are not checked.
 
 use serde_json::{Value, json};
 
@@ -39,7 +39,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("csi", "csi"),
 ];
 
-const HOST_PATH_TYPES: &[&str] = &[
+/// kube's `supportedHostPathTypes`, sorted as kube lists them in its error.
+pub(crate) const HOST_PATH_TYPES: &[&str] = &[
     "",
     "BlockDevice",
     "CharDevice",
@@ -73,7 +74,7 @@ fn text<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 /// `validatePathNoBacksteps`.
-fn no_backsteps(path: &str, field: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn no_backsteps(path: &str, field: &str, errs: &mut Vec<FieldError>) {
     if path.split('/').any(|p| p == "..") {
         errs.push(FieldError::invalid(
             field,
@@ -83,42 +84,66 @@ fn no_backsteps(path: &str, field: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Check the sources of `spec`; `has_affinity` says whether a node affinity was given (`local` needs one).
-pub fn validate(spec: &Value, has_affinity: bool, errs: &mut Vec<FieldError>) {
+/// kube's "exactly one volume source" rule, shared by PersistentVolumes and pod volumes: `sources` lists
+/// (JSON key, name kube reports for a second source) in kube's checking order. The first source given is
+/// handed to `check` with its key; each later one is `Forbidden` at `<path>.<reported name>` (except the
+/// keys in `never_second`, which kube counts and checks without refusing); none is `Required` at `path`.
+pub(crate) fn one_source(
+    obj: &Value,
+    sources: &[(&str, &str)],
+    never_second: &[&str],
+    path: &str,
+    errs: &mut Vec<FieldError>,
+    mut check: impl FnMut(&str, &Value, &mut Vec<FieldError>),
+) {
     let mut count = 0;
-    for (key, reported) in SOURCES {
-        let Some(src) = spec.get(*key).filter(|v| !v.is_null()) else {
+    for (key, reported) in sources {
+        let Some(src) = obj.get(*key).filter(|v| !v.is_null()) else {
             continue;
         };
-        // kube never refuses a flexVolume as a second source.
-        if count > 0 && *key != "flexVolume" {
+        if count > 0 && !never_second.contains(key) {
             errs.push(FieldError::forbidden(
-                format!("spec.{reported}"),
+                format!("{path}.{reported}"),
                 "may not specify more than 1 volume type",
             ));
             continue;
         }
         count += 1;
-        let path = format!("spec.{key}");
-        match *key {
-            "hostPath" => host_path(src, &path, errs),
-            "local" => {
-                local(src, &path, errs);
-                if !has_affinity {
-                    errs.push(FieldError::required(
-                        "spec.nodeAffinity",
-                        "Local volume requires node affinity",
-                    ));
-                }
-            }
-            "nfs" => nfs(src, &path, errs),
-            "csi" => csi(src, &path, errs),
-            _ => {}
-        }
+        check(key, src, errs);
     }
     if count == 0 {
-        errs.push(FieldError::required("spec", "must specify a volume type"));
+        errs.push(FieldError::required(path, "must specify a volume type"));
     }
+}
+
+/// Check the sources of `spec`; `has_affinity` says whether a node affinity was given (`local` needs one).
+pub fn validate(spec: &Value, has_affinity: bool, errs: &mut Vec<FieldError>) {
+    // kube never refuses a flexVolume as a second source of a PersistentVolume.
+    one_source(
+        spec,
+        SOURCES,
+        &["flexVolume"],
+        "spec",
+        errs,
+        |key, src, errs| {
+            let path = format!("spec.{key}");
+            match key {
+                "hostPath" => host_path(src, &path, errs),
+                "local" => {
+                    local(src, &path, errs);
+                    if !has_affinity {
+                        errs.push(FieldError::required(
+                            "spec.nodeAffinity",
+                            "Local volume requires node affinity",
+                        ));
+                    }
+                }
+                "nfs" => nfs(src, &path, errs),
+                "csi" => csi(src, &path, errs),
+                _ => {}
+            }
+        },
+    );
 }
 
 /// kube's `validateHostPathVolumeSource`, plus an absolute path: the agent bind-mounts it as is.
@@ -164,15 +189,17 @@ fn local(src: &Value, path: &str, errs: &mut Vec<FieldError>) {
     no_backsteps(p, &format!("{path}.path"), errs);
 }
 
-/// kube's `validateNFSVolumeSource`.
-fn nfs(src: &Value, path: &str, errs: &mut Vec<FieldError>) {
+/// kube's `validateNFSVolumeSource` (PersistentVolumes and pod volumes share it; an empty path is both
+/// required and not absolute).
+pub(crate) fn nfs(src: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if text(src, "server").is_empty() {
         errs.push(FieldError::required(format!("{path}.server"), ""));
     }
     let p = text(src, "path");
     if p.is_empty() {
         errs.push(FieldError::required(format!("{path}.path"), ""));
-    } else if !p.starts_with('/') {
+    }
+    if !p.starts_with('/') {
         errs.push(FieldError::invalid(
             format!("{path}.path"),
             &json!(p),
@@ -181,23 +208,26 @@ fn nfs(src: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// kube's `validateCSIPersistentVolumeSource`.
-fn csi(src: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    let driver = text(src, "driver");
-    let dpath = format!("{path}.driver");
+/// kube's `ValidateCSIDriverName` (PersistentVolumes and pod volumes share it).
+pub(crate) fn csi_driver(driver: &str, dpath: &str, errs: &mut Vec<FieldError>) {
     if driver.is_empty() {
-        errs.push(FieldError::required(&dpath, ""));
+        errs.push(FieldError::required(dpath, ""));
     }
     if driver.len() > 63 {
         errs.push(FieldError {
             reason: "FieldValueTooLong",
-            field: dpath.clone(),
+            field: dpath.to_string(),
             message: "Too long: may not be more than 63 bytes".to_string(),
         });
     }
     for m in super::names::subdomain_errors(&driver.to_lowercase()) {
-        errs.push(FieldError::invalid(&dpath, &json!(driver), &m));
+        errs.push(FieldError::invalid(dpath, &json!(driver), &m));
     }
+}
+
+/// kube's `validateCSIPersistentVolumeSource`.
+fn csi(src: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    csi_driver(text(src, "driver"), &format!("{path}.driver"), errs);
     if text(src, "volumeHandle").is_empty() {
         errs.push(FieldError::required(format!("{path}.volumeHandle"), ""));
     }

@@ -1,0 +1,149 @@
+//! The `components.schemas` of the OpenAPI v3 group-version documents, as kube-apiserver serves them:
+//! every kind's schema (named `io.k8s.api.core.v1.Pod`, …) with its `x-kubernetes-group-version-kind`, and
+//! every definition it refers to. `kubectl explain` reads them.
+//!
+//! The schemas and their descriptions come from k8s-openapi's `JsonSchema` implementations (kube's own
+//! OpenAPI definitions, generated into Rust). Unlike kube's, they carry no `x-kubernetes-patch-*` or
+//! `x-kubernetes-list-*` extensions; kubectl 1.32 reads patch metadata from `/openapi/v2` (empty here, so
+//! it uses its compiled-in types), not from these.
+
+use std::borrow::Cow;
+
+use k8s_openapi::schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+use k8s_openapi::{Resource, api};
+use serde_json::{Map, Value, json};
+
+/// One kind with a schema: its group, version and kind, and how to add its schema to a generator.
+struct Entry {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    add: fn(&mut SchemaGenerator) -> Cow<'static, str>,
+}
+
+fn add<T: JsonSchema>(generator: &mut SchemaGenerator) -> Cow<'static, str> {
+    generator.subschema_for::<T>();
+    T::schema_name()
+}
+
+const fn entry<T: Resource + JsonSchema>() -> Entry {
+    Entry {
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        add: add::<T>,
+    }
+}
+
+/// Every kind skiff serves (stored kinds, reviews and subresource kinds such as Scale and Eviction).
+static ENTRIES: &[Entry] = &[
+    entry::<api::core::v1::Pod>(),
+    entry::<api::core::v1::Node>(),
+    entry::<api::core::v1::Namespace>(),
+    entry::<api::core::v1::Event>(),
+    entry::<api::core::v1::ConfigMap>(),
+    entry::<api::core::v1::Secret>(),
+    entry::<api::core::v1::Service>(),
+    entry::<api::core::v1::Endpoints>(),
+    entry::<api::core::v1::ServiceAccount>(),
+    entry::<api::core::v1::PersistentVolume>(),
+    entry::<api::core::v1::PersistentVolumeClaim>(),
+    entry::<api::core::v1::LimitRange>(),
+    entry::<api::core::v1::ResourceQuota>(),
+    entry::<api::core::v1::Binding>(),
+    entry::<api::coordination::v1::Lease>(),
+    entry::<api::events::v1::Event>(),
+    entry::<api::rbac::v1::Role>(),
+    entry::<api::rbac::v1::ClusterRole>(),
+    entry::<api::rbac::v1::RoleBinding>(),
+    entry::<api::rbac::v1::ClusterRoleBinding>(),
+    entry::<api::certificates::v1::CertificateSigningRequest>(),
+    entry::<api::apps::v1::Deployment>(),
+    entry::<api::apps::v1::ReplicaSet>(),
+    entry::<api::apps::v1::DaemonSet>(),
+    entry::<api::apps::v1::StatefulSet>(),
+    entry::<api::apps::v1::ControllerRevision>(),
+    entry::<api::batch::v1::Job>(),
+    entry::<api::batch::v1::CronJob>(),
+    entry::<api::storage::v1::StorageClass>(),
+    entry::<api::policy::v1::PodDisruptionBudget>(),
+    entry::<api::policy::v1::Eviction>(),
+    entry::<api::networking::v1::NetworkPolicy>(),
+    entry::<api::autoscaling::v1::HorizontalPodAutoscaler>(),
+    entry::<api::autoscaling::v1::Scale>(),
+    entry::<api::autoscaling::v2::HorizontalPodAutoscaler>(),
+    entry::<api::authentication::v1::TokenReview>(),
+    entry::<api::authentication::v1::TokenRequest>(),
+    entry::<api::authentication::v1::SelfSubjectReview>(),
+    entry::<api::authorization::v1::SubjectAccessReview>(),
+    entry::<api::authorization::v1::LocalSubjectAccessReview>(),
+    entry::<api::authorization::v1::SelfSubjectAccessReview>(),
+    entry::<api::authorization::v1::SelfSubjectRulesReview>(),
+];
+
+/// The schemas of one group-version's kinds and of everything they refer to, keyed by definition name;
+/// empty for a group-version without known kinds.
+pub fn components(group: &str, version: &str) -> Map<String, Value> {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
+    for e in ENTRIES
+        .iter()
+        .filter(|e| e.group == group && e.version == version)
+    {
+        kinds.push(((e.add)(&mut generator), e.kind));
+    }
+    let mut schemas = generator.take_definitions(true);
+    for (name, kind) in kinds {
+        if let Some(Value::Object(schema)) = schemas.get_mut(name.as_ref()) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "kind": kind, "version": version}]),
+            );
+        }
+    }
+    schemas
+}
+
+/// Whether a kind has a schema (for tests of the kind tables).
+#[cfg(test)]
+pub fn has(group: &str, version: &str, kind: &str) -> bool {
+    ENTRIES
+        .iter()
+        .any(|e| e.group == group && e.version == version && e.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_carry_their_gvk_and_refs_resolve_in_the_document() {
+        let schemas = components("", "v1");
+        let pod = &schemas["io.k8s.api.core.v1.Pod"];
+        assert_eq!(
+            pod["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "kind": "Pod", "version": "v1"}])
+        );
+        assert!(
+            pod["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Pod is a collection of containers"))
+        );
+        // Every reference points into this document's components.
+        let text = serde_json::to_string(&schemas).unwrap_or_default();
+        for r in text.split("\"$ref\":\"").skip(1) {
+            let target = r.split('"').next().unwrap_or_default();
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("reference {target}"));
+            assert!(schemas.contains_key(name), "dangling reference {target}");
+        }
+        let apps = components("apps", "v1");
+        assert_eq!(
+            apps["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
+        assert!(!apps.contains_key("io.k8s.api.core.v1.Node"));
+        assert!(components("nope.example", "v1").is_empty());
+    }
+}
