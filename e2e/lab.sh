@@ -107,6 +107,11 @@ contains "get pods -o wide has the wide columns" "$out" "NOMINATED NODE"
 body=$(curl -sS --max-time 10 "http://$ip/" 2>&1)
 contains "curl http://<pod IP>/ answers with the nginx welcome page" "$body" "Welcome to nginx!"
 
+out=$(k explain pods.spec.containers.livenessProbe 2>&1)
+contains "kubectl explain pods.spec.containers.livenessProbe" "$out" "Periodic probe of container liveness"
+out=$(k explain deployment.spec.strategy.rollingUpdate 2>&1)
+contains "kubectl explain deployment.spec.strategy.rollingUpdate" "$out" "maxSurge"
+
 out=$(k describe pod example-pod 2>&1)
 for reason in Scheduled Pulling Pulled Created Started; do
     contains "describe pod shows event $reason" "$out" "$reason"

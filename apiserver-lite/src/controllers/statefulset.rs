@@ -159,7 +159,16 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
         .pointer("/spec/template")
         .cloned()
         .unwrap_or(Value::Null);
-    let update_revision = pods::revision_name(&set.value, &template);
+    // The revisions' templates as they were before this sync's history writes.
+    let revisions: Vec<Stored> =
+        history::owned(history::in_namespace(&cache.revisions, &key.0), &set.value)
+            .into_iter()
+            .cloned()
+            .collect();
+    let update_revision =
+        history::equal_revision(&revisions.iter().collect::<Vec<_>>(), &set.value)
+            .map(|r| r.name().to_string())
+            .unwrap_or_else(|| pods::revision_name(&set.value, &template));
     let stored_current = str_at(&set.value, "/status/currentRevision");
     let current_revision = if stored_current.is_empty() {
         update_revision.clone()
@@ -176,12 +185,6 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
     if !set.deleting() {
         failure = sync_claims(api, cache, &set.value, &owned).await.err();
     }
-    // The revisions' templates as they were before this sync's history writes.
-    let revisions: Vec<Stored> =
-        history::owned(history::in_namespace(&cache.revisions, &key.0), &set.value)
-            .into_iter()
-            .cloned()
-            .collect();
     if !set.deleting() && failure.is_none() {
         let view: Vec<&Stored> = revisions.iter().collect();
         let wanted = history::Wanted {

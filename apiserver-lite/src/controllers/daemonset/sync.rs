@@ -50,17 +50,28 @@ pub(super) async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<O
         tracing::warn!(daemonset = %format!("{}/{}", key.0, key.1), "template is not a pod; not syncing");
         return Ok(None);
     };
-    let hash = pod_template_hash(
-        ds.value.pointer("/spec/template").unwrap_or(&Value::Null),
-        int_at(&ds.value, "/status/collisionCount"),
-    );
+    let view = history::owned(history::in_namespace(&cache.revisions, ns), &ds.value);
+    // A revision equal to the template once both are defaulted keeps its hash (see `equal_revision`).
+    let hash = history::equal_revision(&view, &ds.value)
+        .and_then(|r| {
+            r.value
+                .pointer("/metadata/labels")?
+                .get(history::HASH_LABEL)?
+                .as_str()
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            pod_template_hash(
+                ds.value.pointer("/spec/template").unwrap_or(&Value::Null),
+                int_at(&ds.value, "/status/collisionCount"),
+            )
+        });
     // The history (kube's `constructHistory` and `cleanupHistory`): revisions of pods are live.
     let live: BTreeSet<String> = owned
         .iter()
         .filter_map(|p| p.labels().remove(history::HASH_LABEL))
         .map(|h| format!("{}-{h}", ds.name()))
         .collect();
-    let view = history::owned(history::in_namespace(&cache.revisions, ns), &ds.value);
     let wanted = history::Wanted {
         set: &ds.value,
         name: format!("{}-{hash}", ds.name()),

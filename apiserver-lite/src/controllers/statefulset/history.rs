@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::controllers::deployment::template::pod_template_hash;
+use crate::controllers::deployment::template::{equal_ignore_hash, pod_template_hash};
 use crate::controllers::object::write_opts;
 use crate::controllers::owners::{self, Key, Stored, int_at, str_at};
 use crate::handlers::{Api, DeleteOpts};
@@ -83,6 +83,19 @@ pub fn owned<'a>(revisions: impl IntoIterator<Item = &'a Stored>, set: &Value) -
             .then_with(|| a.name().cmp(b.name()))
     });
     mine
+}
+
+/// The newest of `owned` (oldest first) whose template is the set's current one, both with kube's template
+/// defaults (kube's `FindEqualRevisions`, which compares revisions as read from etcd, so defaulted). A
+/// revision stored before a default was added keeps serving the set: an update that only defaults the
+/// set's template starts no rollout.
+pub fn equal_revision<'a>(owned: &[&'a Stored], set: &Value) -> Option<&'a Stored> {
+    let template = set.pointer("/spec/template");
+    owned
+        .iter()
+        .rev()
+        .find(|r| template_of(&r.value).is_some_and(|t| equal_ignore_hash(Some(&t), template)))
+        .copied()
 }
 
 /// The revisions of the namespace `ns` in a controller's view.
@@ -290,6 +303,39 @@ mod tests {
                 ..wanted
             }
         ));
+    }
+
+    #[test]
+    fn a_revision_stored_before_a_default_still_equals_its_defaulted_template() {
+        let mut before = set("a");
+        before["spec"]["template"]["spec"]["volumes"] =
+            json!([{"name": "cfg", "configMap": {"name": "c"}}]);
+        let revision = |name: &str, number: i64, s: &Value| Stored {
+            value: Arc::new(new_revision(
+                &Wanted {
+                    set: s,
+                    name: name.into(),
+                    hash_label: Some("h"),
+                },
+                number,
+            )),
+            revision: 1,
+        };
+        let old = revision("agent-old", 1, &before);
+        let other = revision("agent-other", 2, &set("b"));
+        let mut after = before.clone();
+        crate::resources::workloads::default_template(&mut after["spec"]["template"]);
+        assert_eq!(
+            after["spec"]["template"]["spec"]["volumes"][0]["configMap"]["defaultMode"],
+            420
+        );
+        let found = equal_revision(&[&old, &other], &after).map(Stored::name);
+        assert_eq!(found, Some("agent-old"));
+        assert_eq!(
+            equal_revision(&[&old, &other], &set("b")).map(Stored::name),
+            Some("agent-other")
+        );
+        assert!(equal_revision(&[&old, &other], &set("c")).is_none());
     }
 
     #[test]
