@@ -58,6 +58,14 @@ in_machine() { "$lab" shell "$@"; }
 ready_status() { k get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null; }
 node_ready() { [[ $(ready_status "$1") == True ]]; }
 node_not_ready() { local s; s=$(ready_status "$1") && [[ -n $s && $s != True ]]; }
+# No node carries a NoSchedule taint any more: the node lifecycle controller lifts `not-ready` on its next
+# pass (every 5 s, as kube-controller-manager's node monitor), so a node that has just turned Ready may still
+# refuse pods for a moment, and the scheduler then places them all elsewhere.
+all_schedulable() {
+    local t
+    t=$(k get nodes -o 'jsonpath={range .items[*]}{.spec.taints[*].effect}{"\n"}{end}' 2>/dev/null) || return 1
+    [[ $t != *NoSchedule* ]]
+}
 # wait_for SECONDS CMD...: poll every 0.5 s.
 wait_for() {
     local deadline=$((SECONDS + $1))
@@ -145,6 +153,7 @@ spec:
       periodSeconds: 1
 EOF
 done >"$work/web.yml"
+check "every node takes pods (no NoSchedule taint left)" wait_for 30 all_schedulable
 check "kubectl create 6 web pods (cpu requests, no nodeName)" k create -f "$work/web.yml"
 check "the 6 web pods become Ready" k wait --for=condition=Ready pod -l app=web --timeout=120s
 placement=$(k get pods -l app=web -o 'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}' 2>&1)
