@@ -207,20 +207,8 @@ impl Signal {
 /// The thresholds crossed now (available < threshold; a signal that could not be measured crosses
 /// nothing), memory first, then pids, then the file systems: the order the agent reclaims them in.
 pub fn crossed(thresholds: &[Threshold], obs: &Observations) -> Vec<Crossed> {
-    let mut out: Vec<Crossed> = thresholds
-        .iter()
-        .filter_map(|t| {
-            let (available, capacity) = obs.of(t.signal)?;
-            let threshold = t.value.bytes_of(capacity);
-            (available < threshold).then_some(Crossed {
-                signal: t.signal,
-                threshold,
-                available,
-            })
-        })
-        .collect();
-    out.sort_by_key(|c| reclaim_rank(c.signal));
-    out
+    // Nothing held: no minimum reclaim applies.
+    min_reclaim::met(thresholds, &[], &min_reclaim::MinReclaims::default(), obs)
 }
 
 /// The order signals are reclaimed in: memory, then pids, then the file systems.

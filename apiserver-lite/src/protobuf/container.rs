@@ -8,7 +8,8 @@ use super::{F, f, r};
 
 pub(super) fn schema(msg: &str) -> &'static [F] {
     match msg {
-        "Container" => {
+        // EphemeralContainerCommon repeats Container's fields with the same numbers.
+        "Container" | "EphemeralContainerCommon" => {
             const S: &[F] = &[
                 f(1, "name", Str),
                 f(2, "image", Str),
@@ -45,35 +46,6 @@ pub(super) fn schema(msg: &str) -> &'static [F] {
                     Inline("EphemeralContainerCommon"),
                 ),
                 f(2, "targetContainerName", Str),
-            ];
-            S
-        }
-        "EphemeralContainerCommon" => {
-            const S: &[F] = &[
-                f(1, "name", Str),
-                f(2, "image", Str),
-                r(3, "command", Str),
-                r(4, "args", Str),
-                f(5, "workingDir", Str),
-                r(6, "ports", Msg("ContainerPort")),
-                r(19, "envFrom", Msg("EnvFromSource")),
-                r(7, "env", Msg("EnvVar")),
-                f(8, "resources", Msg("ResourceRequirements")),
-                r(23, "resizePolicy", Msg("ContainerResizePolicy")),
-                f(24, "restartPolicy", Str),
-                r(9, "volumeMounts", Msg("VolumeMount")),
-                r(21, "volumeDevices", Msg("VolumeDevice")),
-                f(10, "livenessProbe", Msg("Probe")),
-                f(11, "readinessProbe", Msg("Probe")),
-                f(22, "startupProbe", Msg("Probe")),
-                f(12, "lifecycle", Msg("Lifecycle")),
-                f(13, "terminationMessagePath", Str),
-                f(20, "terminationMessagePolicy", Str),
-                f(14, "imagePullPolicy", Str),
-                f(15, "securityContext", Msg("SecurityContext")),
-                f(16, "stdin", Bool),
-                f(17, "stdinOnce", Bool),
-                f(18, "tty", Bool),
             ];
             S
         }
