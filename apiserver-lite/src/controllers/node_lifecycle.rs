@@ -131,9 +131,12 @@ pub async fn run(
                     }
                     nodes = fresh;
                 }
+                // As kube's NoSchedule tainting pass, a changed node gets its taints at once, not on the
+                // next tick: a node that just turned Ready takes pods right away.
                 Change::Put(kv) => {
                     let name = node_key_name(&kv.key).to_string();
-                    if let Some((name, tracked)) = observe_node(&kv, nodes.remove(&name)) {
+                    if let Some((name, mut tracked)) = observe_node(&kv, nodes.remove(&name)) {
+                        reconcile(&store, &name, &mut tracked, grace, &object::now_rfc3339()).await;
                         nodes.insert(name, tracked);
                     }
                 }
@@ -192,35 +195,9 @@ fn observe_node(kv: &KeyValue, known: Option<Tracked>) -> Option<(String, Tracke
 }
 
 async fn check(api: &crate::handlers::Api, grace: Duration, nodes: &mut HashMap<String, Tracked>) {
-    let store: &dyn Store = api.store.as_ref();
     let now = object::now_rfc3339();
     for (name, tracked) in nodes.iter_mut() {
-        let marked = if tracked.last_seen.elapsed() >= grace {
-            mark_unknown(&tracked.value, &now)
-        } else {
-            None
-        };
-        let base = marked.as_ref().unwrap_or(&tracked.value);
-        let updated = match with_lifecycle_taints(base, &now) {
-            Some(tainted) => tainted,
-            None => match marked {
-                Some(marked) => marked,
-                None => continue,
-            },
-        };
-        let Ok(bytes) = serde_json::to_vec(&updated) else {
-            continue;
-        };
-        match store.update(&tracked.key, bytes, tracked.revision).await {
-            Ok(revision) => {
-                tracing::warn!(node = %name, "node conditions or lifecycle taints updated");
-                tracked.revision = revision;
-                tracked.value = updated;
-            }
-            // The node changed meanwhile: the watch brings the new state and the next check decides again.
-            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
-            Err(err) => tracing::warn!(node = %name, error = %err, "failed to update node"),
-        }
+        reconcile(&api.store, name, tracked, grace, &now).await;
     }
     let tainted: Vec<(String, Vec<taints::NoExecute>)> = nodes
         .iter()
@@ -229,6 +206,43 @@ async fn check(api: &crate::handlers::Api, grace: Duration, nodes: &mut HashMap<
         .collect();
     if !tainted.is_empty() {
         eviction::sweep(api, &tainted).await;
+    }
+}
+
+/// Mark the node `Unknown` if it has been silent for the grace period, and make its lifecycle taints
+/// match its conditions.
+async fn reconcile(
+    store: &Arc<dyn Store>,
+    name: &str,
+    tracked: &mut Tracked,
+    grace: Duration,
+    now: &str,
+) {
+    let marked = if tracked.last_seen.elapsed() >= grace {
+        mark_unknown(&tracked.value, now)
+    } else {
+        None
+    };
+    let base = marked.as_ref().unwrap_or(&tracked.value);
+    let updated = match with_lifecycle_taints(base, now) {
+        Some(tainted) => tainted,
+        None => match marked {
+            Some(marked) => marked,
+            None => return,
+        },
+    };
+    let Ok(bytes) = serde_json::to_vec(&updated) else {
+        return;
+    };
+    match store.update(&tracked.key, bytes, tracked.revision).await {
+        Ok(revision) => {
+            tracing::warn!(node = %name, "node conditions or lifecycle taints updated");
+            tracked.revision = revision;
+            tracked.value = updated;
+        }
+        // The node changed meanwhile: the watch brings the new state and it is decided again.
+        Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
+        Err(err) => tracing::warn!(node = %name, error = %err, "failed to update node"),
     }
 }
 

@@ -215,6 +215,42 @@ async fn unreachable_nodes_are_tainted_and_their_pods_evicted() {
     h.stop().await;
 }
 
+/// Taints follow a node's conditions as soon as the node changes, as kube's NoSchedule tainting pass; the
+/// periodic check (every 5 s with the default grace period) is not waited for. A node that turns Ready
+/// takes pods at once (before: `kubectl wait node --for=condition=Ready` and a create right after could find
+/// every new pod placed on the other nodes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_follow_conditions_at_once() {
+    let h = Harness::start_with_node_grace(Duration::from_secs(50));
+    h.put("/registry/nodes/late", node("late", false, "2"))
+        .await;
+    h.wait_for("/registry/nodes/late", "not-ready taints", |n| {
+        taint_keys(n).len() == 2
+    })
+    .await;
+    let ready = Instant::now();
+    h.set_ready("late", true).await;
+    h.wait_for("/registry/nodes/late", "untainted", |n| {
+        taint_keys(n).is_empty()
+    })
+    .await;
+    // The periodic check runs every 5 s; lifting the taint on it would take ≈ 5 s here.
+    assert!(
+        ready.elapsed() < Duration::from_millis(2500),
+        "taints lifted only after {:?}",
+        ready.elapsed()
+    );
+    h.put("/registry/pods/default/p", pod("default", "p", None))
+        .await;
+    let p = h
+        .wait_for("/registry/pods/default/p", "bound", |p| {
+            node_name(p).is_some()
+        })
+        .await;
+    assert_eq!(node_name(&p), Some("late"));
+    h.stop().await;
+}
+
 /// The pod GC pass (`Api::finalize_pass(true)`): a terminating pod is force-deleted when its node is gone,
 /// or is not Ready and carries `node.kubernetes.io/out-of-service` (kube's podgc `gcTerminating`); on a node
 /// that is merely NotReady, or Ready with the taint, it waits for its agent.
