@@ -373,6 +373,7 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
         "--grace-period=1",
         "--timeout=60s",
     ]);
+    drop(_cleanup_quiet);
     drop(_cleanup_crasher);
     drop(_cleanup);
     drop(agent);

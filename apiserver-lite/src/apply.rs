@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::patch::{item_key, merge_key, strategic_merge};
+use crate::patch::{Schema, item_key, merge_key, strategic_merge};
 use crate::status::ApiError;
 
 /// One path in FieldsV1 syntax.
@@ -449,7 +449,7 @@ pub fn apply(cur: &Value, config: &Value, manager: &str, force: bool) -> Result<
         m.remove("managedFields");
         m.remove("resourceVersion");
     }
-    strategic_merge(&mut result, &cfg);
+    strategic_merge(&mut result, &cfg, Schema::ByName);
     let i = upsert(&mut list, manager, "Apply", &api_version);
     list[i].fields = new_set;
     store_entries(&mut result, &list);

@@ -541,7 +541,7 @@ fn give_back_heap() {
 
 /// What the schemas are generated from: part of each document's hash, so that kubectl's cache (keyed by
 /// the hash in `serverRelativeURL`) sees a new document when only the schemas change.
-const SCHEMA_SOURCE: &str = "k8s-openapi 0.29 latest";
+const SCHEMA_SOURCE: &str = "k8s-openapi 0.29 latest; patch metadata of k8s.io/api 1.32";
 
 impl OpenApi {
     pub fn build() -> Self {

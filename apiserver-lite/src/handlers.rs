@@ -1087,7 +1087,9 @@ impl Api {
                         };
                     }
                 }
-                patch::apply(pt, &mut target, &p).map_err(|e| {
+                let type_name = patch::meta::type_name(def.group, def.version, def.kind);
+                let schema = patch::Schema::Type(&type_name);
+                patch::apply(pt, &mut target, &p, schema).map_err(|e| {
                     ApiError::new(
                         422,
                         "Invalid",

@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value};
 
+pub mod meta;
+mod table;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
     Json,
@@ -58,7 +61,58 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
     json_patch::patch(target, &p.0).map_err(|e| e.to_string())
 }
 
-/// The merge key of a list field (by field name), for strategic merge patch.
+/// What a strategic merge patch knows of the value it walks into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema<'a> {
+    /// A type of the served kinds (`io.k8s.api.core.v1.PodSpec`): lists merge as kube's struct tags say
+    /// ([`meta`]).
+    Type(&'a str),
+    /// A value without metadata (labels, a field newer than the table): lists are replaced.
+    Plain,
+    /// No type: lists merge by the field-name rule of [`merge_key`] (server-side apply's approximation).
+    ByName,
+}
+
+impl<'a> Schema<'a> {
+    /// How field `name` of a value of this schema merges, and the schema of its value (or items).
+    fn field(self, name: &str) -> (ListMerge, Schema<'static>) {
+        match self {
+            Schema::Type(ty) => match meta::field(ty, name) {
+                Some(f) => {
+                    let merge = match (f.merges(), f.merge_key()) {
+                        (true, Some(key)) => ListMerge::ByKey(key),
+                        (true, None) => ListMerge::Union,
+                        (false, _) => ListMerge::Replace,
+                    };
+                    (merge, f.item_type().map_or(Schema::Plain, Schema::Type))
+                }
+                None => (ListMerge::Replace, Schema::Plain),
+            },
+            Schema::Plain => (ListMerge::Replace, Schema::Plain),
+            Schema::ByName => {
+                let merge = match merge_key(name) {
+                    Some(key) => ListMerge::ByKey(key),
+                    None if is_merged_primitive_list(name) => ListMerge::Union,
+                    None => ListMerge::Replace,
+                };
+                (merge, Schema::ByName)
+            }
+        }
+    }
+}
+
+/// How a list field takes a patch's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListMerge {
+    /// Items are matched by this key; `{"$patch": "delete"}` items remove theirs.
+    ByKey(&'static str),
+    /// A set of scalars: the patch's items are added.
+    Union,
+    /// The patch's list replaces the whole list.
+    Replace,
+}
+
+/// The merge key of a list field by field name alone, for server-side apply (which walks untyped).
 pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
@@ -83,8 +137,10 @@ fn is_merged_primitive_list(field: &str) -> bool {
     matches!(field, "finalizers")
 }
 
-/// Strategic merge patch.
-pub fn strategic_merge(target: &mut Value, patch: &Value) {
+/// Strategic merge patch of a value of `schema`: maps merge field by field, lists as their patch strategy
+/// says, with the directives `$patch` (`replace`, `delete`), `$retainKeys`, `$setElementOrder/<list>` and
+/// `$deleteFromPrimitiveList/<list>`.
+pub fn strategic_merge(target: &mut Value, patch: &Value, schema: Schema<'_>) {
     let Value::Object(pm) = patch else {
         *target = patch.clone();
         return;
@@ -118,12 +174,17 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
             tm.remove(k);
             continue;
         }
+        let (merge, child) = schema.field(k);
         match v {
             Value::Array(items) => {
-                let existing = tm.get_mut(k);
-                match (merge_key(k), existing) {
-                    (Some(mk), Some(Value::Array(cur))) => merge_list(cur, items, mk),
-                    (None, Some(Value::Array(cur))) if is_merged_primitive_list(k) => {
+                let replace = items
+                    .iter()
+                    .any(|it| it.get("$patch").and_then(Value::as_str) == Some("replace"));
+                match (merge, tm.get_mut(k)) {
+                    (ListMerge::ByKey(key), Some(Value::Array(cur))) if !replace => {
+                        merge_list(cur, items, key, child, schema == Schema::ByName)
+                    }
+                    (ListMerge::Union, Some(Value::Array(cur))) if !replace => {
                         for it in items {
                             if !cur.contains(it) {
                                 cur.push(it.clone());
@@ -133,26 +194,75 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                     _ => {
                         let cleaned: Vec<Value> = items
                             .iter()
-                            .filter(|it| it.get("$patch").and_then(Value::as_str) != Some("delete"))
+                            .filter(|it| {
+                                !matches!(
+                                    it.get("$patch").and_then(Value::as_str),
+                                    Some("delete" | "replace")
+                                )
+                            })
                             .map(|it| {
                                 let mut c = Value::Null;
-                                strategic_merge(&mut c, it);
+                                strategic_merge(&mut c, it, child);
                                 if it.is_object() { c } else { it.clone() }
                             })
                             .collect();
                         tm.insert(k.clone(), Value::Array(cleaned));
                     }
                 }
+                if let (Some(Value::Array(order)), Some(Value::Array(list))) =
+                    (pm.get(&format!("$setElementOrder/{k}")), tm.get_mut(k))
+                {
+                    let key = match merge {
+                        ListMerge::ByKey(key) => Some(key),
+                        _ => None,
+                    };
+                    set_element_order(list, order, key);
+                }
             }
-            Value::Object(_) => strategic_merge(tm.entry(k.clone()).or_insert(Value::Null), v),
+            Value::Object(_) => {
+                strategic_merge(tm.entry(k.clone()).or_insert(Value::Null), v, child)
+            }
             other => {
                 tm.insert(k.clone(), other.clone());
             }
         }
     }
+    // A list the patch only orders (no items changed).
+    for (k, order) in pm {
+        let (Some(field), Value::Array(order)) = (k.strip_prefix("$setElementOrder/"), order)
+        else {
+            continue;
+        };
+        if pm.contains_key(field) {
+            continue;
+        }
+        if let Some(Value::Array(list)) = tm.get_mut(field) {
+            let key = match schema.field(field).0 {
+                ListMerge::ByKey(key) => Some(key),
+                _ => None,
+            };
+            set_element_order(list, order, key);
+        }
+    }
 }
 
-/// Service and Endpoints ports are keyed by `port` where container ports are keyed by `containerPort`.
+/// `$setElementOrder/<list>`: the items the order names come first, in its order; the others (which only
+/// the server has) follow in their current order.
+fn set_element_order(list: &mut [Value], order: &[Value], key: Option<&str>) {
+    let position = |item: &Value| {
+        order.iter().position(|o| match key {
+            Some(key) => {
+                let key = item_key(item, key);
+                o.get(key).is_some() && o.get(key) == item.get(key)
+            }
+            None => o == item,
+        })
+    };
+    list.sort_by_key(|item| position(item).unwrap_or(usize::MAX));
+}
+
+/// Service and Endpoints ports are keyed by `port` where container ports are keyed by `containerPort`
+/// (the field-name rule only; typed patches know each list's key).
 pub(crate) fn item_key<'a>(item: &Value, key: &'a str) -> &'a str {
     if key == "containerPort" && item.get(key).is_none() && item.get("port").is_some() {
         "port"
@@ -161,9 +271,9 @@ pub(crate) fn item_key<'a>(item: &Value, key: &'a str) -> &'a str {
     }
 }
 
-fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) {
+fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str, child: Schema<'_>, by_name: bool) {
     for it in items {
-        let key = item_key(it, key);
+        let key = if by_name { item_key(it, key) } else { key };
         let Some(kv) = it.get(key).cloned() else {
             cur.push(it.clone());
             continue;
@@ -175,18 +285,23 @@ fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) {
                 cur.remove(i);
             }
             (None, true) => {}
-            (Some(i), false) => strategic_merge(&mut cur[i], it),
+            (Some(i), false) => strategic_merge(&mut cur[i], it, child),
             (None, false) => {
                 let mut c = Value::Null;
-                strategic_merge(&mut c, it);
+                strategic_merge(&mut c, it, child);
                 cur.push(c);
             }
         }
     }
 }
 
-/// Apply a patch of the given type to `target`.
-pub fn apply(pt: PatchType, target: &mut Value, patch: &Value) -> Result<(), String> {
+/// Apply a patch of the given type to `target`, a value of `schema`.
+pub fn apply(
+    pt: PatchType,
+    target: &mut Value,
+    patch: &Value,
+    schema: Schema<'_>,
+) -> Result<(), String> {
     match pt {
         PatchType::Json => json_patch(target, patch),
         PatchType::Merge => {
@@ -200,7 +315,7 @@ pub fn apply(pt: PatchType, target: &mut Value, patch: &Value) -> Result<(), Str
             if !patch.is_object() {
                 return Err("strategic merge patch must be a JSON object".into());
             }
-            strategic_merge(target, patch);
+            strategic_merge(target, patch, schema);
             Ok(())
         }
     }
@@ -210,6 +325,8 @@ pub fn apply(pt: PatchType, target: &mut Value, patch: &Value) -> Result<(), Str
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const POD: Schema = Schema::Type("io.k8s.api.core.v1.Pod");
 
     #[test]
     fn merge_patch_rfc7386() {
@@ -231,6 +348,7 @@ mod tests {
             {"name": "b", "$patch": "delete"},
             {"name": "c", "image": "z"}
         ]}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            POD,
         );
         assert_eq!(t["spec"]["containers"][0]["image"], "x:2");
         assert_eq!(
@@ -250,6 +368,7 @@ mod tests {
         strategic_merge(
             &mut t,
             &json!({"spec": {"tolerations": [{"key": "b"}]}, "metadata": {"finalizers": ["y"], "$deleteFromPrimitiveList/finalizers": ["x"]}}),
+            POD,
         );
         assert_eq!(t["spec"]["tolerations"], json!([{"key": "b"}]));
         assert_eq!(t["metadata"]["finalizers"], json!(["y"]));
@@ -264,11 +383,102 @@ mod tests {
             &mut t,
             &json!({"spec": {"template": {"$patch": "replace", "metadata": {"labels": {"a": "1"}},
                 "spec": {"containers": [{"name": "c", "image": "old"}]}}}}),
+            Schema::Type("io.k8s.api.apps.v1.DaemonSet"),
         );
         assert_eq!(
             t,
             json!({"spec": {"replicas": 2, "template": {"metadata": {"labels": {"a": "1"}},
                 "spec": {"containers": [{"name": "c", "image": "old"}]}}}})
+        );
+    }
+
+    /// What kubectl 1.32's client-side apply sends when a container, an env var and a port were removed from
+    /// the manifest: deletions as directives, the remaining order in `$setElementOrder`.
+    #[test]
+    fn strategic_deletes_and_orders_as_kubectl_apply_says() {
+        let mut t = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "busybox", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+             "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 81, "protocol": "TCP"}]},
+            {"name": "b", "image": "busybox"}
+        ]}}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "a"}],
+            "containers": [{"name": "a",
+                "$setElementOrder/env": [{"name": "A"}], "env": [{"$patch": "delete", "name": "B"}],
+                "$setElementOrder/ports": [{"containerPort": 80}], "ports": [{"$patch": "delete", "containerPort": 81}]},
+                {"$patch": "delete", "name": "b"}]
+        }}}});
+        strategic_merge(
+            &mut t,
+            &patch,
+            Schema::Type("io.k8s.api.apps.v1.Deployment"),
+        );
+        assert_eq!(
+            t,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "busybox",
+                "env": [{"name": "A", "value": "1"}], "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}}}})
+        );
+        // The order of a keyed list follows `$setElementOrder`, even when no item changed.
+        let mut t =
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "injected"}]}});
+        strategic_merge(
+            &mut t,
+            &json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}),
+            POD,
+        );
+        assert_eq!(
+            t["spec"]["containers"],
+            json!([{"name": "b"}, {"name": "a"}, {"name": "injected"}])
+        );
+    }
+
+    /// Lists kube does not merge are replaced, whatever their field is called; lists it merges use the key
+    /// of their own type.
+    #[test]
+    fn strategic_follows_each_types_tags() {
+        let mut t = json!({"spec": {"readinessGates": [{"conditionType": "a"}]}});
+        strategic_merge(
+            &mut t,
+            &json!({"spec": {"readinessGates": [{"conditionType": "b"}]}}),
+            POD,
+        );
+        assert_eq!(t["spec"]["readinessGates"], json!([{"conditionType": "b"}]));
+        let mut t = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}]}]});
+        strategic_merge(
+            &mut t,
+            &json!({"subsets": [{"addresses": [{"ip": "10.0.0.2"}]}]}),
+            Schema::Type("io.k8s.api.core.v1.Endpoints"),
+        );
+        assert_eq!(t, json!({"subsets": [{"addresses": [{"ip": "10.0.0.2"}]}]}));
+        let mut t = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
+        strategic_merge(
+            &mut t,
+            &json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}, {"port": 443, "$patch": "delete"}]}}),
+            Schema::Type("io.k8s.api.core.v1.Service"),
+        );
+        assert_eq!(
+            t["spec"]["ports"],
+            json!([{"port": 80, "targetPort": 9090}])
+        );
+        // A list replaced by directive, and a list under a field without metadata.
+        let mut t = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}, "metadata": {"labels": {"x": "1"}}});
+        strategic_merge(
+            &mut t,
+            &json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "c"}]}, "metadata": {"labels": {"y": "2"}}}),
+            POD,
+        );
+        assert_eq!(t["spec"]["containers"], json!([{"name": "c"}]));
+        assert_eq!(t["metadata"]["labels"], json!({"x": "1", "y": "2"}));
+        // Untyped (server-side apply's merge): by field name, Service ports by `port`.
+        let mut t = json!({"spec": {"ports": [{"port": 80}, {"port": 443}]}});
+        strategic_merge(
+            &mut t,
+            &json!({"spec": {"ports": [{"port": 80, "name": "http"}]}}),
+            Schema::ByName,
+        );
+        assert_eq!(
+            t["spec"]["ports"],
+            json!([{"port": 80, "name": "http"}, {"port": 443}])
         );
     }
 

@@ -226,7 +226,8 @@ async fn write(
             Change::Put(v, dups) => decode_scale(v.clone(), dups, opts.field_validation)?,
             Change::Patch(pt, p) => {
                 let mut target = old.clone();
-                crate::patch::apply(*pt, &mut target, p).map_err(|e| {
+                let schema = crate::patch::Schema::Type("io.k8s.api.autoscaling.v1.Scale");
+                crate::patch::apply(*pt, &mut target, p, schema).map_err(|e| {
                     ApiError::new(
                         422,
                         "Invalid",

@@ -307,6 +307,59 @@ fn apply_patch_and_server_side_apply() {
     );
 }
 
+/// Client-side apply of a manifest from which a container, an env var and a port were removed: kubectl 1.32
+/// computes its strategic merge patch from the server's OpenAPI v3 schemas, so without kube's merge keys
+/// there it sent whole lists that the server merged into the old ones, and nothing was removed. What
+/// another writer added (`kubectl set env`) stays, as with kube's three-way merge.
+#[test]
+fn apply_removes_what_the_manifest_no_longer_has() {
+    if !kubectl_present() {
+        return;
+    }
+    let s = Server::start();
+    let deployment = |containers: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec:\n      containers:\n{containers}"
+        )
+    };
+    let both = deployment(
+        "      - {name: a, image: busybox, env: [{name: A, value: '1'}, {name: B, value: '2'}], \
+         ports: [{containerPort: 80}, {containerPort: 81}]}\n      - {name: b, image: busybox}\n",
+    );
+    let one = deployment(
+        "      - {name: a, image: busybox, env: [{name: A, value: '1'}], ports: [{containerPort: 80}]}\n",
+    );
+    assert!(
+        s.ok(&["apply", "-f", path_str(&s.write("both.yaml", &both))])
+            .contains("created")
+    );
+    s.ok(&["set", "env", "deployment/web", "-c", "a", "C=3"]);
+    let out = s.kubectl(&["apply", "-f", path_str(&s.write("one.yaml", &one))]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "apply: {stderr}");
+    assert!(!stderr.contains("warning"), "kubectl warned: {stderr}");
+    let get = |path: &str| {
+        s.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(get("{.spec.template.spec.containers[*].name}"), "a");
+    assert_eq!(
+        get("{.spec.template.spec.containers[0].env[*].name}"),
+        "A C"
+    );
+    assert_eq!(
+        get("{.spec.template.spec.containers[0].ports[*].containerPort}"),
+        "80"
+    );
+}
+
 #[test]
 fn delete_unbound_and_graceful_bound() {
     if !kubectl_present() {

@@ -193,6 +193,53 @@ impl TestContainerd {
 impl Drop for TestContainerd {
     fn drop(&mut self) {
         stop(&mut self.child);
+        end_leftover_shims(&self.socket);
+    }
+}
+
+/// Shims of this containerd still running once it has stopped are a test's leak (a pod not deleted before
+/// its agent stopped): they would keep their containers forever. Say so, and end them and their
+/// containers (which this test started).
+fn end_leftover_shims(socket: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let address = socket.to_string_lossy().into_owned();
+    let pids: Vec<i32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect();
+    let parent = |pid: i32| -> Option<i32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let is_our_shim = |pid: i32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"-address" && w[1] == address.as_bytes())
+    };
+    for shim in pids.iter().copied().filter(|pid| is_our_shim(*pid)) {
+        let children: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|pid| parent(*pid) == Some(shim))
+            .collect();
+        eprintln!(
+            "warning: containerd-shim {shim} (children {children:?}) outlived its containerd; ending it"
+        );
+        for child in children {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(shim), Signal::SIGKILL);
     }
 }
 

@@ -3,9 +3,11 @@
 //! every definition it refers to. `kubectl explain` reads them.
 //!
 //! The schemas and their descriptions come from k8s-openapi's `JsonSchema` implementations (kube's own
-//! OpenAPI definitions, generated into Rust). Unlike kube's, they carry no `x-kubernetes-patch-*` or
-//! `x-kubernetes-list-*` extensions; kubectl 1.32 reads patch metadata from `/openapi/v2` (empty here, so
-//! it uses its compiled-in types), not from these.
+//! OpenAPI definitions, generated into Rust). The `x-kubernetes-patch-strategy`/`-patch-merge-key` and
+//! `x-kubernetes-list-type`/`-list-map-keys` extensions, which those lack, come from [`crate::patch::meta`]:
+//! kubectl 1.32's client-side apply computes its strategic merge patch from these schemas (the merge keys
+//! tell it to send `$patch: delete` for an item removed from a list), and the server merges with the same
+//! table.
 
 use std::borrow::Cow;
 
@@ -93,6 +95,9 @@ pub fn components(group: &str, version: &str) -> Map<String, Value> {
         kinds.push(((e.add)(&mut generator), e.kind));
     }
     let mut schemas = generator.take_definitions(true);
+    for (name, schema) in schemas.iter_mut() {
+        add_patch_extensions(name, schema);
+    }
     for (name, kind) in kinds {
         if let Some(Value::Object(schema)) = schemas.get_mut(name.as_ref()) {
             schema.insert(
@@ -102,6 +107,42 @@ pub fn components(group: &str, version: &str) -> Map<String, Value> {
         }
     }
     schemas
+}
+
+/// Add kube's patch and list extensions to the properties of definition `name` that have them.
+fn add_patch_extensions(name: &str, schema: &mut Value) {
+    let Some(Value::Object(properties)) = schema.get_mut("properties") else {
+        return;
+    };
+    for field in crate::patch::meta::fields_of(name) {
+        let Some(Value::Object(property)) = properties.get_mut(field.1) else {
+            continue;
+        };
+        let mut extensions = Vec::new();
+        if !field.strategy().is_empty() {
+            extensions.push(("x-kubernetes-patch-strategy", json!(field.strategy())));
+        }
+        if let Some(key) = field.merge_key() {
+            extensions.push(("x-kubernetes-patch-merge-key", json!(key)));
+        }
+        if !field.list_type().is_empty() {
+            extensions.push(("x-kubernetes-list-type", json!(field.list_type())));
+        }
+        if !field.map_keys().is_empty() {
+            extensions.push(("x-kubernetes-list-map-keys", json!(field.map_keys())));
+        }
+        if extensions.is_empty() {
+            continue;
+        }
+        // OpenAPI 3.0 ignores the siblings of `$ref`: a reference with extensions goes into `allOf`, as
+        // kube writes it.
+        if let Some(reference) = property.remove("$ref") {
+            property.insert("allOf".into(), json!([{"$ref": reference}]));
+        }
+        for (key, value) in extensions {
+            property.insert(key.into(), value);
+        }
+    }
 }
 
 /// Whether a kind has a schema (for tests of the kind tables).
@@ -144,6 +185,21 @@ mod tests {
             "Deployment"
         );
         assert!(!apps.contains_key("io.k8s.api.core.v1.Node"));
+        // kube's patch and list extensions, which kubectl's client-side apply reads.
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        let strategy = &apps["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+        assert_eq!(
+            strategy["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"
+        );
+        let tolerations = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["tolerations"];
+        assert_eq!(tolerations["x-kubernetes-list-type"], "atomic");
+        assert!(tolerations.get("x-kubernetes-patch-strategy").is_none());
         assert!(components("nope.example", "v1").is_empty());
     }
 }
