@@ -1,8 +1,10 @@
 //! Server-side apply and `metadata.managedFields` (FieldsV1), a pragmatic subset of structured-merge-diff:
 //!
 //! - A field set is a set of paths in FieldsV1 syntax (`f:spec`, `k:{"name":"c"}`, `.`). Maps are walked
-//!   field by field; lists with a merge key (containers by name, ports by containerPort/port, …) are walked
-//!   item by item; every other list and every scalar is one atomic leaf.
+//!   field by field; lists of `+listType=map` are walked item by item, each keyed by all its
+//!   `+listMapKey`s as kube 1.32's types say ([`crate::patch::meta`]: container ports by
+//!   `containerPort` and `protocol`, a missing protocol being `TCP`); every other list and every scalar is
+//!   one atomic leaf. Objects of a kind with no known type fall back to keys by field name.
 //! - `apply`: the applier's new set is the set of its configuration. A leaf also owned by another manager
 //!   whose value would change is a conflict (409 listing every field) unless `force`, which takes the field
 //!   over. Fields the applier owned before, no longer applies and nobody else owns are removed. The
@@ -17,42 +19,67 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::patch::{Schema, item_key, merge_key, strategic_merge};
+use crate::patch::{ListMerge, Schema, key_value, strategic_merge};
 use crate::status::ApiError;
 
 /// One path in FieldsV1 syntax.
 pub type Path = Vec<String>;
 pub type FieldSet = BTreeSet<Path>;
 
-fn list_key<'a>(field: &str, item: &'a Value) -> Option<(&'static str, &'a Value)> {
-    let k = item_key(item, merge_key(field)?);
-    item.get(k).map(|v| (k, v))
+/// The schema server-side apply walks an object with: its kind's type, or field names alone for a kind
+/// of no known type.
+fn with_schema<T>(obj: &Value, f: impl FnOnce(Schema<'_>) -> T) -> T {
+    let kind = obj.get("kind").and_then(Value::as_str);
+    let api_version = obj.get("apiVersion").and_then(Value::as_str);
+    let type_name = kind.zip(api_version).map(|(kind, api_version)| {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        crate::patch::meta::type_name(group, version, kind)
+    });
+    match type_name {
+        Some(t) if !crate::patch::meta::fields_of(&t).is_empty() => f(Schema::Apply(&t)),
+        _ => f(Schema::ByName),
+    }
 }
 
-fn key_elem(k: &str, v: &Value) -> String {
+/// `k:{"containerPort":53,"protocol":"UDP"}`: a list item by its keys (sorted by name, as kube writes
+/// them); `None` if the item lacks its first key.
+fn key_elem(keys: &[&str], item: &Value) -> Option<String> {
     let mut m = Map::new();
-    m.insert(k.to_string(), v.clone());
-    format!("k:{}", Value::Object(m))
+    for k in keys {
+        if let Some(v) = key_value(item, k) {
+            m.insert((*k).to_string(), v);
+        }
+    }
+    keys.first()
+        .filter(|k| item.get(**k).is_some())
+        .map(|_| format!("k:{}", Value::Object(m)))
 }
 
-fn walk(v: &Value, field: &str, path: &mut Path, out: &mut FieldSet) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
+/// Whether a list item has the keys of a `k:{…}` path element.
+fn has_keys(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter()
+        .all(|(k, v)| key_value(item, k).as_ref() == Some(v))
+}
+
+fn walk(v: &Value, schema: Schema<'_>, merge: ListMerge, path: &mut Path, out: &mut FieldSet) {
+    match (v, merge) {
+        (Value::Object(m), _) if !m.is_empty() => {
             for (k, c) in m {
+                let (merge, child) = schema.field(k);
                 path.push(format!("f:{k}"));
-                walk(c, k, path, out);
+                walk(c, child, merge, path, out);
                 path.pop();
             }
         }
-        Value::Array(items) if merge_key(field).is_some() && !items.is_empty() => {
+        (Value::Array(items), ListMerge::ByKeys(keys)) if !items.is_empty() => {
             for it in items {
-                match list_key(field, it) {
-                    Some((k, kv)) => {
-                        path.push(key_elem(k, kv));
+                match key_elem(keys, it) {
+                    Some(elem) => {
+                        path.push(elem);
                         path.push(".".into());
                         out.insert(path.clone());
                         path.pop();
-                        walk(it, "", path, out);
+                        walk(it, schema, ListMerge::Replace, path, out);
                         path.pop();
                     }
                     None => {
@@ -69,6 +96,10 @@ fn walk(v: &Value, field: &str, path: &mut Path, out: &mut FieldSet) {
 
 /// The fields an object (or an apply configuration) sets: spec-like content plus labels and annotations.
 pub fn fields_of(obj: &Value) -> FieldSet {
+    with_schema(obj, |schema| fields_with(obj, schema))
+}
+
+fn fields_with(obj: &Value, schema: Schema<'_>) -> FieldSet {
     let mut out = FieldSet::new();
     let Some(m) = obj.as_object() else {
         return out;
@@ -82,14 +113,15 @@ pub fn fields_of(obj: &Value) -> FieldSet {
                     if let Some(Value::Object(x)) = v.get(sub) {
                         for (lk, lv) in x {
                             path = vec!["f:metadata".into(), format!("f:{sub}"), format!("f:{lk}")];
-                            walk(lv, lk, &mut path, &mut out);
+                            walk(lv, Schema::Plain, ListMerge::Replace, &mut path, &mut out);
                         }
                     }
                 }
             }
             _ => {
+                let (merge, child) = schema.field(k);
                 path = vec![format!("f:{k}")];
-                walk(v, k, &mut path, &mut out);
+                walk(v, child, merge, &mut path, &mut out);
             }
         }
     }
@@ -107,11 +139,7 @@ pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
             cur = cur.get(f)?;
         } else if let Some(k) = el.strip_prefix("k:") {
             let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-            let (kn, kv) = key.iter().next()?;
-            cur = cur
-                .as_array()?
-                .iter()
-                .find(|it| it.get(kn.as_str()) == Some(kv))?;
+            cur = cur.as_array()?.iter().find(|it| has_keys(it, &key))?;
         } else {
             return None;
         }
@@ -139,11 +167,8 @@ fn remove_at(obj: &mut Value, path: &[String]) {
             let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
                 return;
             };
-            let Some((kn, kv)) = key.iter().next() else {
-                return;
-            };
             cur.as_array_mut()
-                .and_then(|a| a.iter_mut().find(|it| it.get(kn.as_str()) == Some(kv)))
+                .and_then(|a| a.iter_mut().find(|it| has_keys(it, &key)))
         } else {
             None
         };
@@ -158,10 +183,9 @@ fn remove_at(obj: &mut Value, path: &[String]) {
         }
     } else if let Some(k) = last.strip_prefix("k:")
         && let Ok(key) = serde_json::from_str::<Map<String, Value>>(k)
-        && let Some((kn, kv)) = key.iter().next()
         && let Some(a) = cur.as_array_mut()
     {
-        a.retain(|it| it.get(kn.as_str()) != Some(kv));
+        a.retain(|it| !has_keys(it, &key));
     }
 }
 
@@ -449,7 +473,7 @@ pub fn apply(cur: &Value, config: &Value, manager: &str, force: bool) -> Result<
         m.remove("managedFields");
         m.remove("resourceVersion");
     }
-    strategic_merge(&mut result, &cfg, Schema::ByName);
+    with_schema(config, |schema| strategic_merge(&mut result, &cfg, schema));
     let i = upsert(&mut list, manager, "Apply", &api_version);
     list[i].fields = new_set;
     store_entries(&mut result, &list);
@@ -557,6 +581,49 @@ mod tests {
         // app is still co-owned by kubectl-create: it stays even when mgr drops it.
         let dropped = apply(&without, &pod("httpd", json!({})), "mgr", false).expect("drop");
         assert_eq!(dropped["metadata"]["labels"]["app"], "web");
+    }
+
+    /// A port is keyed by number and protocol (kube's `+listMapKey`s), so DNS on 53/UDP and 53/TCP are two
+    /// items; a missing protocol is TCP. Keyed by number alone, the second apply overwrote the first port.
+    #[test]
+    fn list_items_are_keyed_by_all_their_keys() {
+        let dns = |tcp_name: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dns"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "dns", "ports": [
+                    {"containerPort": 53, "protocol": "UDP", "name": "dns"},
+                    {"containerPort": 53, "name": tcp_name}]}]}}}})
+        };
+        let mut created = dns("dns-tcp");
+        let cfg = created.clone();
+        record_create(&mut created, &cfg, "mgr", "Apply");
+        let v = to_fields_v1(&fields_of(&cfg));
+        let ports =
+            &v["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:ports"];
+        assert_eq!(
+            ports["k:{\"containerPort\":53,\"protocol\":\"UDP\"}"]["f:name"],
+            json!({})
+        );
+        assert_eq!(
+            ports["k:{\"containerPort\":53,\"protocol\":\"TCP\"}"]["f:name"],
+            json!({})
+        );
+        let renamed = apply(&created, &dns("dns-tcp2"), "mgr", false).expect("apply");
+        assert_eq!(
+            renamed["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"},
+                {"containerPort": 53, "name": "dns-tcp2"}])
+        );
+        // An item the applier no longer has goes; the other stays.
+        let mut udp_only = dns("x");
+        udp_only["spec"]["template"]["spec"]["containers"][0]["ports"]
+            .as_array_mut()
+            .expect("ports")
+            .pop();
+        let trimmed = apply(&renamed, &udp_only, "mgr", false).expect("apply");
+        assert_eq!(
+            trimmed["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"}])
+        );
     }
 
     #[test]

@@ -69,18 +69,32 @@ pub enum Schema<'a> {
     Type(&'a str),
     /// A value without metadata (labels, a field newer than the table): lists are replaced.
     Plain,
-    /// No type: lists merge by the field-name rule of [`merge_key`] (server-side apply's approximation).
+    /// A type of the served kinds, for server-side apply: lists merge as their `+listType` says (a `map`
+    /// by all its `+listMapKey`s, where strategic merge patch uses one merge key).
+    Apply(&'a str),
+    /// No type: lists merge by the field-name rule of [`merge_key`].
     ByName,
 }
 
 impl<'a> Schema<'a> {
     /// How field `name` of a value of this schema merges, and the schema of its value (or items).
-    fn field(self, name: &str) -> (ListMerge, Schema<'static>) {
+    pub(crate) fn field(self, name: &str) -> (ListMerge, Schema<'static>) {
         match self {
+            Schema::Apply(ty) => match meta::field(ty, name) {
+                Some(f) => {
+                    let merge = match f.list_type() {
+                        "map" if !f.map_keys().is_empty() => ListMerge::ByKeys(f.map_keys()),
+                        "set" => ListMerge::Union,
+                        _ => ListMerge::Replace,
+                    };
+                    (merge, f.item_type().map_or(Schema::Plain, Schema::Apply))
+                }
+                None => (ListMerge::Replace, Schema::Plain),
+            },
             Schema::Type(ty) => match meta::field(ty, name) {
                 Some(f) => {
                     let merge = match (f.merges(), f.merge_key()) {
-                        (true, Some(key)) => ListMerge::ByKey(key),
+                        (true, Some(_)) => ListMerge::ByKeys(std::slice::from_ref(&f.4)),
                         (true, None) => ListMerge::Union,
                         (false, _) => ListMerge::Replace,
                     };
@@ -91,7 +105,7 @@ impl<'a> Schema<'a> {
             Schema::Plain => (ListMerge::Replace, Schema::Plain),
             Schema::ByName => {
                 let merge = match merge_key(name) {
-                    Some(key) => ListMerge::ByKey(key),
+                    Some(key) => ListMerge::ByKeys(key),
                     None if is_merged_primitive_list(name) => ListMerge::Union,
                     None => ListMerge::Replace,
                 };
@@ -103,17 +117,17 @@ impl<'a> Schema<'a> {
 
 /// How a list field takes a patch's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListMerge {
-    /// Items are matched by this key; `{"$patch": "delete"}` items remove theirs.
-    ByKey(&'static str),
+pub(crate) enum ListMerge {
+    /// Items are matched by these keys; `{"$patch": "delete"}` items remove theirs.
+    ByKeys(&'static [&'static str]),
     /// A set of scalars: the patch's items are added.
     Union,
     /// The patch's list replaces the whole list.
     Replace,
 }
 
-/// The merge key of a list field by field name alone, for server-side apply (which walks untyped).
-pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
+/// The merge key of a list field by field name alone, for values of no known type.
+fn merge_key(field: &str) -> Option<&'static [&'static str]> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -122,14 +136,30 @@ pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
         | "env"
         | "imagePullSecrets"
         | "resourceClaims"
-        | "schedulingGates" => "name",
-        "ports" => "containerPort",
-        "volumeMounts" | "volumeDevices" => "mountPath",
-        "conditions" | "addresses" | "readinessGates" => "type",
-        "ownerReferences" => "uid",
-        "hostAliases" => "ip",
+        | "schedulingGates" => &["name"],
+        "ports" => &["containerPort"],
+        "volumeMounts" | "volumeDevices" => &["mountPath"],
+        "conditions" | "addresses" | "readinessGates" => &["type"],
+        "ownerReferences" => &["uid"],
+        "hostAliases" => &["ip"],
         _ => return None,
     })
+}
+
+/// Key field `name` of a list item; a port's missing `protocol` is kube's default, `TCP` (server-side
+/// apply configurations are not defaulted before their keys are read).
+pub(crate) fn key_value(item: &Value, name: &str) -> Option<Value> {
+    match item.get(name) {
+        Some(v) => Some(v.clone()),
+        None if name == "protocol" => Some(Value::from("TCP")),
+        None => None,
+    }
+}
+
+/// Whether two list items have the same keys (the first key must be set).
+fn same_keys(a: &Value, b: &Value, keys: &[&str]) -> bool {
+    keys.first().is_some_and(|k| a.get(*k).is_some())
+        && keys.iter().all(|k| key_value(a, k) == key_value(b, k))
 }
 
 /// Lists of scalars whose strategy is `merge` (union).
@@ -181,8 +211,8 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, schema: Schema<'_>) {
                     .iter()
                     .any(|it| it.get("$patch").and_then(Value::as_str) == Some("replace"));
                 match (merge, tm.get_mut(k)) {
-                    (ListMerge::ByKey(key), Some(Value::Array(cur))) if !replace => {
-                        merge_list(cur, items, key, child, schema == Schema::ByName)
+                    (ListMerge::ByKeys(keys), Some(Value::Array(cur))) if !replace => {
+                        merge_list(cur, items, keys, child, schema == Schema::ByName)
                     }
                     (ListMerge::Union, Some(Value::Array(cur))) if !replace => {
                         for it in items {
@@ -212,11 +242,11 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, schema: Schema<'_>) {
                 if let (Some(Value::Array(order)), Some(Value::Array(list))) =
                     (pm.get(&format!("$setElementOrder/{k}")), tm.get_mut(k))
                 {
-                    let key = match merge {
-                        ListMerge::ByKey(key) => Some(key),
+                    let keys = match merge {
+                        ListMerge::ByKeys(keys) => Some(keys),
                         _ => None,
                     };
-                    set_element_order(list, order, key);
+                    set_element_order(list, order, keys, schema == Schema::ByName);
                 }
             }
             Value::Object(_) => {
@@ -237,48 +267,55 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, schema: Schema<'_>) {
             continue;
         }
         if let Some(Value::Array(list)) = tm.get_mut(field) {
-            let key = match schema.field(field).0 {
-                ListMerge::ByKey(key) => Some(key),
+            let keys = match schema.field(field).0 {
+                ListMerge::ByKeys(keys) => Some(keys),
                 _ => None,
             };
-            set_element_order(list, order, key);
+            set_element_order(list, order, keys, schema == Schema::ByName);
         }
     }
 }
 
 /// `$setElementOrder/<list>`: the items the order names come first, in its order; the others (which only
 /// the server has) follow in their current order.
-fn set_element_order(list: &mut [Value], order: &[Value], key: Option<&str>) {
+fn set_element_order(list: &mut [Value], order: &[Value], keys: Option<&[&str]>, by_name: bool) {
     let position = |item: &Value| {
-        order.iter().position(|o| match key {
-            Some(key) => {
-                let key = item_key(item, key);
-                o.get(key).is_some() && o.get(key) == item.get(key)
-            }
+        order.iter().position(|o| match keys {
+            Some(keys) => same_keys(o, item, &item_keys(item, keys, by_name)),
             None => o == item,
         })
     };
     list.sort_by_key(|item| position(item).unwrap_or(usize::MAX));
 }
 
-/// Service and Endpoints ports are keyed by `port` where container ports are keyed by `containerPort`
-/// (the field-name rule only; typed patches know each list's key).
-pub(crate) fn item_key<'a>(item: &Value, key: &'a str) -> &'a str {
-    if key == "containerPort" && item.get(key).is_none() && item.get("port").is_some() {
-        "port"
+/// The keys of a list item. By field name alone, Service and Endpoints ports are keyed by `port` where
+/// container ports are keyed by `containerPort`; typed lists know their keys.
+fn item_keys<'k>(item: &Value, keys: &'k [&'k str], by_name: bool) -> Vec<&'k str> {
+    if by_name
+        && keys == ["containerPort"]
+        && item.get("containerPort").is_none()
+        && item.get("port").is_some()
+    {
+        vec!["port"]
     } else {
-        key
+        keys.to_vec()
     }
 }
 
-fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str, child: Schema<'_>, by_name: bool) {
+fn merge_list(
+    cur: &mut Vec<Value>,
+    items: &[Value],
+    keys: &[&str],
+    child: Schema<'_>,
+    by_name: bool,
+) {
     for it in items {
-        let key = if by_name { item_key(it, key) } else { key };
-        let Some(kv) = it.get(key).cloned() else {
+        let keys = item_keys(it, keys, by_name);
+        if keys.first().is_none_or(|k| it.get(*k).is_none()) {
             cur.push(it.clone());
             continue;
-        };
-        let pos = cur.iter().position(|c| c.get(key) == Some(&kv));
+        }
+        let pos = cur.iter().position(|c| same_keys(it, c, &keys));
         let delete = it.get("$patch").and_then(Value::as_str) == Some("delete");
         match (pos, delete) {
             (Some(i), true) => {
