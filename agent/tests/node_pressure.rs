@@ -381,6 +381,20 @@ async fn memory_pressure_evicts_pods_one_at_a_time() {
         "name",
     ]);
     assert!(!events.trim().is_empty(), "an Evicted event");
+    // The node's event, as the kubelet's eviction manager records it, once for the whole episode.
+    let node_events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind=Node,involvedObject.name={node},reason=EvictionThresholdMet"),
+        "-o",
+        "jsonpath={range .items[*]}{.type} {.message}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        node_events.trim(),
+        "Warning Attempting to reclaim memory",
+        "{node_events}"
+    );
 
     // The threshold stays crossed: the Guaranteed pod goes next, at once despite its 30 s grace period.
     k.wait_for("guaranteed evicted", Duration::from_secs(60), |k| {

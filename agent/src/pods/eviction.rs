@@ -265,6 +265,9 @@ pub async fn run(
     let min = eviction.min_reclaim.amounts.clone();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The resource reclaimed last round: the node's EvictionThresholdMet event is recorded when it changes
+    // (the kubelet records one each round and its event correlator folds them into one, counted).
+    let mut reclaiming: Option<&'static str> = None;
     loop {
         tick.tick().await;
         let observed = eviction.observe_async().await;
@@ -278,6 +281,7 @@ pub async fn run(
             soft: soft_met.iter().map(|c| c.signal).collect(),
         });
         let Some((c, is_soft)) = soft::pick(&hard, &soft_met) else {
+            reclaiming = None;
             continue;
         };
         let resource = c.signal.resource();
@@ -286,6 +290,13 @@ pub async fn run(
             signal = c.signal.name(),
             "eviction manager: attempting to reclaim"
         );
+        if reclaiming != Some(resource) {
+            ctx.recorder.node_warning(
+                "EvictionThresholdMet",
+                format!("Attempting to reclaim {resource}"),
+            );
+            reclaiming = Some(resource);
+        }
         // Node-level resources first (disk: dead containers, then unused images); no pod is evicted when
         // that brought every threshold back above itself plus its minimum reclaim.
         let fns = reclaim::reclaim_fns(c.signal, dedicated_imagefs);
