@@ -77,10 +77,7 @@ async fn one_leader_at_a_time_with_handover_on_shutdown() {
         pod("default", "first", None),
     )
     .await;
-    h.wait_for("/registry/pods/default/first", "bound", |p| {
-        node_name(p).is_some()
-    })
-    .await;
+    h.wait_bound("/registry/pods/default/first").await;
 
     let _ = stop_a.send(true);
     a.await.expect("task").expect("a stops cleanly");
@@ -161,10 +158,7 @@ async fn a_crashed_leaders_lease_is_taken_over_after_it_expires() {
         task,
         _dir: dir,
     };
-    h.wait_for("/registry/pods/default/p", "bound", |p| {
-        node_name(p).is_some()
-    })
-    .await;
+    h.wait_bound("/registry/pods/default/p").await;
     h.stop().await;
 }
 

@@ -144,6 +144,12 @@ impl Harness {
     }
 
     /// Poll `key` until `check` holds; return the object.
+    /// Wait until the pod at `key` is bound to a node; the pod.
+    pub(super) async fn wait_bound(&self, key: &str) -> Value {
+        self.wait_for(key, "bound", |p| node_name(p).is_some())
+            .await
+    }
+
     pub(super) async fn wait_for(
         &self,
         key: &str,

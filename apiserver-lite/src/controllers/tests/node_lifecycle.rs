@@ -74,11 +74,7 @@ async fn silent_nodes_become_unknown_and_recover() {
     // A pod now only fits on the node that is alive.
     h.put("/registry/pods/default/p", pod("default", "p", None))
         .await;
-    let p = h
-        .wait_for("/registry/pods/default/p", "bound", |p| {
-            node_name(p).is_some()
-        })
-        .await;
+    let p = h.wait_bound("/registry/pods/default/p").await;
     assert_eq!(node_name(&p), Some("leased"));
     // The agent posts status again: Ready comes back and stays while the lease is renewed.
     h.set_ready("silent", true).await;
@@ -242,11 +238,7 @@ async fn taints_follow_conditions_at_once() {
     );
     h.put("/registry/pods/default/p", pod("default", "p", None))
         .await;
-    let p = h
-        .wait_for("/registry/pods/default/p", "bound", |p| {
-            node_name(p).is_some()
-        })
-        .await;
+    let p = h.wait_bound("/registry/pods/default/p").await;
     assert_eq!(node_name(&p), Some("late"));
     h.stop().await;
 }

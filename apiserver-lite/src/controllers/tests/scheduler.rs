@@ -14,11 +14,7 @@ async fn binds_a_pod_and_records_the_event() {
         pod("default", "web", Some("100m")),
     )
     .await;
-    let bound = h
-        .wait_for("/registry/pods/default/web", "bound", |p| {
-            node_name(p).is_some()
-        })
-        .await;
+    let bound = h.wait_bound("/registry/pods/default/web").await;
     assert_eq!(node_name(&bound), Some("worker"));
     let scheduled = condition(&bound, "PodScheduled").expect("PodScheduled condition");
     assert_eq!(scheduled["status"], "True");
@@ -100,11 +96,7 @@ async fn unschedulable_pod_is_reported_once_and_bound_when_a_node_gets_ready() {
     );
 
     h.set_ready("n1", true).await;
-    let bound = h
-        .wait_for("/registry/pods/default/wait", "bound", |p| {
-            node_name(p).is_some()
-        })
-        .await;
+    let bound = h.wait_bound("/registry/pods/default/wait").await;
     assert_eq!(
         condition(&bound, "PodScheduled").map(|c| c["status"].clone()),
         Some(json!("True"))
@@ -126,11 +118,7 @@ async fn resources_are_respected_and_freed() {
     }
     let mut per_node = std::collections::BTreeMap::new();
     for i in 0..4 {
-        let p = h
-            .wait_for(&format!("/registry/pods/default/p{i}"), "bound", |p| {
-                node_name(p).is_some()
-            })
-            .await;
+        let p = h.wait_bound(&format!("/registry/pods/default/p{i}")).await;
         *per_node
             .entry(node_name(&p).unwrap_or_default().to_string())
             .or_insert(0) += 1;
@@ -158,10 +146,7 @@ async fn resources_are_respected_and_freed() {
         .delete("/registry/pods/default/p0", None)
         .await
         .expect("delete p0");
-    h.wait_for("/registry/pods/default/big", "bound", |p| {
-        node_name(p).is_some()
-    })
-    .await;
+    h.wait_bound("/registry/pods/default/big").await;
     h.stop().await;
 }
 
@@ -191,9 +176,7 @@ async fn a_burst_of_pods_is_bound_quickly() {
     let mut per_node = std::collections::BTreeMap::new();
     for i in 0..30 {
         let p = h
-            .wait_for(&format!("/registry/pods/default/burst-{i}"), "bound", |p| {
-                node_name(p).is_some()
-            })
+            .wait_bound(&format!("/registry/pods/default/burst-{i}"))
             .await;
         latencies.push(started.elapsed());
         *per_node
@@ -223,10 +206,7 @@ async fn ignores_pods_of_other_schedulers_and_deleting_pods() {
     h.put("/registry/pods/default/deleting", deleting).await;
     h.put("/registry/pods/default/mine", pod("default", "mine", None))
         .await;
-    h.wait_for("/registry/pods/default/mine", "bound", |p| {
-        node_name(p).is_some()
-    })
-    .await;
+    h.wait_bound("/registry/pods/default/mine").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     for name in ["other", "deleting"] {
         let p = h
