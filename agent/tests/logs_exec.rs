@@ -29,7 +29,7 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
         name: "logs-exec",
         tag: "lx",
         busybox_dir: "lx-busybox",
-        applets: &["sh", "echo", "sleep", "cat", "true", "tty", "stty"],
+        applets: &["sh", "echo", "sleep", "cat", "true", "tty", "stty", "tar"],
         cluster_cidr: "10.251.0.0/16",
         service_cidr: "10.252.0.0/16",
         agent_args: cluster::no_agent_args,
@@ -345,6 +345,21 @@ async fn kubectl_logs_and_exec_through_the_agent_api() {
     assert!(!bad.status.success());
     let missing = k.run(&["exec", "talker", "--", "no-such-command"], None);
     assert!(!missing.status.success());
+
+    // kubectl cp: tar through exec with stdin, both ways.
+    let to_pod = dir.join("to-pod.txt");
+    std::fs::write(&to_pod, "copied in\n").unwrap_or_else(|e| panic!("{e}"));
+    k.ok(&["cp", &to_pod.to_string_lossy(), "talker:/in.txt"]);
+    assert_eq!(
+        k.ok(&["exec", "talker", "--", "cat", "/in.txt"]),
+        "copied in\n"
+    );
+    let from_pod = dir.join("from-pod.txt");
+    k.ok(&["cp", "talker:/in.txt", &from_pod.to_string_lossy()]);
+    assert_eq!(
+        std::fs::read_to_string(&from_pod).unwrap_or_else(|e| panic!("{e}")),
+        "copied in\n"
+    );
 
     // logs --previous: the restarted container's last attempt.
     wait_until("crasher restarts", Duration::from_secs(60), || {
