@@ -249,6 +249,10 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, schema: Schema<'_>) {
                     set_element_order(list, order, keys, schema == Schema::ByName);
                 }
             }
+            // `{"$patch": "delete"}` removes the whole map.
+            Value::Object(o) if o.get("$patch").and_then(Value::as_str) == Some("delete") => {
+                tm.remove(k);
+            }
             Value::Object(_) => {
                 strategic_merge(tm.entry(k.clone()).or_insert(Value::Null), v, child)
             }
@@ -506,6 +510,12 @@ mod tests {
         );
         assert_eq!(t["spec"]["containers"], json!([{"name": "c"}]));
         assert_eq!(t["metadata"]["labels"], json!({"x": "1", "y": "2"}));
+        strategic_merge(
+            &mut t,
+            &json!({"metadata": {"labels": {"$patch": "delete"}}}),
+            POD,
+        );
+        assert!(t["metadata"].get("labels").is_none(), "{t}");
         // Untyped (server-side apply's merge): by field name, Service ports by `port`.
         let mut t = json!({"spec": {"ports": [{"port": 80}, {"port": 443}]}});
         strategic_merge(
