@@ -55,6 +55,93 @@ fn key_elem(keys: &[&str], item: &Value) -> Option<String> {
         .map(|_| format!("k:{}", Value::Object(m)))
 }
 
+/// Paths written before list items were keyed by all their keys (`k:{"containerPort":53}` for a list keyed
+/// by port and protocol) rewritten with every key, read from the items of `obj` they name; an element that
+/// names several items becomes one path for each. Other paths are kept as they are.
+fn with_all_keys(set: FieldSet, obj: &Value, schema: Schema<'_>) -> FieldSet {
+    fn rewrite(
+        rest: &[String],
+        value: Option<&Value>,
+        schema: Schema<'_>,
+        merge: ListMerge,
+        prefix: &mut Path,
+        out: &mut FieldSet,
+    ) {
+        let Some((el, rest)) = rest.split_first() else {
+            out.insert(prefix.clone());
+            return;
+        };
+        if let Some(f) = el.strip_prefix("f:") {
+            let (merge, child) = schema.field(f);
+            prefix.push(el.clone());
+            rewrite(
+                rest,
+                value.and_then(|v| v.get(f)),
+                child,
+                merge,
+                prefix,
+                out,
+            );
+            prefix.pop();
+            return;
+        }
+        let key = el
+            .strip_prefix("k:")
+            .and_then(|k| serde_json::from_str::<Map<String, Value>>(k).ok());
+        if let (Some(key), ListMerge::ByKeys(keys), Some(Value::Array(items))) = (key, merge, value)
+            && keys.iter().any(|k| !key.contains_key(*k))
+        {
+            let matching: Vec<(&Value, String)> = items
+                .iter()
+                .filter(|it| has_keys(it, &key))
+                .filter_map(|it| Some((it, key_elem(keys, it)?)))
+                .collect();
+            if !matching.is_empty() {
+                for (item, elem) in matching {
+                    prefix.push(elem);
+                    rewrite(rest, Some(item), schema, ListMerge::Replace, prefix, out);
+                    prefix.pop();
+                }
+                return;
+            }
+        }
+        // `k:` of a list walked item by item: the item is the value below.
+        let below = match el.strip_prefix("k:") {
+            Some(k) => serde_json::from_str::<Map<String, Value>>(k)
+                .ok()
+                .and_then(|key| value?.as_array()?.iter().find(|it| has_keys(it, &key))),
+            None => None,
+        };
+        prefix.push(el.clone());
+        rewrite(rest, below, schema, ListMerge::Replace, prefix, out);
+        prefix.pop();
+    }
+    // Only a one-key element naming the first key of a list with several keys can be old (every write
+    // reads its object's managedFields: the walk is skipped when none is).
+    let legacy = |el: &String| {
+        el.strip_prefix("k:{\"")
+            .and_then(|k| k.split_once('"'))
+            .is_some_and(|(name, rest)| {
+                !rest.contains(',') && crate::patch::meta::first_of_several_keys(name)
+            })
+    };
+    if !set.iter().any(|p| p.iter().any(legacy)) {
+        return set;
+    }
+    let mut out = FieldSet::new();
+    for path in &set {
+        rewrite(
+            path,
+            Some(obj),
+            schema,
+            ListMerge::Replace,
+            &mut Path::new(),
+            &mut out,
+        );
+    }
+    out
+}
+
 /// Whether a list item has the keys of a `k:{…}` path element.
 fn has_keys(item: &Value, key: &Map<String, Value>) -> bool {
     key.iter()
@@ -287,7 +374,12 @@ fn entries(obj: &Value) -> Vec<Entry> {
                     .get("subresource")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+                fields: e
+                    .get("fieldsV1")
+                    .map(|f| {
+                        with_schema(obj, |schema| with_all_keys(from_fields_v1(f), obj, schema))
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -612,6 +704,27 @@ mod tests {
             renamed["spec"]["template"]["spec"]["containers"][0]["ports"],
             json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"},
                 {"containerPort": 53, "name": "dns-tcp2"}])
+        );
+        // managedFields written when ports were keyed by number alone: the old path names both items and
+        // reads as one path for each.
+        let mut legacy = renamed.clone();
+        let port_key = |number: u16| format!("k:{{\"containerPort\":{number}}}");
+        let entry = &mut legacy["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]
+            ["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
+        entry["f:ports"] = json!({ port_key(53): {".": {}, "f:name": {}} });
+        let read = &entries(&legacy)[0].fields;
+        let named: Vec<String> = read
+            .iter()
+            .filter(|p| p.last().is_some_and(|l| l == "f:name") && p.len() > 2)
+            .filter(|p| p[p.len() - 3] == "f:ports")
+            .map(|p| p[p.len() - 2].clone())
+            .collect();
+        assert_eq!(
+            named,
+            [
+                r#"k:{"containerPort":53,"protocol":"TCP"}"#,
+                r#"k:{"containerPort":53,"protocol":"UDP"}"#
+            ]
         );
         // An item the applier no longer has goes; the other stays.
         let mut udp_only = dns("x");

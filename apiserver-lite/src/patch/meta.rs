@@ -65,6 +65,25 @@ pub fn fields_of(ty: &str) -> &'static [Field] {
     &FIELDS[start..end]
 }
 
+/// Whether `name` is the first key of a list keyed by several (`containerPort` of container ports keyed by
+/// port and protocol).
+pub fn first_of_several_keys(name: &str) -> bool {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            let mut names: Vec<&str> = FIELDS
+                .iter()
+                .filter(|f| f.6.len() > 1)
+                .map(|f| f.6[0])
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        })
+        .binary_search(&name)
+        .is_ok()
+}
+
 /// The OpenAPI name of a kind's type: `io.k8s.api.<group's first label, or core>.<version>.<kind>`.
 pub fn type_name(group: &str, version: &str, kind: &str) -> String {
     let short = match group.split('.').next() {
@@ -113,6 +132,8 @@ mod tests {
         .expect("finalizers");
         assert!(finalizers.merges() && finalizers.merge_key().is_none());
         assert!(field("io.k8s.api.core.v1.PodSpec", "nodeName").is_none());
+        assert!(first_of_several_keys("containerPort") && first_of_several_keys("port"));
+        assert!(!first_of_several_keys("name"));
         assert!(
             fields_of("io.k8s.api.apps.v1.DeploymentSpec")
                 .iter()

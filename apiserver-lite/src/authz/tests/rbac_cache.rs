@@ -79,6 +79,11 @@ async fn cache_allows_what_the_store_allows_and_follows_changes() {
         eventually(|| cache.allows(&list_pods) == Some(true)).await,
         "grant not followed"
     );
+    // One watch delivers the writes in order: once the last binding (carol's) shows, every one does.
+    assert!(
+        eventually(|| cache.allows(&cases[6]) == Some(true)).await,
+        "carol's binding not followed"
+    );
     for a in &cases {
         let rules = rbac::rules_for(f.store.as_ref(), &a.user, &a.groups, &a.namespace)
             .await
