@@ -80,28 +80,30 @@ impl<'a> Schema<'a> {
     /// How field `name` of a value of this schema merges, and the schema of its value (or items).
     pub(crate) fn field(self, name: &str) -> (ListMerge, Schema<'static>) {
         match self {
-            Schema::Apply(ty) => match meta::field(ty, name) {
-                Some(f) => {
-                    let merge = match f.list_type() {
-                        "map" if !f.map_keys().is_empty() => ListMerge::ByKeys(f.map_keys()),
-                        "set" => ListMerge::Union,
-                        _ => ListMerge::Replace,
-                    };
-                    (merge, f.item_type().map_or(Schema::Plain, Schema::Apply))
-                }
-                None => (ListMerge::Replace, Schema::Plain),
-            },
-            Schema::Type(ty) => match meta::field(ty, name) {
-                Some(f) => {
-                    let merge = match (f.merges(), f.merge_key()) {
-                        (true, Some(_)) => ListMerge::ByKeys(std::slice::from_ref(&f.4)),
-                        (true, None) => ListMerge::Union,
-                        (false, _) => ListMerge::Replace,
-                    };
-                    (merge, f.item_type().map_or(Schema::Plain, Schema::Type))
-                }
-                None => (ListMerge::Replace, Schema::Plain),
-            },
+            Schema::Type(ty) | Schema::Apply(ty) => {
+                let Some(f) = meta::field(ty, name) else {
+                    return (ListMerge::Replace, Schema::Plain);
+                };
+                let apply = matches!(self, Schema::Apply(_));
+                let merge = match (apply, f.list_type(), f.merges(), f.merge_key()) {
+                    // Server-side apply: `+listType`.
+                    (true, "map", _, _) if !f.map_keys().is_empty() => {
+                        ListMerge::ByKeys(f.map_keys())
+                    }
+                    (true, "set", _, _) => ListMerge::Union,
+                    (true, ..) => ListMerge::Replace,
+                    // Strategic merge patch: `patchStrategy` and `patchMergeKey`.
+                    (false, _, true, Some(_)) => ListMerge::ByKeys(std::slice::from_ref(&f.4)),
+                    (false, _, true, None) => ListMerge::Union,
+                    (false, _, false, _) => ListMerge::Replace,
+                };
+                let child = match (f.item_type(), apply) {
+                    (Some(t), true) => Schema::Apply(t),
+                    (Some(t), false) => Schema::Type(t),
+                    (None, _) => Schema::Plain,
+                };
+                (merge, child)
+            }
             Schema::Plain => (ListMerge::Replace, Schema::Plain),
             Schema::ByName => {
                 let merge = match merge_key(name) {
