@@ -58,6 +58,11 @@ printf '# e2e/lab.sh: no upstream nameservers\n' >"$work/resolv.conf"
 export SKIFF_RESOLV_CONF=$work/resolv.conf
 
 # ---------------------------------------------------------------------------------------------------------------
+if ! "$repo/scripts/down.sh" --check >/dev/null 2>&1; then
+    echo "== leftovers of an earlier cluster (an interrupted run)"
+    check "down.sh removes them" "$repo/scripts/down.sh"
+fi
+
 echo "== up.sh"
 if ! "$repo/scripts/up.sh" >"$work/up1.out" 2>&1; then
     fail "up.sh brings the cluster up" "$(tail -n 30 "$work/up1.out")"

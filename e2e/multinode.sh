@@ -58,9 +58,8 @@ in_machine() { "$lab" shell "$@"; }
 ready_status() { k get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null; }
 node_ready() { [[ $(ready_status "$1") == True ]]; }
 node_not_ready() { local s; s=$(ready_status "$1") && [[ -n $s && $s != True ]]; }
-# No node carries a NoSchedule taint any more: the node lifecycle controller lifts `not-ready` on its next
-# pass (every 5 s, as kube-controller-manager's node monitor), so a node that has just turned Ready may still
-# refuse pods for a moment, and the scheduler then places them all elsewhere.
+# No node carries a NoSchedule taint any more: the node lifecycle controller lifts `not-ready` when the node's
+# Ready condition turns True, but a pod created in between would still go to the other nodes.
 all_schedulable() {
     local t
     t=$(k get nodes -o 'jsonpath={range .items[*]}{.spec.taints[*].effect}{"\n"}{end}' 2>/dev/null) || return 1
@@ -93,6 +92,15 @@ dump() {
 }
 
 # ---------------------------------------------------------------------------------------------------
+lab_state=${SKIFF_LAB_STATE:-/var/lib/skiff-lab}
+if ! "$lab" down --check >/dev/null 2>&1; then
+    echo "== leftovers of an earlier lab (an interrupted run)"
+    check "lab.sh down removes them" "$lab" down
+fi
+# An interrupted `lab.sh down` can leave a machine's copy half removed (CI of 0a1ecc1 ran on such a state):
+# lab.sh up must replace it rather than copy the rootfs into it.
+mkdir -p "$lab_state/machines/lab-agent2/etc"
+
 echo "== lab.sh up 3"
 t0=$EPOCHREALTIME
 if ! "$lab" up 3 >"$work/up1.out" 2>&1; then
@@ -102,6 +110,8 @@ if ! "$lab" up 3 >"$work/up1.out" 2>&1; then
     exit 1
 fi
 pass "lab.sh up 3 ($(elapsed "$t0") s)"
+contains "lab.sh up replaced the half-removed copy of lab-agent2" "$(cat "$work/up1.out")" \
+    "machine lab-agent2: removing the incomplete copy"
 last1=$(tail -n 1 "$work/up1.out")
 if [[ $last1 =~ ^export\ KUBECONFIG=/[^[:space:]]+$ ]]; then pass "lab.sh up ends with export KUBECONFIG=<absolute path>"; else
     fail "lab.sh up ends with export KUBECONFIG=<absolute path>" "last line: $last1"

@@ -156,12 +156,22 @@ boot_machine() {
 		return 0
 	fi
 	if [[ ! -x $dir/lib/systemd/systemd ]]; then
+		# a copy half removed by an interrupted `down` (or half made by an interrupted `up`): no
+		# machine runs from it (machine_pid failed), so it goes, unless something is mounted under it
+		if [[ -e $dir ]]; then
+			if grep -qF " $dir" /proc/self/mountinfo; then
+				die "machine $name: $dir is incomplete and has mounts under it (scripts/lab.sh down)"
+			fi
+			log "machine $name: removing the incomplete copy $dir"
+			rm -rf "$dir"
+		fi
 		log "machine $name: copying the rootfs"
 		rm -rf "$dir.tmp"
 		mkdir -p "$MACHINES_DIR"
 		cp -a --reflink=auto "$NSPAWN_ROOTFS" "$dir.tmp"
 		machine_image_network "$name" "$dir.tmp"
-		mv "$dir.tmp" "$dir"
+		# -T: never into an existing $dir
+		mv -T "$dir.tmp" "$dir"
 	fi
 	nspawn_cgroup_create "$LAB_CGROUP/$name"
 	mkdir -p "$PIDS_DIR" "$LOGS_DIR" "$SHARED_DIR"

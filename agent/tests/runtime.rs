@@ -17,7 +17,12 @@ use skiff_agent::runtime::{CreateRequest, Runtime, TaskStatus, logs};
 use support::{TempDir, TestContainerd, TestRegistry};
 use tokio::sync::mpsc;
 
-const NS: &str = "skiff-runtime-test";
+/// Each fixture's containerd namespace: its own, so that runc's state directory for it can go with it.
+fn namespace() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("skiff-runtime-test-{}-{n}", std::process::id())
+}
 
 /// A busybox image built from Debian's busybox-static, with a user `app` (1234:4321) in /etc/passwd for
 /// the image-user test, pushed to the test registry.
@@ -39,6 +44,7 @@ fn push_busybox(reg: &TestRegistry) {
 }
 
 struct Fixture {
+    ns: String,
     _ctrd: TestContainerd,
     _reg: TestRegistry,
     dir: TempDir,
@@ -61,7 +67,8 @@ async fn fixture() -> Fixture {
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let cd = ctrd.connect(NS).await;
+    let ns = namespace();
+    let cd = ctrd.connect(&ns).await;
     let images = ImageService::new(
         cd.clone(),
         RegistryConfig::load(&regcfg).unwrap_or_else(|e| panic!("{e}")),
@@ -80,12 +87,20 @@ async fn fixture() -> Fixture {
     // The subscription is in flight; give containerd a moment to register it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     Fixture {
+        ns,
         _ctrd: ctrd,
         _reg: reg,
         dir,
         runtime,
         image,
         events: rx,
+    }
+}
+
+impl Drop for Fixture {
+    /// runc's state directory for the namespace stays behind, empty, once every container is deleted.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(std::path::Path::new("/run/containerd/runc").join(&self.ns));
     }
 }
 
@@ -375,7 +390,7 @@ fn shim_socket(f: &Fixture, id: &str) -> PathBuf {
         ._ctrd
         .dir
         .join("state/io.containerd.runtime.v2.task")
-        .join(NS)
+        .join(&f.ns)
         .join(id)
         .join("address");
     let address =

@@ -291,7 +291,8 @@ fn set_element_order(list: &mut [Value], order: &[Value], keys: Option<&[&str]>,
             None => o == item,
         })
     };
-    list.sort_by_key(|item| position(item).unwrap_or(usize::MAX));
+    // The key is a search of `order`: computed once per item, not once per comparison.
+    list.sort_by_cached_key(|item| position(item).unwrap_or(usize::MAX));
 }
 
 /// The keys of a list item. By field name alone, Service and Endpoints ports are keyed by `port` where

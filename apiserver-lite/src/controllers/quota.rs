@@ -6,7 +6,11 @@
 //! admission charges new objects, so of the tracked kinds only what frees usage requeues a namespace (as
 //! kube's replenishment): deletions, and pods that turn terminal or are being deleted. Requeues are
 //! coalesced per namespace, and every quota is recomputed every five minutes. A status write carries the
-//! resourceVersion it read: a conflict (an admission charge) requeues the namespace.
+//! resourceVersion it read: a conflict (an admission charge) requeues the namespace. Nothing is synced
+//! before every kind is listed (kube's cache sync).
+//!
+//! As in kube, a recomputation that reads the store while an admitted object is between its charge and its
+//! write counts without that object, and the quota can admit more than its room until the next one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -162,6 +166,10 @@ pub async fn run(
         .iter()
         .map(|p| Reflector::new(store.clone(), p))
         .collect();
+    // As kube's controllers wait for their informers to sync: no quota is synced before every tracked
+    // kind is listed. The first listings then carry nothing to requeue (the quotas' own listing requeues
+    // every namespace, and a sync reads the store); a later one (a re-list) may hide deletions, so it does.
+    let mut tracked_listed = vec![false; tracked.len()];
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*shutdown.borrow() {
@@ -174,14 +182,20 @@ pub async fn run(
         tokio::select! {
             changed = shutdown.changed() => if changed.is_err() { break },
             change = quotas.next() => cache.quota_change(change),
-            ((i, change), _, _) = next_tracked => cache.tracked_change(&prefixes[i], &change),
+            ((i, change), _, _) = next_tracked => {
+                if matches!(change, Change::Reset(_)) && !tracked_listed[i] {
+                    tracked_listed[i] = true;
+                } else {
+                    cache.tracked_change(&prefixes[i], &change);
+                }
+            }
             _ = resync.tick() => cache.dirty.extend(cache.quotas.keys().map(|k| k.0.clone())),
         }
         quotas.drain(BATCH, |change| cache.quota_change(change));
         for (i, r) in tracked.iter_mut().enumerate() {
             r.drain(BATCH, |change| cache.tracked_change(&prefixes[i], &change));
         }
-        if !cache.listed {
+        if !cache.listed || tracked_listed.contains(&false) {
             continue;
         }
         let dirty: Vec<String> = std::mem::take(&mut cache.dirty).into_iter().collect();
