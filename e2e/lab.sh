@@ -58,8 +58,9 @@ printf '# e2e/lab.sh: no upstream nameservers\n' >"$work/resolv.conf"
 export SKIFF_RESOLV_CONF=$work/resolv.conf
 
 # ---------------------------------------------------------------------------------------------------------------
-if ! "$repo/scripts/down.sh" --check >/dev/null 2>&1; then
+if ! left=$("$repo/scripts/down.sh" --check 2>&1); then
     echo "== leftovers of an earlier cluster (an interrupted run)"
+    while IFS= read -r line; do printf '     %s\n' "$line"; done <<<"$left"
     check "down.sh removes them" "$repo/scripts/down.sh"
 fi
 

@@ -93,8 +93,9 @@ dump() {
 
 # ---------------------------------------------------------------------------------------------------
 lab_state=${SKIFF_LAB_STATE:-/var/lib/skiff-lab}
-if ! "$lab" down --check >/dev/null 2>&1; then
+if ! left=$("$lab" down --check 2>&1); then
     echo "== leftovers of an earlier lab (an interrupted run)"
+    while IFS= read -r line; do printf '     %s\n' "$line"; done <<<"$left"
     check "lab.sh down removes them" "$lab" down
 fi
 # An interrupted `lab.sh down` can leave a machine's copy half removed (CI of 0a1ecc1 ran on such a state):

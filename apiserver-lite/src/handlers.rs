@@ -631,8 +631,20 @@ impl Api {
         }
         // DefaultStorageClass and StorageObjectInUseProtection.
         crate::resources::storage::admission::admit_create(self, def.kind_id, &mut obj).await?;
+        // DefaultIngressClass.
+        crate::resources::ingress::admission::admit_create(self, def.kind_id, &mut obj).await?;
         // LimitRanger: container defaults and the namespace's min / max / ratio limits.
         crate::resources::limitrange::admission::admit_create(self, def.kind_id, &mut obj).await?;
+        // Priority: the pod's priority from its class; one global default class.
+        match def.kind_id {
+            Kind::Pod => {
+                crate::resources::priorityclass::admission::admit_pod(self, &mut obj).await?
+            }
+            Kind::PriorityClass => {
+                crate::resources::priorityclass::admission::admit_class(self, &obj).await?
+            }
+            _ => {}
+        }
         // ResourceQuota, last: checks the object as it will be stored and charges the quotas.
         crate::resources::quota::admission::admit_create(self, def, &obj, opts.dry_run).await?;
         let key = def.key(ns.or(Some("default")), &name);
@@ -797,6 +809,9 @@ impl Api {
                         // PersistentVolumeClaimResize: the class must allow a larger request.
                         crate::resources::storage::admission::admit_update(self, &cur, &new)
                             .await?;
+                    }
+                    if def.kind_id == Kind::PriorityClass {
+                        crate::resources::priorityclass::admission::admit_class(self, &new).await?;
                     }
                     if dry_run {
                         set_rv(&mut new, kv.mod_revision);
@@ -1120,6 +1135,9 @@ impl Api {
             return Err(ApiError::forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
             )));
+        }
+        if def.kind_id == Kind::PriorityClass {
+            crate::resources::priorityclass::admission::check_delete(name)?;
         }
         self.modify(def, ns, name, dry_run, |cur| {
             Self::delete_step(def, cur, opts)

@@ -180,6 +180,9 @@ pub async fn serve_with_store(
     authz::bootstrap::ensure_defaults(store.as_ref())
         .await
         .context("creating the default RBAC roles and bindings")?;
+    resources::priorityclass::ensure_system_classes(store.as_ref())
+        .await
+        .context("creating the system PriorityClasses")?;
     if opts.default_storage_class {
         resources::storage::bootstrap::ensure_default_class(store.as_ref())
             .await
@@ -190,6 +193,7 @@ pub async fn serve_with_store(
     let state = Arc::new(server::State {
         kubelet,
         metrics: opts.metrics.clone(),
+        requests: Arc::default(),
         authz: authz::Authorizer::new(store.clone()).with_rbac_cache(),
         api: handlers::Api::new(store.clone())
             .with_service_cidr(cfg.service_cidr)

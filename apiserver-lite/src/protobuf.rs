@@ -74,12 +74,15 @@ mod autoscaling;
 mod batch;
 mod container;
 mod extra;
+mod networking;
 mod node;
 mod pod;
 mod pod_status;
 mod policy;
 mod probe;
 mod quota;
+mod replication;
+mod scheduling;
 mod volume;
 mod volume_sources;
 
@@ -89,8 +92,11 @@ const PARTS: &[fn(&str) -> &'static [F]] = &[
     apps::schema,
     batch::schema,
     policy::schema,
+    networking::schema,
     autoscaling::schema,
     quota::schema,
+    scheduling::schema,
+    replication::schema,
     authz::schema,
     node::schema,
     pod::schema,
@@ -827,9 +833,13 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
                 | "Event"
                 | "Deployment"
                 | "ReplicaSet"
+                | "ReplicationController"
                 | "Job"
                 | "CronJob"
                 | "PodDisruptionBudget"
+                | "Ingress"
+                | "IngressClass"
+                | "PriorityClass"
                 | "HorizontalPodAutoscaler"
                 | "ResourceQuota"
         )

@@ -1,4 +1,5 @@
-//! The `scale` subresource of apps/v1 Deployments, ReplicaSets and StatefulSets: an `autoscaling/v1 Scale` view of the
+//! The `scale` subresource of apps/v1 Deployments, ReplicaSets and StatefulSets and of core/v1
+//! ReplicationControllers: an `autoscaling/v1 Scale` view of the
 //! parent (name, namespace, uid, resourceVersion and creationTimestamp of the parent; `spec.replicas`;
 //! `status.replicas` and the selector string) that reads and writes the parent's `spec.replicas`, as
 //! kube-apiserver's `ScaleREST` does.
@@ -51,7 +52,12 @@ pub fn scale_of(parent: &Value) -> Value {
     let mut status = json!({
         "replicas": parent.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
     });
-    let selector = selector_string(parent.pointer("/spec/selector"));
+    // A ReplicationController's selector is a plain label map (kube's `scaleFromRC`).
+    let selector = if parent.get("kind").and_then(Value::as_str) == Some("ReplicationController") {
+        crate::resources::replicationcontroller::selector_string(parent)
+    } else {
+        selector_string(parent.pointer("/spec/selector"))
+    };
     if !selector.is_empty() {
         status["selector"] = json!(selector);
     }

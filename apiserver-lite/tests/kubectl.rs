@@ -360,6 +360,48 @@ fn apply_removes_what_the_manifest_no_longer_has() {
     );
 }
 
+/// `kubectl apply --prune -l`: kubectl looks up every kind of its default prune allow-list (ReplicationController
+/// and Ingress among them), so it must find them served; objects of the label that left the manifests are
+/// deleted, the others and unlabelled ones stay.
+#[test]
+fn apply_prune_deletes_what_left_the_manifests() {
+    if !kubectl_present() {
+        return;
+    }
+    let s = Server::start();
+    let cm = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, labels: {{app: pr}}}}\n"
+        )
+    };
+    let dir = s.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for name in ["a", "b"] {
+        std::fs::write(dir.join(format!("{name}.yaml")), cm(name)).expect("write");
+    }
+    s.ok(&["create", "configmap", "unlabelled"]);
+    let apply = || {
+        let out = s.kubectl(&["apply", "-f", path_str(&dir), "--prune", "-l", "app=pr"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "apply --prune: {stderr}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = apply();
+    assert!(
+        first.contains("configmap/a created") && first.contains("configmap/b created"),
+        "{first}"
+    );
+    std::fs::remove_file(dir.join("b.yaml")).expect("rm");
+    let second = apply();
+    assert!(second.contains("configmap/b pruned"), "{second}");
+    let left = s.ok(&["get", "configmaps", "-o", "name"]);
+    assert!(
+        left.contains("configmap/a") && left.contains("configmap/unlabelled"),
+        "{left}"
+    );
+    assert!(!left.contains("configmap/b"), "{left}");
+}
+
 #[test]
 fn delete_unbound_and_graceful_bound() {
     if !kubectl_present() {

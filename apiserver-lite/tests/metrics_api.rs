@@ -1,7 +1,9 @@
 //! `metrics.k8s.io` end to end: a fake agent serves the kubelet's `/metrics/resource` over HTTPS on
-//! 127.0.0.1, a Ready Node points at it, the API server scrapes it and `kubectl top` shows the usage.
+//! 127.0.0.1, a Ready Node points at it, the API server scrapes it and `kubectl top` shows the usage. And
+//! the API server's own `/metrics`.
 
 mod common;
+mod support_authz;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -333,4 +335,114 @@ fn kubectl_top_reads_the_scraped_usage() {
         "json",
     ]);
     assert!(roles.contains("\"metrics.k8s.io\""), "{roles}");
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels` (`key="value"`).
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?.strip_prefix('{')?;
+        let have: Vec<&str> = rest.strip_suffix('}')?.split(',').collect();
+        labels
+            .iter()
+            .all(|want| have.contains(want))
+            .then(|| value.parse().ok())?
+    })
+}
+
+/// The API server's own `/metrics`, as kube-apiserver's: `kubectl get --raw /metrics` counts the requests
+/// made before it with kube's labels, follows an open watch until it ends, and is only for those who may
+/// `get` the URL (kube's `system:monitoring` group).
+#[test]
+fn the_api_server_counts_its_requests() {
+    if !support_authz::kubectl_present() {
+        return;
+    }
+    let s = Server::start();
+    s.ok(&["create", "configmap", "counted", "--from-literal=a=b"]);
+    s.ok(&["get", "configmap", "counted"]);
+    s.ok(&["get", "configmaps"]);
+    let missing = s.kubectl(&["get", "configmap", "missing"]);
+    assert!(!missing.status.success());
+    let text = s.ok(&["get", "--raw", "/metrics"]);
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').map(|(_, v)| v.parse::<f64>());
+        assert!(matches!(value, Some(Ok(_))), "not a sample: {line:?}");
+    }
+    let cm = [r#"resource="configmaps""#, r#"version="v1""#, r#"group="""#];
+    let total = |code: &str, verb: &str, scope: &str| {
+        let mut labels = cm.to_vec();
+        let (code, verb, scope) = (
+            format!("code=\"{code}\""),
+            format!("verb=\"{verb}\""),
+            format!("scope=\"{scope}\""),
+        );
+        labels.extend([code.as_str(), verb.as_str(), scope.as_str()]);
+        sample(&text, "apiserver_request_total", &labels)
+    };
+    assert_eq!(total("201", "POST", "resource"), Some(1.0), "{text}");
+    assert_eq!(total("200", "GET", "resource"), Some(1.0));
+    assert_eq!(total("404", "GET", "resource"), Some(1.0));
+    assert!(total("200", "LIST", "namespace").is_some_and(|n| n >= 1.0));
+    let mut get = cm.to_vec();
+    get.extend([r#"verb="GET""#, r#"scope="resource""#, r#"le="+Inf""#]);
+    assert_eq!(
+        sample(&text, "apiserver_request_duration_seconds_bucket", &get),
+        Some(2.0)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("process_resident_memory_bytes ")),
+        "{text}"
+    );
+
+    // An open watch is counted until the client goes away.
+    let mut watch = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            path_str(&s.kubeconfig),
+            "get",
+            "configmaps",
+            "-w",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let mut watching = cm.to_vec();
+    watching.push(r#"verb="WATCH""#);
+    let open = |want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = s.ok(&["get", "--raw", "/metrics"]);
+            let n = sample(&text, "apiserver_longrunning_requests", &watching).unwrap_or(0.0);
+            if n == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "open watches {n}, not {want}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    open(1.0);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    open(0.0);
+
+    let user = support_authz::mint(&s, "curious", &[]);
+    let refused = support_authz::kubectl_as(&s, &user, &["get", "--raw", "/metrics"]);
+    assert!(!refused.status.success());
+    let err = support_authz::stderr(&refused);
+    assert!(
+        err.contains(r#"User "curious" cannot get path "/metrics""#),
+        "{err}"
+    );
+    let scraper = support_authz::mint(&s, "scraper", &["system:monitoring"]);
+    let allowed = support_authz::kubectl_as(&s, &scraper, &["get", "--raw", "/metrics"]);
+    assert!(
+        support_authz::stdout(&allowed).contains("apiserver_request_total{"),
+        "{}",
+        support_authz::stderr(&allowed)
+    );
 }

@@ -1,6 +1,7 @@
 //! apps/v1 Deployments and ReplicaSets through the real kubectl 1.32: discovery, defaults, kube's
 //! validation errors, the server-side columns and the `scale` subresource. Nothing here needs the
-//! controllers: whatever ReplicaSets or pods they may add is not looked at.
+//! controllers: whatever ReplicaSets or pods they may add is not looked at. The ReplicationController test
+//! at the end does look at the pods its controller makes.
 
 mod common;
 
@@ -308,4 +309,157 @@ fn deployments_and_replica_sets_through_kubectl() {
         err.contains("spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"),
         "{err}"
     );
+}
+
+const REPLICATION_CONTROLLER: &str = "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: legacy
+spec:
+  replicas: 3
+  template:
+    metadata:
+      labels: {app: legacy}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+";
+
+/// `f` until it answers true, for at most 20 seconds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// core/v1 ReplicationControllers: discovery, defaults, kube's validation, the columns, `kubectl scale`
+/// (the `scale` subresource), `describe`, `explain` and a delete whose pods the garbage collector
+/// removes. Unlike the test above this one needs the controllers: the server's replication controller
+/// creates the pods.
+#[test]
+fn replication_controllers_through_kubectl() {
+    if !have("kubectl") {
+        eprintln!("kubectl not installed; skipping");
+        return;
+    }
+    let s = Server::start();
+    let out = s.ok(&["api-resources", "--api-group=", "--no-headers"]);
+    assert_eq!(
+        row(&out, "replicationcontrollers"),
+        [
+            "replicationcontrollers",
+            "rc",
+            "v1",
+            "true",
+            "ReplicationController"
+        ]
+    );
+
+    // The selector and labels default to the template's labels.
+    let file = s.write("rc.yaml", REPLICATION_CONTROLLER);
+    let out = s.ok(&["create", "-f", common::path_str(&file)]);
+    assert_eq!(out.trim(), "replicationcontroller/legacy created");
+    assert_eq!(
+        jsonpath(
+            &s,
+            "rc/legacy",
+            "{.spec.selector.app} {.metadata.labels.app}"
+        ),
+        "legacy legacy"
+    );
+    eventually("3 current replicas", || {
+        jsonpath(&s, "rc/legacy", "{.status.replicas}") == "3"
+    });
+    let out = s.ok(&["get", "rc"]);
+    assert_eq!(header(&out), ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert_eq!(row(&out, "legacy")[1..4], ["3", "3", "0"]);
+    let out = s.ok(&["get", "rc", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(
+        row(&out, "legacy")[5..],
+        ["web", "nginx:1.27", "app=legacy"]
+    );
+    let pods = s.ok(&["get", "pods", "-l", "app=legacy", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+
+    // kube's validation messages.
+    let bad = REPLICATION_CONTROLLER
+        .replace("name: legacy", "name: bad")
+        .replace(
+            "  replicas: 3\n",
+            "  replicas: 3\n  selector: {app: other}\n",
+        );
+    let err = s.fails(&["create", "-f", "-"], Some(&bad));
+    assert!(
+        err.contains("spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"legacy\"}: selector does not match labels in spec.template"),
+        "{err}"
+    );
+
+    // kubectl scale goes through the scale subresource.
+    let out = s.ok(&["scale", "rc/legacy", "--replicas=2"]);
+    assert_eq!(out.trim(), "replicationcontroller/legacy scaled");
+    assert_eq!(
+        jsonpath(&s, "rc/legacy", "{.spec.replicas} {.metadata.generation}"),
+        "2 2"
+    );
+    eventually("2 current replicas", || {
+        jsonpath(
+            &s,
+            "rc/legacy",
+            "{.status.replicas} {.status.observedGeneration}",
+        ) == "2 2"
+    });
+    let scale = s.ok(&["get", "rc", "legacy", "--subresource=scale", "-o", "json"]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).expect("scale json");
+    assert_eq!(scale["status"]["selector"], "app=legacy");
+
+    let described = s.ok(&["describe", "rc", "legacy"]);
+    let lines: Vec<String> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for want in [
+        "Name: legacy",
+        "Selector: app=legacy",
+        "Replicas: 2 current / 2 desired",
+        "Pods Status: 0 Running / 2 Waiting / 0 Succeeded / 0 Failed",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want:?} in:\n{described}");
+    }
+    assert!(described.contains("SuccessfulCreate"), "{described}");
+    assert!(described.contains("SuccessfulDelete"), "{described}");
+
+    // The schema comes from /openapi/v3.
+    let explained = s.ok(&["explain", "rc.spec.selector"]);
+    assert!(
+        explained.contains("FIELD: selector <map[string]string>"),
+        "{explained}"
+    );
+
+    // kubectl deletes in the background: the garbage collector removes the pods.
+    let out = s.ok(&["delete", "rc", "legacy"]);
+    assert_eq!(out.trim(), "replicationcontroller \"legacy\" deleted");
+    eventually("the pods are collected", || {
+        s.ok(&["get", "pods", "-l", "app=legacy", "-o", "name"])
+            .trim()
+            .is_empty()
+    });
 }

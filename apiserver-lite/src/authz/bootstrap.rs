@@ -22,12 +22,15 @@ const CORE_WORKLOAD: &[&str] = &[
     "serviceaccounts",
     "events",
     "persistentvolumeclaims",
+    "replicationcontrollers",
+    "replicationcontrollers/scale",
 ];
 
 /// Core resources and statuses that admin, edit and view only read (kube's view role, which admin and edit
 /// aggregate): quotas are the cluster admin's, not the namespace admin's.
 const CORE_STATUS: &[&str] = &[
     "persistentvolumeclaims/status",
+    "replicationcontrollers/status",
     "resourcequotas",
     "resourcequotas/status",
 ];
@@ -69,9 +72,11 @@ const LIMIT_RANGES: &[&str] = &["limitranges"];
 const AUTOSCALING_WRITE: &[&str] = &["horizontalpodautoscalers"];
 const AUTOSCALING_STATUS: &[&str] = &["horizontalpodautoscalers/status"];
 
-/// networking.k8s.io resources, as kube's bootstrap policy has them: edit writes NetworkPolicies, view
-/// reads them.
-const NETWORKING_WRITE: &[&str] = &["networkpolicies"];
+/// networking.k8s.io resources, as kube's bootstrap policy has them: edit writes NetworkPolicies and
+/// Ingresses, view reads them and the Ingresses' status. IngressClasses are cluster-wide configuration:
+/// no bootstrap role but cluster-admin has them, as in kube.
+const NETWORKING_WRITE: &[&str] = &["networkpolicies", "ingresses"];
+const NETWORKING_STATUS: &[&str] = &["ingresses/status"];
 
 /// metrics-server's `system:aggregated-metrics-reader` (labelled to aggregate into admin, edit and view;
 /// skiff has no aggregation, so those roles carry its rule themselves).
@@ -120,6 +125,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(&["autoscaling"], AUTOSCALING_WRITE, &rw),
         rule(&["autoscaling"], AUTOSCALING_STATUS, READ),
         rule(&["networking.k8s.io"], NETWORKING_WRITE, &rw),
+        rule(&["networking.k8s.io"], NETWORKING_STATUS, READ),
     ];
     let mut admin = edit.clone();
     admin.push(rule(
@@ -153,6 +159,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&["autoscaling"], AUTOSCALING_WRITE, READ),
                 rule(&["autoscaling"], AUTOSCALING_STATUS, READ),
                 rule(&["networking.k8s.io"], NETWORKING_WRITE, READ),
+                rule(&["networking.k8s.io"], NETWORKING_STATUS, READ),
             ],
         ),
         (
@@ -254,6 +261,23 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 ),
             ],
         ),
+        // Scraping the API server's `/metrics` and health checks, bound to the group kube binds it to.
+        (
+            "system:monitoring",
+            vec![url_rule(
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/readyz",
+                    "/readyz/*",
+                    "/metrics",
+                    "/metrics/slis",
+                ],
+                &["get"],
+            )],
+        ),
         // Service-account issuer discovery (OIDC), bound to every service account as kube does.
         (
             "system:service-account-issuer-discovery",
@@ -278,6 +302,7 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str)> {
             "system:nodes",
         ),
         ("skiff:network-policy-agent", "system:nodes"),
+        ("system:monitoring", "system:monitoring"),
         (
             "system:service-account-issuer-discovery",
             "system:serviceaccounts",

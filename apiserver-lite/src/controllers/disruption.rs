@@ -88,6 +88,7 @@ struct Cache {
     replicasets: View,
     deployments: View,
     statefulsets: View,
+    replicationcontrollers: View,
     /// Budgets to sync; a timer looks at one again at a UNIX time (a `disruptedPods` entry expiring, a
     /// failed sync).
     queue: Queue<Key>,
@@ -101,6 +102,7 @@ impl Cache {
             replicasets: View::new(by_kind(Kind::ReplicaSet).prefix(None)),
             deployments: View::new(by_kind(Kind::Deployment).prefix(None)),
             statefulsets: View::new(by_kind(Kind::StatefulSet).prefix(None)),
+            replicationcontrollers: View::new(by_kind(Kind::ReplicationController).prefix(None)),
             queue: Queue::new(),
         }
     }
@@ -112,6 +114,7 @@ impl Cache {
             &self.replicasets,
             &self.deployments,
             &self.statefulsets,
+            &self.replicationcontrollers,
         ]
         .iter()
         .all(|v| v.listed)
@@ -159,7 +162,8 @@ pub async fn run(
     let mut pods = Reflector::new(store.clone(), &cache.pods.prefix);
     let mut replicasets = Reflector::new(store.clone(), &cache.replicasets.prefix);
     let mut deployments = Reflector::new(store.clone(), &cache.deployments.prefix);
-    let mut statefulsets = Reflector::new(store, &cache.statefulsets.prefix);
+    let mut statefulsets = Reflector::new(store.clone(), &cache.statefulsets.prefix);
+    let mut replicationcontrollers = Reflector::new(store, &cache.replicationcontrollers.prefix);
     while !*shutdown.borrow() {
         let timer = cache.queue.sleep_for(jiff::Timestamp::now().as_second());
         tokio::select! {
@@ -169,6 +173,7 @@ pub async fn run(
             change = replicasets.next() => { let t = cache.replicasets.apply(change); cache.touch(t) }
             change = deployments.next() => { let t = cache.deployments.apply(change); cache.touch(t) }
             change = statefulsets.next() => { let t = cache.statefulsets.apply(change); cache.touch(t) }
+            change = replicationcontrollers.next() => { let t = cache.replicationcontrollers.apply(change); cache.touch(t) }
             _ = tokio::time::sleep(timer) => {}
         }
         pods.drain(BATCH, |change| {
@@ -225,6 +230,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key, now: i64) -> ApiResult<()
         replicasets: &cache.replicasets.objects,
         deployments: &cache.deployments.objects,
         statefulsets: &cache.statefulsets.objects,
+        replicationcontrollers: &cache.replicationcontrollers.objects,
     };
     let next = match status::compute(&pdb.value, &pods, &workloads, now) {
         Ok(computed) => {

@@ -138,6 +138,7 @@ pub(crate) async fn run_with_grace(
     let endpoints = tokio::spawn(endpoints::run(store.clone(), shutdown.clone()));
     let daemonsets = tokio::spawn(daemonset::run(store.clone(), shutdown.clone()));
     let replicasets = tokio::spawn(replicaset::run(store.clone(), shutdown.clone()));
+    let replication = tokio::spawn(replicaset::run_replication(store.clone(), shutdown.clone()));
     let deployments = tokio::spawn(deployment::run(store.clone(), shutdown.clone()));
     let jobs = tokio::spawn(job::run(store.clone(), shutdown.clone()));
     let cronjobs = tokio::spawn(cronjob::run(store.clone(), shutdown.clone()));
@@ -218,6 +219,10 @@ pub(crate) async fn run_with_grace(
         .await
         .context("replicaset controller task panicked")?
         .context("replicaset controller failed")?;
+    replication
+        .await
+        .context("replication controller task panicked")?
+        .context("replication controller failed")?;
     deployments
         .await
         .context("deployment controller task panicked")?

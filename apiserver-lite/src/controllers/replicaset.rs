@@ -1,5 +1,7 @@
 //! The ReplicaSet controller (kube-controller-manager's): every ReplicaSet keeps `spec.replicas` active
-//! pods made from its template.
+//! pods made from its template. The same loop runs core/v1 ReplicationControllers (kube's replication
+//! manager is the ReplicaSet controller over RCs): a [`Flavor`] says which kind, how its selector reads
+//! (an RC's is a plain label map) and whose name its events carry.
 //!
 //! ReplicaSets and pods are followed with list-then-watch; a pod change requeues its controller (and, for
 //! an orphan, the ReplicaSets of its namespace whose selector picks it), so the status follows pod
@@ -28,15 +30,66 @@ use crate::resources::{Kind, by_kind};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{Revision, Store};
 
-/// The component of the controller's events and its field manager.
-const COMPONENT: &str = "replicaset-controller";
+/// The field manager of the controller's writes (both flavours).
 const MANAGER: &str = "kube-controller-manager";
 /// At most this many pods are created or deleted in one sync (kube's `burstReplicas`).
 const BURST: usize = 500;
 /// At most this many already-delivered changes are folded into one round before syncing.
 const BATCH: usize = 512;
 
+/// What differs between the kinds the controller runs.
+pub(crate) struct Flavor {
+    pub kind: Kind,
+    /// `apiVersion` and `kind` of the events' involved object.
+    pub api_version: &'static str,
+    pub kind_name: &'static str,
+    /// The component of the controller's events (`replicaset-controller`, `replication-controller`).
+    pub component: &'static str,
+    /// The set's selector; `None` when malformed.
+    pub selector: fn(&Value) -> Option<Selector>,
+}
+
+/// apps/v1 ReplicaSets.
+pub(crate) static REPLICA_SET: Flavor = Flavor {
+    kind: Kind::ReplicaSet,
+    api_version: "apps/v1",
+    kind_name: "ReplicaSet",
+    component: "replicaset-controller",
+    selector: |rs| Selector::parse(rs.pointer("/spec/selector")),
+};
+
+/// core/v1 ReplicationControllers: the selector map is `matchLabels`.
+pub(crate) static REPLICATION_CONTROLLER: Flavor = Flavor {
+    kind: Kind::ReplicationController,
+    api_version: "v1",
+    kind_name: "ReplicationController",
+    component: "replication-controller",
+    selector: |rc| {
+        Selector::parse(Some(
+            &crate::resources::replicationcontroller::label_selector(rc),
+        ))
+    },
+};
+
+impl Flavor {
+    /// The sets of `ns` to requeue for `child`: its controller, or for an orphan every set selecting it
+    /// (an empty selector selects nothing).
+    fn sets_for(&self, sets: &BTreeMap<Key, Stored>, ns: &str, child: &Stored) -> Vec<Key> {
+        let owner = child.controller_uid();
+        sets.range((ns.to_string(), String::new())..)
+            .take_while(|((set_ns, _), _)| set_ns == ns)
+            .filter(|(_, set)| match owner {
+                Some(uid) => uid == set.uid(),
+                None => (self.selector)(&set.value)
+                    .is_some_and(|s| !s.is_empty() && s.matches(&child.labels())),
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
 struct Cache {
+    flavor: &'static Flavor,
     rs_prefix: String,
     sets: BTreeMap<Key, Stored>,
     pods: BTreeMap<Key, Stored>,
@@ -48,9 +101,10 @@ struct Cache {
 }
 
 impl Cache {
-    fn new() -> Cache {
+    fn new(flavor: &'static Flavor) -> Cache {
         Cache {
-            rs_prefix: by_kind(Kind::ReplicaSet).prefix(None),
+            flavor,
+            rs_prefix: by_kind(flavor.kind).prefix(None),
             sets: BTreeMap::new(),
             pods: BTreeMap::new(),
             queue: Queue::new(),
@@ -95,8 +149,8 @@ impl Cache {
             // Requeue the controller of the pod or, for an orphan, every ReplicaSet of its namespace selecting it.
             Some(Applied::Changed { key, old, new }) => {
                 for pod in old.iter().chain(&new) {
-                    self.queue
-                        .mark_all(owners::sets_for(&self.sets, &key.0, pod));
+                    let sets = self.flavor.sets_for(&self.sets, &key.0, pod);
+                    self.queue.mark_all(sets);
                 }
             }
             None => {}
@@ -107,10 +161,26 @@ impl Cache {
 /// Run the ReplicaSet controller until `shutdown` turns true.
 pub async fn run(
     store: Arc<dyn Store>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    run_flavor(&REPLICA_SET, store, shutdown).await
+}
+
+/// Run the ReplicationController controller (kube's replication manager) until `shutdown` turns true.
+pub async fn run_replication(
+    store: Arc<dyn Store>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    run_flavor(&REPLICATION_CONTROLLER, store, shutdown).await
+}
+
+async fn run_flavor(
+    flavor: &'static Flavor,
+    store: Arc<dyn Store>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let api = Api::new(store.clone());
-    let mut cache = Cache::new();
+    let mut cache = Cache::new(flavor);
     let mut sets = Reflector::new(store.clone(), &cache.rs_prefix);
     let mut pods = Reflector::new(store, super::PODS_PREFIX);
     while !*shutdown.borrow() {
@@ -140,8 +210,8 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), error = %err.message,
-                        "failed to sync replica set; will retry");
+                    tracing::warn!(kind = flavor.kind_name, set = %format!("{}/{}", key.0, key.1),
+                        error = %err.message, "failed to sync replica set; will retry");
                     cache.queue.failed(key, jiff::Timestamp::now().as_second());
                 }
             }
@@ -150,11 +220,18 @@ pub async fn run(
     Ok(())
 }
 
-async fn event(api: &Api, rs: &Value, type_: EventType, reason: &str, message: &str) {
-    let object = ObjectRef::of("apps/v1", "ReplicaSet", rs);
+async fn event(
+    api: &Api,
+    flavor: &Flavor,
+    rs: &Value,
+    type_: EventType,
+    reason: &str,
+    message: &str,
+) {
+    let object = ObjectRef::of(flavor.api_version, flavor.kind_name, rs);
     events::record_for(
         api.store.as_ref(),
-        COMPONENT,
+        flavor.component,
         &object,
         type_,
         reason,
@@ -169,8 +246,9 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
         return Ok(None);
     };
     let (ns, _) = key;
-    let Some(selector) = Selector::parse(rs.value.pointer("/spec/selector")) else {
-        tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), "invalid selector; not syncing");
+    let flavor = cache.flavor;
+    let Some(selector) = (flavor.selector)(&rs.value) else {
+        tracing::warn!(kind = flavor.kind_name, set = %format!("{}/{}", key.0, key.1), "invalid selector; not syncing");
         return Ok(None);
     };
     let mut last_write: Option<Revision> = None;
@@ -211,14 +289,15 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
     if !rs.deleting() {
         let want = int_at(&rs.value, "/spec/replicas").unwrap_or(1).max(0) as usize;
         if owned.len() < want {
-            let (rev, err) = create_pods(api, &rs.value, (want - owned.len()).min(BURST)).await;
+            let count = (want - owned.len()).min(BURST);
+            let (rev, err) = create_pods(api, flavor, &rs.value, count).await;
             if let Some(rev) = rev {
                 last_write = Some(last_write.map_or(rev, |l| l.max(rev)));
             }
             manage_error = err.map(|e| ("FailedCreate".to_string(), e));
         } else if owned.len() > want {
             let victims = pods::to_delete(&owned_refs, (owned.len() - want).min(BURST));
-            let (rev, err) = delete_pods(api, &rs.value, &victims).await;
+            let (rev, err) = delete_pods(api, flavor, &rs.value, &victims).await;
             if let Some(rev) = rev {
                 last_write = Some(last_write.map_or(rev, |l| l.max(rev)));
             }
@@ -228,7 +307,7 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
     let now = jiff::Timestamp::now().as_second();
     let counts = pods::counts(&rs.value, &owned_refs, now);
     cache.queue.recheck(key, counts.recheck_at);
-    status::write(api, &rs.value, &counts, manage_error.as_ref()).await?;
+    status::write(api, flavor.kind, &rs.value, &counts, manage_error.as_ref()).await?;
     match manage_error {
         Some((_, e)) => Err(e),
         None => Ok(last_write),
@@ -236,7 +315,12 @@ async fn sync(api: &Api, cache: &mut Cache, key: &Key) -> ApiResult<Option<Revis
 }
 
 /// Create `count` pods in slow-start batches (1, 2, 4, …), stopping at the first batch with an error.
-async fn create_pods(api: &Api, rs: &Value, count: usize) -> (Option<Revision>, Option<ApiError>) {
+async fn create_pods(
+    api: &Api,
+    flavor: &Flavor,
+    rs: &Value,
+    count: usize,
+) -> (Option<Revision>, Option<ApiError>) {
     let def = by_kind(Kind::Pod);
     let ns = owners::str_at(rs, "/metadata/namespace");
     let opts = super::object::write_opts(MANAGER);
@@ -257,6 +341,7 @@ async fn create_pods(api: &Api, rs: &Value, count: usize) -> (Option<Revision>, 
                     owners::note_write(&mut last, &pod);
                     event(
                         api,
+                        flavor,
                         rs,
                         EventType::Normal,
                         "SuccessfulCreate",
@@ -267,6 +352,7 @@ async fn create_pods(api: &Api, rs: &Value, count: usize) -> (Option<Revision>, 
                 Err(e) => {
                     event(
                         api,
+                        flavor,
                         rs,
                         EventType::Warning,
                         "FailedCreate",
@@ -289,6 +375,7 @@ async fn create_pods(api: &Api, rs: &Value, count: usize) -> (Option<Revision>, 
 /// Delete `victims` through the REST delete (graceful), each guarded by its uid.
 async fn delete_pods(
     api: &Api,
+    flavor: &Flavor,
     rs: &Value,
     victims: &[Stored],
 ) -> (Option<Revision>, Option<ApiError>) {
@@ -315,6 +402,7 @@ async fn delete_pods(
                 owners::note_write(&mut last, &gone);
                 event(
                     api,
+                    flavor,
                     rs,
                     EventType::Normal,
                     "SuccessfulDelete",
@@ -326,6 +414,7 @@ async fn delete_pods(
             Err(e) => {
                 event(
                     api,
+                    flavor,
                     rs,
                     EventType::Warning,
                     "FailedDelete",

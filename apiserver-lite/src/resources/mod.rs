@@ -5,14 +5,18 @@ pub mod config;
 pub mod controllerrevision;
 pub mod cronjob;
 pub mod daemonset;
+pub mod default_class;
 pub mod event_v1;
 pub mod hpa;
+pub mod ingress;
 pub mod job;
 pub mod limitrange;
 pub mod netpol;
 pub mod pdb;
 pub mod pod;
+pub mod priorityclass;
 pub mod quota;
+pub mod replicationcontroller;
 pub mod service;
 pub mod statefulset;
 pub mod storage;
@@ -72,8 +76,15 @@ pub enum Kind {
     LimitRange,
     /// networking.k8s.io/v1 (see `netpol`; enforced by the agent).
     NetworkPolicy,
+    // networking.k8s.io/v1 (see `ingress`; stored and validated, no controller routes them).
+    Ingress,
+    IngressClass,
     /// core/v1 (see `quota`; charged by its admission, recomputed by `crate::controllers::quota`).
     ResourceQuota,
+    /// scheduling.k8s.io/v1 (see `priorityclass`; resolved into pods by its Priority admission).
+    PriorityClass,
+    /// core/v1 (see `replicationcontroller`; run by `crate::controllers::replicaset`, scaled by `crate::scale`).
+    ReplicationController,
 }
 
 #[derive(Debug)]
@@ -349,6 +360,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         has_status: true,
     },
     ResourceDef {
+        kind_id: Kind::ReplicationController,
+        group: "",
+        version: "v1",
+        plural: "replicationcontrollers",
+        singular: "replicationcontroller",
+        kind: "ReplicationController",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: &["all"],
+        subresources: &["status", "scale"],
+        has_status: true,
+    },
+    ResourceDef {
         kind_id: Kind::DaemonSet,
         group: "apps",
         version: "v1",
@@ -492,6 +516,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         has_status: false,
     },
     ResourceDef {
+        kind_id: Kind::Ingress,
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "ingresses",
+        singular: "ingress",
+        kind: "Ingress",
+        namespaced: true,
+        short_names: &["ing"],
+        categories: &[],
+        subresources: &["status"],
+        has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::IngressClass,
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "ingressclasses",
+        singular: "ingressclass",
+        kind: "IngressClass",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
+    },
+    ResourceDef {
         kind_id: Kind::ResourceQuota,
         group: "",
         version: "v1",
@@ -503,6 +553,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &["status"],
         has_status: true,
+    },
+    ResourceDef {
+        kind_id: Kind::PriorityClass,
+        group: "scheduling.k8s.io",
+        version: "v1",
+        plural: "priorityclasses",
+        singular: "priorityclass",
+        kind: "PriorityClass",
+        namespaced: false,
+        short_names: &["pc"],
+        categories: &[],
+        subresources: &[],
+        has_status: false,
     },
     // autoscaling: v2 first, the preferred version; v1 shares its storage (`hpa::convert`).
     ResourceDef {
@@ -605,7 +668,9 @@ impl ResourceDef {
             Kind::ConfigMap | Kind::Endpoints | Kind::ServiceAccount | Kind::Deployment => {
                 &["metadata.name", "metadata.namespace"]
             }
-            Kind::ReplicaSet => &["metadata.name", "metadata.namespace", "status.replicas"],
+            Kind::ReplicaSet | Kind::ReplicationController => {
+                &["metadata.name", "metadata.namespace", "status.replicas"]
+            }
             Kind::DaemonSet | Kind::StatefulSet | Kind::ControllerRevision => {
                 &["metadata.name", "metadata.namespace"]
             }
@@ -616,8 +681,11 @@ impl ResourceDef {
             }
             Kind::LimitRange => &["metadata.name", "metadata.namespace"],
             Kind::NetworkPolicy => &["metadata.name", "metadata.namespace"],
+            Kind::Ingress => &["metadata.name", "metadata.namespace"],
+            Kind::IngressClass => &["metadata.name"],
             Kind::ResourceQuota => &["metadata.name", "metadata.namespace"],
             Kind::PersistentVolume | Kind::StorageClass => &["metadata.name"],
+            Kind::PriorityClass => &["metadata.name"],
             Kind::HorizontalPodAutoscaler | Kind::HorizontalPodAutoscalerV1 => {
                 &["metadata.name", "metadata.namespace"]
             }
@@ -656,7 +724,9 @@ impl ResourceDef {
                 .unwrap_or(false)
                 .to_string();
         }
-        if self.kind_id == Kind::ReplicaSet && field == "status.replicas" {
+        if matches!(self.kind_id, Kind::ReplicaSet | Kind::ReplicationController)
+            && field == "status.replicas"
+        {
             // kube formats the int32 (0 when unset).
             return obj
                 .pointer("/status/replicas")
@@ -727,7 +797,10 @@ impl ResourceDef {
             Kind::HorizontalPodAutoscaler => hpa::normalize(v),
             Kind::HorizontalPodAutoscalerV1 => hpa::convert::normalize_v1(v),
             Kind::NetworkPolicy => netpol::normalize(v),
+            Kind::Ingress | Kind::IngressClass => ingress::normalize(self.kind_id, v),
             Kind::ResourceQuota => quota::normalize(v),
+            Kind::PriorityClass => priorityclass::normalize(v),
+            Kind::ReplicationController => replicationcontroller::normalize(v),
         }
     }
 
@@ -765,7 +838,10 @@ impl ResourceDef {
             Kind::HorizontalPodAutoscaler => hpa::prepare_create(obj),
             Kind::HorizontalPodAutoscalerV1 => hpa::convert::prepare_create_v1(obj),
             Kind::NetworkPolicy => netpol::defaults(obj),
+            Kind::Ingress | Kind::IngressClass => ingress::prepare_create(self.kind_id, obj),
             Kind::ResourceQuota => quota::prepare_create(obj),
+            Kind::PriorityClass => priorityclass::defaults(obj),
+            Kind::ReplicationController => replicationcontroller::prepare_create(obj),
             _ => {}
         }
     }
@@ -792,6 +868,10 @@ impl ResourceDef {
                 *new = hpa::convert::to_v1(&v2);
             }
             Kind::NetworkPolicy => netpol::defaults(new),
+            Kind::PriorityClass => priorityclass::defaults(new),
+            Kind::Pod => priorityclass::admission::keep_on_update(old, new),
+            Kind::Ingress | Kind::IngressClass => ingress::defaults(self.kind_id, new),
+            Kind::ReplicationController => replicationcontroller::defaults(new),
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 storage::prepare_update(self.kind_id, old, new)
             }
@@ -807,6 +887,9 @@ impl ResourceDef {
         }
         if self.kind_id == Kind::CronJob {
             errs.extend(cronjob::validate_create(obj));
+        }
+        if self.kind_id == Kind::Ingress {
+            errs.extend(ingress::validate_create(obj));
         }
         errs
     }
@@ -841,7 +924,10 @@ impl ResourceDef {
                 errs.extend(hpa::validate(&hpa::convert::to_v2(obj)))
             }
             Kind::NetworkPolicy => errs.extend(netpol::validate(obj)),
+            Kind::IngressClass => errs.extend(ingress::validate_class(obj)),
             Kind::ResourceQuota => errs.extend(quota::validate(obj)),
+            Kind::PriorityClass => errs.extend(priorityclass::validate(obj)),
+            Kind::ReplicationController => errs.extend(replicationcontroller::validate(obj)),
             _ => {}
         }
         crate::authz::kinds::validate(self.kind_id, obj, &mut errs);
@@ -908,6 +994,9 @@ impl ResourceDef {
             Kind::CronJob => errs.extend(cronjob::validate_update(old, new)),
             Kind::StatefulSet => errs.extend(statefulset::validate_update(old, new)),
             Kind::ControllerRevision => errs.extend(controllerrevision::validate_update(old, new)),
+            Kind::PriorityClass => errs.extend(priorityclass::validate_update(old, new)),
+            Kind::Ingress => errs.extend(ingress::validate_update(old, new)),
+            Kind::IngressClass => errs.extend(ingress::validate_class_update(old, new)),
             Kind::PersistentVolume | Kind::PersistentVolumeClaim | Kind::StorageClass => {
                 errs.extend(storage::validate_update(self.kind_id, old, new))
             }

@@ -120,8 +120,7 @@ pub fn apply_defaults(pod: &mut Value, create: bool) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "enableServiceLinks", json!(true));
     set_default(spec, "securityContext", json!({}));
-    set_default(spec, "priority", json!(0));
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    // `priority` and `preemptionPolicy` are the Priority admission's (`super::priorityclass::admission`).
     volumes::apply_defaults(spec);
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
@@ -617,7 +616,10 @@ mod tests {
         assert_eq!(s["dnsPolicy"], "ClusterFirst");
         assert_eq!(s["schedulerName"], "default-scheduler");
         assert_eq!(s["enableServiceLinks"], true);
-        assert_eq!(s["priority"], 0);
+        assert!(
+            s.get("priority").is_none(),
+            "the Priority admission sets it"
+        );
         assert_eq!(s["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(s["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(s["containers"][0]["ports"][0]["protocol"], "TCP");

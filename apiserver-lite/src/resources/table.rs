@@ -388,6 +388,7 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
         }
         Kind::CertificateSigningRequest => crate::csr::columns(name, age),
         Kind::Deployment | Kind::ReplicaSet => super::workloads::columns(def.kind_id, name, age),
+        Kind::ReplicationController => super::replicationcontroller::columns(name, age),
         Kind::DaemonSet => super::daemonset::columns(name, age),
         Kind::Job => super::job::columns(name, age),
         Kind::CronJob => super::cronjob::columns(name, age),
@@ -402,7 +403,9 @@ pub fn columns(def: &ResourceDef) -> Vec<Value> {
             super::hpa::columns(name, age)
         }
         Kind::NetworkPolicy => super::netpol::columns(name, age),
+        Kind::Ingress | Kind::IngressClass => super::ingress::columns(def.kind_id, name, age),
         Kind::ResourceQuota => super::quota::columns(name, age),
+        Kind::PriorityClass => super::priorityclass::columns(name, age),
     }
 }
 
@@ -612,6 +615,7 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         }
         Kind::CertificateSigningRequest => crate::csr::cells(obj, name, age),
         Kind::Deployment | Kind::ReplicaSet => super::workloads::cells(def.kind_id, obj, name, age),
+        Kind::ReplicationController => super::replicationcontroller::cells(obj, name, age),
         Kind::DaemonSet => super::daemonset::cells(obj, name, age),
         Kind::Job => super::job::cells(obj, name, age),
         Kind::CronJob => super::cronjob::cells(obj, name, age),
@@ -627,7 +631,9 @@ pub fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
             super::hpa::cells(&super::hpa::convert::to_v2(obj), name, age)
         }
         Kind::NetworkPolicy => super::netpol::cells(obj, name, age),
+        Kind::Ingress | Kind::IngressClass => super::ingress::cells(def.kind_id, obj, name, age),
         Kind::ResourceQuota => super::quota::cells(obj, name, age),
+        Kind::PriorityClass => super::priorityclass::cells(obj, name, age),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The TLS listener: rustls (client certificates optional, verified against the cluster CA when given),
 //! HTTP/1.1 and h2 by ALPN, one task per connection.
 
+pub mod metrics;
 pub mod router;
 
 use std::convert::Infallible;

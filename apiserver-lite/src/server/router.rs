@@ -37,6 +37,8 @@ pub struct State {
     pub sa_key: crate::serviceaccount::SigningKey,
     /// Latest resource metrics of nodes and pods (`metrics.k8s.io`).
     pub metrics: std::sync::Arc<crate::metrics::MetricsStore>,
+    /// The server's own request metrics (`/metrics`).
+    pub requests: Arc<super::metrics::RequestMetrics>,
 }
 
 fn json_response(code: u16, v: &Value, content_type: &str) -> Response<Body> {
@@ -125,13 +127,43 @@ pub async fn handle(
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let info = super::metrics::RequestInfo::parse(
+        &method,
+        &path,
+        req.uri().query(),
+        header_str(&req, header::CONTENT_TYPE),
+    );
+    let in_flight = state.requests.start(info);
     let resp = handle_inner(&state, peer, req).await;
     let resp = match resp {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
     tracing::debug!(%method, %path, code = resp.status().as_u16(), "request");
-    resp
+    state.requests.finish(in_flight, resp)
+}
+
+/// `GET /metrics`: allowed to whoever may `get` the non-resource URL (kube's `system:monitoring`).
+async fn metrics(state: &State, user: &UserInfo, method: &Method) -> ApiResult<Response<Body>> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
+    let a = crate::authz::Attributes {
+        user: user.name.clone(),
+        groups: crate::authz::effective_groups(user),
+        verb: "get".into(),
+        path: "/metrics".into(),
+        ..Default::default()
+    };
+    if let crate::authz::Decision::Deny(reason) = state.authz.authorize(&a).await? {
+        return Err(crate::authz::forbidden(&a, &reason));
+    }
+    let mut r = Response::new(Body::from(state.requests.render()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
 }
 
 async fn authenticate(
@@ -248,6 +280,7 @@ async fn handle_inner(
         }
     };
     match segs.as_slice() {
+        ["metrics"] => metrics(state, &user, &method).await,
         ["api"] => {
             get_only(&method)?;
             Ok(match discovery::wants_aggregated(&accept) {

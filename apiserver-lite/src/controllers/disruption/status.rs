@@ -14,11 +14,12 @@ use crate::resources::workloads::selector_matches;
 pub const DELETION_TIMEOUT_SECS: i64 = 120;
 
 /// The workloads whose scale is the denominator of a percentage (kube's pod controller finders, without
-/// ReplicationControllers and the generic `scale` lookup, which skiff does not serve).
+/// the generic `scale` lookup of custom resources, which skiff does not serve).
 pub struct Workloads<'a> {
     pub replicasets: &'a BTreeMap<Key, Stored>,
     pub deployments: &'a BTreeMap<Key, Stored>,
     pub statefulsets: &'a BTreeMap<Key, Stored>,
+    pub replicationcontrollers: &'a BTreeMap<Key, Stored>,
 }
 
 /// `(uid, spec.replicas)` of the object `name` in `objects` of namespace `ns` if its uid is `uid`.
@@ -59,6 +60,9 @@ impl Workloads<'_> {
             }
             ("StatefulSet", "apps") => {
                 scale_of(self.statefulsets, ns, name, uid).map(|n| (uid.to_string(), n))
+            }
+            ("ReplicationController", "") => {
+                scale_of(self.replicationcontrollers, ns, name, uid).map(|n| (uid.to_string(), n))
             }
             _ => None,
         }

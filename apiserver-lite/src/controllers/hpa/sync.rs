@@ -68,6 +68,7 @@ impl Controller {
         let kind = match s(&spec, "/scaleTargetRef/kind") {
             "Deployment" => Some(Kind::Deployment),
             "ReplicaSet" => Some(Kind::ReplicaSet),
+            "ReplicationController" => Some(Kind::ReplicationController),
             "StatefulSet" => Some(Kind::StatefulSet),
             _ => None,
         };

@@ -1,4 +1,5 @@
-//! The status of a ReplicaSet (kube's `calculateStatus` / `updateReplicaSetStatus`).
+//! The status of a ReplicaSet or ReplicationController (kube's `calculateStatus` /
+//! `updateReplicaSetStatus`; both kinds have the same status fields).
 
 use serde_json::{Value, json};
 
@@ -53,9 +54,10 @@ fn next_status(rs: &Value, counts: &Counts, failure: Option<&(String, ApiError)>
     Value::Object(status)
 }
 
-/// Write the status through `replicasets/status` when it differs from the stored one.
+/// Write the status through `<kind>/status` when it differs from the stored one.
 pub async fn write(
     api: &Api,
+    kind: Kind,
     rs: &Value,
     counts: &Counts,
     failure: Option<&(String, ApiError)>,
@@ -66,7 +68,7 @@ pub async fn write(
     }
     let mut body = rs.clone();
     body["status"] = status;
-    let def = by_kind(Kind::ReplicaSet);
+    let def = by_kind(kind);
     let ns = owners::str_at(rs, "/metadata/namespace");
     let name = owners::str_at(rs, "/metadata/name");
     match api

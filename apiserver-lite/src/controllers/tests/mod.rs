@@ -15,6 +15,7 @@ mod leader;
 mod node_lifecycle;
 mod quota;
 mod replicaset;
+mod replicaset_rc;
 mod root_ca;
 mod scheduler;
 mod service_lb;

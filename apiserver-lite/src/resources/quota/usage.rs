@@ -138,6 +138,14 @@ const CLAIM_RESOURCES: &[&str] = &[
     "requests.storage",
 ];
 
+/// Core kinds whose object count also goes by its bare plural (kube's `legacyObjectCountAliases`).
+const LEGACY_COUNTS: [&str; 4] = [
+    "configmaps",
+    "secrets",
+    "resourcequotas",
+    "replicationcontrollers",
+];
+
 /// One of kube's quota evaluators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Evaluator {
@@ -184,7 +192,7 @@ impl Evaluator {
                 Some((plural, group)) => (group, plural),
                 None => ("", rest),
             },
-            None if ["configmaps", "secrets", "resourcequotas"].contains(&name) => ("", name),
+            None if LEGACY_COUNTS.contains(&name) => ("", name),
             None => return None,
         };
         find_resource(group, plural).map(Evaluator::for_def)
@@ -208,9 +216,7 @@ impl Evaluator {
             Evaluator::Claims => CLAIM_RESOURCES.contains(&name) || storage_class_resource(name),
             Evaluator::Count(group, plural) => {
                 name == count_name(group, plural)
-                    || (group.is_empty()
-                        && ["configmaps", "secrets", "resourcequotas"].contains(plural)
-                        && name == *plural)
+                    || (group.is_empty() && LEGACY_COUNTS.contains(plural) && name == *plural)
             }
         }
     }
@@ -255,8 +261,7 @@ impl Evaluator {
             Evaluator::Claims => claim_usage(obj, &mut u),
             Evaluator::Count(group, plural) => {
                 u.insert(count_name(group, plural), Amount::count(1));
-                if group.is_empty() && ["configmaps", "secrets", "resourcequotas"].contains(plural)
-                {
+                if group.is_empty() && LEGACY_COUNTS.contains(plural) {
                     u.insert(plural.to_string(), Amount::count(1));
                 }
             }

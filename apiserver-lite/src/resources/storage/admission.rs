@@ -18,22 +18,7 @@ use crate::status::{ApiError, ApiResult};
 
 /// The default class among `classes`: kube's `getDefaultClass` (newest creation time first, then name).
 pub fn default_class(classes: &[Value]) -> Option<String> {
-    let created = |c: &Value| {
-        c.pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-    };
-    let name = |c: &Value| {
-        c.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    classes
-        .iter()
-        .filter(|c| is_default_class(c))
-        .min_by(|a, b| created(b).cmp(&created(a)).then(name(a).cmp(&name(b))))
-        .map(name)
+    crate::resources::default_class::newest(classes, is_default_class)
 }
 
 /// Append `finalizer` unless present.
@@ -68,12 +53,8 @@ pub async fn admit_create(api: &Api, kind: Kind, obj: &mut Value) -> ApiResult<(
     match kind {
         Kind::PersistentVolumeClaim => {
             if !has_class(obj) {
-                let def = by_kind(Kind::StorageClass);
-                let (kvs, _) = api.store.list(&def.prefix(None)).await?;
-                let classes: Vec<Value> = kvs
-                    .iter()
-                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-                    .collect();
+                let classes =
+                    crate::resources::default_class::list(api, Kind::StorageClass).await?;
                 if let Some(name) = default_class(&classes) {
                     if obj.get("spec").is_none_or(|s| !s.is_object()) {
                         obj["spec"] = json!({});

@@ -51,6 +51,7 @@ struct Fixture {
     rs: BTreeMap<Key, Stored>,
     deploy: BTreeMap<Key, Stored>,
     sts: BTreeMap<Key, Stored>,
+    rc: BTreeMap<Key, Stored>,
 }
 
 impl Fixture {
@@ -64,6 +65,7 @@ impl Fixture {
             .collect(),
             deploy: [object("web", "d1", 5, None)].into_iter().collect(),
             sts: [object("db", "s1", 3, None)].into_iter().collect(),
+            rc: [object("legacy", "rc1", 6, None)].into_iter().collect(),
         }
     }
     fn workloads(&self) -> Workloads<'_> {
@@ -71,6 +73,7 @@ impl Fixture {
             replicasets: &self.rs,
             deployments: &self.deploy,
             statefulsets: &self.sts,
+            replicationcontrollers: &self.rc,
         }
     }
 }
@@ -170,6 +173,14 @@ fn percentages_and_max_unavailable_use_the_controllers_scale() {
     // expected 2, maxUnavailable ceil(25% of 2) = 1, desired 1, 2 healthy.
     assert_eq!(counts(&c), (2, 1, 2, 1));
     assert_eq!(c.unmanaged, ["o"]);
+    // A core/v1 ReplicationController counts with its scale (6): expected 6, desired ceil(50%) = 3.
+    let mut rc_pod = pod("r", true, Some(("ReplicationController", "legacy", "rc1")));
+    rc_pod["metadata"]["ownerReferences"][0]["apiVersion"] = json!("v1");
+    let c = compute_for(
+        &pdb(json!({"minAvailable": "50%", "selector": sel}), json!({})),
+        &[rc_pod],
+    );
+    assert_eq!(counts(&c), (6, 3, 1, 0));
     // A controller skiff does not know (or a stale uid) makes the sync fail.
     let f = Fixture::new();
     let bad = pod("x", true, Some(("ReplicaSet", "web-abc", "not-rs1")));
