@@ -160,7 +160,14 @@ async fn pending_unready_and_doubly_covered_pods() {
         .await
         .expect("mark c unready");
     wait_counts(&c, "web", (3, 2, 2, 0)).await;
-    evict(&c, "c").await.expect("unready pod evicted");
+    // The delete is guarded by the version judged unready: a concurrent write to the pod (the scheduler's
+    // Unschedulable condition) makes it a 429 to retry, as kube's and as kubectl drain does.
+    let mut tries = 0;
+    while let Err(e) = evict(&c, "c").await {
+        tries += 1;
+        assert!(e.code == 429 && tries < 5, "unready pod evicted: {e:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // Two budgets select the same pod: kube's 500.
     c.create(
