@@ -1,6 +1,7 @@
 //! The scheduler: watches pods and nodes, places every pending pod of `default-scheduler` on a node that
 //! passes the filters (readiness, unschedulable, taints, node selector/affinity, host ports, resources,
-//! volumes), preferring the least allocated one, and binds it.
+//! volumes), preferring the least allocated one, and binds it. Pods waiting together are placed by
+//! `spec.priority`, highest first (kube's PrioritySort); there is no preemption.
 //!
 //! Like kube-scheduler it *assumes* a placement in its cache at once and binds in a separate task, so a
 //! burst of pods is placed without waiting on a commit per pod and without overcommitting a node.
@@ -398,7 +399,18 @@ impl Scheduler {
             return;
         }
         let mut usage = self.usage();
-        while let Some(key) = self.queue.pop_front() {
+        // kube's PrioritySort: of the pods waiting together, the higher `spec.priority` is placed first (it
+        // takes the room a lower one would have taken); equal ones keep their queue order.
+        let mut batch: Vec<String> = self.queue.drain(..).collect();
+        batch.sort_by_cached_key(|key| {
+            std::cmp::Reverse(
+                self.pods
+                    .get(key)
+                    .and_then(|e| e.pod.spec.as_ref()?.priority)
+                    .unwrap_or(0),
+            )
+        });
+        for key in batch {
             self.queued.remove(&key);
             let Some(entry) = self.pods.get(&key) else {
                 continue;

@@ -104,6 +104,44 @@ async fn unschedulable_pod_is_reported_once_and_bound_when_a_node_gets_ready() {
     h.stop().await;
 }
 
+/// kube's PrioritySort: pods that wait together for room are placed highest `spec.priority` first, so the one
+/// high-priority pod takes the only room although five lower ones waited with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_pods_are_placed_first() {
+    let h = Harness::start();
+    h.put("/registry/nodes/n1", node("n1", false, "1")).await;
+    let mut names: Vec<(String, i64)> = (0..5).map(|i| (format!("low{i}"), 10)).collect();
+    names.insert(2, ("high".to_string(), 1000));
+    for (name, priority) in &names {
+        let mut p = pod("default", name, Some("600m"));
+        p["spec"]["priority"] = json!(priority);
+        h.put(&format!("/registry/pods/default/{name}"), p).await;
+    }
+    for (name, _) in &names {
+        h.wait_for(
+            &format!("/registry/pods/default/{name}"),
+            "Unschedulable",
+            |p| condition(p, "PodScheduled").is_some_and(|c| c["status"] == "False"),
+        )
+        .await;
+    }
+    h.set_ready("n1", true).await;
+    let high = h.wait_bound("/registry/pods/default/high").await;
+    assert_eq!(node_name(&high), Some("n1"));
+    for (name, _) in names.iter().filter(|(n, _)| n != "high") {
+        h.wait_for(
+            &format!("/registry/pods/default/{name}"),
+            "Insufficient cpu",
+            |p| {
+                condition(p, "PodScheduled")
+                    .is_some_and(|c| c["message"] == "0/1 nodes are available: 1 Insufficient cpu.")
+            },
+        )
+        .await;
+    }
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_are_respected_and_freed() {
     let h = Harness::start();
