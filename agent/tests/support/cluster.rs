@@ -470,6 +470,14 @@ pub fn start(s: Setup<'_>) -> Cluster {
     if !extra.iter().any(|a| a == "--proxy-mode") {
         extra.extend(["--proxy-mode".into(), "none".into()]);
     }
+    // No NetworkPolicy table in the host's nftables unless a test asks: `inet skiff-netpol` is the lab's, and
+    // agents of tests running side by side would overwrite each other's.
+    if !extra
+        .iter()
+        .any(|a| a.to_string_lossy().starts_with("--network-policy"))
+    {
+        extra.extend(["--network-policy".into(), "false".into()]);
+    }
     // No cluster DNS address on the host's interfaces unless a test asks (it would be the lab's).
     if !extra.iter().any(|a| a == "--cluster-dns") {
         extra.extend(["--cluster-dns".into(), "none".into()]);
