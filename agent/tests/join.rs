@@ -277,7 +277,14 @@ async fn agent_binary_joins_with_server_and_token_flags() {
         .arg("--registry-config")
         .arg(dir.join("registries.yaml"))
         .args(["--kubelet-port", "0"])
-        .args(["--proxy-mode", "none", "--cluster-dns", "none"])
+        .args([
+            "--proxy-mode",
+            "none",
+            "--cluster-dns",
+            "none",
+            "--network-policy",
+            "false",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -345,8 +352,18 @@ async fn agent_joined_with_a_token_registers_a_ready_node() {
         .arg("--registry-config")
         .arg(dir.join("registries.yaml"))
         .args(["--cluster-cidr", "10.233.0.0/16", "--kubelet-port", "0"])
-        // Neither the service proxy's nor the cluster DNS address's changes to the host's network.
-        .args(["--proxy-mode", "none", "--cluster-dns", "none"])
+        // Pod cgroups under a parent of its own, not the lab's `skiff`.
+        .args(["--cgroup-parent", "skiff-join-test"])
+        // Neither the service proxy's, the cluster DNS address's nor the network policies' changes to the
+        // host's network.
+        .args([
+            "--proxy-mode",
+            "none",
+            "--cluster-dns",
+            "none",
+            "--network-policy",
+            "false",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
@@ -355,8 +372,8 @@ async fn agent_joined_with_a_token_registers_a_ready_node() {
     let _agent = support::cluster::Agent {
         child,
         log: log.clone(),
-        cgroup_parent: None,
-        namespace: None,
+        cgroup_parent: Some("skiff-join-test".into()),
+        namespace: Some("skiff-join-test".into()),
     };
     let admin = client(&dir.join("apiserver/admin.kubeconfig")).await;
     let nodes: Api<Node> = Api::all(admin);
