@@ -18,7 +18,6 @@ mod validation;
 use serde_json::{Value, json};
 
 use super::Kind;
-use crate::status::FieldError;
 
 pub use class::{validate_class, validate_class_update};
 pub use validation::{validate_create, validate_update};
@@ -269,13 +268,6 @@ pub fn cells(kind: Kind, obj: &Value, name: String, age: String) -> Vec<Value> {
         json!(ports),
         json!(age),
     ]
-}
-
-/// One `Invalid` error per message.
-fn invalid_each(path: &str, value: &str, msgs: Vec<String>) -> Vec<FieldError> {
-    msgs.iter()
-        .map(|m| FieldError::invalid(path, &json!(value), m))
-        .collect()
 }
 
 #[cfg(test)]

@@ -17,6 +17,47 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// The DNS-1123 label pattern `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, whatever the length.
+pub fn label_pattern(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// `IsDNS1123Subdomain`'s messages.
+pub fn subdomain_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if !s.split('.').all(label_pattern) {
+        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+/// `IsDNS1123Label`'s messages.
+pub fn label_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !label_pattern(s) {
+        errs.push(DNS1123_LABEL_MSG.to_string());
+    }
+    errs
+}
+
+/// One `Invalid` error per message.
+pub fn invalid_each(path: &str, value: &str, msgs: Vec<String>) -> Vec<FieldError> {
+    msgs.iter()
+        .map(|m| FieldError::invalid(path, &serde_json::json!(value), m))
+        .collect()
+}
+
 pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }

@@ -4,10 +4,10 @@
 
 use serde_json::{Value, json};
 
-use super::invalid_each;
 use super::names::{
     check_domain_prefixed_path, label_errors, path_segment_errors, subdomain_errors,
 };
+use crate::resources::validation::invalid_each;
 use crate::status::FieldError;
 
 /// `maxLenIngressClassController`.

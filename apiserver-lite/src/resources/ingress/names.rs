@@ -6,35 +6,16 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use crate::resources::validation::{DNS1123_LABEL_MSG, DNS1123_SUBDOMAIN_MSG};
+#[cfg(test)]
+use crate::resources::validation::DNS1123_SUBDOMAIN_MSG;
+use crate::resources::validation::label_pattern;
+pub use crate::resources::validation::{label_errors, subdomain_errors};
 use crate::status::FieldError;
 
 const WILDCARD_MSG: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 const HTTP_PATH_MSG: &str =
     "Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')";
-
-/// The DNS-1123 label pattern `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, whatever the length.
-fn label_pattern(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// `IsDNS1123Subdomain`'s messages.
-pub fn subdomain_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push("must be no more than 253 characters".to_string());
-    }
-    if !s.split('.').all(label_pattern) {
-        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
-    }
-    errs
-}
 
 /// `IsWildcardDNS1123Subdomain`'s messages: `*.` followed by a DNS-1123 subdomain.
 pub fn wildcard_errors(s: &str) -> Vec<String> {
@@ -47,18 +28,6 @@ pub fn wildcard_errors(s: &str) -> Vec<String> {
         .is_some_and(|rest| rest.split('.').all(label_pattern));
     if !ok {
         errs.push(WILDCARD_MSG.to_string());
-    }
-    errs
-}
-
-/// `IsDNS1123Label`'s messages (namespace names).
-pub fn label_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
-    }
-    if !label_pattern(s) {
-        errs.push(DNS1123_LABEL_MSG.to_string());
     }
     errs
 }

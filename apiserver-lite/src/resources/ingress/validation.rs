@@ -4,11 +4,12 @@
 
 use serde_json::{Value, json};
 
+use super::CLASS_ANNOTATION;
 use super::names::{
     dns1035_errors, parses_as_ip, path_segment_errors, port_name_errors, subdomain_errors,
     wildcard_errors,
 };
-use super::{CLASS_ANNOTATION, invalid_each};
+use crate::resources::validation::invalid_each;
 use crate::resources::workloads::invalid_go;
 use crate::status::FieldError;
 

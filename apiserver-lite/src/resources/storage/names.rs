@@ -1,23 +1,12 @@
 //! kube's name checks with their exact messages (`IsQualifiedName`, `IsValidLabelValue`,
 //! `IsDNS1123Subdomain`), as field errors of the storage kinds quote them.
 
-use serde_json::json;
-
-use crate::resources::validation::{DNS1123_LABEL_MSG, DNS1123_SUBDOMAIN_MSG};
+use crate::resources::validation::label_errors;
+pub use crate::resources::validation::{invalid_each, subdomain_errors};
 use crate::status::FieldError;
 
 const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-
-/// The DNS-1123 label pattern `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, whatever the length.
-fn label_pattern(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
 
 /// The qualified-name / label-value pattern `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, whatever the length.
 fn name_pattern(s: &str) -> bool {
@@ -27,18 +16,6 @@ fn name_pattern(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-/// `IsDNS1123Subdomain`'s messages.
-pub fn subdomain_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push("must be no more than 253 characters".to_string());
-    }
-    if !s.split('.').all(label_pattern) {
-        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
-    }
-    errs
 }
 
 /// `IsQualifiedName`'s messages (`[prefix/]name`).
@@ -88,13 +65,6 @@ pub fn label_value_errors(s: &str) -> Vec<String> {
     errs
 }
 
-/// One `Invalid` error per message.
-pub fn invalid_each(path: &str, value: &str, msgs: Vec<String>) -> Vec<FieldError> {
-    msgs.iter()
-        .map(|m| FieldError::invalid(path, &json!(value), m))
-        .collect()
-}
-
 /// A DNS-1123 subdomain name (`ValidateDNS1123Subdomain`).
 pub fn check_subdomain(path: &str, value: &str) -> Vec<FieldError> {
     invalid_each(path, value, subdomain_errors(value))
@@ -102,12 +72,5 @@ pub fn check_subdomain(path: &str, value: &str) -> Vec<FieldError> {
 
 /// A DNS-1123 label (`ValidateDNS1123Label`).
 pub fn check_label(path: &str, value: &str) -> Vec<FieldError> {
-    let mut msgs = Vec::new();
-    if value.len() > 63 {
-        msgs.push("must be no more than 63 characters".to_string());
-    }
-    if !label_pattern(value) {
-        msgs.push(DNS1123_LABEL_MSG.to_string());
-    }
-    invalid_each(path, value, msgs)
+    invalid_each(path, value, label_errors(value))
 }
